@@ -1,0 +1,89 @@
+// formats: the ggml tensor types, described by one table.
+//
+// Every ggml type id has one Format entry: its ggml name, block geometry and,
+// for the types mixq can encode, its codec. Everything else in mixq (GGUF
+// reader and writer, CLI help, planner candidates, tests, benchmarks) iterates
+// this table; nothing outside src/formats switches on a type id.
+//
+// Codecs work on whole rows (n_elems a multiple of block_elems):
+//  - dequantize_row decodes exactly as ggml's to_float does (bit-exact);
+//  - quantize_row_ggml encodes byte-for-byte as ggml_quantize_chunk does;
+//  - quantize_row_best is mixq's own search: same block format, and per block
+//    an importance-weighted squared error never larger than quantize_row_ggml's.
+// `importance` is the per-column imatrix vector (length n_elems, the mean of
+// squared activations), or nullptr. Codecs are pure functions: thread-safe.
+//
+// Format facts are in shared/docs/ggml-formats.md, cited by section.
+#ifndef MIXQ_FORMATS_FORMATS_H_
+#define MIXQ_FORMATS_FORMATS_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace mixq::formats {
+
+using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n_elems);
+using QuantizeRowFn = void (*)(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
+struct Format {
+  std::string_view name;  // ggml's spelling, e.g. "Q4_K", "IQ4_XS", "F16"
+  uint32_t ggml_id;
+  int32_t block_elems;  // 0 for ids ggml removed
+  int32_t block_bytes;
+  bool quantized;                      // false for plain float/int storage
+  DequantizeRowFn dequantize_row;      // nullptr: mixq cannot decode it
+  QuantizeRowFn quantize_row_ggml;     // nullptr: mixq cannot encode it
+  QuantizeRowFn quantize_row_best;     // nullptr: mixq cannot encode it
+
+  double bpw() const { return block_elems > 0 ? 8.0 * block_bytes / block_elems : 0.0; }
+  bool can_encode() const { return quantize_row_ggml != nullptr; }
+  bool can_decode() const { return dequantize_row != nullptr; }
+  bool removed() const { return block_elems == 0; }
+};
+
+// All ggml type ids 0..kGgmlTypeCount-1, indexed by id.
+inline constexpr uint32_t kGgmlTypeCount = 43;
+std::span<const Format> AllFormats();
+
+// nullptr when the id is out of range.
+const Format* FindFormat(uint32_t ggml_id);
+// Case-insensitive ggml name ("q4_k", "Q4_K"); nullptr when unknown.
+const Format* FindFormatByName(std::string_view name);
+// Comma-separated names of the types mixq can encode, in table order.
+std::string EncodableFormatNames();
+
+// Bytes of one row of n_elems; InvalidArgument when n_elems is not a multiple of
+// the block size or the format is removed.
+Result<int64_t> RowBytes(const Format& format, int64_t n_elems);
+bool RowFits(const Format& format, int64_t n_elems);
+
+enum class QuantMethod {
+  kGgml,  // byte-identical to llama.cpp
+  kBest,  // mixq's search (default): never a larger weighted error
+};
+
+// Encodes n_rows rows of n_per_row floats into dst (n_rows * RowBytes bytes),
+// spreading rows over n_threads (<= 0: all cores). The output does not depend
+// on the thread count. Fails with InvalidArgument for shape mismatches and
+// Corruption when the input holds NaN or Inf (naming the row).
+// REQUIRES: importance is nullptr or has n_per_row values.
+Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
+                    int64_t n_per_row, const float* importance, int n_threads);
+
+// Decodes n_rows rows; NotSupported when the format has no decoder.
+Status DequantizeRows(const Format& format, const uint8_t* src, float* dst, int64_t n_rows, int64_t n_per_row,
+                      int n_threads);
+
+// IEEE conversions exactly as ggml performs them (ggml-formats.md §2.2).
+float F16ToF32(uint16_t bits);
+uint16_t F32ToF16(float value);
+float BF16ToF32(uint16_t bits);
+uint16_t F32ToBF16(float value);
+
+}  // namespace mixq::formats
+
+#endif  // MIXQ_FORMATS_FORMATS_H_

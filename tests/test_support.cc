@@ -1,0 +1,68 @@
+#include "test_support.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace mixq::testing {
+
+std::string SharedDir() { return MIXQ_SHARED_DIR; }
+std::string RefDevModel() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf"; }
+std::string RefVectorPath(const std::string& file) { return SharedDir() + "/refvectors/" + file; }
+
+std::vector<uint8_t> ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mixq-test-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+}  // namespace
+
+CommandResult RunCommand(const std::string& command_line) {
+  TempDir dir;
+  std::string out_path = dir.File("out"), err_path = dir.File("err");
+  std::string cmd = "(" + command_line + ") >" + out_path + " 2>" + err_path;
+  int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = Slurp(out_path);
+  r.err = Slurp(err_path);
+  return r;
+}
+
+CommandResult RunMixq(const std::string& args) { return RunCommand(std::string(MIXQ_BINARY) + " " + args); }
+
+std::string OraclePath() {
+  if (const char* env = std::getenv("MIXQ_ORACLE")) return env;
+  return MIXQ_ORACLE;
+}
+
+}  // namespace mixq::testing

@@ -1,0 +1,45 @@
+// Helpers shared by the test binaries: where the data is, temp dirs, running
+// the mixq binary and the gguf-oracle.
+#ifndef MIXQ_TESTS_TEST_SUPPORT_H_
+#define MIXQ_TESTS_TEST_SUPPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mixq::testing {
+
+std::string SharedDir();         // ../shared beside the repo
+std::string RefDevModel();       // the F16 GGUF the repo ships
+std::string RefVectorPath(const std::string& file);
+std::vector<uint8_t> ReadFileBytes(const std::string& path);
+void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
+
+// A fresh directory, removed with its contents at destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs a shell command line, capturing stdout and stderr.
+CommandResult RunCommand(const std::string& command_line);
+// Runs the built mixq binary with the given arguments (already shell-quoted).
+CommandResult RunMixq(const std::string& args);
+
+// Path of gguf-oracle, or empty when not configured (tests then GTEST_SKIP).
+std::string OraclePath();
+
+}  // namespace mixq::testing
+
+#endif  // MIXQ_TESTS_TEST_SUPPORT_H_
