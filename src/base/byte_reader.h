@@ -28,7 +28,7 @@ class ByteReader {
   template <typename T>
   Result<T> Read() {
     static_assert(std::is_trivially_copyable_v<T>);
-    T value;
+    T value{};
     MIXQ_TRY(ReadInto(&value, sizeof(T)));
     return value;
   }

@@ -1,0 +1,75 @@
+// cli: the only library that parses argv or prints.
+//
+// Each subcommand lives in src/cli/<name>.cc and exposes one Add<Name>
+// function that registers its flag table on the CLI11 app and a callback that
+// returns the process exit code. Shared pieces (exit codes, error printing,
+// --json envelopes, progress bars, size parsing) are declared here.
+#ifndef MIXQ_CLI_CLI_H_
+#define MIXQ_CLI_CLI_H_
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/status.h"
+
+namespace mixq::cli {
+
+// Exit codes (README, style-anchors rule 15).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitAnswerNo = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitBadInput = 3;
+inline constexpr int kExitIOError = 4;
+inline constexpr int kExitInterrupted = 130;
+
+struct GlobalOptions {
+  bool json = false;
+  bool quiet = false;
+};
+
+using Action = std::function<int()>;
+
+// Subcommand registration: each adds itself to `app` and, when selected,
+// sets *action.
+void AddInspect(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action);
+
+// Prints "mixq: error: <message>" on stderr and returns the exit code for the
+// status kind.
+int ReportError(const Status& status);
+int ExitCodeFor(const Status& status);
+// Prints "mixq: <message>" on stderr unless quiet.
+void Info(const GlobalOptions& global, const std::string& message);
+
+// JSON Lines output for --json: one {"type": ..., "data": {...}} per line.
+void EmitJson(const std::string& type, const nlohmann::json& data);
+void EmitJsonBegin(const std::string& command);
+
+// Parses "123", "750MB", "2.1GiB", "4k" into bytes.
+Result<uint64_t> ParseSize(const std::string& text);
+std::string FormatBytes(uint64_t n_bytes);
+
+// A progress bar on stderr, drawn only when stderr is a TTY and not quiet,
+// redrawn at most ~10 times a second, cleared by Finish() or destruction.
+class Progress {
+ public:
+  Progress(const GlobalOptions& global, std::string label, uint64_t total);
+  ~Progress();
+  void Update(uint64_t done, const std::string& detail = "");
+  void Finish();
+
+ private:
+  bool enabled_;
+  std::string label_;
+  uint64_t total_;
+  std::chrono::steady_clock::time_point last_draw_{};
+  bool drawn_ = false;
+};
+
+}  // namespace mixq::cli
+
+#endif  // MIXQ_CLI_CLI_H_

@@ -1,0 +1,119 @@
+// Shared CLI plumbing: exit codes, messages, JSON envelopes, sizes, progress.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "cli/cli.h"
+
+namespace mixq::cli {
+
+int ExitCodeFor(const Status& status) {
+  switch (status.kind()) {
+    case StatusKind::kOk: return kExitOk;
+    case StatusKind::kInvalidArgument: return kExitUsage;
+    case StatusKind::kCorruption:
+    case StatusKind::kNotSupported:
+    case StatusKind::kInfeasible: return kExitBadInput;
+    case StatusKind::kIOError:
+    case StatusKind::kInternal: return kExitIOError;
+  }
+  return kExitIOError;
+}
+
+int ReportError(const Status& status) {
+  std::string msg = status.message();
+  for (char& c : msg) {
+    if (c == '\n') c = ' ';
+  }
+  std::fprintf(stderr, "mixq: error: %s\n", msg.c_str());
+  return ExitCodeFor(status);
+}
+
+void Info(const GlobalOptions& global, const std::string& message) {
+  if (!global.quiet) std::fprintf(stderr, "mixq: %s\n", message.c_str());
+}
+
+void EmitJson(const std::string& type, const nlohmann::json& data) {
+  nlohmann::json line = {{"type", type}, {"data", data}};
+  std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  std::cout.flush();
+}
+
+void EmitJsonBegin(const std::string& command) {
+  EmitJson("begin", {{"command", command}, {"mixq_version", MIXQ_VERSION}, {"schema_version", 1}});
+}
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (...) {
+    return Status::InvalidArgument("invalid size '" + text + "'; use bytes or units like 750MB, 2.1GiB");
+  }
+  std::string unit = text.substr(pos);
+  struct UnitScale {
+    const char* name;
+    double scale;
+  };
+  static constexpr UnitScale kUnits[] = {
+      {"", 1},      {"B", 1},        {"k", 1e3},      {"K", 1e3},      {"KB", 1e3},     {"kB", 1e3},
+      {"M", 1e6},   {"MB", 1e6},     {"G", 1e9},      {"GB", 1e9},     {"T", 1e12},     {"TB", 1e12},
+      {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  for (const auto& u : kUnits) {
+    if (unit == u.name) {
+      double bytes = value * u.scale;
+      if (!(bytes >= 0) || bytes > 1.8e19) return Status::InvalidArgument("size '" + text + "' is out of range");
+      return static_cast<uint64_t>(std::floor(bytes));
+    }
+  }
+  return Status::InvalidArgument("unknown size unit '" + unit + "' in '" + text +
+                                 "'; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB");
+}
+
+std::string FormatBytes(uint64_t n_bytes) {
+  char buf[64];
+  if (n_bytes >= (1ull << 30)) {
+    std::snprintf(buf, sizeof buf, "%.2f GiB", n_bytes / 1073741824.0);
+  } else if (n_bytes >= (1ull << 20)) {
+    std::snprintf(buf, sizeof buf, "%.2f MiB", n_bytes / 1048576.0);
+  } else if (n_bytes >= 1024) {
+    std::snprintf(buf, sizeof buf, "%.1f KiB", n_bytes / 1024.0);
+  } else {
+    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(n_bytes));
+  }
+  return buf;
+}
+
+Progress::Progress(const GlobalOptions& global, std::string label, uint64_t total)
+    : enabled_(!global.quiet && ::isatty(STDERR_FILENO)), label_(std::move(label)), total_(total) {}
+
+Progress::~Progress() { Finish(); }
+
+void Progress::Update(uint64_t done, const std::string& detail) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (drawn_ && done < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  drawn_ = true;
+  constexpr int kWidth = 30;
+  double frac = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
+  int filled = static_cast<int>(frac * kWidth);
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "\r\033[K%s [%s] %3d%% %s", label_.c_str(), bar.c_str(), static_cast<int>(frac * 100),
+               detail.c_str());
+  std::fflush(stderr);
+}
+
+void Progress::Finish() {
+  if (enabled_ && drawn_) {
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  }
+  drawn_ = false;
+}
+
+}  // namespace mixq::cli

@@ -1,0 +1,129 @@
+// mixq quantize IN.gguf OUT.gguf --type T [--imatrix F] [--tensor-type REGEX=T ...] [--plan plan.json]
+#include <chrono>
+#include <cstdio>
+
+#include "cli/cli.h"
+#include "gguf/gguf.h"
+#include "quantize/quantize.h"
+
+namespace mixq::cli {
+namespace {
+
+struct QuantizeCliOptions {
+  std::string input;
+  std::string output;
+  std::string type = "Q4_K";
+  std::string imatrix;
+  std::vector<std::string> tensor_types;
+  std::string output_type;
+  std::string token_embd_type;
+  std::string method = "best";
+  int threads = 0;
+};
+
+Result<const formats::Format*> ParseType(const std::string& name, const char* flag) {
+  const formats::Format* f = formats::FindFormatByName(name);
+  if (f == nullptr || !f->can_encode()) {
+    return Status::InvalidArgument(std::string(flag) + ": unknown or unsupported type '" + name +
+                                   "'; valid types: " + formats::EncodableFormatNames());
+  }
+  return f;
+}
+
+Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
+  quantize::QuantizeOptions q;
+  auto def = ParseType(opt.type, "--type");
+  MIXQ_TRY(def);
+  q.rules.default_format = *def;
+  for (const auto& text : opt.tensor_types) {
+    auto o = quantize::ParseTensorTypeOverride(text);
+    MIXQ_TRY(o);
+    q.rules.overrides.push_back(std::move(o).value());
+  }
+  if (!opt.output_type.empty()) {
+    auto f = ParseType(opt.output_type, "--output-tensor-type");
+    MIXQ_TRY(f);
+    q.rules.output_format = *f;
+  }
+  if (!opt.token_embd_type.empty()) {
+    auto f = ParseType(opt.token_embd_type, "--token-embedding-type");
+    MIXQ_TRY(f);
+    q.rules.token_embd_format = *f;
+  }
+  if (opt.method == "ggml") {
+    q.method = formats::QuantMethod::kGgml;
+  } else if (opt.method != "best") {
+    return Status::InvalidArgument("--method must be 'best' or 'ggml', not '" + opt.method + "'");
+  }
+  q.n_threads = opt.threads;
+  return q;
+}
+
+int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
+  auto options = BuildOptions(opt);
+  if (!options) return ReportError(options.error());
+  auto input = gguf::GgufFile::Open(opt.input);
+  if (!input) return ReportError(input.error());
+  std::optional<quantize::Imatrix> imatrix;
+  if (!opt.imatrix.empty()) {
+    auto im = quantize::LoadImatrix(opt.imatrix);
+    if (!im) return ReportError(im.error());
+    imatrix = std::move(im).value();
+    options->imatrix = &*imatrix;
+    options->imatrix_path = opt.imatrix;
+    Info(global, "imatrix: " + std::to_string(imatrix->entries.size()) + " entries from " + opt.imatrix);
+  }
+  Progress progress(global, "quantize", input->tensors().size());
+  options->on_progress = [&](size_t done, size_t, const std::string& name) { progress.Update(done, name); };
+  options->on_note = [&](const std::string& note) { Info(global, note); };
+
+  auto start = std::chrono::steady_clock::now();
+  auto report = quantize::QuantizeModel(*input, opt.output, *options);
+  progress.Finish();
+  if (!report) return ReportError(report.error());
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (global.json) {
+    EmitJsonBegin("quantize");
+    for (const auto& t : report->tensors) {
+      EmitJson("tensor", {{"name", t.name}, {"type", t.type}, {"n_weights", t.n_weights}, {"size_bytes", t.n_bytes}});
+    }
+    EmitJson("summary", {{"input", opt.input},
+                         {"output", opt.output},
+                         {"method", opt.method},
+                         {"file_bytes", report->file_bytes},
+                         {"tensor_bytes", report->tensor_bytes},
+                         {"n_weights", report->n_weights},
+                         {"bpw", report->bpw()},
+                         {"type_counts", report->type_counts},
+                         {"seconds", secs}});
+  } else if (!global.quiet) {
+    std::string types;
+    for (const auto& [type, n] : report->type_counts) types += " " + type + " x" + std::to_string(n);
+    std::fprintf(stderr, "mixq: wrote %s: %s (%llu bytes), %.4f bpw, %.2f s;%s\n", opt.output.c_str(),
+                 FormatBytes(report->file_bytes).c_str(), static_cast<unsigned long long>(report->file_bytes),
+                 report->bpw(), secs, types.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
+  auto opt = std::make_shared<QuantizeCliOptions>();
+  CLI::App* sub = app.add_subcommand("quantize", "quantize a GGUF model to one type or a mix");
+  sub->add_option("input", opt->input, "input GGUF (F32/F16/BF16 or quantized)")->required();
+  sub->add_option("output", opt->output, "output GGUF (written atomically)")->required();
+  sub->add_option("--type", opt->type, "default type for quantizable tensors: " + formats::EncodableFormatNames())
+      ->capture_default_str();
+  sub->add_option("--imatrix", opt->imatrix, "importance matrix (llama.cpp GGUF or legacy .dat)");
+  sub->add_option("--tensor-type", opt->tensor_types, "REGEX=TYPE override, first match wins (repeatable)");
+  sub->add_option("--output-tensor-type", opt->output_type, "type of output.weight (default: Q6_K, or Q8_0)");
+  sub->add_option("--token-embedding-type", opt->token_embd_type, "type of token_embd.weight (default: --type)");
+  sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
+      ->capture_default_str();
+  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  sub->callback([&global, opt, action] { *action = [&global, opt] { return RunQuantize(global, *opt); }; });
+}
+
+}  // namespace mixq::cli

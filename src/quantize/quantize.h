@@ -1,0 +1,130 @@
+// quantize: turning a GGUF model into another GGUF with chosen per-tensor
+// types, streaming tensor by tensor.
+//
+// Three pieces:
+//  - Imatrix: llama.cpp importance matrices (GGUF and legacy .dat), read and
+//    written (ggml-formats.md §3);
+//  - TypeRules: which type each tensor gets (a default type, REGEX=TYPE
+//    overrides, exact per-tensor assignments from a plan, llama.cpp's defaults
+//    for token_embd/output, 1-D tensors kept F32, shape fallbacks);
+//  - QuantizeModel: reads the input through the mapping, converts one tensor at
+//    a time and writes the output atomically. Peak memory is about one tensor
+//    in F32 plus its encoding.
+// All functions are thread-compatible; QuantizeModel uses n_threads workers.
+#ifndef MIXQ_QUANTIZE_QUANTIZE_H_
+#define MIXQ_QUANTIZE_QUANTIZE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "formats/formats.h"
+#include "gguf/gguf.h"
+
+namespace mixq::quantize {
+
+// ---- importance matrices ----
+
+struct ImatrixEntry {
+  std::vector<float> in_sum2;  // raw sums of squared activations, n_in * n_mat
+  std::vector<float> counts;   // tokens seen, one per matrix (n_mat; 1 unless MoE)
+};
+
+struct Imatrix {
+  std::map<std::string, ImatrixEntry> entries;  // by weight name, e.g. "blk.0.ffn_down.weight"
+  std::vector<std::string> datasets;
+  uint32_t chunk_count = 0;
+  uint32_t chunk_size = 0;
+
+  // Per-column importance (mean squared activation) for a weight of row length
+  // n_per_row, or nullopt when absent. InvalidArgument on a length mismatch.
+  Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
+};
+
+// Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
+// malformed files and on NaN/Inf values.
+Result<Imatrix> LoadImatrix(const std::string& path);
+// Writes the GGUF imatrix format llama-quantize reads (atomically).
+Status SaveImatrix(const Imatrix& imatrix, const std::string& path);
+
+// ---- type choice ----
+
+struct TensorTypeOverride {
+  std::string pattern;  // ECMAScript regex searched in the tensor name (llama-quantize semantics)
+  const formats::Format* format = nullptr;
+};
+// Parses "REGEX=TYPE"; InvalidArgument with the valid type names otherwise.
+Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text);
+
+struct TypeRules {
+  const formats::Format* default_format = nullptr;  // the --type
+  std::vector<TensorTypeOverride> overrides;        // first match wins
+  std::map<std::string, const formats::Format*> exact;  // from a plan: tensor name -> type
+  const formats::Format* output_format = nullptr;       // nullptr: llama.cpp's default
+  const formats::Format* token_embd_format = nullptr;   // nullptr: llama.cpp's default
+};
+
+// Whether llama.cpp would quantize this tensor at all (≥ 2 dims, a weight, not
+// a norm or one of the small special tensors).
+bool IsQuantizable(const gguf::TensorInfo& tensor);
+
+struct TypeChoice {
+  const formats::Format* format = nullptr;
+  std::string note;  // non-empty when a fallback or rule changed the request
+};
+
+// The type a tensor gets. `tied_embeddings`: the model has no output.weight.
+// NotSupported when the chosen type cannot be encoded by mixq.
+Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& rules, bool tied_embeddings);
+
+// Shape fallback: the nearest encodable type whose block fits the row length.
+const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length);
+
+// ---- whole-model quantization ----
+
+struct QuantizeOptions {
+  TypeRules rules;
+  const Imatrix* imatrix = nullptr;
+  std::string imatrix_path;
+  formats::QuantMethod method = formats::QuantMethod::kBest;
+  int n_threads = 0;
+  // Called after each tensor with (tensors done, total, name). Optional.
+  std::function<void(size_t, size_t, const std::string&)> on_progress;
+  // Called with one line for each noteworthy decision (fallbacks). Optional.
+  std::function<void(const std::string&)> on_note;
+};
+
+struct TensorReport {
+  std::string name;
+  std::string type;
+  int64_t n_weights = 0;
+  uint64_t n_bytes = 0;
+};
+
+struct QuantizeReport {
+  std::vector<TensorReport> tensors;
+  std::map<std::string, int> type_counts;
+  uint64_t tensor_bytes = 0;
+  uint64_t file_bytes = 0;
+  int64_t n_weights = 0;
+  double bpw() const { return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0; }
+};
+
+// Decides every tensor's type without writing anything (used by plans and dry runs).
+Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules);
+
+Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::string& output_path,
+                                     const QuantizeOptions& options);
+
+// Converts one stored tensor to F32 (any decodable type).
+Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out,
+                   int n_threads);
+
+}  // namespace mixq::quantize
+
+#endif  // MIXQ_QUANTIZE_QUANTIZE_H_

@@ -1,0 +1,142 @@
+// Which type each tensor gets (ggml-formats.md §4.1, §4.3).
+#include <algorithm>
+#include <array>
+
+#include "quantize/quantize.h"
+
+namespace mixq::quantize {
+namespace {
+
+bool EndsWith(std::string_view s, std::string_view suffix) { return s.ends_with(suffix); }
+bool Contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
+
+// Name fragments of tensors llama.cpp never quantizes even though they are 2-D weights.
+constexpr std::array<std::string_view, 12> kNeverQuantized = {
+    "ffn_gate_inp.weight", "ffn_gate_tid2eid", "altup", "laurel", "per_layer_model_proj", "position_embd",
+    "token_types",         "ssm_conv1d",       "shortconv.conv.weight", "attn_rel_b", "time_mix_first",
+    "time_mix_w0"};
+
+// The chain a shape fallback walks, by ggml name; the first encodable type in
+// the chain whose block fits the row wins (§4.3 "Shape fallback", extended
+// with F16 as the last resort for every type).
+struct FallbackChain {
+  std::string_view from;
+  std::array<std::string_view, 3> to;
+};
+constexpr std::array<FallbackChain, 8> kFallbacks = {{
+    {"IQ4_XS", {"IQ4_NL", "F16", ""}},
+    {"Q2_K", {"Q4_0", "F16", ""}},
+    {"Q3_K", {"Q4_0", "F16", ""}},
+    {"Q4_K", {"Q5_0", "F16", ""}},
+    {"Q5_K", {"Q5_1", "F16", ""}},
+    {"Q6_K", {"Q8_0", "F16", ""}},
+    {"IQ4_NL", {"F16", "", ""}},
+    {"Q8_0", {"F16", "", ""}},
+}};
+
+bool Fits(const formats::Format* f, int64_t row_length) { return f != nullptr && formats::RowFits(*f, row_length); }
+
+}  // namespace
+
+bool IsQuantizable(const gguf::TensorInfo& tensor) {
+  std::string_view name = tensor.name;
+  if (tensor.n_dims < 2 || !EndsWith(name, "weight") || EndsWith(name, "_norm.weight")) return false;
+  return std::none_of(kNeverQuantized.begin(), kNeverQuantized.end(),
+                      [&](std::string_view part) { return Contains(name, part); });
+}
+
+const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length) {
+  if (Fits(&wanted, row_length)) return &wanted;
+  for (const auto& chain : kFallbacks) {
+    if (chain.from != wanted.name) continue;
+    for (std::string_view next : chain.to) {
+      const formats::Format* f = next.empty() ? nullptr : formats::FindFormatByName(next);
+      if (Fits(f, row_length)) return f;
+    }
+  }
+  const formats::Format* f16 = formats::FindFormatByName("F16");
+  return Fits(f16, row_length) ? f16 : nullptr;
+}
+
+Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text) {
+  size_t eq = text.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
+    return Status::InvalidArgument("tensor type override '" + text + "' is not REGEX=TYPE");
+  }
+  TensorTypeOverride o;
+  o.pattern = text.substr(0, eq);
+  std::string type = text.substr(eq + 1);
+  o.format = formats::FindFormatByName(type);
+  if (o.format == nullptr || !o.format->can_encode()) {
+    return Status::InvalidArgument("unknown or unsupported type '" + type + "' in '" + text +
+                                   "'; valid types: " + formats::EncodableFormatNames());
+  }
+  try {
+    std::regex re(o.pattern);
+  } catch (const std::regex_error&) {
+    return Status::InvalidArgument("invalid regular expression '" + o.pattern + "' in '" + text + "'");
+  }
+  return o;
+}
+
+Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& rules, bool tied_embeddings) {
+  TypeChoice choice;
+  if (!IsQuantizable(tensor)) {
+    // Small tensors (norms, biases) stay as they are, widened to F32 if stored otherwise.
+    choice.format = tensor.n_dims < 2 ? formats::FindFormat(0) : tensor.format;
+    if (!choice.format->can_encode() && !choice.format->can_decode()) {
+      return Status::NotSupported("tensor '" + tensor.name + "' has type " + std::string(tensor.format->name) +
+                                  ", which mixq cannot convert");
+    }
+    return choice;
+  }
+  const formats::Format* def = rules.default_format;
+  const bool is_output = tensor.name == "output.weight" || (tied_embeddings && tensor.name == "token_embd.weight");
+  const bool is_token_embd = !is_output && tensor.name == "token_embd.weight";
+  const formats::Format* wanted = def;
+  if (auto it = rules.exact.find(tensor.name); it != rules.exact.end()) {
+    wanted = it->second;
+  } else if (is_output && rules.output_format != nullptr) {
+    wanted = rules.output_format;
+  } else if (is_token_embd && rules.token_embd_format != nullptr) {
+    wanted = rules.token_embd_format;
+  } else {
+    auto match = std::find_if(rules.overrides.begin(), rules.overrides.end(), [&](const TensorTypeOverride& o) {
+      return std::regex_search(tensor.name, std::regex(o.pattern));
+    });
+    if (match != rules.overrides.end()) {
+      wanted = match->format;
+    } else if (is_output && def->quantized) {
+      // llama.cpp keeps the output head at Q6_K (Q8_0 when that is the default): it is the most sensitive tensor.
+      wanted = def->name == "Q8_0" ? def : formats::FindFormatByName("Q6_K");
+      if (!Fits(wanted, tensor.ne[0])) wanted = formats::FindFormatByName("Q8_0");
+    }
+  }
+  choice.format = FallbackFor(*wanted, tensor.ne[0]);
+  if (choice.format == nullptr) {
+    return Status::InvalidArgument("tensor '" + tensor.name + "' (row length " + std::to_string(tensor.ne[0]) +
+                                   ") fits neither " + std::string(wanted->name) + " nor any fallback");
+  }
+  if (choice.format != wanted) {
+    choice.note = "tensor '" + tensor.name + "': row length " + std::to_string(tensor.ne[0]) + " does not fit " +
+                  std::string(wanted->name) + ", using " + std::string(choice.format->name);
+  }
+  if (!choice.format->can_encode()) {
+    return Status::NotSupported("type " + std::string(choice.format->name) + " for tensor '" + tensor.name +
+                                "' cannot be encoded by mixq; valid types: " + formats::EncodableFormatNames());
+  }
+  return choice;
+}
+
+Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules) {
+  bool tied = input.FindTensor("output.weight") == nullptr;
+  std::vector<TypeChoice> out;
+  for (const auto& t : input.tensors()) {
+    auto c = ChooseType(t, rules, tied);
+    MIXQ_TRY(c);
+    out.push_back(std::move(c).value());
+  }
+  return out;
+}
+
+}  // namespace mixq::quantize
