@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: warning-free release build + all tests (llama.cpp oracle
+# included), the sanitizer build of the tests, and a short fuzzing run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="${JOBS:-2}"
+oracle="$(scripts/setup-oracle.sh)"
+
+echo "== release build (-Werror) and tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXQ_WERROR=ON -DMIXQ_ORACLE="$oracle" > /dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build -j"$jobs" --output-on-failure
+
+echo "== address + undefined sanitizers"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIXQ_WERROR=ON -DMIXQ_SANITIZE=ON \
+  -DMIXQ_ORACLE="" > /dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -j"$jobs" --output-on-failure -E 'OracleCompat|Oracle'
+
+echo "== fuzzing (libFuzzer, clang)"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIXQ_FUZZ=ON \
+  -DMIXQ_TESTS=ON > /dev/null
+fuzzers=$(cd tests/fuzz && ls *_fuzz.cc | sed 's/\.cc$//')
+cmake --build build-fuzz -j"$jobs" --target $fuzzers
+for f in $fuzzers; do
+  corpus="build-fuzz/corpus-$f"
+  mkdir -p "$corpus"
+  cp -f tests/fuzz/seeds/"${f%_fuzz}"/* "$corpus"/ 2>/dev/null || true
+  echo "-- $f"
+  "build-fuzz/tests/$f" -max_total_time="${FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
+done
+echo "== all tests passed"

@@ -1,0 +1,138 @@
+// llama.cpp (through gguf-oracle) is the judge of compatibility: it must load
+// what `mixq quantize` writes, and with --method ggml our bytes must equal
+// llama.cpp's own quantization, with and without an importance matrix.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "formats/formats.h"
+#include "gguf/gguf.h"
+#include "quantize/quantize.h"
+#include "test_support.h"
+
+namespace mixq::cli {
+namespace {
+
+using testing::TempDir;
+
+// An llama_ftype preset whose base type is the given type; with --pure every
+// quantizable tensor gets that type.
+struct Preset {
+  const char* type;
+  const char* ftype;
+};
+constexpr Preset kPresets[] = {{"F16", "F16"},       {"BF16", "BF16"},     {"Q8_0", "Q8_0"},   {"Q4_0", "Q4_0"},
+                               {"Q4_1", "Q4_1"},     {"Q5_0", "Q5_0"},     {"Q5_1", "Q5_1"},   {"Q2_K", "Q2_K"},
+                               {"Q3_K", "Q3_K_M"},   {"Q4_K", "Q4_K_M"},   {"Q5_K", "Q5_K_M"}, {"Q6_K", "Q6_K"},
+                               {"IQ4_NL", "IQ4_NL"}, {"IQ4_XS", "IQ4_XS"}};
+
+std::string Q(const std::string& s) { return "'" + s + "'"; }
+
+nlohmann::json Oracle(const std::string& args) {
+  auto r = testing::RunCommand(Q(testing::OraclePath()) + " " + args);
+  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
+  return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
+}
+
+// A deterministic imatrix covering every blk.* linear weight of ref-dev.
+std::string WriteImatrix(const TempDir& dir) {
+  auto model = gguf::GgufFile::Open(testing::RefDevModel());
+  quantize::Imatrix im;
+  im.datasets = {"synthetic"};
+  im.chunk_count = 1;
+  im.chunk_size = 512;
+  std::mt19937 rng(7);
+  std::gamma_distribution<float> dist(0.7f, 1.0f);
+  for (const auto& t : model->tensors()) {
+    if (t.name.rfind("blk.", 0) != 0 || !quantize::IsQuantizable(t)) continue;
+    quantize::ImatrixEntry e;
+    for (int64_t j = 0; j < t.ne[0]; ++j) e.in_sum2.push_back(512.0f * dist(rng));
+    e.counts = {512.0f};
+    im.entries[t.name] = std::move(e);
+  }
+  std::string path = dir.File("imatrix.gguf");
+  EXPECT_TRUE(quantize::SaveImatrix(im, path).ok());
+  return path;
+}
+
+class OracleCompat : public ::testing::TestWithParam<Preset> {
+ protected:
+  void SetUp() override {
+    if (testing::OraclePath().empty()) GTEST_SKIP() << "no gguf-oracle configured (MIXQ_ORACLE)";
+  }
+  void CheckBytesEqual(bool with_imatrix) {
+    TempDir dir;
+    const Preset& p = GetParam();
+    std::string lower = p.type;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(c));
+    if (lower.back() == 'k') lower.back() = 'K';
+    std::string imatrix = with_imatrix ? WriteImatrix(dir) : "";
+    std::string imat_flag = with_imatrix ? " --imatrix " + Q(imatrix) : "";
+    std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
+    auto r = testing::RunMixq("quantize -q --method ggml " + Q(testing::RefDevModel()) + " " + Q(ours) + " --type " +
+                              p.type + " --output-tensor-type " + p.type + " --token-embedding-type " + p.type +
+                              imat_flag);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto q = Oracle("quantize " + Q(testing::RefDevModel()) + " " + Q(theirs) + " " + p.ftype +
+                    " --pure --output-tensor-type " + lower + " --token-embedding-type " + lower + imat_flag);
+    ASSERT_EQ(q["ok"], true) << q.dump();
+
+    auto info = Oracle("info " + Q(ours));
+    EXPECT_EQ(info["load_ok"], true) << info.dump();
+    auto cmp = Oracle("tensors " + Q(ours) + " --ref " + Q(theirs));
+    EXPECT_EQ(cmp["all_valid"], true);
+    ASSERT_FALSE(cmp["tensors"].empty());
+    for (const auto& t : cmp["tensors"]) {
+      EXPECT_EQ(t["type"], t["ref_type"]) << t["name"];
+      EXPECT_EQ(t["bytes_equal"], true) << p.type << (with_imatrix ? " imatrix " : " ") << t["name"];
+    }
+  }
+};
+
+TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithoutImatrix) { CheckBytesEqual(false); }
+TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithImatrix) { CheckBytesEqual(true); }
+
+// Our own search writes different bytes; llama.cpp must load them and decode
+// them to the same numbers our dequantizer gives.
+TEST_P(OracleCompat, BestMethodLoadsAndDecodesAsOurs) {
+  TempDir dir;
+  const Preset& p = GetParam();
+  std::string ours = dir.File("best.gguf");
+  std::string imatrix = WriteImatrix(dir);
+  auto r = testing::RunMixq("quantize -q " + Q(testing::RefDevModel()) + " " + Q(ours) + " --type " + p.type +
+                            " --imatrix " + Q(imatrix));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto info = Oracle("info " + Q(ours));
+  EXPECT_EQ(info["load_ok"], true) << info.dump();
+  auto decoded = Oracle("tensors " + Q(ours));
+  EXPECT_EQ(decoded["all_valid"], true);
+  auto file = gguf::GgufFile::Open(ours);
+  ASSERT_TRUE(file.has_value());
+  for (const auto& t : decoded["tensors"]) {
+    const gguf::TensorInfo* info_t = file->FindTensor(t["name"].get<std::string>());
+    ASSERT_NE(info_t, nullptr);
+    std::vector<float> values;
+    ASSERT_TRUE(quantize::TensorToF32(*file, *info_t, &values, 2).ok());
+    double sum = 0, sum2 = 0;
+    float lo = INFINITY, hi = -INFINITY;
+    for (float v : values) {
+      sum += v;
+      sum2 += static_cast<double>(v) * v;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    double n = static_cast<double>(values.size());
+    EXPECT_EQ(t["min"].get<double>(), lo) << t["name"];
+    EXPECT_EQ(t["max"].get<double>(), hi) << t["name"];
+    EXPECT_NEAR(t["mean"].get<double>(), sum / n, 1e-6 + 1e-6 * std::abs(sum / n)) << t["name"];
+    EXPECT_NEAR(t["rms"].get<double>(), std::sqrt(sum2 / n), 1e-6 * std::sqrt(sum2 / n)) << t["name"];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, OracleCompat, ::testing::ValuesIn(kPresets),
+                         [](const auto& info) { return std::string(info.param.type); });
+
+}  // namespace
+}  // namespace mixq::cli

@@ -1,0 +1,121 @@
+// Truncated, flipped and lying GGUF files must give a clean error, never a crash
+// (run under the sanitizer build in CI).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "gguf/gguf.h"
+#include "test_support.h"
+
+namespace mixq::gguf {
+namespace {
+
+std::vector<uint8_t> RefDevBytes() { return testing::ReadFileBytes(testing::RefDevModel()); }
+
+template <typename T>
+void Poke(std::vector<uint8_t>& bytes, size_t offset, T value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof(T));
+}
+
+TEST(GgufCorruption, EveryTruncationFailsCleanly) {
+  auto bytes = RefDevBytes();
+  auto full = GgufFile::Parse(bytes);
+  ASSERT_TRUE(full.has_value());
+  const uint64_t header_end = full->data_offset();
+  // Every cut inside the header region, then a sample of cuts inside the data.
+  std::vector<uint64_t> cuts;
+  for (uint64_t n = 0; n < header_end; n += (n < 4096 ? 1 : 97)) cuts.push_back(n);
+  for (uint64_t n = header_end; n < bytes.size(); n += bytes.size() / 50) cuts.push_back(n);
+  cuts.push_back(bytes.size() - 1);
+  for (uint64_t n : cuts) {
+    auto r = GgufFile::Parse(std::span<const uint8_t>(bytes.data(), n));
+    ASSERT_FALSE(r.has_value()) << "accepted a file truncated to " << n << " bytes";
+    EXPECT_EQ(r.error().message().find('\n'), std::string::npos);
+  }
+}
+
+TEST(GgufCorruption, RandomByteFlipsNeverCrash) {
+  auto original = RefDevBytes();
+  auto full = GgufFile::Parse(original);
+  ASSERT_TRUE(full.has_value());
+  std::mt19937_64 rng(12345);
+  std::uniform_int_distribution<uint64_t> pos(0, full->data_offset() - 1);
+  int rejected = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    auto bytes = original;
+    for (int k = 0; k < 4; ++k) bytes[pos(rng)] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    auto r = GgufFile::Parse(bytes);
+    if (!r.has_value()) {
+      ++rejected;
+      continue;
+    }
+    // Whatever was accepted must be internally consistent.
+    for (const auto& t : r->tensors()) ASSERT_LE(r->data_offset() + t.offset + t.n_bytes, bytes.size());
+  }
+  EXPECT_GT(rejected, 0);
+}
+
+TEST(GgufCorruption, SpecificLies) {
+  auto original = RefDevBytes();
+  struct Case {
+    const char* what;
+    size_t offset;
+    uint64_t value;
+    size_t width;
+  };
+  const Case cases[] = {
+      {"bad magic", 0, 0x46554746, 4},
+      {"version 1", 4, 1, 4},
+      {"version 4", 4, 4, 4},
+      {"absurd tensor count", 8, 1ull << 60, 8},
+      {"negative tensor count", 8, ~0ull, 8},
+      {"absurd kv count", 16, 1ull << 40, 8},
+      {"first key length past the end", 24, 1ull << 40, 8},
+  };
+  for (const auto& c : cases) {
+    auto bytes = original;
+    std::memcpy(bytes.data() + c.offset, &c.value, c.width);
+    auto r = GgufFile::Parse(bytes);
+    EXPECT_FALSE(r.has_value()) << c.what;
+  }
+}
+
+TEST(GgufCorruption, UnknownTypeIdAndBadShapeAreRejected) {
+  auto original = RefDevBytes();
+  auto full = GgufFile::Parse(original);
+  ASSERT_TRUE(full.has_value());
+  // Find the first tensor info by its name and patch its type id / dims.
+  const std::string name = full->tensors()[0].name;
+  auto it = std::search(original.begin(), original.end(), name.begin(), name.end());
+  ASSERT_NE(it, original.end());
+  size_t info = static_cast<size_t>(it - original.begin()) + name.size();
+  uint32_t n_dims;
+  std::memcpy(&n_dims, original.data() + info, 4);
+  size_t type_at = info + 4 + 8 * n_dims;
+
+  auto bytes = original;
+  Poke<uint32_t>(bytes, type_at, 4);  // Q4_2: removed from ggml
+  auto r = GgufFile::Parse(bytes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("unknown ggml type id 4"), std::string::npos) << r.error().message();
+
+  bytes = original;
+  Poke<uint32_t>(bytes, type_at, 999);
+  EXPECT_FALSE(GgufFile::Parse(bytes).has_value());
+
+  bytes = original;
+  Poke<int64_t>(bytes, info + 4, -5);
+  EXPECT_FALSE(GgufFile::Parse(bytes).has_value());
+
+  bytes = original;
+  Poke<int64_t>(bytes, info + 4, 1ll << 40);  // shape far larger than the file
+  EXPECT_FALSE(GgufFile::Parse(bytes).has_value());
+
+  bytes = original;
+  Poke<uint32_t>(bytes, info, 7);  // 7 dims
+  EXPECT_FALSE(GgufFile::Parse(bytes).has_value());
+}
+
+}  // namespace
+}  // namespace mixq::gguf

@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "quantize/quantize.h"
+#include "test_support.h"
+
+namespace mixq::quantize {
+namespace {
+
+Imatrix SampleImatrix() {
+  Imatrix im;
+  im.datasets = {"calib.txt"};
+  im.chunk_count = 7;
+  im.chunk_size = 512;
+  ImatrixEntry e;
+  for (int j = 0; j < 256; ++j) e.in_sum2.push_back(0.5f * static_cast<float>(j + 1));
+  e.counts = {100.0f};
+  im.entries["blk.0.attn_q.weight"] = e;
+  e.counts = {0.0f};
+  im.entries["blk.0.attn_k.weight"] = e;
+  return im;
+}
+
+template <typename T>
+void Append(std::vector<uint8_t>& out, T v) {
+  size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
+}
+void AppendI32(std::vector<uint8_t>& out, int32_t v) { Append(out, v); }
+
+TEST(Imatrix, GgufRoundTripGivesMeans) {
+  testing::TempDir dir;
+  ASSERT_TRUE(SaveImatrix(SampleImatrix(), dir.File("im.gguf")).ok());
+  auto im = LoadImatrix(dir.File("im.gguf"));
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  EXPECT_EQ(im->chunk_count, 7u);
+  EXPECT_EQ(im->datasets, std::vector<std::string>{"calib.txt"});
+  auto q = im->Importance("blk.0.attn_q.weight", 256);
+  ASSERT_TRUE(q.has_value());
+  ASSERT_TRUE(q->has_value());
+  EXPECT_FLOAT_EQ((**q)[9], 0.05f);
+  // A matrix that saw no tokens gets uniform importance, as llama.cpp does.
+  auto k = im->Importance("blk.0.attn_k.weight", 256);
+  EXPECT_EQ((**k)[100], 1.0f);
+  auto missing = im->Importance("blk.9.attn_q.weight", 256);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_FALSE(missing->has_value());
+  auto wrong = im->Importance("blk.0.attn_q.weight", 512);
+  EXPECT_FALSE(wrong.has_value());
+}
+
+TEST(Imatrix, ReadsLegacyDatFormat) {
+  std::vector<uint8_t> dat;
+  AppendI32(dat, 1);
+  std::string name = "blk.0.ffn_up.weight";
+  AppendI32(dat, static_cast<int32_t>(name.size()));
+  dat.insert(dat.end(), name.begin(), name.end());
+  AppendI32(dat, 4);   // ncall
+  AppendI32(dat, 32);  // nval
+  for (int j = 0; j < 32; ++j) {
+    Append(dat, 4.0f * static_cast<float>(j));
+  }
+  AppendI32(dat, 9);
+  AppendI32(dat, 3);
+  for (char c : std::string("abc")) Append(dat, c);
+  testing::TempDir dir;
+  testing::WriteFileBytes(dir.File("im.dat"), dat);
+  auto im = LoadImatrix(dir.File("im.dat"));
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  EXPECT_EQ(im->chunk_count, 9u);
+  auto v = im->Importance(name, 32);
+  ASSERT_TRUE(v.has_value() && v->has_value());
+  EXPECT_FLOAT_EQ((**v)[5], 5.0f);
+
+  // Truncated and non-finite variants are errors.
+  auto cut = dat;
+  cut.resize(40);
+  testing::WriteFileBytes(dir.File("cut.dat"), cut);
+  EXPECT_EQ(LoadImatrix(dir.File("cut.dat")).error().kind(), StatusKind::kCorruption);
+  auto nan = dat;
+  float qnan = NAN;
+  std::memcpy(nan.data() + 4 + 4 + name.size() + 8 + 4 * 3, &qnan, 4);
+  testing::WriteFileBytes(dir.File("nan.dat"), nan);
+  auto r = LoadImatrix(dir.File("nan.dat"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("non-finite"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mixq::quantize
