@@ -34,10 +34,10 @@ struct Format {
   uint32_t ggml_id;
   int32_t block_elems;  // 0 for ids ggml removed
   int32_t block_bytes;
-  bool quantized;                      // false for plain float/int storage
-  DequantizeRowFn dequantize_row;      // nullptr: mixq cannot decode it
-  QuantizeRowFn quantize_row_ggml;     // nullptr: mixq cannot encode it
-  QuantizeRowFn quantize_row_best;     // nullptr: mixq cannot encode it
+  bool quantized;                   // false for plain float/int storage
+  DequantizeRowFn dequantize_row;   // nullptr: mixq cannot decode it
+  QuantizeRowFn quantize_row_ggml;  // nullptr: mixq cannot encode it
+  QuantizeRowFn quantize_row_best;  // nullptr: mixq cannot encode it
 
   double bpw() const { return block_elems > 0 ? 8.0 * block_bytes / block_elems : 0.0; }
   bool can_encode() const { return quantize_row_ggml != nullptr; }
