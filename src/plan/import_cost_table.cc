@@ -93,13 +93,44 @@ Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSp
     lines.push_back(markdown.substr(start, nl - start));
     start = nl + 1;
   }
-  size_t header = 0;
-  while (header + 1 < lines.size() && !(IsTableLine(lines[header]) && IsSeparator(lines[header + 1]))) ++header;
-  if (header + 1 >= lines.size()) return Status::Corruption("no markdown table (header row, then a |-:| row) found");
-
+  // The first table that has a "bits" row (a document may hold summary
+  // tables before it, and derived tables after it).
   std::vector<Column> columns;
-  std::vector<std::string_view> head = Cells(lines[header]);
-  for (size_t i = 1; i < head.size(); ++i) columns.push_back(MapLabel(head[i]));
+  std::vector<std::string_view> head;
+  struct Row {
+    size_t line;
+    std::vector<std::string_view> cells;
+  };
+  std::vector<Row> rows;
+  bool have_bits = false;
+  for (size_t header = 0; header + 1 < lines.size() && !have_bits; ++header) {
+    if (!IsTableLine(lines[header]) || !IsSeparator(lines[header + 1])) continue;
+    head = Cells(lines[header]);
+    columns.clear();
+    rows.clear();
+    for (size_t i = 1; i < head.size(); ++i) columns.push_back(MapLabel(head[i]));
+    size_t l = header + 2;
+    for (; l < lines.size() && IsTableLine(lines[l]); ++l) {
+      std::vector<std::string_view> cells = Cells(lines[l]);
+      if (cells.size() != head.size()) {
+        return Status::Corruption("table line " + std::to_string(l + 1) + " has " + std::to_string(cells.size()) +
+                                  " cells, the header has " + std::to_string(head.size()));
+      }
+      if (cells[0] == "bits") {
+        for (size_t i = 0; i < columns.size(); ++i) {
+          if (!cells[i + 1].empty() && !ParseDouble(cells[i + 1], &columns[i].bits)) {
+            return Status::Corruption("bad bits value '" + std::string(cells[i + 1]) + "' on line " +
+                                      std::to_string(l + 1));
+          }
+        }
+        have_bits = true;
+      } else {
+        rows.push_back({l, std::move(cells)});
+      }
+    }
+    header = l - 1;
+  }
+  if (!have_bits) return Status::Corruption("no markdown table with a 'bits' row (header, |-:| row, bits row) found");
   for (size_t i = 0; i < columns.size(); ++i) {
     for (size_t k = 0; k < i; ++k) {
       if (!columns[k].used || columns[k].type != columns[i].type) continue;
@@ -107,32 +138,6 @@ Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSp
       (later_wins ? columns[k] : columns[i]).used = false;
     }
   }
-
-  struct Row {
-    size_t line;
-    std::vector<std::string_view> cells;
-  };
-  std::vector<Row> rows;
-  bool have_bits = false;
-  for (size_t l = header + 2; l < lines.size() && IsTableLine(lines[l]); ++l) {
-    std::vector<std::string_view> cells = Cells(lines[l]);
-    if (cells.size() != head.size()) {
-      return Status::Corruption("table line " + std::to_string(l + 1) + " has " + std::to_string(cells.size()) +
-                                " cells, the header has " + std::to_string(head.size()));
-    }
-    if (cells[0] == "bits") {
-      for (size_t i = 0; i < columns.size(); ++i) {
-        if (!cells[i + 1].empty() && !ParseDouble(cells[i + 1], &columns[i].bits)) {
-          return Status::Corruption("bad bits value '" + std::string(cells[i + 1]) + "' on line " +
-                                    std::to_string(l + 1));
-        }
-      }
-      have_bits = true;
-    } else {
-      rows.push_back({l, std::move(cells)});
-    }
-  }
-  if (!have_bits) return Status::Corruption("the cost table has no 'bits' row");
   if (rows.size() != spec.layers.size()) {
     return Status::InvalidArgument("the cost table has " + std::to_string(rows.size()) + " layer rows but " +
                                    std::to_string(spec.layers.size()) + " layers were described; check the layout");

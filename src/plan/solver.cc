@@ -6,13 +6,15 @@
 //    Lagrange multiplier lambda and the bound L = sum_u min_j (c + lambda w) -
 //    lambda B. Any plan x costs L + sum_u rc_u(x_u) + lambda (B - W(x)), where
 //    rc is the reduced cost c + lambda w - min_j(c + lambda w) >= 0.
-// 3. An incumbent: the LP's integer part, then greedy upgrades into the slack.
+// 3. An incumbent: the LP's integer part, the later segments that still fit,
+//    then the upgrades that save the most cost within the slack.
 // 4. Reduced-cost fixing: a plan that beats the incumbent has sum rc < gap, so
 //    every option with rc >= gap is out; most units keep a single option.
-// 5. A Pareto dynamic programme over the remaining units, pruning partial plans
-//    whose summed rc already reaches the gap or whose lightest completion does
-//    not fit. It enumerates every non-dominated plan that could beat the
-//    incumbent, so its best is optimal.
+// 5. A Pareto dynamic programme over the units left open. A partial plan is
+//    dropped when it is dominated (more bytes and more cost than another) or
+//    when its cost plus the LP bound of the units still to come, given the
+//    bytes left, cannot beat the incumbent. What survives is every plan that
+//    could beat the incumbent, so the best of them (or the incumbent) is optimal.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -21,6 +23,8 @@
 
 namespace mixq::plan::internal {
 namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
 struct Point {
   int64_t w;
@@ -35,6 +39,7 @@ struct Lists {
   void Close() { begin.push_back(static_cast<int32_t>(points.size())); }
   int32_t size(int32_t u) const { return begin[u + 1] - begin[u]; }
   const Point& at(int32_t u, int32_t k) const { return points[begin[u] + k]; }
+  int32_t n_lists() const { return static_cast<int32_t>(begin.size()) - 1; }
 };
 
 // Pareto frontier sorted by bytes: bytes strictly rise, cost strictly falls.
@@ -48,7 +53,7 @@ Lists ParetoFrontiers(const Problem& p) {
     std::sort(tmp.begin(), tmp.end(), [](const Point& a, const Point& b) {
       return a.w != b.w ? a.w < b.w : a.c != b.c ? a.c < b.c : a.choice < b.choice;
     });
-    double best = std::numeric_limits<double>::infinity();
+    double best = kInf;
     for (const Point& q : tmp) {
       if (q.c < best) {
         out.points.push_back(q);
@@ -67,17 +72,16 @@ bool AboveChord(const Point& a, const Point& b, const Point& c) {
   return left > right;
 }
 
-// Lower convex hull of each frontier (collinear points kept: they are finer
+// Lower convex hull of each Pareto list (collinear points kept: they are finer
 // integer steps at the same rate).
-Lists Hulls(const Lists& pareto, int32_t n_units) {
+Lists Hulls(const Lists& pareto) {
   Lists out;
   out.points.reserve(pareto.points.size());
-  for (int32_t u = 0; u < n_units; ++u) {
+  for (int32_t u = 0; u < pareto.n_lists(); ++u) {
     size_t start = out.points.size();
     for (int32_t k = 0; k < pareto.size(u); ++k) {
       const Point& q = pareto.at(u, k);
-      while (out.points.size() - start >= 2 &&
-             AboveChord(out.points[out.points.size() - 2], out.points.back(), q)) {
+      while (out.points.size() - start >= 2 && AboveChord(out.points[out.points.size() - 2], out.points.back(), q)) {
         out.points.pop_back();
       }
       out.points.push_back(q);
@@ -89,52 +93,60 @@ Lists Hulls(const Lists& pareto, int32_t n_units) {
 
 struct Segment {
   double rate;  // cost saved per byte
+  int64_t dw;
+  double dc;  // cost saved
   int32_t unit;
   int32_t k;  // from hull point k to k+1
 };
 
+// Hull segments of all lists, best rate first; a unit's segments stay in order.
+std::vector<Segment> SortedSegments(const Lists& hull) {
+  std::vector<Segment> segments;
+  segments.reserve(hull.points.size());
+  for (int32_t u = 0; u < hull.n_lists(); ++u) {
+    for (int32_t k = 0; k + 1 < hull.size(u); ++k) {
+      const Point& a = hull.at(u, k);
+      const Point& b = hull.at(u, k + 1);
+      segments.push_back({(a.c - b.c) / static_cast<double>(b.w - a.w), b.w - a.w, a.c - b.c, u, k});
+    }
+  }
+  std::sort(segments.begin(), segments.end(), [](const Segment& x, const Segment& y) {
+    return x.rate != y.rate ? x.rate > y.rate : x.unit != y.unit ? x.unit < y.unit : x.k < y.k;
+  });
+  return segments;
+}
+
 struct Relaxation {
   std::vector<int32_t> at;  // hull index per unit in the LP's integer part
   int64_t slack = 0;        // budget the integer part leaves
+  size_t critical = 0;      // first segment that did not fit
   double lambda = 0.0;
   bool fractional = false;  // false: every unit sits at its cheapest point
   double bound = 0.0;       // Lagrangian bound L
   std::vector<double> min_lagrangian;  // per unit: min_j (c + lambda w)
 };
 
-Relaxation Relax(const Problem& p, const Lists& pareto, const Lists& hull) {
+Relaxation Relax(const Problem& p, const Lists& pareto, const Lists& hull, const std::vector<Segment>& segments) {
   const int32_t n = p.n_units();
   Relaxation r;
   r.at.assign(n, 0);
-  std::vector<Segment> segments;
-  segments.reserve(hull.points.size());
   int64_t used = 0;
-  for (int32_t u = 0; u < n; ++u) {
-    used += hull.at(u, 0).w;
-    for (int32_t k = 0; k + 1 < hull.size(u); ++k) {
-      const Point& a = hull.at(u, k);
-      const Point& b = hull.at(u, k + 1);
-      segments.push_back({(a.c - b.c) / static_cast<double>(b.w - a.w), u, k});
-    }
-  }
-  std::sort(segments.begin(), segments.end(), [](const Segment& x, const Segment& y) {
-    return x.rate != y.rate ? x.rate > y.rate : x.unit != y.unit ? x.unit < y.unit : x.k < y.k;
-  });
+  for (int32_t u = 0; u < n; ++u) used += hull.at(u, 0).w;
   r.slack = p.budget_n_bytes - used;
-  for (const Segment& s : segments) {
-    int64_t dw = hull.at(s.unit, s.k + 1).w - hull.at(s.unit, s.k).w;
-    if (dw > r.slack) {
+  for (r.critical = 0; r.critical < segments.size(); ++r.critical) {
+    const Segment& s = segments[r.critical];
+    if (s.dw > r.slack) {
       r.lambda = s.rate;
       r.fractional = true;
       break;
     }
-    r.slack -= dw;
+    r.slack -= s.dw;
     r.at[s.unit] = s.k + 1;
   }
   r.min_lagrangian.resize(n);
   long double total = 0.0L;
   for (int32_t u = 0; u < n; ++u) {
-    double best = std::numeric_limits<double>::infinity();
+    double best = kInf;
     for (int32_t k = 0; k < pareto.size(u); ++k) {
       const Point& q = pareto.at(u, k);
       best = std::min(best, q.c + r.lambda * static_cast<double>(q.w));
@@ -146,78 +158,140 @@ Relaxation Relax(const Problem& p, const Lists& pareto, const Lists& hull) {
   return r;
 }
 
-// Spends the slack on the upgrades that save the most cost, one at a time.
-void FillSlack(const Lists& pareto, std::vector<Point>* current, int64_t* slack) {
+// The incumbent: past the critical segment, keep taking segments that fit
+// (a skipped one blocks the rest of its unit), then spend what is left on the
+// upgrades that save the most cost.
+std::vector<Point> Incumbent(const Lists& pareto, const Lists& hull, const std::vector<Segment>& segments,
+                             const Relaxation& r) {
+  const int32_t n = hull.n_lists();
+  std::vector<int32_t> at = r.at;
+  int64_t slack = r.slack;
+  for (size_t i = r.critical; i < segments.size(); ++i) {
+    const Segment& s = segments[i];
+    if (at[s.unit] == s.k && s.dw <= slack) {
+      slack -= s.dw;
+      at[s.unit] = s.k + 1;
+    }
+  }
+  std::vector<Point> current(n);
+  for (int32_t u = 0; u < n; ++u) current[u] = hull.at(u, at[u]);
   constexpr int kMaxRounds = 64;
-  const int32_t n = static_cast<int32_t>(current->size());
   for (int round = 0; round < kMaxRounds; ++round) {
     double best_gain = 0.0;
     int32_t best_u = -1;
     Point best_q{};
     for (int32_t u = 0; u < n; ++u) {
-      const Point& cur = (*current)[u];
+      const Point& cur = current[u];
       for (int32_t k = pareto.size(u) - 1; k >= 0; --k) {
         const Point& q = pareto.at(u, k);
         if (q.w <= cur.w) break;
-        if (q.w - cur.w <= *slack && cur.c - q.c > best_gain) {
+        if (q.w - cur.w <= slack && cur.c - q.c > best_gain) {
           best_gain = cur.c - q.c;
           best_u = u;
           best_q = q;
         }
       }
     }
-    if (best_u < 0) return;
-    *slack -= best_q.w - (*current)[best_u].w;
-    (*current)[best_u] = best_q;
+    if (best_u < 0) break;
+    slack -= best_q.w - current[best_u].w;
+    current[best_u] = best_q;
   }
+  return current;
 }
+
+// The LP relaxation of a set of units as a function of their byte budget,
+// with units removed one at a time.
+class SuffixBound {
+ public:
+  SuffixBound(const Lists& hull, std::vector<Segment> segments) : hull_(hull), segments_(std::move(segments)) {
+    for (int32_t u = 0; u < hull.n_lists(); ++u) {
+      base_w_ += hull.at(u, 0).w;
+      base_c_ += hull.at(u, 0).c;
+    }
+    Accumulate();
+  }
+
+  void Remove(int32_t unit) {
+    base_w_ -= hull_.at(unit, 0).w;
+    base_c_ -= hull_.at(unit, 0).c;
+    std::erase_if(segments_, [unit](const Segment& s) { return s.unit == unit; });
+    Accumulate();
+  }
+
+  // Least LP cost of the remaining units within `budget` bytes; +inf when
+  // even their lightest options do not fit.
+  double operator()(int64_t budget) const {
+    if (budget < base_w_) return kInf;
+    int64_t room = budget - base_w_;
+    // Segments [0, i) fit whole; the next one fits in part.
+    size_t i = std::upper_bound(cum_w_.begin(), cum_w_.end(), room) - cum_w_.begin();
+    if (i == 0) return static_cast<double>(base_c_) - static_cast<double>(room) * (segments_.empty() ? 0.0 : segments_[0].rate);
+    long double saved = cum_c_[i - 1];
+    if (i < segments_.size()) saved += static_cast<long double>(room - cum_w_[i - 1]) * segments_[i].rate;
+    return static_cast<double>(base_c_ - saved);
+  }
+
+ private:
+  void Accumulate() {
+    cum_w_.resize(segments_.size());
+    cum_c_.resize(segments_.size());
+    int64_t w = 0;
+    long double c = 0.0L;
+    for (size_t i = 0; i < segments_.size(); ++i) {
+      w += segments_[i].dw;
+      c += segments_[i].dc;
+      cum_w_[i] = w;
+      cum_c_[i] = c;
+    }
+  }
+
+  const Lists& hull_;
+  std::vector<Segment> segments_;
+  std::vector<int64_t> cum_w_;
+  std::vector<long double> cum_c_;
+  int64_t base_w_ = 0;
+  long double base_c_ = 0.0L;
+};
 
 struct State {
   int64_t w;
   double c;
-  double rc;
   int32_t parent;
   int32_t option;  // index into the stage's option list
 };
 
-struct Candidate {
-  int64_t w;
-  double c;
-  double rc;
-  int32_t choice;
-};
-
+// Searches the open units (their alive options in `open`, each sorted by
+// bytes) for a plan within `budget` that costs less than *best_cost.
 // Returns false when the state cap was reached.
-bool SearchOpenUnits(const std::vector<std::vector<Candidate>>& open, int64_t budget, double rc_limit,
-                     int64_t max_states, std::vector<int32_t>* best_choices, double* best_cost, bool* improved,
-                     int64_t* n_states) {
-  const size_t n = open.size();
-  std::vector<int64_t> min_rest(n + 1, 0);
-  for (size_t s = n; s-- > 0;) min_rest[s] = min_rest[s + 1] + open[s].front().w;
-  if (min_rest[0] > budget) return true;
-
+bool SearchOpenUnits(const Lists& open, int64_t budget, double tolerance, int64_t max_states,
+                     std::vector<int32_t>* best_choices, double* best_cost, bool* improved, int64_t* n_states) {
+  const int32_t n = open.n_lists();
+  Lists hull = Hulls(open);
+  SuffixBound rest(hull, SortedSegments(hull));
   std::vector<std::vector<State>> stages(n + 1);
-  stages[0].push_back({0, 0.0, 0.0, -1, -1});
+  stages[0].push_back({0, 0.0, -1, -1});
+  if (rest(budget) >= *best_cost - tolerance) return true;
   std::vector<State> next;
-  for (size_t s = 0; s < n; ++s) {
+  for (int32_t s = 0; s < n; ++s) {
+    rest.Remove(s);
     next.clear();
-    const int64_t limit = budget - min_rest[s + 1];
     for (size_t i = 0; i < stages[s].size(); ++i) {
       const State& st = stages[s][i];
-      for (size_t j = 0; j < open[s].size(); ++j) {
-        const Candidate& o = open[s][j];
-        if (st.w + o.w > limit) break;  // options are sorted by bytes
-        double rc = st.rc + o.rc;
-        if (rc >= rc_limit) continue;
-        next.push_back({st.w + o.w, st.c + o.c, rc, static_cast<int32_t>(i), static_cast<int32_t>(j)});
+      for (int32_t j = 0; j < open.size(s); ++j) {
+        const Point& o = open.at(s, j);
+        int64_t w = st.w + o.w;
+        double c = st.c + o.c;
+        double bound = c + rest(budget - w);
+        if (bound == kInf) break;  // heavier options do not fit either
+        if (bound >= *best_cost - tolerance) continue;
+        next.push_back({w, c, static_cast<int32_t>(i), j});
       }
     }
     *n_states += static_cast<int64_t>(next.size());
     if (*n_states > max_states) return false;
-    std::sort(next.begin(), next.end(),
-              [](const State& a, const State& b) { return a.w != b.w ? a.w < b.w : a.c < b.c; });
+    std::sort(next.begin(), next.end(), [](const State& a, const State& b) { return a.w != b.w ? a.w < b.w : a.c < b.c; });
     std::vector<State>& kept = stages[s + 1];
-    double best = std::numeric_limits<double>::infinity();
+    double best = kInf;
     for (const State& st : next) {
       if (st.c < best) {
         kept.push_back(st);
@@ -233,9 +307,9 @@ bool SearchOpenUnits(const std::vector<std::vector<Candidate>>& open, int64_t bu
   *improved = true;
   best_choices->assign(n, -1);
   int32_t idx = static_cast<int32_t>(stages[n].size()) - 1;
-  for (size_t s = n; s > 0; --s) {
+  for (int32_t s = n; s > 0; --s) {
     const State& st = stages[s][idx];
-    (*best_choices)[s - 1] = open[s - 1][st.option].choice;
+    (*best_choices)[s - 1] = open.at(s - 1, st.option).choice;
     idx = st.parent;
   }
   return true;
@@ -245,8 +319,9 @@ bool SearchOpenUnits(const std::vector<std::vector<Candidate>>& open, int64_t bu
 
 double LagrangianBound(const Problem& p) {
   Lists pareto = ParetoFrontiers(p);
-  Lists hull = Hulls(pareto, p.n_units());
-  Relaxation r = Relax(p, pareto, hull);
+  Lists hull = Hulls(pareto);
+  std::vector<Segment> segments = SortedSegments(hull);
+  Relaxation r = Relax(p, pareto, hull, segments);
   if (!r.fractional) {
     double cost = 0.0;
     for (int32_t u = 0; u < p.n_units(); ++u) cost += hull.at(u, r.at[u]).c;
@@ -258,13 +333,11 @@ double LagrangianBound(const Problem& p) {
 Solution SolveExact(const Problem& p, const SolverLimits& limits) {
   const int32_t n = p.n_units();
   Lists pareto = ParetoFrontiers(p);
-  Lists hull = Hulls(pareto, n);
-  Relaxation r = Relax(p, pareto, hull);
+  Lists hull = Hulls(pareto);
+  std::vector<Segment> segments = SortedSegments(hull);
+  Relaxation r = Relax(p, pareto, hull, segments);
 
-  std::vector<Point> current(n);
-  for (int32_t u = 0; u < n; ++u) current[u] = hull.at(u, r.at[u]);
   Solution sol;
-  if (r.fractional) FillSlack(pareto, &current, &r.slack);
   auto take = [&](const std::vector<Point>& pts) {
     sol.pick.resize(n);
     sol.n_bytes = 0;
@@ -276,11 +349,11 @@ Solution SolveExact(const Problem& p, const SolverLimits& limits) {
     }
     sol.cost = static_cast<double>(cost);
   };
-  take(current);
+  take(Incumbent(pareto, hull, segments, r));
+  sol.n_units_fixed = n;
   if (!r.fractional) {
     sol.lower_bound = sol.cost;
     sol.optimal = true;
-    sol.n_units_fixed = n;
     return sol;
   }
   sol.lower_bound = std::min(r.bound, sol.cost);
@@ -293,48 +366,44 @@ Solution SolveExact(const Problem& p, const SolverLimits& limits) {
   const double gap = sol.cost - r.bound;
   if (gap <= tolerance) {
     sol.optimal = true;
-    sol.n_units_fixed = n;
     return sol;
   }
 
-  // Reduced-cost fixing.
+  // Reduced-cost fixing. The argmin option of every unit has rc 0, so every
+  // unit keeps at least one option.
   const double rc_limit = gap + tolerance;
-  std::vector<std::vector<Candidate>> open;
+  Lists open;
   std::vector<int32_t> open_units;
   std::vector<Point> fixed_point(n);
-  double fixed_rc = 0.0;
   int64_t fixed_bytes = 0;
-  double fixed_cost = 0.0;
-  std::vector<Candidate> alive;
+  long double fixed_cost = 0.0L;
   for (int32_t u = 0; u < n; ++u) {
-    alive.clear();
+    size_t first = open.points.size();
     for (int32_t k = 0; k < pareto.size(u); ++k) {
       const Point& q = pareto.at(u, k);
-      double rc = std::max(0.0, q.c + r.lambda * static_cast<double>(q.w) - r.min_lagrangian[u]);
-      if (rc < rc_limit) alive.push_back({q.w, q.c, rc, q.choice});
+      if (q.c + r.lambda * static_cast<double>(q.w) - r.min_lagrangian[u] < rc_limit) open.points.push_back(q);
     }
-    if (alive.size() == 1) {
-      fixed_point[u] = {alive[0].w, alive[0].c, alive[0].choice};
-      fixed_rc += alive[0].rc;
-      fixed_bytes += alive[0].w;
-      fixed_cost += alive[0].c;
-    } else if (!alive.empty()) {
-      open.push_back(alive);  // already sorted by bytes
+    if (open.points.size() - first == 1) {
+      fixed_point[u] = open.points.back();
+      fixed_bytes += fixed_point[u].w;
+      fixed_cost += fixed_point[u].c;
+      open.points.pop_back();
+    } else {
+      open.Close();
       open_units.push_back(u);
     }
   }
-  // The argmin option of every unit has rc 0 < rc_limit, so no unit is left empty.
-  sol.n_units_searched = static_cast<int64_t>(open.size());
+  sol.n_units_searched = static_cast<int64_t>(open_units.size());
   sol.n_units_fixed = n - sol.n_units_searched;
 
   std::vector<int32_t> best_open;
-  double best_open_cost = sol.cost - fixed_cost;
+  double best_open_cost = static_cast<double>(sol.cost - fixed_cost);
   bool improved = false;
-  bool complete = SearchOpenUnits(open, p.budget_n_bytes - fixed_bytes, rc_limit - fixed_rc, limits.max_states,
-                                  &best_open, &best_open_cost, &improved, &sol.n_states);
-  if (improved && fixed_cost + best_open_cost < sol.cost) {
+  bool complete = SearchOpenUnits(open, p.budget_n_bytes - fixed_bytes, tolerance, limits.max_states, &best_open,
+                                  &best_open_cost, &improved, &sol.n_states);
+  if (improved && static_cast<double>(fixed_cost + best_open_cost) < sol.cost) {
     std::vector<Point> better = fixed_point;
-    for (size_t s = 0; s < open.size(); ++s) {
+    for (size_t s = 0; s < open_units.size(); ++s) {
       const Choice& ch = p.choices[best_open[s]];
       better[open_units[s]] = {ch.n_bytes, ch.cost, best_open[s]};
     }

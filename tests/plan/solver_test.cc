@@ -163,24 +163,28 @@ TEST(Solver, OptimalAgainstDenseDp) {
 }
 
 TEST(Solver, StateCapReturnsFeasiblePlanWithGap) {
-  std::mt19937_64 rng(7);
-  Instance inst = RandomInstance(rng, 400, 15, 1000, false);
-  int64_t budget = (inst.min_bytes + inst.max_bytes) / 2;
-  PlanRequest req;
-  req.budget = Budget::FileBytes(kFixed + budget);
-  auto exact = SolvePlan(inst.m, req);
-  ASSERT_TRUE(exact.has_value());
-  req.limits.max_states = 1;
-  auto capped = SolvePlan(inst.m, req);
-  ASSERT_TRUE(capped.has_value());
-  ExpectConsistent(inst.m, *capped, budget);
-  if (exact->n_states > 1) {
+  int capped_runs = 0;
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
+    std::mt19937_64 rng(300 + seed);
+    Instance inst = RandomInstance(rng, 12, 6, 30, true);
+    int64_t budget = (inst.min_bytes + inst.max_bytes) / 2;
+    PlanRequest req;
+    req.budget = Budget::FileBytes(kFixed + budget);
+    auto exact = SolvePlan(inst.m, req);
+    ASSERT_TRUE(exact.has_value());
+    if (exact->n_states <= 1) continue;  // the bound alone settled it
+    req.limits.max_states = 1;
+    auto capped = SolvePlan(inst.m, req);
+    ASSERT_TRUE(capped.has_value());
+    SCOPED_TRACE(Name("seed ", seed));
+    ExpectConsistent(inst.m, *capped, budget);
     EXPECT_FALSE(capped->optimal);
+    EXPECT_GE(capped->cost, exact->cost - 1e-9);
+    // The reported gap brackets the optimum.
+    EXPECT_LE(capped->lower_bound, exact->cost + 1e-9);
+    ++capped_runs;
   }
-  EXPECT_GE(capped->cost, exact->cost - 1e-9);
-  EXPECT_LE(capped->lower_bound, exact->cost + 1e-9);
-  // The bound comes from the relaxation, so the reported gap brackets the optimum.
-  EXPECT_LE(capped->cost - capped->lower_bound, capped->cost - exact->lower_bound + 1e-9);
+  EXPECT_GT(capped_runs, 10);
 }
 
 TEST(Solver, LargeBudgetTakesCheapestOptions) {
