@@ -1,0 +1,223 @@
+// engine: a CPU forward pass for llama-family GGUF models, and what is built
+// on it: perplexity/KLD evaluation as llama-perplexity computes it, base
+// logits files, and importance-matrix collection as llama-imatrix does it.
+//
+// Architectures: "llama" (Llama 2/3, Mistral: GQA, tied or untied output,
+// rope_freqs factors, linear RoPE scaling), "qwen2" (q/k/v biases, NeoX RoPE),
+// "qwen3" (per-head q/k RMS norms, NeoX RoPE). Optional biases on any linear
+// layer are applied when the file has them.
+//
+// Weights stay in the GGUF mapping in their stored format (any format that
+// src/formats can decode) and are dequantized one row block at a time into a
+// per-thread scratch for matrix-matrix products (OpenBLAS sgemm); the model is
+// never converted to F32 as a whole. A chunk of tokens is processed at once.
+//
+// The forward pass is split so that measurements can reuse work:
+//   Embed -> RunLayers(0, L) -> RunLayers(L, n_layer) -> Logits
+// e.g. cache the hidden states entering layer L once, then rerun only layers
+// L.. with a substituted weight (SetWeight). Hidden states are row-major
+// [n_tokens][n_embd] floats for one sequence at positions 0..n_tokens-1.
+//
+// Thread safety: a Model runs one call at a time (it owns scratch buffers);
+// several Models may share one GgufFile and run concurrently. The GgufFile
+// must outlive every Model made from it.
+#ifndef MIXQ_ENGINE_ENGINE_H_
+#define MIXQ_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "formats/formats.h"
+#include "gguf/gguf.h"
+#include "quantize/quantize.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mixq::engine {
+
+// "llama, qwen2, qwen3", for messages.
+std::string_view SupportedArchitectures();
+
+struct ModelConfig {
+  std::string arch;
+  int64_t n_layer = 0;
+  int64_t n_embd = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;  // per head, for q, k and v
+  int64_t n_ff = 0;
+  int64_t n_vocab = 0;
+  int64_t n_rot = 0;  // rotated dims per head
+  int64_t n_ctx_train = 0;
+  float rms_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
+  bool rope_neox = false;        // rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1)
+  bool qk_norm = false;          // qwen3's per-head RMS norms on q and k
+  bool tied_output = false;      // output projection is token_embd.weight
+};
+
+// Called with the input of each linear layer during RunLayers/Logits: `x` is
+// row-major [n_tokens][n_in] and valid only during the call. Weights that
+// share an input (q/k/v, gate/up) get one call each.
+using ActivationHook = std::function<void(const std::string& weight, const float* x, int64_t n_tokens, int64_t n_in)>;
+
+struct RunOptions {
+  int n_threads = 2;
+  const ActivationHook* hook = nullptr;  // optional
+};
+
+class Model {
+ public:
+  // Reads the architecture metadata and checks every tensor the forward pass
+  // needs (presence, shape, decodable format). NotSupported names the
+  // architecture and lists the supported ones.
+  static Result<Model> Load(const gguf::GgufFile& file);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const;
+  const gguf::GgufFile& file() const;
+
+  // Names of the matrices the forward pass multiplies with, in execution
+  // order (blk.N.attn_q.weight ... output.weight, or token_embd.weight when
+  // the output is tied).
+  std::vector<std::string> LinearWeights() const;
+
+  // Replaces one tensor of the file for later calls without touching the
+  // file: `bytes` must hold the tensor's shape in `format` (any decodable
+  // format, F32 included). InvalidArgument for unknown names, wrong sizes or
+  // undecodable formats. The bytes are owned by the model.
+  Status SetWeight(const std::string& name, const formats::Format& format, std::vector<uint8_t> bytes);
+  Status SetWeightF32(const std::string& name, const std::vector<float>& values);
+  void ClearWeight(const std::string& name);
+  void ClearAllWeights();
+
+  // hidden[n_tokens][n_embd] = token embeddings. InvalidArgument on ids
+  // outside the vocabulary.
+  Status Embed(std::span<const int32_t> tokens, float* hidden);
+  // Runs layers [first, last) in place on hidden[n_tokens][n_embd].
+  // REQUIRES: 0 <= first <= last <= n_layer.
+  Status RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options);
+  // logits[n_tokens][n_vocab] from hidden states leaving the last layer
+  // (final norm and output projection); `hidden` is not modified.
+  Status Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options);
+
+  // The whole pass: logits for positions logits_from..n_tokens-1 in
+  // *logits ((n_tokens - logits_from) x n_vocab). With layer_inputs, also the
+  // hidden states entering each layer (n_layer + 1 entries; the last one
+  // enters the final norm).
+  Status Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,
+                 const RunOptions& options, std::vector<std::vector<float>>* layer_inputs = nullptr);
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- evaluation (perplexity, KLD) ----
+
+// Tokens of a text as llama-perplexity sees it: one trailing '\n' removed,
+// BOS first when the vocab adds it.
+std::vector<int32_t> TokenizeForEval(const tokenizer::Tokenizer& tokenizer, std::string_view text);
+
+// Base log-probabilities over the scored positions, saved once so that many
+// candidates can be compared without rerunning the base model. Our own file
+// ("MQBL") stores per position the exact next-token log-prob, the argmax id,
+// and all log-probs quantized to 16 bits over [lp_min, 0] (2 bytes per vocab
+// entry, half of raw f32 logits). The oracle's LGT2 files are read too.
+class BaseLogits {
+ public:
+  static Result<BaseLogits> Open(const std::string& path);
+  BaseLogits(BaseLogits&&) noexcept;
+  BaseLogits& operator=(BaseLogits&&) noexcept;
+  ~BaseLogits();
+
+  int64_t n_vocab() const;
+  int64_t n_ctx() const;
+  int64_t n_chunks() const;
+  bool bos_at_chunk_start() const;
+  // The text tokens, n_chunks * n_ctx (before the BOS substitution).
+  const std::vector<int32_t>& tokens() const;
+
+ private:
+  struct Impl;
+  friend struct BaseAccess;
+  explicit BaseLogits(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct EvalOptions {
+  int64_t n_ctx = 512;
+  int64_t n_chunks = -1;  // -1: every whole chunk
+  int n_threads = 2;
+  int32_t bos_id = -1;    // >= 0: replaces each chunk's first token (llama-perplexity)
+  std::string save_logits;  // non-empty: write this model's log-probs as a base file
+  // Optional; called after each chunk.
+  std::function<void(int64_t chunks_done, int64_t n_chunks, int64_t tokens_done)> on_progress;
+};
+
+struct KldStats {
+  double kld_mean = 0, kld_stderr = 0;
+  double kld_median = 0, kld_p90 = 0, kld_p95 = 0, kld_p99 = 0, kld_max = 0;
+  double same_top = 0, same_top_stderr = 0;          // share of positions with the same argmax
+  double ln_ppl_ratio = 0, ln_ppl_ratio_stderr = 0;  // mean of nll - nll_base (paired)
+  double base_ppl = 0, base_ppl_stderr = 0;
+  double dp_mean = 0, dp_stderr = 0, dp_rms = 0;      // p(next) - p_base(next)
+};
+
+struct EvalResult {
+  int64_t n_ctx = 0;
+  int64_t n_chunks = 0;
+  int64_t first_scored = 0;        // n_ctx / 2
+  int64_t n_scored = 0;            // over all chunks
+  double nll_mean = 0, nll_stderr = 0;
+  double ppl = 0, ppl_stderr = 0;  // exp(nll_mean), ppl * nll_stderr
+  std::vector<double> chunk_ppl;
+  std::optional<KldStats> kld;
+  double seconds = 0;              // forward passes and statistics
+  double tokens_per_second = 0;    // n_chunks * n_ctx / seconds
+};
+
+// Perplexity of `model` over non-overlapping chunks of options.n_ctx tokens
+// (a trailing partial chunk is dropped), scoring positions n_ctx/2 .. n_ctx-2
+// of each chunk. InvalidArgument when there is not one whole chunk.
+Result<EvalResult> Evaluate(Model& model, std::span<const int32_t> tokens, const EvalOptions& options);
+// The same, plus KLD against a base model evaluated chunk by chunk alongside.
+Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const int32_t> tokens,
+                                   const EvalOptions& options);
+// The same against saved base log-probs; the tokens, n_ctx and chunk count
+// come from the file (options.n_chunks may lower the count). InvalidArgument
+// when vocab sizes differ.
+Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const EvalOptions& options);
+
+// ---- importance matrix ----
+
+struct ImatrixOptions {
+  int64_t n_ctx = 512;
+  int64_t n_chunks = -1;
+  int n_threads = 2;
+  int32_t bos_id = -1;          // as in EvalOptions
+  bool include_output = true;   // also output.weight (llama-imatrix --process-output)
+  std::string dataset;          // recorded in imatrix.datasets
+  std::function<void(int64_t chunks_done, int64_t n_chunks, int64_t tokens_done)> on_progress;
+};
+
+// Sums of squared input activations per input column, and token counts, for
+// every linear weight in blk.* (and output.weight), over every token of each
+// chunk, as llama-imatrix collects them.
+Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options);
+
+}  // namespace mixq::engine
+
+#endif  // MIXQ_ENGINE_ENGINE_H_

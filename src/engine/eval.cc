@@ -1,0 +1,240 @@
+// Perplexity and KLD the way llama-perplexity computes them: non-overlapping
+// chunks of n_ctx tokens, BOS substituted for each chunk's first token, and
+// only the second half of each chunk scored. The statistics (standard errors,
+// quantiles, covariance-based ln(PPL ratio) error) follow its formulas.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "base/parallel.h"
+#include "engine/internal.h"
+
+namespace mixq::engine {
+namespace {
+
+using BaseFn = std::function<Status(int64_t chunk, std::span<const int32_t> input, BaseRows* rows)>;
+
+// Per-row results of one chunk, filled in parallel and summed in order.
+struct RowStats {
+  double nll = 0;
+  double kld = 0;
+  double dp = 0;
+  double nll_base = 0;
+  bool same_top = false;
+};
+
+struct Sums {
+  int64_t count = 0;
+  double nll = 0, nll2 = 0;
+  double nll_base = 0, nll_base2 = 0, nll_nll_base = 0;
+  double kld = 0, kld2 = 0;
+  double dp = 0, dp2 = 0;
+  int64_t same_top = 0;
+  std::vector<float> kld_values;
+};
+
+std::pair<double, double> MeanAndError(double sum, double sum2, int64_t count) {
+  if (count < 1) return {0.0, 0.0};
+  const double mean = sum / static_cast<double>(count);
+  double var = sum2 / static_cast<double>(count) - mean * mean;
+  return {mean, var > 0 && count > 10 ? std::sqrt(var / static_cast<double>(count - 1)) : 0.0};
+}
+
+// Linear interpolation between order statistics, as llama-perplexity does.
+double Percentile(const std::vector<float>& sorted, double fraction) {
+  if (fraction <= 0) return sorted.front();
+  if (fraction >= 1) return sorted.back();
+  double p = fraction * static_cast<double>(sorted.size() - 1);
+  size_t ip = static_cast<size_t>(p);
+  p -= static_cast<double>(ip);
+  return (1 - p) * sorted[ip] + p * sorted[std::min(ip + 1, sorted.size() - 1)];
+}
+
+KldStats Finish(Sums& s) {
+  KldStats k;
+  std::sort(s.kld_values.begin(), s.kld_values.end());
+  const double n = static_cast<double>(s.count);
+  auto kld = MeanAndError(s.kld, s.kld2, s.count);
+  k.kld_mean = kld.first;
+  k.kld_stderr = kld.second;
+  k.kld_median = Percentile(s.kld_values, 0.5);
+  k.kld_p90 = Percentile(s.kld_values, 0.90);
+  k.kld_p95 = Percentile(s.kld_values, 0.95);
+  k.kld_p99 = Percentile(s.kld_values, 0.99);
+  k.kld_max = s.kld_values.back();
+  k.same_top = static_cast<double>(s.same_top) / n;
+  k.same_top_stderr = s.count > 1 ? std::sqrt(k.same_top * (1 - k.same_top) / (n - 1)) : 0.0;
+  auto q = MeanAndError(s.nll, s.nll2, s.count);
+  auto p = MeanAndError(s.nll_base, s.nll_base2, s.count);
+  double cov = 0.0;
+  if (s.count >= 10) cov = (s.nll_nll_base / n - (s.nll / n) * (s.nll_base / n)) / (n - 1);
+  k.ln_ppl_ratio = q.first - p.first;
+  k.ln_ppl_ratio_stderr = std::sqrt(std::max(0.0, q.second * q.second + p.second * p.second - 2.0 * cov));
+  k.base_ppl = std::exp(p.first);
+  k.base_ppl_stderr = k.base_ppl * p.second;
+  auto dp = MeanAndError(s.dp, s.dp2, s.count);
+  k.dp_mean = dp.first;
+  k.dp_stderr = dp.second;
+  k.dp_rms = std::sqrt(s.dp2 / n);
+  return k;
+}
+
+Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_t n_ctx, int64_t n_chunks,
+                           const EvalOptions& options, const BaseFn* base) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n_vocab = model.config().n_vocab;
+  const int64_t first = n_ctx / 2;
+  const int64_t n_scored = n_ctx - 1 - first;
+  EvalResult result;
+  result.n_ctx = n_ctx;
+  result.n_chunks = n_chunks;
+  result.first_scored = first;
+
+  BaseLogitsWriter writer;
+  if (!options.save_logits.empty()) {
+    MIXQ_TRY(writer.Begin(options.save_logits, n_ctx, n_vocab, options.bos_id >= 0,
+                          tokens.first(static_cast<size_t>(n_chunks * n_ctx))));
+  }
+  RunOptions run;
+  run.n_threads = options.n_threads;
+  Sums sums;
+  std::vector<float> logits;
+  std::vector<float> lp(static_cast<size_t>(n_scored * n_vocab));
+  std::vector<int32_t> argmax(n_scored);
+  std::vector<RowStats> rows(n_scored);
+  BaseRows base_rows;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    std::span<const int32_t> chunk = tokens.subspan(static_cast<size_t>(c * n_ctx), static_cast<size_t>(n_ctx));
+    std::vector<int32_t> input(chunk.begin(), chunk.end());
+    if (options.bos_id >= 0) input[0] = options.bos_id;
+    MIXQ_TRY(model.Forward(input, first, &logits, run).WithContext("chunk " + std::to_string(c)));
+    if (base != nullptr) MIXQ_TRY((*base)(c, input, &base_rows));
+    ParallelFor(n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int32_t target = chunk[first + k + 1];
+        float* q = lp.data() + k * n_vocab;
+        RowStats& r = rows[k];
+        LogSoftmaxRow(logits.data() + k * n_vocab, n_vocab, target, q, &argmax[k], &r.nll);
+        if (base == nullptr) continue;
+        const float* p = base_rows.lp.data() + k * n_vocab;
+        double kld = 0.0;
+        for (int64_t j = 0; j < n_vocab; ++j) {
+          const double pj = std::exp(static_cast<double>(p[j]));
+          kld += pj * (static_cast<double>(p[j]) - static_cast<double>(q[j]));
+        }
+        r.kld = kld;
+        r.nll_base = base_rows.nll[k];
+        r.dp = std::exp(-r.nll) - std::exp(-r.nll_base);
+        r.same_top = argmax[k] == base_rows.argmax[k];
+      }
+    });
+    double chunk_nll = 0.0;
+    for (int64_t k = 0; k < n_scored; ++k) {
+      const RowStats& r = rows[k];
+      chunk_nll += r.nll;
+      sums.nll += r.nll;
+      sums.nll2 += r.nll * r.nll;
+      if (!options.save_logits.empty()) MIXQ_TRY(writer.AddRow(lp.data() + k * n_vocab, n_vocab, argmax[k], r.nll));
+      if (base == nullptr) continue;
+      sums.nll_base += r.nll_base;
+      sums.nll_base2 += r.nll_base * r.nll_base;
+      sums.nll_nll_base += r.nll * r.nll_base;
+      sums.kld += r.kld;
+      sums.kld2 += r.kld * r.kld;
+      sums.dp += r.dp;
+      sums.dp2 += r.dp * r.dp;
+      sums.same_top += r.same_top ? 1 : 0;
+      sums.kld_values.push_back(static_cast<float>(r.kld));
+    }
+    sums.count += n_scored;
+    result.chunk_ppl.push_back(std::exp(chunk_nll / static_cast<double>(n_scored)));
+    if (options.on_progress) options.on_progress(c + 1, n_chunks, (c + 1) * n_ctx);
+  }
+  if (!options.save_logits.empty()) MIXQ_TRY(writer.Finish());
+
+  result.n_scored = sums.count;
+  const double n = static_cast<double>(sums.count);
+  result.nll_mean = sums.nll / n;
+  const double var = sums.nll2 / n - result.nll_mean * result.nll_mean;
+  result.nll_stderr = var > 0 && sums.count > 1 ? std::sqrt(var / (n - 1)) : 0.0;
+  result.ppl = std::exp(result.nll_mean);
+  result.ppl_stderr = result.ppl * result.nll_stderr;
+  if (base != nullptr) result.kld = Finish(sums);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(n_chunks * n_ctx) / result.seconds : 0.0;
+  return result;
+}
+
+Result<int64_t> ChunkCount(int64_t n_tokens, const EvalOptions& options) {
+  if (options.n_ctx < 8) return Status::InvalidArgument("--ctx must be at least 8, got " + std::to_string(options.n_ctx));
+  const int64_t available = n_tokens / options.n_ctx;
+  if (available == 0) {
+    return Status::InvalidArgument("the text has " + std::to_string(n_tokens) + " tokens, fewer than one chunk of " +
+                                   std::to_string(options.n_ctx) + "; use a longer text or a smaller --ctx");
+  }
+  return options.n_chunks < 0 ? available : std::min(available, options.n_chunks);
+}
+
+}  // namespace
+
+std::vector<int32_t> TokenizeForEval(const tokenizer::Tokenizer& tokenizer, std::string_view text) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  return tokenizer.Encode(text, true);
+}
+
+Result<EvalResult> Evaluate(Model& model, std::span<const int32_t> tokens, const EvalOptions& options) {
+  auto n_chunks = ChunkCount(static_cast<int64_t>(tokens.size()), options);
+  MIXQ_TRY(n_chunks);
+  return RunEval(model, tokens, options.n_ctx, *n_chunks, options, nullptr);
+}
+
+Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const int32_t> tokens,
+                                   const EvalOptions& options) {
+  if (base.config().n_vocab != model.config().n_vocab) {
+    return Status::InvalidArgument("base vocab " + std::to_string(base.config().n_vocab) + " differs from " +
+                                   std::to_string(model.config().n_vocab));
+  }
+  auto n_chunks = ChunkCount(static_cast<int64_t>(tokens.size()), options);
+  MIXQ_TRY(n_chunks);
+  const int64_t n_vocab = base.config().n_vocab;
+  const int64_t first = options.n_ctx / 2;
+  const int64_t n_scored = options.n_ctx - 1 - first;
+  std::vector<float> logits;
+  RunOptions run;
+  run.n_threads = options.n_threads;
+  BaseFn fn = [&](int64_t c, std::span<const int32_t> input, BaseRows* rows) -> Status {
+    MIXQ_TRY(base.Forward(input, first, &logits, run).WithContext("base model, chunk " + std::to_string(c)));
+    rows->n_rows = n_scored;
+    rows->n_vocab = n_vocab;
+    rows->lp.resize(static_cast<size_t>(n_scored * n_vocab));
+    rows->argmax.resize(n_scored);
+    rows->nll.resize(n_scored);
+    const int32_t* text = tokens.data() + c * options.n_ctx;
+    ParallelFor(n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        LogSoftmaxRow(logits.data() + k * n_vocab, n_vocab, text[first + k + 1], rows->lp.data() + k * n_vocab,
+                      &rows->argmax[k], &rows->nll[k]);
+      }
+    });
+    return Status::Ok();
+  };
+  return RunEval(model, tokens, options.n_ctx, *n_chunks, options, &fn);
+}
+
+Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const EvalOptions& options) {
+  if (base.n_vocab() != model.config().n_vocab) {
+    return Status::InvalidArgument("base logits have a vocab of " + std::to_string(base.n_vocab()) +
+                                   ", the model " + std::to_string(model.config().n_vocab));
+  }
+  if (base.bos_at_chunk_start() && options.bos_id < 0) {
+    return Status::InvalidArgument("the base logits put BOS at chunk starts, but the model's vocab has no BOS");
+  }
+  EvalOptions o = options;
+  o.n_ctx = base.n_ctx();
+  if (!base.bos_at_chunk_start()) o.bos_id = -1;
+  const int64_t n_chunks = options.n_chunks < 0 ? base.n_chunks() : std::min(base.n_chunks(), options.n_chunks);
+  BaseFn fn = [&](int64_t c, std::span<const int32_t>, BaseRows* rows) { return ReadBaseChunk(base, c, rows); };
+  return RunEval(model, base.tokens(), o.n_ctx, n_chunks, o, &fn);
+}
+
+}  // namespace mixq::engine

@@ -1,0 +1,60 @@
+// Importance-matrix collection through the activation hook: per linear weight,
+// the sum over every token of each chunk of its squared input, per column.
+#include <algorithm>
+
+#include "engine/internal.h"
+
+namespace mixq::engine {
+
+Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens,
+                                         const ImatrixOptions& options) {
+  if (options.n_ctx < 2) return Status::InvalidArgument("--ctx must be at least 2");
+  const int64_t available = static_cast<int64_t>(tokens.size()) / options.n_ctx;
+  if (available == 0) {
+    return Status::InvalidArgument("the text has " + std::to_string(tokens.size()) +
+                                   " tokens, fewer than one chunk of " + std::to_string(options.n_ctx));
+  }
+  const int64_t n_chunks = options.n_chunks < 0 ? available : std::min(available, options.n_chunks);
+
+  struct Accumulator {
+    std::vector<double> sum2;
+    int64_t count = 0;
+  };
+  std::map<std::string, Accumulator> acc;
+  ActivationHook hook = [&](const std::string& name, const float* x, int64_t n_tokens, int64_t n_in) {
+    if (!name.starts_with("blk.") && !(options.include_output && name == "output.weight")) return;
+    Accumulator& a = acc[name];
+    a.sum2.resize(static_cast<size_t>(n_in), 0.0);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* row = x + t * n_in;
+      for (int64_t j = 0; j < n_in; ++j) a.sum2[j] += static_cast<double>(row[j]) * row[j];
+    }
+    a.count += n_tokens;
+  };
+  RunOptions run;
+  run.n_threads = options.n_threads;
+  run.hook = &hook;
+  // The output projection only runs when its activations are wanted.
+  const int64_t logits_from = options.include_output ? 0 : options.n_ctx;
+  std::vector<float> logits;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    std::vector<int32_t> input(tokens.begin() + c * options.n_ctx, tokens.begin() + (c + 1) * options.n_ctx);
+    if (options.bos_id >= 0) input[0] = options.bos_id;
+    MIXQ_TRY(model.Forward(input, logits_from, &logits, run).WithContext("chunk " + std::to_string(c)));
+    if (options.on_progress) options.on_progress(c + 1, n_chunks, (c + 1) * options.n_ctx);
+  }
+
+  quantize::Imatrix im;
+  im.chunk_count = static_cast<uint32_t>(n_chunks);
+  im.chunk_size = static_cast<uint32_t>(options.n_ctx);
+  if (!options.dataset.empty()) im.datasets.push_back(options.dataset);
+  for (auto& [name, a] : acc) {
+    quantize::ImatrixEntry e;
+    e.in_sum2.assign(a.sum2.begin(), a.sum2.end());
+    e.counts = {static_cast<float>(a.count)};
+    im.entries.emplace(name, std::move(e));
+  }
+  return im;
+}
+
+}  // namespace mixq::engine
