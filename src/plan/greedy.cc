@@ -11,7 +11,7 @@ namespace mixq::plan::internal {
 namespace {
 
 struct Step {
-  int64_t saved = 0;  // bytes
+  int64_t saved = 0;   // bytes
   double added = 0.0;  // cost
   int32_t to = 0;      // choice index the step ends at
   double ratio = 0.0;

@@ -184,8 +184,10 @@ CostTableSpec FluxDevCostTableSpec() {
   // (3,065,920), all left in BF16.
   constexpr int64_t kFixedWeights = 64'144'448 + 3'065'920;
   CostTableSpec spec;
-  for (int i = 0; i < kDoubleBlocks; ++i) spec.layers.push_back({"double_blocks." + std::to_string(i), kDoubleBlockWeights});
-  for (int i = 0; i < kSingleBlocks; ++i) spec.layers.push_back({"single_blocks." + std::to_string(i), kSingleBlockWeights});
+  for (int i = 0; i < kDoubleBlocks; ++i)
+    spec.layers.push_back({"double_blocks." + std::to_string(i), kDoubleBlockWeights});
+  for (int i = 0; i < kSingleBlocks; ++i)
+    spec.layers.push_back({"single_blocks." + std::to_string(i), kSingleBlockWeights});
   spec.unquantized_type = "BF16";
   spec.fixed_n_weights = kFixedWeights;
   spec.fixed_tensor_n_bytes = 2 * kFixedWeights;

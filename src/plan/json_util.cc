@@ -106,8 +106,8 @@ Status CheckSchema(const Json& doc, const char* schema, int64_t version) {
   auto v = GetInt64(doc, "version", "document");
   if (!v.has_value()) return v.status();
   if (*v != version) {
-    return Status::NotSupported(std::string(schema) + " version " + std::to_string(*v) + " is not supported (this mixq reads version " +
-                                std::to_string(version) + ")");
+    return Status::NotSupported(std::string(schema) + " version " + std::to_string(*v) +
+                                " is not supported (this mixq reads version " + std::to_string(version) + ")");
   }
   return Status::Ok();
 }

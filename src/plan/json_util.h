@@ -4,10 +4,9 @@
 #define MIXQ_PLAN_JSON_UTIL_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "base/status.h"
 

@@ -32,7 +32,8 @@ Status ValidateUnit(const Unit& unit, int64_t* max_bytes_total) {
     if (o.type.empty()) return Status::Corruption(where + " has an option with an empty type");
     if (!types.insert(o.type).second) return Status::Corruption(where + " lists type '" + o.type + "' twice");
     if (o.n_bytes < 0) return Status::Corruption(where + " type '" + o.type + "' has n_bytes < 0");
-    if (!std::isfinite(o.cost)) return Status::Corruption(where + " type '" + o.type + "' has a cost that is not finite");
+    if (!std::isfinite(o.cost))
+      return Status::Corruption(where + " type '" + o.type + "' has a cost that is not finite");
     max_bytes = std::max(max_bytes, o.n_bytes);
   }
   for (const std::string& t : unit.tensors) {
@@ -148,9 +149,8 @@ std::string MeasurementToJson(const Measurement& m) {
   doc["version"] = kVersion;
   doc["model"] = m.model;
   doc["cost_model"] = m.cost_model;
-  doc["fixed"] = {{"n_bytes", m.fixed_n_bytes},
-                  {"tensor_n_bytes", m.fixed_tensor_n_bytes},
-                  {"n_weights", m.fixed_n_weights}};
+  doc["fixed"] = {
+      {"n_bytes", m.fixed_n_bytes}, {"tensor_n_bytes", m.fixed_tensor_n_bytes}, {"n_weights", m.fixed_n_weights}};
   Json units = Json::array();
   for (const Unit& u : m.units) {
     Json options = Json::array();

@@ -179,11 +179,11 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
     const char* key;
     int64_t* dst;
   };
-  for (auto [key, dst] : {IntField{"budget_file_n_bytes", &plan.budget_file_n_bytes},
-                          IntField{"file_n_bytes", &plan.file_n_bytes}, IntField{"tensor_n_bytes", &plan.tensor_n_bytes},
-                          IntField{"n_weights", &plan.n_weights}, IntField{"n_units_fixed", &plan.n_units_fixed},
-                          IntField{"n_units_searched", &plan.n_units_searched},
-                          IntField{"n_states", &plan.n_states}}) {
+  for (auto [key, dst] :
+       {IntField{"budget_file_n_bytes", &plan.budget_file_n_bytes}, IntField{"file_n_bytes", &plan.file_n_bytes},
+        IntField{"tensor_n_bytes", &plan.tensor_n_bytes}, IntField{"n_weights", &plan.n_weights},
+        IntField{"n_units_fixed", &plan.n_units_fixed}, IntField{"n_units_searched", &plan.n_units_searched},
+        IntField{"n_states", &plan.n_states}}) {
     auto v = internal::GetInt64(*doc, key, where);
     if (!v.has_value()) return v.status();
     *dst = *v;

@@ -197,8 +197,8 @@ struct UnitPlan {
 };
 
 struct Plan {
-  std::string method;  // "exact" or "greedy"
-  std::vector<UnitPlan> units;  // in measurement order
+  std::string method;               // "exact" or "greedy"
+  std::vector<UnitPlan> units;      // in measurement order
   int64_t budget_file_n_bytes = 0;  // the budget, as a whole-file size
   int64_t file_n_bytes = 0;         // fixed bytes + the chosen options' bytes
   int64_t tensor_n_bytes = 0;       // fixed tensor bytes + the chosen options' bytes

@@ -56,7 +56,8 @@ size_t EditDistance(std::string_view a, std::string_view b) {
     row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
       size_t up = row[j];
-      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
+      bool same =
+          std::tolower(static_cast<unsigned char>(a[i - 1])) == std::tolower(static_cast<unsigned char>(b[j - 1]));
       row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (same ? 0 : 1)});
       diag = up;
     }
@@ -71,7 +72,8 @@ std::string ClosestFormatNames(std::string_view name) {
   }
   std::stable_sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::string out;
-  for (size_t i = 0; i < std::min<size_t>(3, ranked.size()); ++i) out += (i ? ", " : "") + std::string(ranked[i].second);
+  for (size_t i = 0; i < std::min<size_t>(3, ranked.size()); ++i)
+    out += (i ? ", " : "") + std::string(ranked[i].second);
   return out;
 }
 
@@ -79,8 +81,8 @@ Result<double> TypeBpw(const std::string& name, const char* flag) {
   if (name.empty()) return std::numeric_limits<double>::quiet_NaN();
   const formats::Format* f = formats::FindFormatByName(name);
   if (f == nullptr || f->removed()) {
-    return Status::InvalidArgument(std::string("unknown type '") + name + "' in " + flag + "; closest: " +
-                                   ClosestFormatNames(name));
+    return Status::InvalidArgument(std::string("unknown type '") + name + "' in " + flag +
+                                   "; closest: " + ClosestFormatNames(name));
   }
   return f->bpw();
 }
@@ -125,8 +127,8 @@ Result<Budget> ParseBpwTarget(std::string_view text) {
 
 Result<Budget> ParseSizeTarget(std::string_view text) {
   static constexpr std::pair<std::string_view, double> kUnits[] = {
-      {"", 1.0},         {"B", 1.0},         {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0},
-      {"TiB", 1099511627776.0}, {"KB", 1e3}, {"MB", 1e6},     {"GB", 1e9},        {"TB", 1e12}};
+      {"", 1.0},   {"B", 1.0},  {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+      {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},     {"TB", 1e12}};
   size_t n = 0;
   auto value = ParseNumberPrefix(text, &n);
   std::string_view rest = text.substr(std::min(n, text.size()));
@@ -198,8 +200,8 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
         return Status::InvalidArgument("--keep " + k.pattern + "=" + k.type + " matches unit '" + u.name +
                                        "', which has no type " + k.type + " (it has: " + TypeList(u) + ")");
       }
-      return Status::Infeasible("no type of unit '" + u.name + "' lies within --min-type/--max-type (it has: " +
-                                TypeList(u) + "); widen the bounds");
+      return Status::Infeasible("no type of unit '" + u.name +
+                                "' lies within --min-type/--max-type (it has: " + TypeList(u) + "); widen the bounds");
     }
     if (rule < regexes.size()) rule_used[rule] = true;
     p.begin.push_back(static_cast<int32_t>(p.choices.size()));

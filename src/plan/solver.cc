@@ -121,8 +121,8 @@ struct Relaxation {
   int64_t slack = 0;        // budget the integer part leaves
   size_t critical = 0;      // first segment that did not fit
   double lambda = 0.0;
-  bool fractional = false;  // false: every unit sits at its cheapest point
-  double bound = 0.0;       // Lagrangian bound L
+  bool fractional = false;             // false: every unit sits at its cheapest point
+  double bound = 0.0;                  // Lagrangian bound L
   std::vector<double> min_lagrangian;  // per unit: min_j (c + lambda w)
 };
 
@@ -225,7 +225,8 @@ class SuffixBound {
     int64_t room = budget - base_w_;
     // Segments [0, i) fit whole; the next one fits in part.
     size_t i = std::upper_bound(cum_w_.begin(), cum_w_.end(), room) - cum_w_.begin();
-    if (i == 0) return static_cast<double>(base_c_) - static_cast<double>(room) * (segments_.empty() ? 0.0 : segments_[0].rate);
+    if (i == 0)
+      return static_cast<double>(base_c_) - static_cast<double>(room) * (segments_.empty() ? 0.0 : segments_[0].rate);
     long double saved = cum_c_[i - 1];
     if (i < segments_.size()) saved += static_cast<long double>(room - cum_w_[i - 1]) * segments_[i].rate;
     return static_cast<double>(base_c_ - saved);
@@ -289,7 +290,8 @@ bool SearchOpenUnits(const Lists& open, int64_t budget, double tolerance, int64_
     }
     *n_states += static_cast<int64_t>(next.size());
     if (*n_states > max_states) return false;
-    std::sort(next.begin(), next.end(), [](const State& a, const State& b) { return a.w != b.w ? a.w < b.w : a.c < b.c; });
+    std::sort(next.begin(), next.end(),
+              [](const State& a, const State& b) { return a.w != b.w ? a.w < b.w : a.c < b.c; });
     std::vector<State>& kept = stages[s + 1];
     double best = kInf;
     for (const State& st : next) {

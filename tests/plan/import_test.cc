@@ -69,8 +69,8 @@ TEST(ImportCostTable, SeedFluxTable) {
   // the bf8 column is empty).
   std::set<std::string> types;
   for (const Option& o : m->units[0].options) types.insert(o.type);
-  EXPECT_EQ(types, (std::set<std::string>{"BF16", "Q8_0", "Q6_K", "Q5_1", "Q5_K", "Q4_1", "Q4_K", "Q4_0", "Q3_K",
-                                          "Q2_K"}));
+  EXPECT_EQ(types,
+            (std::set<std::string>{"BF16", "Q8_0", "Q6_K", "Q5_1", "Q5_K", "Q4_1", "Q4_K", "Q4_0", "Q3_K", "Q2_K"}));
   for (const Unit& u : m->units) {
     ASSERT_EQ(u.options.size(), 10u) << u.name;
     for (const Option& o : u.options) {
@@ -96,8 +96,7 @@ TEST(ImportCostTable, SeedFluxTable) {
 }
 
 TEST(ImportCostTable, RejectsMismatchedLayouts) {
-  const std::string table =
-      "|-|Q8_0|Q4_0|\n|-:|-:|-:|\n|bits|8.5|4.5|\n|0|1.0|2.0|\n|1|0.5|x|\n";
+  const std::string table = "|-|Q8_0|Q4_0|\n|-:|-:|-:|\n|bits|8.5|4.5|\n|0|1.0|2.0|\n|1|0.5|x|\n";
   CostTableSpec spec;
   spec.layers = {{"a", 64}, {"b", 64}};
   auto bad_cell = ImportCostTable(table, spec);

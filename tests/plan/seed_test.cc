@@ -74,8 +74,8 @@ TEST(SeedFlux, MatchesIndependentOptimumAndGreedy) {
   struct Row {
     double bpw, exact, greedy;
   };
-  const Row kExpected[] = {{3.1, 3863.41, 3880.85}, {3.8, 2284.21, 2301.81}, {6.9, 772.19, 772.28},
-                           {8.2, 539.57, 567.21}};
+  const Row kExpected[] = {
+      {3.1, 3863.41, 3880.85}, {3.8, 2284.21, 2301.81}, {6.9, 772.19, 772.28}, {8.2, 539.57, 567.21}};
   const Measurement m = FluxQuantizableOnly();
   for (const Row& r : kExpected) {
     Pair p = PlanBoth(m, r.bpw);
