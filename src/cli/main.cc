@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   mixq::cli::Action action;
   mixq::cli::AddInspect(app, global, &action);
   mixq::cli::AddQuantize(app, global, &action);
+  mixq::cli::AddEval(app, global, &action);
+  mixq::cli::AddImatrix(app, global, &action);
 
   try {
     app.parse(argc, argv);

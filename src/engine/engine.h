@@ -69,9 +69,17 @@ struct ModelConfig {
 // share an input (q/k/v, gate/up) get one call each.
 using ActivationHook = std::function<void(const std::string& weight, const float* x, int64_t n_tokens, int64_t n_in)>;
 
+// How activations enter products with stored weights. kGgml rounds them the
+// way ggml's CPU backend converts them for its dot products (F16 for F16
+// weights, BF16 for BF16, Q8_0 blocks for 32-element quantized formats, Q8_K
+// blocks for 256-element ones), so that results, KLD included, track
+// llama.cpp's. kF32 keeps them exact (F32 weights are never rounded).
+enum class Activations { kGgml, kF32 };
+
 struct RunOptions {
   int n_threads = 2;
-  const ActivationHook* hook = nullptr;  // optional
+  const ActivationHook* hook = nullptr;  // optional; sees activations before rounding
+  Activations activations = Activations::kGgml;
 };
 
 class Model {
@@ -162,6 +170,7 @@ struct EvalOptions {
   int64_t n_chunks = -1;  // -1: every whole chunk
   int n_threads = 2;
   int32_t bos_id = -1;    // >= 0: replaces each chunk's first token (llama-perplexity)
+  Activations activations = Activations::kGgml;
   std::string save_logits;  // non-empty: write this model's log-probs as a base file
   // Optional; called after each chunk.
   std::function<void(int64_t chunks_done, int64_t n_chunks, int64_t tokens_done)> on_progress;

@@ -54,6 +54,7 @@ struct ThreadScratch {
 // Reusable activation buffers (grown on demand, never shrunk).
 struct Buffers {
   std::vector<float> norm;   // n_tokens x n_embd
+  std::vector<float> rounded;  // activations as ggml would round them
   std::vector<float> q, k, v, attn;
   std::vector<float> gate, up;
   std::vector<float> vec;    // a decoded norm or bias vector
@@ -66,7 +67,15 @@ Result<ModelConfig> ReadConfig(const gguf::GgufFile& file);
 
 // y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ, plus the bias when given.
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t n_tokens, float* y, Buffers& buffers,
-            int n_threads);
+            const RunOptions& options);
+
+// The rounding ggml's CPU backend applies to activations before a dot
+// product with weights of a format (its vec_dot_type).
+enum class ActRounding { kNone, kF16, kBF16, kQ8_0, kQ8_K };
+ActRounding RoundingFor(const formats::Format& weight_format);
+// out[n_rows][n] = x rounded as `rounding` does it, block by block.
+// REQUIRES: n is a multiple of the rounding's block (32 or 256).
+void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int64_t n, float* out);
 // Decodes a 1-D tensor (norm weights, biases) into `out`.
 void DecodeVector(const Weight& w, std::vector<float>& out);
 // ggml's RMS norm times `weight`, row by row: y = x / sqrt(mean(x²) + eps) · weight.

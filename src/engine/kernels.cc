@@ -28,10 +28,19 @@ int64_t TileRows(int64_t n_out, int64_t n_in, int n_threads) {
 }  // namespace
 
 void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t n_tokens, float* y, Buffers& buffers,
-            int n_threads) {
+            const RunOptions& options) {
   const int64_t n_in = w.n_in;
   const int64_t n_out = w.n_out;
-  n_threads = std::max(1, n_threads);
+  const int n_threads = std::max(1, options.n_threads);
+  const ActRounding rounding = options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
+  if (rounding != ActRounding::kNone) {
+    Grow(buffers.rounded, n_tokens * n_in);
+    float* rounded = buffers.rounded.data();
+    buffers.pool.Run(n_tokens, n_threads, [&](int64_t t, int) {
+      RoundActivations(rounding, x + t * n_in, 1, n_in, rounded + t * n_in);
+    });
+    x = rounded;
+  }
   if (static_cast<int>(buffers.threads.size()) < n_threads) buffers.threads.resize(n_threads);
   static const formats::Format* const kF32 = formats::FindFormatByName("F32");
   const bool direct = w.format == kF32;  // multiplied in place, no copy

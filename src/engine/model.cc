@@ -252,9 +252,9 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   Hook(options, l.wq, b.norm.data(), n_tokens);
   Hook(options, l.wk, b.norm.data(), n_tokens);
   Hook(options, l.wv, b.norm.data(), n_tokens);
-  MatMul(*l.wq, l.bq, b.norm.data(), n_tokens, b.q.data(), b, nt);
-  MatMul(*l.wk, l.bk, b.norm.data(), n_tokens, b.k.data(), b, nt);
-  MatMul(*l.wv, l.bv, b.norm.data(), n_tokens, b.v.data(), b, nt);
+  MatMul(*l.wq, l.bq, b.norm.data(), n_tokens, b.q.data(), b, options);
+  MatMul(*l.wk, l.bk, b.norm.data(), n_tokens, b.k.data(), b, options);
+  MatMul(*l.wv, l.bv, b.norm.data(), n_tokens, b.v.data(), b, options);
   if (l.q_norm != nullptr) {
     DecodeVector(*l.q_norm, b.vec);
     RmsNorm(b.q.data(), b.vec.data(), n_tokens * c.n_head, c.head_dim, c.rms_eps, b.q.data());
@@ -268,9 +268,14 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   }
   ApplyRope(c, b.q.data(), n_tokens, c.n_head, factors, b);
   ApplyRope(c, b.k.data(), n_tokens, c.n_head_kv, factors, b);
+  if (options.activations == Activations::kGgml) {
+    // llama.cpp keeps K and V in an F16 cache.
+    RoundActivations(ActRounding::kF16, b.k.data(), n_tokens, kv_dim, b.k.data());
+    RoundActivations(ActRounding::kF16, b.v.data(), n_tokens, kv_dim, b.v.data());
+  }
   Attention(c, b.q.data(), b.k.data(), b.v.data(), n_tokens, b.attn.data(), b, nt);
   Hook(options, l.wo, b.attn.data(), n_tokens);
-  MatMul(*l.wo, l.bo, b.attn.data(), n_tokens, b.q.data(), b, nt);
+  MatMul(*l.wo, l.bo, b.attn.data(), n_tokens, b.q.data(), b, options);
   for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
 
   DecodeVector(*l.ffn_norm, b.vec);
@@ -279,14 +284,14 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   Grow(b.up, n_tokens * c.n_ff);
   Hook(options, l.gate, b.norm.data(), n_tokens);
   Hook(options, l.up, b.norm.data(), n_tokens);
-  MatMul(*l.gate, l.b_gate, b.norm.data(), n_tokens, b.gate.data(), b, nt);
-  MatMul(*l.up, l.b_up, b.norm.data(), n_tokens, b.up.data(), b, nt);
+  MatMul(*l.gate, l.b_gate, b.norm.data(), n_tokens, b.gate.data(), b, options);
+  MatMul(*l.up, l.b_up, b.norm.data(), n_tokens, b.up.data(), b, options);
   for (int64_t i = 0; i < n_tokens * c.n_ff; ++i) {
     const float g = b.gate[i];
     b.gate[i] = g / (1.0f + std::exp(-g)) * b.up[i];
   }
   Hook(options, l.down, b.gate.data(), n_tokens);
-  MatMul(*l.down, l.b_down, b.gate.data(), n_tokens, b.q.data(), b, nt);
+  MatMul(*l.down, l.b_down, b.gate.data(), n_tokens, b.q.data(), b, options);
   for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
 }
 
@@ -307,7 +312,7 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   DecodeVector(*m.output_norm, m.buffers.vec);
   RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
   m.Hook(options, m.output, m.buffers.norm.data(), n_tokens);
-  MatMul(*m.output, nullptr, m.buffers.norm.data(), n_tokens, logits, m.buffers, options.n_threads);
+  MatMul(*m.output, nullptr, m.buffers.norm.data(), n_tokens, logits, m.buffers, options);
   return Status::Ok();
 }
 

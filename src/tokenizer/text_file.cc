@@ -29,7 +29,11 @@ Result<std::string> ReadTextFile(const std::string& path) {
     if (n == 0) break;
     text.append(buffer, static_cast<size_t>(n));
   }
+  // A stream cut short ends like a complete one, except for this error.
+  int code = Z_OK;
+  std::string message = gzerror(file, &code);
   gzclose(file);
+  if (code != Z_OK) return Status::Corruption("broken gzip stream: " + path + " (" + message + ")");
   return text;
 }
 

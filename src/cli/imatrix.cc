@@ -1,0 +1,97 @@
+// mixq imatrix MODEL.gguf --text FILE -o imatrix.gguf [--ctx 512] [--chunks N] [--no-output]
+#include <chrono>
+#include <cstdio>
+#include <optional>
+
+#include "base/parallel.h"
+#include "cli/cli.h"
+#include "engine/engine.h"
+
+namespace mixq::cli {
+namespace {
+
+struct ImatrixCliOptions {
+  std::string model;
+  std::string text;
+  std::string output;
+  int64_t ctx = 512;
+  int64_t chunks = -1;
+  bool no_output = false;
+  int threads = 0;
+};
+
+int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
+  auto file = gguf::GgufFile::Open(opt.model);
+  if (!file) return ReportError(file.error());
+  auto model = engine::Model::Load(*file);
+  if (!model) return ReportError(model.error());
+  auto tok = tokenizer::Tokenizer::FromGguf(*file);
+  if (!tok) return ReportError(tok.error());
+  auto text = tokenizer::ReadTextFile(opt.text);
+  if (!text) return ReportError(text.error());
+  std::vector<int32_t> tokens = engine::TokenizeForEval(*tok, *text);
+
+  engine::ImatrixOptions io;
+  io.n_ctx = opt.ctx;
+  io.n_chunks = opt.chunks;
+  io.n_threads = ResolveThreadCount(opt.threads);
+  io.bos_id = tok->add_bos() ? tok->bos_id() : -1;
+  io.include_output = !opt.no_output;
+  io.dataset = opt.text;
+  std::optional<Progress> progress;
+  const auto start = std::chrono::steady_clock::now();
+  io.on_progress = [&](int64_t done, int64_t total, int64_t n_tokens) {
+    if (!progress) progress.emplace(global, "imatrix", static_cast<uint64_t>(total));
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char detail[96];
+    std::snprintf(detail, sizeof(detail), "chunk %lld/%lld, %.0f tokens/s", static_cast<long long>(done),
+                  static_cast<long long>(total), secs > 0 ? static_cast<double>(n_tokens) / secs : 0.0);
+    progress->Update(static_cast<uint64_t>(done), detail);
+  };
+  auto im = engine::CollectImatrix(*model, tokens, io);
+  if (progress) progress->Finish();
+  if (!im) return ReportError(im.error());
+  Status saved = quantize::SaveImatrix(*im, opt.output);
+  if (!saved.ok()) return ReportError(saved);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t n_tokens = static_cast<int64_t>(im->chunk_count) * opt.ctx;
+  const double tps = secs > 0 ? static_cast<double>(n_tokens) / secs : 0.0;
+
+  if (global.json) {
+    EmitJsonBegin("imatrix");
+    for (const auto& [name, e] : im->entries) {
+      EmitJson("entry", {{"name", name}, {"n_in", e.in_sum2.size()}, {"count", e.counts.empty() ? 0 : e.counts[0]}});
+    }
+    EmitJson("summary", {{"model", opt.model},
+                         {"output", opt.output},
+                         {"n_entries", im->entries.size()},
+                         {"n_chunks", im->chunk_count},
+                         {"n_ctx", opt.ctx},
+                         {"n_tokens", n_tokens},
+                         {"seconds", secs},
+                         {"tokens_per_second", tps}});
+  } else if (!global.quiet) {
+    std::fprintf(stderr, "mixq: wrote %s: %zu entries from %u chunks x %lld tokens, %.2f s (%.0f tokens/s)\n",
+                 opt.output.c_str(), im->entries.size(), im->chunk_count, static_cast<long long>(opt.ctx), secs, tps);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action) {
+  auto opt = std::make_shared<ImatrixCliOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "imatrix", "collect an importance matrix (llama.cpp's GGUF imatrix format) by running a model on a text");
+  sub->add_option("model", opt->model, "GGUF model")->required();
+  sub->add_option("--text", opt->text, "calibration text (gzip accepted)")->required();
+  sub->add_option("-o,--output", opt->output, "imatrix GGUF to write (atomically)")->required();
+  sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")->capture_default_str();
+  sub->add_flag("--no-output", opt->no_output,
+                "skip output.weight (llama-imatrix's default; it collects it only with --process-output)");
+  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  sub->callback([&global, opt, action] { *action = [&global, opt] { return RunImatrix(global, *opt); }; });
+}
+
+}  // namespace mixq::cli

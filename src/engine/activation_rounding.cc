@@ -1,0 +1,86 @@
+// How ggml's CPU backend rounds activations before multiplying them with
+// stored weights: it converts each activation row to the weight format's
+// "vec_dot_type" and computes exact block dot products from there. Rounding
+// the activations the same way and multiplying in F32 reproduces its results
+// up to float summation order. The block rules follow ggml's x86 code:
+//  - Q8_0 (32 values): d = amax/127 stored as F16, q = round-half-even(x·127/amax);
+//  - Q8_K (256 values): iscale = -127/v where v is the first value of largest
+//    magnitude, q = min(127, round-half-even(iscale·x)), d = 1/iscale in F32.
+#include <algorithm>
+#include <cmath>
+
+#include "engine/internal.h"
+
+namespace mixq::engine {
+namespace {
+
+void RoundQ8_0(const float* x, float* out, int64_t n) {
+  for (int64_t b = 0; b < n; b += 32) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b + j]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const float d_stored = formats::F16ToF32(formats::F32ToF16(d));
+    for (int j = 0; j < 32; ++j) out[b + j] = d_stored * std::nearbyint(x[b + j] * id);
+  }
+}
+
+void RoundQ8_K(const float* x, float* out, int64_t n) {
+  for (int64_t b = 0; b < n; b += 256) {
+    float amax = 0.0f;
+    float max = 0.0f;
+    for (int j = 0; j < 256; ++j) {
+      const float ax = std::fabs(x[b + j]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[b + j];
+      }
+    }
+    if (amax == 0.0f) {
+      for (int j = 0; j < 256; ++j) out[b + j] = 0.0f;
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    const float d = 1.0f / iscale;
+    for (int j = 0; j < 256; ++j) out[b + j] = d * std::min(127.0f, std::nearbyint(iscale * x[b + j]));
+  }
+}
+
+}  // namespace
+
+ActRounding RoundingFor(const formats::Format& f) {
+  static const formats::Format* const kF16 = formats::FindFormatByName("F16");
+  static const formats::Format* const kBF16 = formats::FindFormatByName("BF16");
+  if (&f == kF16) return ActRounding::kF16;
+  if (&f == kBF16) return ActRounding::kBF16;
+  if (!f.quantized) return ActRounding::kNone;
+  // ggml pairs every 256-element block format with Q8_K and the smaller
+  // block formats with Q8_0 (Q8_1 for some, which rounds identically).
+  return f.block_elems % 256 == 0 ? ActRounding::kQ8_K : ActRounding::kQ8_0;
+}
+
+void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * n;
+    float* yr = out + r * n;
+    switch (rounding) {
+      case ActRounding::kNone:
+        std::copy(xr, xr + n, yr);
+        break;
+      case ActRounding::kF16:
+        for (int64_t i = 0; i < n; ++i) yr[i] = formats::F16ToF32(formats::F32ToF16(xr[i]));
+        break;
+      case ActRounding::kBF16:
+        for (int64_t i = 0; i < n; ++i) yr[i] = formats::BF16ToF32(formats::F32ToBF16(xr[i]));
+        break;
+      case ActRounding::kQ8_0:
+        RoundQ8_0(xr, yr, n);
+        break;
+      case ActRounding::kQ8_K:
+        RoundQ8_K(xr, yr, n);
+        break;
+    }
+  }
+}
+
+}  // namespace mixq::engine
