@@ -73,7 +73,6 @@ bool FinishQ6K(const float* x, const float* scales, int8_t* L, BlockQ6K* b) {
 
 void QuantizeQ2KBlockRef(const float* x, BlockQ2K* b) {
   uint8_t L[kQKK];
-  uint8_t Laux[16];
   float weights[16];
   float scales[16];
   float mins[16];
@@ -81,7 +80,7 @@ void QuantizeQ2KBlockRef(const float* x, BlockQ2K* b) {
   float max_min = 0;
   for (int j = 0; j < 16; ++j) {
     for (int i = 0; i < 16; ++i) weights[i] = std::fabs(x[16 * j + i]);
-    scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+    scales[j] = MakeQkx2Quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -104,7 +103,6 @@ void QuantizeQ2KBlockRef(const float* x, BlockQ2K* b) {
 
 void QuantizeQ2KBlockImportance(const float* x, const float* qw, BlockQ2K* b) {
   uint8_t L[kQKK];
-  uint8_t Laux[16];
   float weights[16];
   float scales[16];
   float mins[16];
@@ -120,7 +118,7 @@ void QuantizeQ2KBlockImportance(const float* x, const float* qw, BlockQ2K* b) {
       sum_w += weights[i];
     }
     sw[j] = sum_w;
-    scales[j] = MakeQkx3Quants(16, 3, xg, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    scales[j] = MakeQkx3Quants(16, 3, xg, weights, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
   }
   b->d = FloatToHalf(MakeQpQuants(16, 15, scales, Ls, sw));
   b->dmin = FloatToHalf(MakeQpQuants(16, 15, mins, Lm, sw));
@@ -170,9 +168,9 @@ void QuantizeQ3KBlockImportance(const float* x, const float* qw, BlockQ3K* b) {
     for (int i = 0; i < 16; ++i) weights[i] = qw[16 * j + i] * std::sqrt(sigma2 + xg[i] * xg[i]);
     for (int i = 0; i < 16; ++i) sum_w += weights[i];
     sw[j] = sum_w;
-    scales[j] = MakeQxQuants(16, 4, xg, L + 16 * j, 1, weights);
+    scales[j] = MakeQxQuants(16, 4, xg, L + 16 * j, weights);
   }
-  float d_block = MakeQxQuants(16, 32, scales, Ls, 1, sw);
+  float d_block = MakeQxQuants(16, 32, scales, Ls, sw);
   PackQ3KScales(reinterpret_cast<const uint8_t*>(Ls), b->scales);
   b->d = FloatToHalf(d_block);
   RequantizeQ3K(x, *b, L);
@@ -266,7 +264,7 @@ void quantize_q6_k_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     float scales[16];
     for (int j = 0; j < 16; ++j) {
       const float* qw = importance != nullptr ? importance + i * kQKK + 16 * j : nullptr;
-      scales[j] = MakeQxQuants(16, 32, x + 16 * j, L + 16 * j, 1, qw);
+      scales[j] = MakeQxQuants(16, 32, x + 16 * j, L + 16 * j, qw);
     }
     BlockQ6K b;
     if (!FinishQ6K(x, scales, L, &b)) std::memset(&b, 0, sizeof(b));

@@ -31,7 +31,6 @@ struct ScaleMins {
 
 // ggml's search: L gets the search's quants, the result the stored scales.
 ScaleMins SearchQ45K(const KParams& p, const float* x, const float* qw, uint8_t* L) {
-  uint8_t Laux[32];
   float weights[32];
   float scales[8];
   float mins[8];
@@ -45,8 +44,7 @@ ScaleMins SearchQ45K(const KParams& p, const float* x, const float* qw, uint8_t*
       for (int i = 0; i < 32; ++i) sum_x2 += xg[i] * xg[i];
       float av_x = std::sqrt(sum_x2 / 32);
       for (int i = 0; i < 32; ++i) weights[i] = av_x + std::fabs(xg[i]);
-      scales[j] =
-          MakeQkx2Quants(32, p.nmax, xg, weights, L + 32 * j, &mins[j], Laux, p.ref_rmin, 0.1f, p.ref_nstep, false);
+      scales[j] = MakeQkx2Quants(32, p.nmax, xg, weights, L + 32 * j, &mins[j], p.ref_rmin, 0.1f, p.ref_nstep, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -71,7 +69,7 @@ ScaleMins SearchQ45K(const KParams& p, const float* x, const float* qw, uint8_t*
     float sum_w = 0;
     for (int i = 0; i < 32; ++i) sum_w += weights[i];
     sw[j] = sum_w;
-    scales[j] = MakeQkx3Quants(32, p.nmax, xg, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+    scales[j] = MakeQkx3Quants(32, p.nmax, xg, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
   }
   out.d = FloatToHalf(MakeQpQuants(8, 63, scales, out.sc, sw));
   out.dmin = FloatToHalf(MakeQpQuants(8, 63, mins, out.m, sw));

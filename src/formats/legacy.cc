@@ -60,6 +60,14 @@ void PackFiveBits(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
   std::memcpy(qh_bytes, &qh, 4);
 }
 
+// C roundf (half away from zero) for |v| <= 2^23, without a libm call: v
+// minus its truncation is exact in that range.
+int RoundHalfAway(float v) {
+  int t = static_cast<int>(v);
+  float frac = v - static_cast<float>(t);
+  return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+}
+
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -148,7 +156,7 @@ void quantize_q4_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     } else {
       float w[kQK];
       ImportanceWeights(x, importance + i * kQK, sigma2, w);
-      b.d = FloatToHalf(MakeQxQuants(kQK, 8, x, reinterpret_cast<int8_t*>(L), 1, w));
+      b.d = FloatToHalf(MakeQxQuants(kQK, 8, x, reinterpret_cast<int8_t*>(L), w));
     }
     PackNibbles(L, b.qs);
     StoreBlock(b, dst, i);
@@ -173,10 +181,9 @@ void quantize_q4_1_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
       }
     } else {
       float w[kQK];
-      uint8_t Laux[kQK];
       ImportanceWeights(x, importance + i * kQK, sigma2, w);
       float the_min;
-      float d = MakeQkx3Quants(kQK, 15, x, w, L, &the_min, Laux, -0.9f, 0.05f, 36, false);
+      float d = MakeQkx3Quants(kQK, 15, x, w, L, &the_min, -0.9f, 0.05f, 36, false);
       b.d = FloatToHalf(d);
       b.m = FloatToHalf(-the_min);
     }
@@ -199,7 +206,7 @@ void quantize_q5_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     } else {
       float w[kQK];
       ImportanceWeights(x, importance + i * kQK, sigma2, w);
-      b.d = FloatToHalf(MakeQxQuants(kQK, 16, x, reinterpret_cast<int8_t*>(L), 1, w));
+      b.d = FloatToHalf(MakeQxQuants(kQK, 16, x, reinterpret_cast<int8_t*>(L), w));
     }
     PackFiveBits(L, b.qs, b.qh);
     StoreBlock(b, dst, i);
@@ -222,10 +229,9 @@ void quantize_q5_1_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
       for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(static_cast<int>((x[j] - min) * id + 0.5f));
     } else {
       float w[kQK];
-      uint8_t Laux[kQK];
       ImportanceWeights(x, importance + i * kQK, sigma2, w);
       float the_min;
-      float d = MakeQkx3Quants(kQK, 31, x, w, L, &the_min, Laux, -0.9f, 0.05f, 36, false);
+      float d = MakeQkx3Quants(kQK, 31, x, w, L, &the_min, -0.9f, 0.05f, 36, false);
       b.d = FloatToHalf(d);
       b.m = FloatToHalf(-the_min);
     }
@@ -243,7 +249,7 @@ void quantize_q8_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     float d = amax / 127;
     float id = d != 0 ? 1.0f / d : 0.0f;
     b.d = FloatToHalf(d);
-    for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+    for (int j = 0; j < kQK; ++j) b.qs[j] = static_cast<int8_t>(RoundHalfAway(x[j] * id));
     StoreBlock(b, dst, i);
   }
 }

@@ -1,10 +1,12 @@
 #include "formats/quant_search.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 
 #include "formats/blocks.h"
+#include "formats/lanes.h"
 
 namespace mixq::formats::internal {
 namespace {
@@ -22,65 +24,68 @@ void SignedMax(int n, const float* x, float* max, float* amax) {
   }
 }
 
-float QxWeight(const float* qw, const float* x, int i, int rmse_type) {
-  if (qw != nullptr) return qw[i];
-  switch (rmse_type) {
-    case 1:
-      return x[i] * x[i];
-    case 2:
-      return 1.0f;
-    case 3:
-      return std::fabs(x[i]);
-    default:
-      return std::sqrt(std::fabs(x[i]));
-  }
-}
-
 int ClampSym(int l, int nmax) { return std::max(-nmax, std::min(nmax - 1, l)); }
 
 }  // namespace
 
-float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
+namespace {
+
+// The searches below try many scales on one group. ggml runs the tries one
+// after another, each summing over the elements in order. Here every try is a
+// lane: one pass over the elements updates all lanes, each lane still summing
+// in element order with the same operations, so every sum is bit-identical
+// while the lanes' independent additions overlap (and vectorize). Lane counts
+// are padded to a multiple of 8; the extra lanes are computed and ignored.
+constexpr int kMaxGroup = 32;
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23, as NearestInt
+
+// NearestInt(v) as a float, for |v| <= 2^22 (all the searches stay far below).
+inline float RoundToIntegral(float v) { return (v + kRoundMagic) - kRoundMagic; }
+
+constexpr int kQxLanes = 24;  // 1 first guess + 18 tries, padded
+
+}  // namespace
+
+float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  assert(n <= kMaxGroup);
   float max, amax;
   SignedMax(n, x, &max, &amax);
   if (amax < kGroupMaxEps) {
     std::memset(L, 0, n);
     return 0.0f;
   }
-  float iscale = static_cast<float>(-nmax) / max;
-  if (rmse_type == 0) {
-    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + ClampSym(NearestInt(iscale * x[i]), nmax));
-    return 1 / iscale;
+  const float fnmax = static_cast<float>(nmax);
+  float iscale[kQxLanes];
+  iscale[0] = -fnmax / max;
+  for (int t = 1; t < kQxLanes; ++t) {
+    int is = t <= 9 ? t - 10 : t - 9;  // -9..-1, 1..9, then padding
+    iscale[t] = -(fnmax + 0.1f * static_cast<float>(is)) / max;
   }
-  float sumlx = 0;
-  float suml2 = 0;
+  float sumlx[kQxLanes] = {};
+  float suml2[kQxLanes] = {};
+  float lq[kMaxGroup][kQxLanes];
+  float w[kMaxGroup];
+  for (int i = 0; i < n; ++i) w[i] = qw != nullptr ? qw[i] : x[i] * x[i];
   for (int i = 0; i < n; ++i) {
-    int l = ClampSym(NearestInt(iscale * x[i]), nmax);
-    L[i] = static_cast<int8_t>(l + nmax);
-    float w = QxWeight(qw, x, i, rmse_type);
-    float fl = static_cast<float>(l);
-    sumlx += w * x[i] * fl;
-    suml2 += w * fl * fl;
-  }
-  float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
-    sumlx = 0;
-    suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      float fl = static_cast<float>(ClampSym(NearestInt(iscale * x[i]), nmax));
-      float w = QxWeight(qw, x, i, rmse_type);
-      sumlx += w * x[i] * fl;
-      suml2 += w * fl * fl;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + ClampSym(NearestInt(iscale * x[i]), nmax));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
+    float wx = w[i] * x[i];
+    for (int t = 0; t < kQxLanes; ++t) {
+      float l = std::min(std::max(RoundToIntegral(iscale[t] * x[i]), -fnmax), fnmax - 1);
+      lq[i][t] = l;
+      sumlx[t] += wx * l;
+      suml2[t] += w[i] * l * l;
     }
   }
+  int chosen = 0;
+  float scale = suml2[0] != 0 ? sumlx[0] / suml2[0] : 0.0f;
+  float best = scale * sumlx[0];
+  for (int t = 1; t <= 18; ++t) {
+    if (suml2[t] > 0 && sumlx[t] * sumlx[t] > best * suml2[t]) {
+      chosen = t;
+      scale = sumlx[t] / suml2[t];
+      best = scale * sumlx[t];
+    }
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(static_cast<int>(lq[i][chosen]) + nmax);
   return scale;
 }
 
@@ -136,22 +141,94 @@ float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
 
 namespace {
 
+// The tries of make_qkx2/3_quants, kBlock at a time from try `first`, for a
+// given offset `min`. ggml's tries are not independent: an accepted try
+// replaces `min`, which the later tries use. So a block is evaluated with the
+// current min and evaluated again from the next try whenever an accepted try
+// changes it; each try's numbers are then exactly those of ggml's try. Blocks
+// of 8 keep the re-evaluation cheap and still give 8 independent sums.
+struct QkxBlock {
+  static constexpr int kVectors = 2;
+  static constexpr int kBlock = 4 * kVectors;
+  int first = 0;
+  Lanes4 lq[kMaxGroup][kVectors];  // quants of each try, as floats
+  Lanes4 D[kVectors];
+  Lanes4 scale[kVectors];
+  Lanes4 min[kVectors];
+  Lanes4 error[kVectors];
+
+  float LaneD(int k) const { return D[k / 4][k % 4]; }
+  float LaneScale(int k) const { return scale[k / 4][k % 4]; }
+  float LaneMin(int k) const { return min[k / 4][k % 4]; }
+  float LaneError(int k) const { return error[k / 4][k % 4]; }
+  uint8_t LaneQuant(int i, int k) const { return static_cast<uint8_t>(lq[i][k / 4][k % 4]); }
+
+  template <bool kUseMad>
+  void Evaluate(int first_try, int n, float fnmax, const float* x, const float* w, float sum_w, float sum_x, float max,
+                float cur_min, float rmin, float rdelta) {
+    first = first_try;
+    const Lanes4 zero = {};
+    const Lanes4 top = Broadcast(fnmax);
+    Lanes4 iscale[kVectors];
+    Lanes4 sum_l[kVectors] = {};
+    Lanes4 sum_l2[kVectors] = {};
+    Lanes4 sum_xl[kVectors] = {};
+    for (int v = 0; v < kVectors; ++v) {
+      Lanes4 tries = static_cast<float>(first + 4 * v) + kLaneIndex;  // exact small integers
+      iscale[v] = (rmin + rdelta * tries + fnmax) / (max - cur_min);
+    }
+    for (int i = 0; i < n; ++i) {
+      float xm = x[i] - cur_min;
+      for (int v = 0; v < kVectors; ++v) {
+        Lanes4 l = MinLanes(MaxLanes(RoundLanes(iscale[v] * xm), zero), top);
+        lq[i][v] = l;
+        Lanes4 wl = w[i] * l;
+        sum_l[v] += wl;
+        sum_l2[v] += wl * l;
+        sum_xl[v] += wl * x[i];
+      }
+    }
+    for (int v = 0; v < kVectors; ++v) {
+      D[v] = sum_w * sum_l2[v] - sum_l[v] * sum_l[v];
+      Lanes4 fitted_scale = (sum_w * sum_xl[v] - sum_x * sum_l[v]) / D[v];
+      Lanes4 fitted_min = (sum_l2[v] * sum_x - sum_l[v] * sum_xl[v]) / D[v];
+      // A positive offset is clamped to 0 and the scale refitted alone, as ggml does.
+      Mask4 positive = fitted_min > 0;
+      fitted_scale = positive ? sum_xl[v] / sum_l2[v] : fitted_scale;
+      fitted_min = positive ? zero : fitted_min;
+      // Lanes with D <= 0 are never chosen; zeros keep their errors finite.
+      Mask4 valid = D[v] > 0;
+      scale[v] = valid ? fitted_scale : zero;
+      min[v] = valid ? fitted_min : zero;
+      error[v] = zero;
+    }
+    for (int i = 0; i < n; ++i) {
+      for (int v = 0; v < kVectors; ++v) {
+        Lanes4 diff = scale[v] * lq[i][v] + min[v] - x[i];
+        diff = kUseMad ? AbsLanes(diff) : diff * diff;
+        error[v] += w[i] * diff;
+      }
+    }
+  }
+};
+
 // Shared body of MakeQkx2Quants / MakeQkx3Quants; they differ only in the
 // default weights and in how a constant group is detected.
 template <bool kQkx3>
-float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                    float rmin, float rdelta, int nstep, bool use_mad) {
-  auto weight = [&](int i) { return weights != nullptr ? weights[i] : x[i] * x[i]; };
+float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, float rmin,
+                    float rdelta, int nstep, bool use_mad) {
+  assert(n <= kMaxGroup);
+  float w[kMaxGroup] = {};
+  for (int i = 0; i < n; ++i) w[i] = weights != nullptr ? weights[i] : x[i] * x[i];
   float min = x[0];
   float max = x[0];
-  float sum_w = weight(0);
+  float sum_w = w[0];
   float sum_x = sum_w * x[0];
   for (int i = 1; i < n; ++i) {
     if (x[i] < min) min = x[i];
     if (x[i] > max) max = x[i];
-    float w = weight(i);
-    sum_w += w;
-    sum_x += w * x[i];
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
   }
   if (min > 0) min = 0;
   if (kQkx3 ? max <= min : max == min) {
@@ -159,7 +236,8 @@ float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8
     *the_min = -min;
     return 0.0f;
   }
-  float iscale = static_cast<float>(nmax) / (max - min);
+  const float fnmax = static_cast<float>(nmax);
+  float iscale = fnmax / (max - min);
   float scale = 1 / iscale;
   float best_error = 0;
   for (int i = 0; i < n; ++i) {
@@ -167,44 +245,30 @@ float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
     float diff = scale * static_cast<float>(L[i]) + min - x[i];
     diff = use_mad ? std::fabs(diff) : diff * diff;
-    best_error += weight(i) * diff;
+    best_error += w[i] * diff;
   }
   if (nstep < 1) {
     *the_min = -min;
     return scale;
   }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::max(0, std::min(nmax, NearestInt(iscale * (x[i] - min))));
-      Laux[i] = static_cast<uint8_t>(l);
-      float w = weight(i);
-      float fl = static_cast<float>(l);
-      sum_l += w * fl;
-      sum_l2 += w * fl * fl;
-      sum_xl += w * fl * x[i];
+  QkxBlock block;
+  bool evaluated = false;
+  for (int s = 0; s <= nstep; ++s) {
+    if (!evaluated || s >= block.first + QkxBlock::kBlock) {
+      if (use_mad) {
+        block.Evaluate<true>(s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
+      } else {
+        block.Evaluate<false>(s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
+      }
+      evaluated = true;
     }
-    float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        error += weight(i) * diff;
-      }
-      if (error < best_error) {
-        std::memcpy(L, Laux, n);
-        best_error = error;
-        scale = this_scale;
-        min = this_min;
-      }
+    int k = s - block.first;
+    if (block.LaneD(k) > 0 && block.LaneError(k) < best_error) {
+      for (int i = 0; i < n; ++i) L[i] = block.LaneQuant(i, k);
+      best_error = block.LaneError(k);
+      scale = block.LaneScale(k);
+      if (block.LaneMin(k) != min) evaluated = false;  // later tries use the new offset
+      min = block.LaneMin(k);
     }
   }
   *the_min = -min;
@@ -213,14 +277,14 @@ float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8
 
 }  // namespace
 
-float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                     float rmin, float rdelta, int nstep, bool use_mad) {
-  return MakeQkxQuants<false>(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad);
+float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, float rmin,
+                     float rdelta, int nstep, bool use_mad) {
+  return MakeQkxQuants<false>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad);
 }
 
-float MakeQkx3Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, uint8_t* Laux,
-                     float rmin, float rdelta, int nstep, bool use_mad) {
-  return MakeQkxQuants<true>(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, use_mad);
+float MakeQkx3Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min, float rmin,
+                     float rdelta, int nstep, bool use_mad) {
+  return MakeQkxQuants<true>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep, use_mad);
 }
 
 float MakeQpQuants(int n, int nmax, const float* x, uint8_t* L, const float* qw) {
