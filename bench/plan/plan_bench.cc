@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -42,8 +43,9 @@ Measurement Synthetic(int n_units, uint64_t seed) {
   m.fixed_n_bytes = 1 << 20;
   for (int u = 0; u < n_units; ++u) {
     Unit unit;
-    unit.name = "t";
-    unit.name.append(std::to_string(u));
+    char name[16];
+    std::snprintf(name, sizeof(name), "t%d", u);
+    unit.name = name;
     const int64_t* shape = kShapes[u % 4];
     unit.n_weights = shape[0] * shape[1];
     double s = sensitivity(rng) * static_cast<double>(unit.n_weights) * 1e-6;

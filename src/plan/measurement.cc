@@ -14,6 +14,8 @@ using internal::Json;
 constexpr const char* kSchema = "mixq.measurement";
 constexpr int64_t kVersion = 1;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+// Keeps every sum the solvers form (costs, cost + lambda x bytes) finite.
+constexpr double kMaxAbsCost = 1e30;
 
 bool AddWithoutOverflow(int64_t* total, int64_t v) {
   if (v > kInt64Max - *total) return false;
@@ -32,8 +34,9 @@ Status ValidateUnit(const Unit& unit, int64_t* max_bytes_total) {
     if (o.type.empty()) return Status::Corruption(where + " has an option with an empty type");
     if (!types.insert(o.type).second) return Status::Corruption(where + " lists type '" + o.type + "' twice");
     if (o.n_bytes < 0) return Status::Corruption(where + " type '" + o.type + "' has n_bytes < 0");
-    if (!std::isfinite(o.cost))
-      return Status::Corruption(where + " type '" + o.type + "' has a cost that is not finite");
+    if (!(std::fabs(o.cost) <= kMaxAbsCost)) {
+      return Status::Corruption(where + " type '" + o.type + "' has a cost that is not finite or beyond 1e30");
+    }
     max_bytes = std::max(max_bytes, o.n_bytes);
   }
   for (const std::string& t : unit.tensors) {

@@ -64,7 +64,7 @@ struct Measurement {
 
 // Checks the invariants the solvers rely on: at least one unit, unique unit
 // names, every unit has n_weights > 0 and at least one option, unique option
-// types within a unit, n_bytes >= 0, finite costs, byte totals that fit in
+// types within a unit, n_bytes >= 0, costs within +-1e30, byte totals that fit in
 // int64 and 0 <= fixed_tensor_n_bytes <= fixed_n_bytes. Corruption otherwise.
 Status Validate(const Measurement& measurement);
 
