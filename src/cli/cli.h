@@ -39,6 +39,7 @@ void AddInspect(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddEval(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action);
 
 // Prints "mixq: error: <message>" on stderr and returns the exit code for the
 // status kind.

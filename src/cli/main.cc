@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   mixq::cli::AddQuantize(app, global, &action);
   mixq::cli::AddEval(app, global, &action);
   mixq::cli::AddImatrix(app, global, &action);
+  mixq::cli::AddConvert(app, global, &action);
 
   try {
     app.parse(argc, argv);

@@ -8,33 +8,42 @@ namespace {
 
 // llama_ftype of a file whose dominant type is this one (ggml-formats.md §4.2);
 // mixed files report the type that holds most weights.
-struct FileTypeId {
+struct FileTypeEntry {
   std::string_view type;
   uint32_t ftype;
 };
-constexpr std::array<FileTypeId, 15> kFileTypes = {{{"F32", 0},
-                                                    {"F16", 1},
-                                                    {"Q4_0", 2},
-                                                    {"Q4_1", 3},
-                                                    {"Q8_0", 7},
-                                                    {"Q5_0", 8},
-                                                    {"Q5_1", 9},
-                                                    {"Q2_K", 10},
-                                                    {"Q3_K", 12},
-                                                    {"Q4_K", 15},
-                                                    {"Q5_K", 17},
-                                                    {"Q6_K", 18},
-                                                    {"IQ4_NL", 25},
-                                                    {"IQ4_XS", 30},
-                                                    {"BF16", 32}}};
+constexpr std::array<FileTypeEntry, 15> kFileTypes = {{{"F32", 0},
+                                                       {"F16", 1},
+                                                       {"Q4_0", 2},
+                                                       {"Q4_1", 3},
+                                                       {"Q8_0", 7},
+                                                       {"Q5_0", 8},
+                                                       {"Q5_1", 9},
+                                                       {"Q2_K", 10},
+                                                       {"Q3_K", 12},
+                                                       {"Q4_K", 15},
+                                                       {"Q5_K", 17},
+                                                       {"Q6_K", 18},
+                                                       {"IQ4_NL", 25},
+                                                       {"IQ4_XS", 30},
+                                                       {"BF16", 32}}};
+
+}  // namespace
+
+std::optional<uint32_t> FileTypeId(std::string_view type) {
+  for (const auto& ft : kFileTypes) {
+    if (ft.type == type) return ft.ftype;
+  }
+  return std::nullopt;
+}
+
+namespace {
 
 std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const QuantizeOptions& options,
                                            const QuantizeReport& plan, const std::string& dominant) {
   std::vector<gguf::KeyValue> kvs = input.metadata();
   gguf::EraseKey(kvs, "general.alignment");
-  for (const auto& ft : kFileTypes) {
-    if (ft.type == dominant) gguf::SetValue(kvs, "general.file_type", gguf::Value::Uint32(ft.ftype));
-  }
+  if (auto ftype = FileTypeId(dominant)) gguf::SetValue(kvs, "general.file_type", gguf::Value::Uint32(*ftype));
   gguf::SetValue(kvs, "general.quantization_version", gguf::Value::Uint32(2));
   gguf::SetValue(kvs, "mixq.version", gguf::Value::String(MIXQ_VERSION));
   gguf::SetValue(kvs, "mixq.method",

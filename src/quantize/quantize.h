@@ -19,7 +19,9 @@
 #include <map>
 #include <optional>
 #include <regex>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -61,17 +63,31 @@ struct TensorTypeOverride {
 // Parses "REGEX=TYPE"; InvalidArgument with the valid type names otherwise.
 Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text);
 
+// What differs between model families in the choice of types, as data: which
+// tensors are quantized at all and whether llama.cpp's output/token-embedding
+// rules apply. Diffusion models follow city96's patched llama-quantize
+// (comfyui-gguf.md §2.7): only 2-D weights, entry/exit layers kept as they are.
+struct ArchProfile {
+  std::string_view architecture;                      // general.architecture; "" for the language-model default
+  bool only_2d = false;                               // quantize tensors of exactly 2 dims, no more
+  std::span<const std::string_view> keep_input_type;  // name fragments of weights never quantized
+  bool llm_head_rules = true;                         // output.weight / token_embd.weight get llama.cpp's types
+};
+// The profile of an architecture; the language-model default for unknown ones.
+const ArchProfile& ProfileFor(std::string_view architecture);
+
 struct TypeRules {
-  const formats::Format* default_format = nullptr;  // the --type
-  std::vector<TensorTypeOverride> overrides;        // first match wins
+  const formats::Format* default_format = nullptr;      // the --type; nullptr: quantize nothing
+  std::vector<TensorTypeOverride> overrides;            // first match wins
   std::map<std::string, const formats::Format*> exact;  // from a plan: tensor name -> type
   const formats::Format* output_format = nullptr;       // nullptr: llama.cpp's default
   const formats::Format* token_embd_format = nullptr;   // nullptr: llama.cpp's default
+  const ArchProfile* profile = nullptr;                 // nullptr: ChooseAllTypes uses the input's architecture
 };
 
 // Whether llama.cpp would quantize this tensor at all (≥ 2 dims, a weight, not
-// a norm or one of the small special tensors).
-bool IsQuantizable(const gguf::TensorInfo& tensor);
+// a norm or one of the small special tensors, and what the profile allows).
+bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile = ProfileFor(""));
 
 struct TypeChoice {
   const formats::Format* format = nullptr;
@@ -79,6 +95,7 @@ struct TypeChoice {
 };
 
 // The type a tensor gets. `tied_embeddings`: the model has no output.weight.
+// Uses rules.profile, or the language-model profile when it is null.
 // NotSupported when the chosen type cannot be encoded by mixq.
 Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& rules, bool tied_embeddings);
 
@@ -115,6 +132,10 @@ struct QuantizeReport {
   double bpw() const { return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0; }
 };
 
+// The llama_ftype id (general.file_type) of a file whose dominant type is
+// `type` (ggml name); nullopt for types without one (ggml-formats.md §4.2).
+std::optional<uint32_t> FileTypeId(std::string_view type);
+
 // Decides every tensor's type without writing anything (used by plans and dry runs).
 Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules);
 
@@ -122,8 +143,7 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
                                      const QuantizeOptions& options);
 
 // Converts one stored tensor to F32 (any decodable type).
-Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out,
-                   int n_threads);
+Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
 
 }  // namespace mixq::quantize
 

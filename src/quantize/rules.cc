@@ -36,13 +36,31 @@ constexpr std::array<FallbackChain, 8> kFallbacks = {{
 
 bool Fits(const formats::Format* f, int64_t row_length) { return f != nullptr && formats::RowFits(*f, row_length); }
 
+// Flux's (and HunyuanVideo's) entry and exit layers (comfyui-gguf.md §2.7 item 4).
+constexpr std::array<std::string_view, 6> kFluxEntryExit = {"txt_in.",    "img_in.",      "time_in.",
+                                                            "vector_in.", "guidance_in.", "final_layer."};
+constexpr std::array<ArchProfile, 3> kProfiles = {{
+    {"", false, {}, true},
+    {"flux", true, kFluxEntryExit, false},
+    {"hyvid", true, kFluxEntryExit, false},
+}};
+
 }  // namespace
 
-bool IsQuantizable(const gguf::TensorInfo& tensor) {
+const ArchProfile& ProfileFor(std::string_view architecture) {
+  for (const auto& p : kProfiles) {
+    if (p.architecture == architecture) return p;
+  }
+  return kProfiles[0];
+}
+
+bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile) {
   std::string_view name = tensor.name;
   if (tensor.n_dims < 2 || !EndsWith(name, "weight") || EndsWith(name, "_norm.weight")) return false;
-  return std::none_of(kNeverQuantized.begin(), kNeverQuantized.end(),
-                      [&](std::string_view part) { return Contains(name, part); });
+  if (profile.only_2d && tensor.n_dims != 2) return false;
+  auto in_name = [&](std::string_view part) { return Contains(name, part); };
+  return std::none_of(kNeverQuantized.begin(), kNeverQuantized.end(), in_name) &&
+         std::none_of(profile.keep_input_type.begin(), profile.keep_input_type.end(), in_name);
 }
 
 const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length) {
@@ -80,8 +98,9 @@ Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text) {
 }
 
 Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& rules, bool tied_embeddings) {
+  const ArchProfile& profile = rules.profile != nullptr ? *rules.profile : ProfileFor("");
   TypeChoice choice;
-  if (!IsQuantizable(tensor)) {
+  if (!IsQuantizable(tensor, profile)) {
     // Small tensors (norms, biases) stay as they are, widened to F32 if stored otherwise.
     choice.format = tensor.n_dims < 2 ? formats::FindFormat(0) : tensor.format;
     if (!choice.format->can_encode() && !choice.format->can_decode()) {
@@ -90,9 +109,11 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
     }
     return choice;
   }
-  const formats::Format* def = rules.default_format;
-  const bool is_output = tensor.name == "output.weight" || (tied_embeddings && tensor.name == "token_embd.weight");
-  const bool is_token_embd = !is_output && tensor.name == "token_embd.weight";
+  // Without a default type, tensors no rule names keep their input type.
+  const formats::Format* def = rules.default_format != nullptr ? rules.default_format : tensor.format;
+  const bool is_output = profile.llm_head_rules &&
+                         (tensor.name == "output.weight" || (tied_embeddings && tensor.name == "token_embd.weight"));
+  const bool is_token_embd = profile.llm_head_rules && !is_output && tensor.name == "token_embd.weight";
   const formats::Format* wanted = def;
   if (auto it = rules.exact.find(tensor.name); it != rules.exact.end()) {
     wanted = it->second;
@@ -130,9 +151,13 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
 
 Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules) {
   bool tied = input.FindTensor("output.weight") == nullptr;
+  TypeRules with_profile = rules;
+  if (with_profile.profile == nullptr) {
+    with_profile.profile = &ProfileFor(input.GetString("general.architecture").value_or(""));
+  }
   std::vector<TypeChoice> out;
   for (const auto& t : input.tensors()) {
-    auto c = ChooseType(t, rules, tied);
+    auto c = ChooseType(t, with_profile, tied);
     MIXQ_TRY(c);
     out.push_back(std::move(c).value());
   }

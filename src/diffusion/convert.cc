@@ -1,0 +1,199 @@
+// Convert: safetensors to a ComfyUI-GGUF file, one tensor at a time
+// (comfyui-gguf.md §2.3 stage-1 types, §2.6 layout, §2.7 stage-2 rules).
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "base/parallel.h"
+#include "diffusion/convert_internal.h"
+#include "diffusion/diffusion.h"
+
+namespace mixq::diffusion {
+namespace {
+
+// convert.py keeps tensors this small in F32 (QUANTIZATION_THRESHOLD).
+constexpr int64_t kSmallTensorElems = 1024;
+// Floats decoded per step; bounds the conversion buffer to 16 MiB.
+constexpr int64_t kChunkElems = int64_t{1} << 22;
+
+const formats::Format& F32() { return *formats::FindFormatByName("F32"); }
+
+// The dominant type names the file: the quantized type holding most weights,
+// else the float type holding most.
+uint32_t FileType(const quantize::QuantizeReport& report) {
+  std::map<std::string, int64_t> weights;
+  for (const auto& t : report.tensors) weights[t.type] += t.n_weights;
+  std::string best;
+  int64_t most = -1;
+  for (bool quantized : {true, false}) {
+    for (const auto& [type, n] : weights) {
+      if (formats::FindFormatByName(type)->quantized == quantized && n > most) most = n, best = type;
+    }
+    if (!best.empty()) break;
+  }
+  return quantize::FileTypeId(best).value_or(1);
+}
+
+}  // namespace
+
+namespace internal {
+
+const formats::Format& StorageFormat(const ModelTensor& t, const formats::Format* float_format) {
+  const auto& src = *t.source;
+  if (src.shape.size() <= 1 || src.n_elems <= kSmallTensorElems) return F32();
+  if (float_format != nullptr) return *float_format;
+  return *formats::FindFormatByName(src.dtype->name == "BF16" ? "BF16" : "F16");
+}
+
+gguf::TensorSpec SpecOf(const ModelTensor& t, const formats::Format& format) {
+  gguf::TensorSpec spec;
+  spec.name = t.name;
+  spec.format = &format;
+  const auto& shape = t.source->shape;
+  spec.n_dims = std::max<uint32_t>(1, static_cast<uint32_t>(shape.size()));
+  for (size_t d = 0; d < shape.size(); ++d) spec.ne[d] = shape[shape.size() - 1 - d];
+  return spec;
+}
+
+gguf::TensorInfo InfoOf(const gguf::TensorSpec& spec) {
+  gguf::TensorInfo info;
+  info.name = spec.name;
+  info.n_dims = spec.n_dims;
+  info.ne = spec.ne;
+  info.format = spec.format;
+  info.type_id = spec.format->ggml_id;
+  return info;
+}
+
+std::vector<gguf::KeyValue> Metadata(const std::string& architecture, uint32_t file_type) {
+  return {{"general.architecture", gguf::Value::String(architecture)},
+          {"general.quantization_version", gguf::Value::Uint32(2)},
+          {"general.file_type", gguf::Value::Uint32(file_type)}};
+}
+
+Status EncodeRows(const safetensors::DType& dtype, std::span<const uint8_t> src, int64_t n_rows, int64_t n_per_row,
+                  const formats::Format& target, formats::QuantMethod method, int n_threads,
+                  std::vector<float>* scratch, uint8_t* dst) {
+  auto row_bytes = formats::RowBytes(target, n_per_row);
+  MIXQ_TRY(row_bytes);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElems / n_per_row);
+  const uint64_t src_row_bytes = static_cast<uint64_t>(n_per_row) * dtype.n_bytes;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += rows_per_chunk) {
+    const int64_t rows = std::min(rows_per_chunk, n_rows - r0);
+    scratch->resize(static_cast<size_t>(rows * n_per_row));
+    ParallelFor(rows, std::max<int64_t>(1, (int64_t{1} << 16) / n_per_row), n_threads, [&](int64_t b, int64_t e) {
+      // Cannot fail: the dtype is a float one and the spans hold whole rows.
+      (void)safetensors::DecodeToF32(dtype, src.subspan((r0 + b) * src_row_bytes, (e - b) * src_row_bytes),
+                                     scratch->data() + b * n_per_row);
+    });
+    Status s = formats::QuantizeRows(target, method, scratch->data(), dst + r0 * *row_bytes, rows, n_per_row, nullptr,
+                                     n_threads);
+    if (s.kind() == StatusKind::kCorruption) {
+      // QuantizeRows counts rows from the chunk; report them from the tensor.
+      auto bad = std::find_if(scratch->begin(), scratch->end(), [](float v) { return !std::isfinite(v); });
+      const int64_t at = bad - scratch->begin();
+      return Status::Corruption("weight is NaN or infinite: row " + std::to_string(r0 + at / n_per_row) + ", element " +
+                                std::to_string(at % n_per_row));
+    }
+    MIXQ_TRY(s);
+  }
+  return Status::Ok();
+}
+
+}  // namespace internal
+
+Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& options) {
+  if (options.float_format != nullptr && options.float_format->quantized) {
+    return Status::InvalidArgument("float storage type must be F32, F16 or BF16, not " +
+                                   std::string(options.float_format->name));
+  }
+  quantize::TypeRules rules = options.rules;
+  rules.profile = &quantize::ProfileFor(model.architecture);
+  ConvertPlan plan;
+  for (const auto& t : model.tensors) {
+    gguf::TensorSpec spec = internal::SpecOf(t, internal::StorageFormat(t, options.float_format));
+    auto choice = quantize::ChooseType(internal::InfoOf(spec), rules, /*tied_embeddings=*/false);
+    MIXQ_TRY(choice);
+    if (!choice->note.empty()) plan.notes.push_back(choice->note);
+    spec.format = choice->format;
+    auto row = formats::RowBytes(*spec.format, spec.ne[0]);
+    MIXQ_TRY(row);
+    const int64_t n_weights = t.source->n_elems;
+    const uint64_t n_bytes = static_cast<uint64_t>(*row) * static_cast<uint64_t>(n_weights / spec.ne[0]);
+    plan.report.tensors.push_back({t.name, std::string(spec.format->name), n_weights, n_bytes});
+    ++plan.report.type_counts[std::string(spec.format->name)];
+    plan.report.tensor_bytes += n_bytes;
+    plan.report.n_weights += n_weights;
+    plan.specs.push_back(std::move(spec));
+  }
+  plan.metadata = internal::Metadata(model.architecture, FileType(plan.report));
+  auto size = gguf::GgufWriter::FileSize(plan.metadata, plan.specs);
+  MIXQ_TRY(size);
+  plan.report.file_bytes = *size;
+  return plan;
+}
+
+Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoint, const Model& model,
+                                         const std::string& output_path, const ConvertOptions& options) {
+  auto plan = PlanConversion(model, options);
+  MIXQ_TRY(plan);
+  if (options.on_note) {
+    for (const auto& note : plan->notes) options.on_note(note);
+  }
+  auto writer = gguf::GgufWriter::Begin(output_path, plan->metadata, plan->specs);
+  MIXQ_TRY(writer);
+  std::vector<float> scratch;
+  std::vector<uint8_t> encoded;
+  for (size_t i = 0; i < model.tensors.size(); ++i) {
+    const ModelTensor& t = model.tensors[i];
+    const gguf::TensorSpec& spec = plan->specs[i];
+    const auto& dtype = *t.source->dtype;
+    auto src = checkpoint.Data(*t.source);
+    auto context = [&](const Status& s) { return s.WithContext("tensor '" + t.source->name + "'"); };
+    if (spec.format->name == dtype.name) {
+      // Same storage: the bytes go straight from the mapping to the file.
+      if (auto bad = safetensors::FindNonFinite(dtype, src)) {
+        return context(Status::Corruption("weight " + std::to_string(*bad) + " is NaN or infinite"));
+      }
+      MIXQ_TRY(writer->WriteTensor(src));
+    } else {
+      encoded.resize(plan->report.tensors[i].n_bytes);
+      MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
+                                            options.method, options.n_threads, &scratch, encoded.data())));
+      MIXQ_TRY(writer->WriteTensor(encoded));
+    }
+    checkpoint.ReleaseData(*t.source);
+    if (options.on_progress) options.on_progress(i + 1, model.tensors.size(), t.name);
+  }
+  MIXQ_TRY(writer->Finish());
+  return plan->report;
+}
+
+Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules* rules) {
+  const auto& profile = quantize::ProfileFor(model.architecture);
+  for (const auto& unit : plan.units) {
+    const formats::Format* format = formats::FindFormatByName(unit.type);
+    if (format == nullptr || !format->can_encode()) {
+      return Status::InvalidArgument("plan unit '" + unit.name + "' has type '" + unit.type +
+                                     "', which mixq cannot write; valid types: " + formats::EncodableFormatNames());
+    }
+    int matched = 0;
+    for (const auto& t : model.tensors) {
+      const bool in_unit = unit.tensors.empty()
+                               ? t.name.starts_with(unit.name + ".")
+                               : std::find(unit.tensors.begin(), unit.tensors.end(), t.name) != unit.tensors.end();
+      if (!in_unit) continue;
+      gguf::TensorSpec spec = internal::SpecOf(t, *format);
+      if (!quantize::IsQuantizable(internal::InfoOf(spec), profile)) continue;
+      rules->exact[t.name] = format;
+      ++matched;
+    }
+    if (matched == 0) {
+      return Status::InvalidArgument("plan unit '" + unit.name + "' matches no quantizable tensor of the model; " +
+                                     "was the plan made for another model?");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace mixq::diffusion
