@@ -2,11 +2,6 @@
 
 namespace mixq::formats::internal {
 
-void quantize_q4_0_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q4_0_ggml(s, d, n, w); }
-void quantize_q4_1_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q4_1_ggml(s, d, n, w); }
-void quantize_q5_0_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q5_0_ggml(s, d, n, w); }
-void quantize_q5_1_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q5_1_ggml(s, d, n, w); }
-void quantize_q8_0_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q8_0_ggml(s, d, n, w); }
 void quantize_q2_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q2_k_ggml(s, d, n, w); }
 void quantize_q3_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q3_k_ggml(s, d, n, w); }
 void quantize_q4_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q4_k_ggml(s, d, n, w); }

@@ -1,0 +1,69 @@
+// Shared machinery of mixq's own encoders (quantize_<type>_best).
+//
+// Every best encoder first writes ggml's encoding of the row, then refines each
+// block starting from ggml's solution, and stores the refined block only when
+// its error, measured on the decoded values, is strictly smaller. The error of
+// a block is sum_j w_j * (x_j - y_j)^2 in double, y the block decoded by the
+// type's own dequantizer, w_j = importance[j] (or 1 without importance); so
+// "never worse than ggml" holds by construction, block by block.
+//
+// The searches themselves use float arithmetic and four-lane partial sums; they
+// only propose candidates, the exact measure above decides.
+#ifndef MIXQ_FORMATS_BEST_COMMON_H_
+#define MIXQ_FORMATS_BEST_COMMON_H_
+
+#include <cstdint>
+#include <cstring>
+
+#include "formats/blocks.h"
+#include "formats/lanes.h"
+
+namespace mixq::formats::internal {
+
+// 256 ones: the weights of blocks quantized without importance.
+const float* UnitWeights();
+
+// The weighted squared error of decoded values y against x, in double.
+double WeightedError(const float* x, const float* y, const float* w, int n);
+
+// Decodes one block with `dequantize` (a dequantize_<type> kernel) and returns its error.
+template <typename Block>
+double BlockError(void (*dequantize)(const uint8_t*, float*, int64_t), const Block& b, int n_elems, const float* x,
+                  const float* w) {
+  uint8_t bytes[sizeof(Block)];
+  std::memcpy(bytes, &b, sizeof(Block));
+  float y[kQKK];
+  dequantize(bytes, y, n_elems);
+  return WeightedError(x, y, w, n_elems);
+}
+
+// Error of a group of n (a multiple of 4) values coded as y = a*q - b, q in
+// 0..qmax chosen by rounding; writes q when codes != nullptr.
+float AffineGroupError(const float* x, const float* w, int n, float a, float b, float qmax, uint8_t* codes);
+
+// Error of a group coded as y = a*q, q in qmin..qmax chosen by rounding.
+float SymmetricGroupError(const float* x, const float* w, int n, float a, float qmin, float qmax, int8_t* codes);
+
+// The f16 value `steps` representable values away from h in magnitude, same
+// sign; h itself when that would leave the finite range or cross zero.
+uint16_t HalfNeighbor(uint16_t h, int steps);
+
+// The rounded codes for scale a (y = a*q, q in qmin..qmax), then the
+// least-squares scale for those codes; 0 when all codes are 0. One pass.
+float RefitSymmetricScale(const float* x, const float* w, int n, float a, float qmin, float qmax);
+
+// The rounded codes for y = a*q - b (q in 0..qmax), then the least-squares
+// (a, b) for those codes; false when the fit is degenerate. One pass.
+bool RefitAffine(const float* x, const float* w, int n, float a, float b, float qmax, float* fitted_a, float* fitted_b);
+
+// Least-squares fits for fixed integer codes.
+// y = s * t: returns s (0 when sum w t^2 == 0).
+float FitScale(const float* x, const float* w, const float* t, int n);
+// y = s * t - m * u: writes s and m; false when the system is singular.
+bool FitScaleOffset(const float* x, const float* w, const float* t, const float* u, int n, float* s, float* m);
+
+inline float SumLanes(Lanes4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+}  // namespace mixq::formats::internal
+
+#endif  // MIXQ_FORMATS_BEST_COMMON_H_

@@ -1,0 +1,216 @@
+// mixq's encoders for the legacy 32-element types (best_common.h explains the
+// contract). For a fixed block scale (and offset) the best codes are simply the
+// rounded ones, so the search is over the f16 scale/offset values themselves:
+// candidates from many clipping points, each refitted by least squares for its
+// codes, rounded to f16 and tried with their f16 neighbours.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "formats/best_common.h"
+#include "formats/blocks.h"
+#include "formats/codecs.h"
+
+namespace mixq::formats::internal {
+namespace {
+
+struct SymmetricCodes {
+  float qmin;
+  float qmax;
+  int n_clips;      // clipping candidates on each side of the plain max-based scale
+  float clip_step;  // in code units
+};
+
+// Tries the f16 scale h and its neighbours within `radius`; keeps the best in *best.
+void TryHalfScales(const float* x, const float* w, const SymmetricCodes& c, uint16_t h, int radius, uint16_t* best,
+                   float* best_error) {
+  for (int k = -radius; k <= radius; ++k) {
+    uint16_t cand = HalfNeighbor(h, k);
+    float e = SymmetricGroupError(x, w, kQK, HalfToFloat(cand), c.qmin, c.qmax, nullptr);
+    if (e < *best_error) {
+      *best_error = e;
+      *best = cand;
+    }
+  }
+}
+
+// The least-squares scale for the codes that `scale` gives, as f16.
+uint16_t RefitSymmetric(const float* x, const float* w, const SymmetricCodes& c, float scale) {
+  float fitted = RefitSymmetricScale(x, w, kQK, scale, c.qmin, c.qmax);
+  return FloatToHalf(fitted != 0 ? fitted : scale);
+}
+
+uint16_t SearchSymmetricScale(const float* x, const float* w, const SymmetricCodes& c, uint16_t start) {
+  uint16_t best = start;
+  float best_error = SymmetricGroupError(x, w, kQK, HalfToFloat(start), c.qmin, c.qmax, nullptr);
+  float max = 0;
+  for (int j = 0; j < kQK; ++j) {
+    if (std::fabs(x[j]) > std::fabs(max)) max = x[j];
+  }
+  if (max == 0) return best;
+  // Map the largest value to either end of the code range, clipping a little
+  // more or less each time; the refit then centres the scale on its codes.
+  for (float end : {c.qmin, c.qmax}) {
+    for (int k = -c.n_clips; k <= c.n_clips; ++k) {
+      float scale = max / (end + std::copysign(c.clip_step * static_cast<float>(k), end));
+      if (!std::isfinite(scale) || scale == 0) continue;
+      TryHalfScales(x, w, c, RefitSymmetric(x, w, c, scale), 0, &best, &best_error);
+    }
+  }
+  // Polish: refit on the best codes until it stops helping.
+  for (int round = 0; round < 3; ++round) {
+    uint16_t before = best;
+    TryHalfScales(x, w, c, RefitSymmetric(x, w, c, HalfToFloat(best)), 1, &best, &best_error);
+    if (best == before) break;
+  }
+  return best;
+}
+
+struct AffineCodes {
+  float qmax;
+};
+
+// y = d*q + m with f16 d and m; keeps the best (d, m) pair in *best_d/*best_m.
+void TryHalfAffine(const float* x, const float* w, const AffineCodes& c, uint16_t d, uint16_t m, int radius,
+                   uint16_t* best_d, uint16_t* best_m, float* best_error) {
+  for (int i = -radius; i <= radius; ++i) {
+    for (int k = -radius; k <= radius; ++k) {
+      uint16_t cd = HalfNeighbor(d, i);
+      uint16_t cm = HalfNeighbor(m, k);
+      float e = AffineGroupError(x, w, kQK, HalfToFloat(cd), -HalfToFloat(cm), c.qmax, nullptr);
+      if (e < *best_error) {
+        *best_error = e;
+        *best_d = cd;
+        *best_m = cm;
+      }
+    }
+  }
+}
+
+// Least-squares (d, m) for the codes that (d, m) give, as f16; false when degenerate.
+bool RefitHalfAffine(const float* x, const float* w, const AffineCodes& c, float d, float m, uint16_t* d16,
+                     uint16_t* m16) {
+  float fd, fb;
+  if (!RefitAffine(x, w, kQK, d, -m, c.qmax, &fd, &fb)) return false;
+  *d16 = FloatToHalf(fd);
+  *m16 = FloatToHalf(-fb);
+  return std::isfinite(HalfToFloat(*d16)) && std::isfinite(HalfToFloat(*m16));
+}
+
+void SearchAffine(const float* x, const float* w, const AffineCodes& c, uint16_t* d, uint16_t* m) {
+  float best_error = AffineGroupError(x, w, kQK, HalfToFloat(*d), -HalfToFloat(*m), c.qmax, nullptr);
+  float min = x[0];
+  float max = x[0];
+  for (int j = 1; j < kQK; ++j) {
+    min = std::min(min, x[j]);
+    max = std::max(max, x[j]);
+  }
+  if (max == min) return;
+  // Shrink the [min, max] range by different amounts (the codes then clip the
+  // extremes), refit each, and try the f16 neighbours of each fit.
+  for (int k = 0; k <= 6; ++k) {
+    float shrink = 0.08f * static_cast<float>(k);
+    float lo = min + shrink * 0.5f * (max - min);
+    float hi = max - shrink * 0.5f * (max - min);
+    uint16_t fd, fm;
+    if (RefitHalfAffine(x, w, c, (hi - lo) / c.qmax, lo, &fd, &fm))
+      TryHalfAffine(x, w, c, fd, fm, 0, d, m, &best_error);
+  }
+  for (int round = 0; round < 3; ++round) {
+    uint16_t bd = *d;
+    uint16_t bm = *m;
+    uint16_t fd, fm;
+    if (!RefitHalfAffine(x, w, c, HalfToFloat(*d), HalfToFloat(*m), &fd, &fm)) break;
+    TryHalfAffine(x, w, c, fd, fm, 1, d, m, &best_error);
+    if (*d == bd && *m == bm) break;
+  }
+}
+
+void PackNibbles(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+}
+
+void PackFiveBits(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+    qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
+    qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
+  }
+  std::memcpy(qh_bytes, &qh, 4);
+}
+
+// Codes 0..2*half-1 stored with an offset of `half`.
+void SymmetricStoredCodes(const float* x, const float* w, float d, float half, uint8_t* L) {
+  int8_t codes[kQK];
+  SymmetricGroupError(x, w, kQK, d, -half, half - 1, codes);
+  for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(codes[j] + static_cast<int>(half));
+}
+
+// Runs `refine(x, w, block)` on every block of a row that ggml already encoded
+// into dst and keeps the result where its decoded error is smaller.
+template <typename Block, typename Refine>
+void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* importance,
+               void (*dequantize)(const uint8_t*, float*, int64_t), Refine&& refine) {
+  for (int64_t i = 0; i < n_elems / kQK; ++i) {
+    const float* x = src + i * kQK;
+    const float* w = importance != nullptr ? importance + i * kQK : UnitWeights();
+    Block ggml = LoadBlock<Block>(dst, i);
+    Block ours = ggml;
+    refine(x, w, &ours);
+    if (BlockError(dequantize, ours, kQK, x, w) < BlockError(dequantize, ggml, kQK, x, w)) StoreBlock(ours, dst, i);
+  }
+}
+
+}  // namespace
+
+void quantize_q4_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
+  quantize_q4_0_ggml(src, dst, n_elems, importance);
+  RefineRow<BlockQ4_0>(src, dst, n_elems, importance, dequantize_q4_0, [](const float* x, const float* w, auto* b) {
+    b->d = SearchSymmetricScale(x, w, {-8, 7, 4, 0.25f}, b->d);
+    uint8_t L[kQK];
+    SymmetricStoredCodes(x, w, HalfToFloat(b->d), 8, L);
+    PackNibbles(L, b->qs);
+  });
+}
+
+void quantize_q5_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
+  quantize_q5_0_ggml(src, dst, n_elems, importance);
+  RefineRow<BlockQ5_0>(src, dst, n_elems, importance, dequantize_q5_0, [](const float* x, const float* w, auto* b) {
+    b->d = SearchSymmetricScale(x, w, {-16, 15, 4, 0.25f}, b->d);
+    uint8_t L[kQK];
+    SymmetricStoredCodes(x, w, HalfToFloat(b->d), 16, L);
+    PackFiveBits(L, b->qs, b->qh);
+  });
+}
+
+void quantize_q8_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
+  quantize_q8_0_ggml(src, dst, n_elems, importance);
+  RefineRow<BlockQ8_0>(src, dst, n_elems, importance, dequantize_q8_0, [](const float* x, const float* w, auto* b) {
+    // ggml never uses code -128; mixq may.
+    b->d = SearchSymmetricScale(x, w, {-128, 127, 0, 0.0f}, b->d);
+    SymmetricGroupError(x, w, kQK, HalfToFloat(b->d), -128, 127, b->qs);
+  });
+}
+
+void quantize_q4_1_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
+  quantize_q4_1_ggml(src, dst, n_elems, importance);
+  RefineRow<BlockQ4_1>(src, dst, n_elems, importance, dequantize_q4_1, [](const float* x, const float* w, auto* b) {
+    SearchAffine(x, w, {15}, &b->d, &b->m);
+    uint8_t L[kQK];
+    AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 15, L);
+    PackNibbles(L, b->qs);
+  });
+}
+
+void quantize_q5_1_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
+  quantize_q5_1_ggml(src, dst, n_elems, importance);
+  RefineRow<BlockQ5_1>(src, dst, n_elems, importance, dequantize_q5_1, [](const float* x, const float* w, auto* b) {
+    SearchAffine(x, w, {31}, &b->d, &b->m);
+    uint8_t L[kQK];
+    AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 31, L);
+    PackFiveBits(L, b->qs, b->qh);
+  });
+}
+
+}  // namespace mixq::formats::internal
