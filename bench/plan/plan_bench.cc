@@ -128,6 +128,12 @@ const Measurement& Exl2Seed() {
   return m;
 }
 
+const Measurement& Exl2SquaredSeed() {
+  static const Measurement m =
+      ImportExl2Measurement(ReadFile(kSeeds + "002_68e96ba8af961ce5.txt"), Exl2Cost::kErrSquared).value();
+  return m;
+}
+
 const Measurement& FluxSeed() {
   static const Measurement m = [] {
     CostTableSpec spec = FluxDevCostTableSpec();
@@ -168,11 +174,15 @@ void RunSeed(benchmark::State& state, const Measurement& m, Method method) {
 void BM_Exl2Exact(benchmark::State& s) { RunSeed(s, Exl2Seed(), kExact); }
 void BM_Exl2Greedy(benchmark::State& s) { RunSeed(s, Exl2Seed(), kGreedy); }
 void BM_Exl2Minimax(benchmark::State& s) { RunSeed(s, Exl2Seed(), kMinimax); }
+void BM_Exl2SquaredExact(benchmark::State& s) { RunSeed(s, Exl2SquaredSeed(), kExact); }
+void BM_Exl2SquaredGreedy(benchmark::State& s) { RunSeed(s, Exl2SquaredSeed(), kGreedy); }
 void BM_FluxExact(benchmark::State& s) { RunSeed(s, FluxSeed(), kExact); }
 void BM_FluxGreedy(benchmark::State& s) { RunSeed(s, FluxSeed(), kGreedy); }
 BENCHMARK(BM_Exl2Exact)->DenseRange(250, 500, 50)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Exl2Greedy)->DenseRange(250, 500, 50)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Exl2Minimax)->DenseRange(250, 500, 50)->ArgName("bpwx100")->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(BM_Exl2SquaredExact)->DenseRange(250, 500, 50)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Exl2SquaredGreedy)->DenseRange(250, 500, 50)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_FluxExact)->Arg(310)->Arg(380)->Arg(690)->Arg(820)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_FluxGreedy)->Arg(310)->Arg(380)->Arg(690)->Arg(820)->ArgName("bpwx100")->Unit(benchmark::kMillisecond);
 
@@ -185,7 +195,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("threads", "1 (the planner is single-threaded)");
   benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
   benchmark::AddCustomContext("anchor", "none: llama.cpp has no planner; ratios are against the greedy baseline");
-  benchmark::AddCustomContext("data", "synthetic 10,000 x 15; seeds 002 (ExLlamaV2, cost = err) and 000 (Flux)");
+  benchmark::AddCustomContext("data",
+                              "synthetic 10,000 x 15; seed 002 (ExLlamaV2; cost err, Squared: err^2); seed 000 (Flux)");
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
