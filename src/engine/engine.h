@@ -78,6 +78,10 @@ enum class Activations { kGgml, kF32 };
 
 struct RunOptions {
   int n_threads = 2;
+  // > 0: the rows are independent sequences of seq_len tokens each (positions
+  // restart at 0, no attention across them), so several chunks share one pass
+  // over the weights. 0: all rows are one sequence.
+  int64_t seq_len = 0;
   const ActivationHook* hook = nullptr;  // optional; sees activations before rounding
   Activations activations = Activations::kGgml;
 };
@@ -114,16 +118,18 @@ class Model {
   // outside the vocabulary.
   Status Embed(std::span<const int32_t> tokens, float* hidden);
   // Runs layers [first, last) in place on hidden[n_tokens][n_embd].
-  // REQUIRES: 0 <= first <= last <= n_layer.
+  // REQUIRES: 0 <= first <= last <= n_layer; n_tokens a multiple of
+  // options.seq_len when that is set (InvalidArgument otherwise).
   Status RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options);
   // logits[n_tokens][n_vocab] from hidden states leaving the last layer
   // (final norm and output projection); `hidden` is not modified.
   Status Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options);
 
   // The whole pass: logits for positions logits_from..n_tokens-1 in
-  // *logits ((n_tokens - logits_from) x n_vocab). With layer_inputs, also the
-  // hidden states entering each layer (n_layer + 1 entries; the last one
-  // enters the final norm).
+  // *logits ((n_tokens - logits_from) x n_vocab). With options.seq_len set,
+  // positions logits_from..seq_len-1 of every sequence, sequence after
+  // sequence. With layer_inputs, also the hidden states entering each layer
+  // (n_layer + 1 entries; the last one enters the final norm).
   Status Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,
                  const RunOptions& options, std::vector<std::vector<float>>* layer_inputs = nullptr);
 

@@ -12,7 +12,21 @@
 namespace mixq::engine {
 namespace {
 
-using BaseFn = std::function<Status(int64_t chunk, std::span<const int32_t> input, BaseRows* rows)>;
+// Fills *rows with the base log-probs of chunks [first_chunk, first_chunk +
+// n_chunks) (their scored rows, chunk after chunk); `input` holds those
+// chunks' tokens as the model sees them.
+using BaseFn = std::function<Status(int64_t first_chunk, int64_t n_chunks, std::span<const int32_t> input,
+                                    BaseRows* rows)>;
+
+// Chunks per forward pass: several chunks share each pass over the weights,
+// as llama-perplexity batches 2048 tokens, while their logits stay small.
+int64_t BatchChunks(int64_t n_ctx, int64_t n_scored, int64_t n_vocab) {
+  constexpr int64_t kBatchTokens = 2048;
+  constexpr int64_t kMaxLogitBytes = int64_t{256} << 20;
+  const int64_t by_tokens = std::max<int64_t>(1, kBatchTokens / n_ctx);
+  const int64_t by_memory = std::max<int64_t>(1, kMaxLogitBytes / (4 * (n_scored + 1) * n_vocab));
+  return std::min(by_tokens, by_memory);
+}
 
 // Per-row results of one chunk, filled in parallel and summed in order.
 struct RowStats {
@@ -97,58 +111,70 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
   }
   RunOptions run;
   run.n_threads = options.n_threads;
+  run.seq_len = n_ctx;
+  run.activations = options.activations;
+  const int64_t batch = BatchChunks(n_ctx, n_scored, n_vocab);
   Sums sums;
   std::vector<float> logits;
-  std::vector<float> lp(static_cast<size_t>(n_scored * n_vocab));
-  std::vector<int32_t> argmax(n_scored);
-  std::vector<RowStats> rows(n_scored);
+  std::vector<float> lp(static_cast<size_t>(batch * n_scored * n_vocab));
+  std::vector<int32_t> argmax(batch * n_scored);
+  std::vector<RowStats> rows(batch * n_scored);
   BaseRows base_rows;
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    std::span<const int32_t> chunk = tokens.subspan(static_cast<size_t>(c * n_ctx), static_cast<size_t>(n_ctx));
-    std::vector<int32_t> input(chunk.begin(), chunk.end());
-    if (options.bos_id >= 0) input[0] = options.bos_id;
-    MIXQ_TRY(model.Forward(input, first, &logits, run).WithContext("chunk " + std::to_string(c)));
-    if (base != nullptr) MIXQ_TRY((*base)(c, input, &base_rows));
-    ParallelFor(n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        const int32_t target = chunk[first + k + 1];
-        float* q = lp.data() + k * n_vocab;
-        RowStats& r = rows[k];
-        LogSoftmaxRow(logits.data() + k * n_vocab, n_vocab, target, q, &argmax[k], &r.nll);
+  for (int64_t c0 = 0; c0 < n_chunks; c0 += batch) {
+    const int64_t nb = std::min(batch, n_chunks - c0);
+    std::span<const int32_t> text = tokens.subspan(static_cast<size_t>(c0 * n_ctx), static_cast<size_t>(nb * n_ctx));
+    std::vector<int32_t> input(text.begin(), text.end());
+    if (options.bos_id >= 0) {
+      for (int64_t b = 0; b < nb; ++b) input[b * n_ctx] = options.bos_id;
+    }
+    MIXQ_TRY(model.Forward(input, first, &logits, run).WithContext("chunks from " + std::to_string(c0)));
+    if (base != nullptr) MIXQ_TRY((*base)(c0, nb, input, &base_rows));
+    // Forward returns n_scored + 1 rows per chunk; the last predicts past it.
+    ParallelFor(nb * n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t b = i / n_scored, k = i % n_scored;
+        const int32_t target = text[b * n_ctx + first + k + 1];
+        float* q = lp.data() + i * n_vocab;
+        RowStats& r = rows[i];
+        LogSoftmaxRow(logits.data() + (b * (n_scored + 1) + k) * n_vocab, n_vocab, target, q, &argmax[i], &r.nll);
         if (base == nullptr) continue;
-        const float* p = base_rows.lp.data() + k * n_vocab;
+        const float* p = base_rows.lp.data() + i * n_vocab;
         double kld = 0.0;
         for (int64_t j = 0; j < n_vocab; ++j) {
           const double pj = std::exp(static_cast<double>(p[j]));
           kld += pj * (static_cast<double>(p[j]) - static_cast<double>(q[j]));
         }
         r.kld = kld;
-        r.nll_base = base_rows.nll[k];
+        r.nll_base = base_rows.nll[i];
         r.dp = std::exp(-r.nll) - std::exp(-r.nll_base);
-        r.same_top = argmax[k] == base_rows.argmax[k];
+        r.same_top = argmax[i] == base_rows.argmax[i];
       }
     });
-    double chunk_nll = 0.0;
-    for (int64_t k = 0; k < n_scored; ++k) {
-      const RowStats& r = rows[k];
-      chunk_nll += r.nll;
-      sums.nll += r.nll;
-      sums.nll2 += r.nll * r.nll;
-      if (!options.save_logits.empty()) MIXQ_TRY(writer.AddRow(lp.data() + k * n_vocab, n_vocab, argmax[k], r.nll));
-      if (base == nullptr) continue;
-      sums.nll_base += r.nll_base;
-      sums.nll_base2 += r.nll_base * r.nll_base;
-      sums.nll_nll_base += r.nll * r.nll_base;
-      sums.kld += r.kld;
-      sums.kld2 += r.kld * r.kld;
-      sums.dp += r.dp;
-      sums.dp2 += r.dp * r.dp;
-      sums.same_top += r.same_top ? 1 : 0;
-      sums.kld_values.push_back(static_cast<float>(r.kld));
+    for (int64_t b = 0; b < nb; ++b) {
+      double chunk_nll = 0.0;
+      for (int64_t i = b * n_scored; i < (b + 1) * n_scored; ++i) {
+        const RowStats& r = rows[i];
+        chunk_nll += r.nll;
+        sums.nll += r.nll;
+        sums.nll2 += r.nll * r.nll;
+        if (!options.save_logits.empty()) {
+          MIXQ_TRY(writer.AddRow(lp.data() + i * n_vocab, n_vocab, argmax[i], r.nll));
+        }
+        if (base == nullptr) continue;
+        sums.nll_base += r.nll_base;
+        sums.nll_base2 += r.nll_base * r.nll_base;
+        sums.nll_nll_base += r.nll * r.nll_base;
+        sums.kld += r.kld;
+        sums.kld2 += r.kld * r.kld;
+        sums.dp += r.dp;
+        sums.dp2 += r.dp * r.dp;
+        sums.same_top += r.same_top ? 1 : 0;
+        sums.kld_values.push_back(static_cast<float>(r.kld));
+      }
+      sums.count += n_scored;
+      result.chunk_ppl.push_back(std::exp(chunk_nll / static_cast<double>(n_scored)));
     }
-    sums.count += n_scored;
-    result.chunk_ppl.push_back(std::exp(chunk_nll / static_cast<double>(n_scored)));
-    if (options.on_progress) options.on_progress(c + 1, n_chunks, (c + 1) * n_ctx);
+    if (options.on_progress) options.on_progress(c0 + nb, n_chunks, (c0 + nb) * n_ctx);
   }
   if (!options.save_logits.empty()) MIXQ_TRY(writer.Finish());
 
@@ -202,18 +228,22 @@ Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const in
   std::vector<float> logits;
   RunOptions run;
   run.n_threads = options.n_threads;
-  BaseFn fn = [&](int64_t c, std::span<const int32_t> input, BaseRows* rows) -> Status {
-    MIXQ_TRY(base.Forward(input, first, &logits, run).WithContext("base model, chunk " + std::to_string(c)));
-    rows->n_rows = n_scored;
+  run.seq_len = options.n_ctx;
+  run.activations = options.activations;
+  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t> input, BaseRows* rows) -> Status {
+    MIXQ_TRY(base.Forward(input, first, &logits, run).WithContext("base model, chunks from " + std::to_string(c0)));
+    rows->n_rows = nb * n_scored;
     rows->n_vocab = n_vocab;
-    rows->lp.resize(static_cast<size_t>(n_scored * n_vocab));
-    rows->argmax.resize(n_scored);
-    rows->nll.resize(n_scored);
-    const int32_t* text = tokens.data() + c * options.n_ctx;
-    ParallelFor(n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) {
-        LogSoftmaxRow(logits.data() + k * n_vocab, n_vocab, text[first + k + 1], rows->lp.data() + k * n_vocab,
-                      &rows->argmax[k], &rows->nll[k]);
+    rows->lp.resize(static_cast<size_t>(nb * n_scored * n_vocab));
+    rows->argmax.resize(nb * n_scored);
+    rows->nll.resize(nb * n_scored);
+    const int32_t* text = tokens.data() + c0 * options.n_ctx;
+    ParallelFor(nb * n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t b = i / n_scored, k = i % n_scored;
+        LogSoftmaxRow(logits.data() + (b * (n_scored + 1) + k) * n_vocab, n_vocab,
+                      text[b * options.n_ctx + first + k + 1], rows->lp.data() + i * n_vocab, &rows->argmax[i],
+                      &rows->nll[i]);
       }
     });
     return Status::Ok();
@@ -233,7 +263,21 @@ Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const 
   o.n_ctx = base.n_ctx();
   if (!base.bos_at_chunk_start()) o.bos_id = -1;
   const int64_t n_chunks = options.n_chunks < 0 ? base.n_chunks() : std::min(base.n_chunks(), options.n_chunks);
-  BaseFn fn = [&](int64_t c, std::span<const int32_t>, BaseRows* rows) { return ReadBaseChunk(base, c, rows); };
+  BaseRows one;
+  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t>, BaseRows* rows) -> Status {
+    rows->lp.clear();
+    rows->argmax.clear();
+    rows->nll.clear();
+    for (int64_t c = c0; c < c0 + nb; ++c) {
+      MIXQ_TRY(ReadBaseChunk(base, c, &one));
+      rows->lp.insert(rows->lp.end(), one.lp.begin(), one.lp.end());
+      rows->argmax.insert(rows->argmax.end(), one.argmax.begin(), one.argmax.end());
+      rows->nll.insert(rows->nll.end(), one.nll.begin(), one.nll.end());
+    }
+    rows->n_rows = static_cast<int64_t>(rows->nll.size());
+    rows->n_vocab = one.n_vocab;
+    return Status::Ok();
+  };
   return RunEval(model, base.tokens(), o.n_ctx, n_chunks, o, &fn);
 }
 

@@ -34,14 +34,30 @@ Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> 
   RunOptions run;
   run.n_threads = options.n_threads;
   run.hook = &hook;
-  // The output projection only runs when its activations are wanted.
-  const int64_t logits_from = options.include_output ? 0 : options.n_ctx;
-  std::vector<float> logits;
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    std::vector<int32_t> input(tokens.begin() + c * options.n_ctx, tokens.begin() + (c + 1) * options.n_ctx);
-    if (options.bos_id >= 0) input[0] = options.bos_id;
-    MIXQ_TRY(model.Forward(input, logits_from, &logits, run).WithContext("chunk " + std::to_string(c)));
-    if (options.on_progress) options.on_progress(c + 1, n_chunks, (c + 1) * options.n_ctx);
+  run.seq_len = options.n_ctx;
+  // Chunks share a pass over the weights, up to about 2048 tokens, as in
+  // llama-imatrix's batches.
+  const int64_t batch = std::max<int64_t>(1, 2048 / options.n_ctx);
+  const ModelConfig& c = model.config();
+  constexpr int64_t kLogitRows = 256;  // the output projection runs in slices to bound memory
+  std::vector<float> hidden, logits;
+  for (int64_t c0 = 0; c0 < n_chunks; c0 += batch) {
+    const int64_t nb = std::min(batch, n_chunks - c0);
+    const int64_t n = nb * options.n_ctx;
+    std::vector<int32_t> input(tokens.begin() + c0 * options.n_ctx, tokens.begin() + c0 * options.n_ctx + n);
+    if (options.bos_id >= 0) {
+      for (int64_t b = 0; b < nb; ++b) input[b * options.n_ctx] = options.bos_id;
+    }
+    hidden.resize(static_cast<size_t>(n * c.n_embd));
+    MIXQ_TRY(model.Embed(input, hidden.data()));
+    MIXQ_TRY(model.RunLayers(0, c.n_layer, hidden.data(), n, run).WithContext("chunks from " + std::to_string(c0)));
+    if (options.include_output) {
+      logits.resize(static_cast<size_t>(kLogitRows * c.n_vocab));
+      for (int64_t r = 0; r < n; r += kLogitRows) {
+        MIXQ_TRY(model.Logits(hidden.data() + r * c.n_embd, std::min(kLogitRows, n - r), logits.data(), run));
+      }
+    }
+    if (options.on_progress) options.on_progress(c0 + nb, n_chunks, (c0 + nb) * options.n_ctx);
   }
 
   quantize::Imatrix im;

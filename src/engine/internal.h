@@ -81,14 +81,15 @@ void DecodeVector(const Weight& w, std::vector<float>& out);
 // ggml's RMS norm times `weight`, row by row: y = x / sqrt(mean(x²) + eps) · weight.
 void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* y);
 
-// Causal multi-head attention over one sequence: q [n_tokens][n_head*head_dim],
-// k and v [n_tokens][n_head_kv*head_dim], out [n_tokens][n_head*head_dim].
+// Causal multi-head attention within each sequence of seq_len rows:
+// q [n_tokens][n_head*head_dim], k and v [n_tokens][n_head_kv*head_dim],
+// out [n_tokens][n_head*head_dim].
 void Attention(const ModelConfig& config, const float* q, const float* k, const float* v, int64_t n_tokens,
-               float* out, Buffers& buffers, int n_threads);
-// Rotates the first n_rot dims of every head of x [n_tokens][n_heads*head_dim]
-// for positions 0..n_tokens-1. `freq_factors` (n_rot/2 values) may be null.
-void ApplyRope(const ModelConfig& config, float* x, int64_t n_tokens, int64_t n_heads, const float* freq_factors,
-               Buffers& buffers);
+               int64_t seq_len, float* out, Buffers& buffers, int n_threads);
+// Rotates the first n_rot dims of every head of x [n_tokens][n_heads*head_dim];
+// row r is at position r % seq_len. `freq_factors` (n_rot/2 values) may be null.
+void ApplyRope(const ModelConfig& config, float* x, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
+               const float* freq_factors, Buffers& buffers);
 
 // Log-softmax of one row of logits (sums in double), its argmax, and the
 // negative log-likelihood of `target`.

@@ -12,18 +12,16 @@ namespace mixq::engine {
 namespace {
 
 constexpr int64_t kAttentionBlock = 64;       // query rows per attention task
+constexpr int64_t kTileRows = 64;             // weight rows per sgemm task
 constexpr int64_t kMaxTileFloats = 1 << 20;  // 4 MiB of dequantized weights per thread
 
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
-int64_t TileRows(int64_t n_out, int64_t n_in, int n_threads) {
-  int64_t rows = (n_out + 4 * n_threads - 1) / (4 * n_threads);
-  rows = (rows + 15) / 16 * 16;
-  rows = std::clamp<int64_t>(rows, 16, 512);
-  return std::max<int64_t>(1, std::min(rows, kMaxTileFloats / n_in));
-}
+// The tiling must not depend on the thread count: sgemm may sum a tile's
+// edge differently, and results should be reproducible on any machine.
+int64_t TileRows(int64_t n_in) { return std::max<int64_t>(1, std::min(kTileRows, kMaxTileFloats / n_in)); }
 
 }  // namespace
 
@@ -44,7 +42,7 @@ void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t n_token
   if (static_cast<int>(buffers.threads.size()) < n_threads) buffers.threads.resize(n_threads);
   static const formats::Format* const kF32 = formats::FindFormatByName("F32");
   const bool direct = w.format == kF32;  // multiplied in place, no copy
-  const int64_t tile = TileRows(n_out, n_in, n_threads);
+  const int64_t tile = TileRows(n_in);
   const int64_t n_tiles = (n_out + tile - 1) / tile;
   buffers.pool.Run(n_tiles, n_threads, [&](int64_t t, int thread) {
     const int64_t r0 = t * tile;
@@ -90,15 +88,15 @@ void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, flo
   }
 }
 
-void ApplyRope(const ModelConfig& c, float* x, int64_t n_tokens, int64_t n_heads, const float* freq_factors,
-               Buffers& buffers) {
+void ApplyRope(const ModelConfig& c, float* x, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
+               const float* freq_factors, Buffers& buffers) {
   const int64_t half = c.n_rot / 2;
-  Grow(buffers.rope_cos, n_tokens * half);
-  Grow(buffers.rope_sin, n_tokens * half);
+  Grow(buffers.rope_cos, seq_len * half);
+  Grow(buffers.rope_sin, seq_len * half);
   // The angle is stepped by repeated float multiplication, as ggml does, so
   // that positions far into the context round the same way.
   const float theta_scale = std::pow(c.rope_freq_base, -2.0f / static_cast<float>(c.n_rot));
-  for (int64_t pos = 0; pos < n_tokens; ++pos) {
+  for (int64_t pos = 0; pos < seq_len; ++pos) {
     float theta = static_cast<float>(pos);
     for (int64_t i = 0; i < half; ++i) {
       const float ff = freq_factors != nullptr ? freq_factors[i] : 1.0f;
@@ -111,11 +109,11 @@ void ApplyRope(const ModelConfig& c, float* x, int64_t n_tokens, int64_t n_heads
   const int64_t stride = n_heads * c.head_dim;
   // NeoX pairs dim i with i + n_rot/2; the original llama pairs 2i with 2i+1.
   const int64_t pair_step = c.rope_neox ? half : 1;
-  for (int64_t pos = 0; pos < n_tokens; ++pos) {
-    const float* cs = buffers.rope_cos.data() + pos * half;
-    const float* sn = buffers.rope_sin.data() + pos * half;
+  for (int64_t row = 0; row < n_tokens; ++row) {
+    const float* cs = buffers.rope_cos.data() + (row % seq_len) * half;
+    const float* sn = buffers.rope_sin.data() + (row % seq_len) * half;
     for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = x + pos * stride + h * c.head_dim;
+      float* v = x + row * stride + h * c.head_dim;
       for (int64_t i = 0; i < half; ++i) {
         const int64_t a = c.rope_neox ? i : 2 * i;
         const float x0 = v[a];
@@ -127,30 +125,33 @@ void ApplyRope(const ModelConfig& c, float* x, int64_t n_tokens, int64_t n_heads
   }
 }
 
-void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int64_t n_tokens, float* out,
-               Buffers& buffers, int n_threads) {
+void Attention(const ModelConfig& c, const float* q, const float* k, const float* v, int64_t n_tokens,
+               int64_t seq_len, float* out, Buffers& buffers, int n_threads) {
   n_threads = std::max(1, n_threads);
   if (static_cast<int>(buffers.threads.size()) < n_threads) buffers.threads.resize(n_threads);
   const int64_t hd = c.head_dim;
   const int64_t q_stride = c.n_head * hd;
   const int64_t kv_stride = c.n_head_kv * hd;
   const int64_t group = c.n_head / c.n_head_kv;
-  const int64_t n_blocks = (n_tokens + kAttentionBlock - 1) / kAttentionBlock;
+  const int64_t n_seqs = n_tokens / seq_len;
+  const int64_t n_blocks = (seq_len + kAttentionBlock - 1) / kAttentionBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Largest blocks (latest queries) first, so the dynamic schedule ends evenly.
-  buffers.pool.Run(c.n_head * n_blocks, n_threads, [&](int64_t task, int thread) {
-    const int64_t blk = n_blocks - 1 - task / c.n_head;
+  buffers.pool.Run(n_seqs * c.n_head * n_blocks, n_threads, [&](int64_t task, int thread) {
+    const int64_t blk = n_blocks - 1 - task / (c.n_head * n_seqs);
+    const int64_t seq = (task / c.n_head) % n_seqs;
     const int64_t h = task % c.n_head;
     const int64_t kvh = h / group;
     const int64_t i0 = blk * kAttentionBlock;
-    const int64_t i1 = std::min(n_tokens, i0 + kAttentionBlock);
+    const int64_t i1 = std::min(seq_len, i0 + kAttentionBlock);
+    const int64_t row0 = seq * seq_len;  // the sequence's first row
     const int64_t m = i1 - i0;
     const int64_t nk = i1;  // causal: queries in this block see keys 0..i1-1 at most
     std::vector<float>& s = buffers.threads[thread].scores;
     Grow(s, m * nk);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nk),
-                static_cast<int>(hd), scale, q + i0 * q_stride + h * hd, static_cast<int>(q_stride),
-                k + kvh * hd, static_cast<int>(kv_stride), 0.0f, s.data(), static_cast<int>(nk));
+                static_cast<int>(hd), scale, q + (row0 + i0) * q_stride + h * hd, static_cast<int>(q_stride),
+                k + row0 * kv_stride + kvh * hd, static_cast<int>(kv_stride), 0.0f, s.data(), static_cast<int>(nk));
     for (int64_t r = 0; r < m; ++r) {
       float* row = s.data() + r * nk;
       const int64_t n_valid = i0 + r + 1;
@@ -166,8 +167,8 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
       for (int64_t j = n_valid; j < nk; ++j) row[j] = 0.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(hd),
-                static_cast<int>(nk), 1.0f, s.data(), static_cast<int>(nk), v + kvh * hd,
-                static_cast<int>(kv_stride), 0.0f, out + i0 * q_stride + h * hd, static_cast<int>(q_stride));
+                static_cast<int>(nk), 1.0f, s.data(), static_cast<int>(nk), v + row0 * kv_stride + kvh * hd,
+                static_cast<int>(kv_stride), 0.0f, out + (row0 + i0) * q_stride + h * hd, static_cast<int>(q_stride));
   });
 }
 

@@ -266,14 +266,15 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
     DecodeVector(*rope_freqs, layer_rope_factors);
     factors = layer_rope_factors.data();
   }
-  ApplyRope(c, b.q.data(), n_tokens, c.n_head, factors, b);
-  ApplyRope(c, b.k.data(), n_tokens, c.n_head_kv, factors, b);
+  const int64_t seq_len = options.seq_len > 0 ? options.seq_len : n_tokens;
+  ApplyRope(c, b.q.data(), n_tokens, seq_len, c.n_head, factors, b);
+  ApplyRope(c, b.k.data(), n_tokens, seq_len, c.n_head_kv, factors, b);
   if (options.activations == Activations::kGgml) {
     // llama.cpp keeps K and V in an F16 cache.
     RoundActivations(ActRounding::kF16, b.k.data(), n_tokens, kv_dim, b.k.data());
     RoundActivations(ActRounding::kF16, b.v.data(), n_tokens, kv_dim, b.v.data());
   }
-  Attention(c, b.q.data(), b.k.data(), b.v.data(), n_tokens, b.attn.data(), b, nt);
+  Attention(c, b.q.data(), b.k.data(), b.v.data(), n_tokens, seq_len, b.attn.data(), b, nt);
   Hook(options, l.wo, b.attn.data(), n_tokens);
   MatMul(*l.wo, l.bo, b.attn.data(), n_tokens, b.q.data(), b, options);
   for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
@@ -301,6 +302,10 @@ Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_to
                                    ") outside 0.." + std::to_string(impl_->config.n_layer));
   }
   if (n_tokens <= 0) return Status::InvalidArgument("no tokens to run");
+  if (options.seq_len < 0 || (options.seq_len > 0 && n_tokens % options.seq_len != 0)) {
+    return Status::InvalidArgument(std::to_string(n_tokens) + " rows are not whole sequences of " +
+                                   std::to_string(options.seq_len));
+  }
   for (int64_t il = first; il < last; ++il) impl_->RunLayer(il, hidden, n_tokens, options);
   return Status::Ok();
 }
@@ -321,8 +326,10 @@ Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std:
   const ModelConfig& c = impl_->config;
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return Status::InvalidArgument("no tokens to run");
-  if (logits_from < 0 || logits_from > n) {
-    return Status::InvalidArgument("logits_from " + std::to_string(logits_from) + " outside 0.." + std::to_string(n));
+  const int64_t seq_len = options.seq_len > 0 ? options.seq_len : n;
+  if (logits_from < 0 || logits_from > seq_len) {
+    return Status::InvalidArgument("logits_from " + std::to_string(logits_from) + " outside 0.." +
+                                   std::to_string(seq_len));
   }
   std::vector<float> hidden(static_cast<size_t>(n * c.n_embd));
   MIXQ_TRY(Embed(tokens, hidden.data()));
@@ -332,8 +339,21 @@ Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std:
     MIXQ_TRY(RunLayers(il, il + 1, hidden.data(), n, options));
   }
   if (layer_inputs != nullptr) (*layer_inputs)[c.n_layer] = hidden;
-  logits->resize(static_cast<size_t>((n - logits_from) * c.n_vocab));
-  return Logits(hidden.data() + logits_from * c.n_embd, n - logits_from, logits->data(), options);
+  // Gather the rows that want logits so that one product serves them all.
+  const int64_t n_seqs = n / seq_len;
+  const int64_t per_seq = seq_len - logits_from;
+  const float* rows = hidden.data() + logits_from * c.n_embd;
+  std::vector<float> gathered;
+  if (n_seqs > 1 && logits_from > 0) {
+    gathered.resize(static_cast<size_t>(n_seqs * per_seq * c.n_embd));
+    for (int64_t s = 0; s < n_seqs; ++s) {
+      std::copy_n(hidden.data() + (s * seq_len + logits_from) * c.n_embd, per_seq * c.n_embd,
+                  gathered.data() + s * per_seq * c.n_embd);
+    }
+    rows = gathered.data();
+  }
+  logits->resize(static_cast<size_t>(n_seqs * per_seq * c.n_vocab));
+  return Logits(rows, n_seqs * per_seq, logits->data(), options);
 }
 
 }  // namespace mixq::engine

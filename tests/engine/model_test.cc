@@ -1,0 +1,204 @@
+// The measurement API: split forward passes, captured layer inputs, weight
+// substitution and activation hooks, on ref-dev and random models.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "engine/engine.h"
+#include "engine_test_util.h"
+#include "quantize/quantize.h"
+#include "test_support.h"
+
+namespace mixq::engine {
+namespace {
+
+std::vector<int32_t> SomeTokens(int64_t n, int32_t n_vocab) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  t[0] = 1;
+  for (int64_t i = 1; i < n; ++i) t[i] = static_cast<int32_t>((i * 7919 + 13) % n_vocab);
+  return t;
+}
+
+class RefDev : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = gguf::GgufFile::Open(testing::RefDevModel());
+    ASSERT_TRUE(f.has_value());
+    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    auto m = Model::Load(*file_);
+    ASSERT_TRUE(m.has_value()) << m.error().message();
+    model_ = std::make_unique<Model>(std::move(m).value());
+  }
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(RefDev, ConfigFromMetadata) {
+  const ModelConfig& c = model_->config();
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.n_layer, 6);
+  EXPECT_EQ(c.n_embd, 256);
+  EXPECT_EQ(c.n_head, 4);
+  EXPECT_EQ(c.n_head_kv, 2);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.n_ff, 768);
+  EXPECT_EQ(c.n_vocab, 4096);
+  EXPECT_FALSE(c.rope_neox);
+  EXPECT_FALSE(c.tied_output);
+  std::vector<std::string> names = model_->LinearWeights();
+  ASSERT_EQ(names.size(), 6u * 7 + 1);
+  EXPECT_EQ(names.front(), "blk.0.attn_q.weight");
+  EXPECT_EQ(names.back(), "output.weight");
+}
+
+TEST_F(RefDev, SplitPassEqualsWholePass) {
+  const ModelConfig& c = model_->config();
+  const int64_t n = 96;
+  std::vector<int32_t> tokens = SomeTokens(n, 4096);
+  RunOptions o;
+  std::vector<float> whole;
+  std::vector<std::vector<float>> inputs;
+  ASSERT_TRUE(model_->Forward(tokens, 40, &whole, o, &inputs).ok());
+  ASSERT_EQ(inputs.size(), size_t(c.n_layer + 1));
+  ASSERT_EQ(whole.size(), size_t((n - 40) * c.n_vocab));
+
+  std::vector<float> hidden(size_t(n * c.n_embd));
+  ASSERT_TRUE(model_->Embed(tokens, hidden.data()).ok());
+  EXPECT_EQ(hidden, inputs[0]);
+  ASSERT_TRUE(model_->RunLayers(0, 3, hidden.data(), n, o).ok());
+  EXPECT_EQ(hidden, inputs[3]);
+  // Restart from the cached input of layer 3.
+  std::vector<float> resumed = inputs[3];
+  ASSERT_TRUE(model_->RunLayers(3, c.n_layer, resumed.data(), n, o).ok());
+  EXPECT_EQ(resumed, inputs[c.n_layer]);
+  std::vector<float> logits(size_t((n - 40) * c.n_vocab));
+  ASSERT_TRUE(model_->Logits(resumed.data() + 40 * c.n_embd, n - 40, logits.data(), o).ok());
+  EXPECT_EQ(logits, whole);
+}
+
+TEST_F(RefDev, ThreadCountDoesNotChangeLogits) {
+  std::vector<int32_t> tokens = SomeTokens(80, 4096);
+  RunOptions one, three;
+  one.n_threads = 1;
+  three.n_threads = 3;
+  std::vector<float> a, b;
+  ASSERT_TRUE(model_->Forward(tokens, 0, &a, one).ok());
+  ASSERT_TRUE(model_->Forward(tokens, 0, &b, three).ok());
+  EXPECT_EQ(a, b);
+}
+
+TEST_F(RefDev, SubstitutedWeightsChangeOnlyWhatTheyShould) {
+  std::vector<int32_t> tokens = SomeTokens(64, 4096);
+  RunOptions o;
+  o.activations = Activations::kF32;
+  std::vector<float> base, same, changed, restored;
+  ASSERT_TRUE(model_->Forward(tokens, 0, &base, o).ok());
+
+  // The tensor's own values as F32 give the same result (F32 activations).
+  const std::string name = "blk.2.ffn_down.weight";
+  std::vector<float> values;
+  ASSERT_TRUE(quantize::TensorToF32(*file_, *file_->FindTensor(name), &values, 2).ok());
+  ASSERT_TRUE(model_->SetWeightF32(name, values).ok());
+  ASSERT_TRUE(model_->Forward(tokens, 0, &same, o).ok());
+  EXPECT_EQ(same, base);
+
+  // A Q4_K version of it changes the logits a little.
+  const formats::Format* q4k = formats::FindFormatByName("Q4_K");
+  const gguf::TensorInfo* t = file_->FindTensor(name);
+  std::vector<uint8_t> bytes(size_t(*formats::RowBytes(*q4k, t->ne[0]) * t->ne[1]));
+  ASSERT_TRUE(formats::QuantizeRows(*q4k, formats::QuantMethod::kGgml, values.data(), bytes.data(), t->ne[1], t->ne[0],
+                                    nullptr, 2)
+                  .ok());
+  ASSERT_TRUE(model_->SetWeight(name, *q4k, bytes).ok());
+  ASSERT_TRUE(model_->Forward(tokens, 0, &changed, o).ok());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < base.size(); ++i) {
+    diff += (changed[i] - base[i]) * (changed[i] - base[i]);
+    norm += base[i] * base[i];
+  }
+  EXPECT_GT(diff / norm, 1e-8);
+  EXPECT_LT(diff / norm, 1e-2);
+
+  model_->ClearWeight(name);
+  ASSERT_TRUE(model_->Forward(tokens, 0, &restored, o).ok());
+  EXPECT_EQ(restored, base);
+}
+
+TEST_F(RefDev, BadSubstitutionsAreRejected) {
+  const formats::Format* f32 = formats::FindFormatByName("F32");
+  auto s = model_->SetWeight("blk.9.attn_q.weight", *f32, std::vector<uint8_t>(4));
+  EXPECT_EQ(s.kind(), StatusKind::kInvalidArgument);
+  s = model_->SetWeight("blk.0.attn_q.weight", *f32, std::vector<uint8_t>(4));
+  EXPECT_EQ(s.kind(), StatusKind::kInvalidArgument);
+  EXPECT_NE(s.message().find("needs 262144 bytes"), std::string::npos) << s.message();
+  // Q4_K needs rows that are a multiple of 256 values; ffn_down rows have 768.
+  const formats::Format* q4k = formats::FindFormatByName("Q4_K");
+  s = model_->SetWeight("blk.0.ffn_down.weight", *q4k, std::vector<uint8_t>(144 * 3 * 256));
+  EXPECT_TRUE(s.ok()) << s.message();
+  std::vector<int32_t> bad = {1, 5000};
+  std::vector<float> logits;
+  EXPECT_EQ(model_->Forward(bad, 0, &logits, RunOptions{}).kind(), StatusKind::kInvalidArgument);
+}
+
+TEST_F(RefDev, HookSeesEveryLinearInputOnce) {
+  std::vector<int32_t> tokens = SomeTokens(32, 4096);
+  std::map<std::string, int> calls;
+  std::map<std::string, std::vector<float>> first_rows;
+  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n_tokens, int64_t n_in) {
+    ++calls[w];
+    EXPECT_EQ(n_tokens, 32);
+    first_rows[w].assign(x, x + n_in);
+  };
+  RunOptions o;
+  o.hook = &hook;
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->Forward(tokens, 0, &logits, o).ok());
+  std::vector<std::string> names = model_->LinearWeights();
+  ASSERT_EQ(calls.size(), names.size());
+  for (const auto& n : names) EXPECT_EQ(calls[n], 1) << n;
+  EXPECT_EQ(first_rows["blk.1.attn_q.weight"], first_rows["blk.1.attn_v.weight"]);
+  EXPECT_EQ(first_rows["blk.1.ffn_gate.weight"].size(), 256u);
+  EXPECT_EQ(first_rows["blk.1.ffn_down.weight"].size(), 768u);
+}
+
+TEST(Model, UnsupportedArchitectureListsTheSupportedOnes) {
+  testing::TempDir dir;
+  test::RandomModelSpec spec;
+  test::WriteRandomModel(dir.File("llama.gguf"), spec);
+  auto bytes = testing::ReadFileBytes(dir.File("llama.gguf"));
+  // Same-length rename of the architecture value: "llama" -> "bloom".
+  const std::string from = "llama", to = "bloom";
+  auto it = std::search(bytes.begin(), bytes.end(), from.begin(), from.end());
+  ASSERT_NE(it, bytes.end());
+  std::copy(to.begin(), to.end(), it);
+  auto file = gguf::GgufFile::Parse(bytes);
+  ASSERT_TRUE(file.has_value());
+  auto model = Model::Load(*file);
+  ASSERT_FALSE(model.has_value());
+  EXPECT_EQ(model.error().kind(), StatusKind::kNotSupported);
+  EXPECT_NE(model.error().message().find("'bloom'"), std::string::npos);
+  EXPECT_NE(model.error().message().find("llama, qwen2, qwen3"), std::string::npos) << model.error().message();
+}
+
+TEST(Model, MissingTensorIsCorruption) {
+  testing::TempDir dir;
+  test::RandomModelSpec spec;
+  spec.arch = "qwen3";
+  spec.head_dim = 32;
+  test::WriteRandomModel(dir.File("q3.gguf"), spec);
+  auto bytes = testing::ReadFileBytes(dir.File("q3.gguf"));
+  // Rename blk.1.attn_k_norm so that the loader cannot find it.
+  const std::string from = "blk.1.attn_k_norm", to = "blk.1.attn_x_norm";
+  auto it = std::search(bytes.begin(), bytes.end(), from.begin(), from.end());
+  ASSERT_NE(it, bytes.end());
+  std::copy(to.begin(), to.end(), it);
+  auto file = gguf::GgufFile::Parse(bytes);
+  ASSERT_TRUE(file.has_value());
+  auto model = Model::Load(*file);
+  ASSERT_FALSE(model.has_value());
+  EXPECT_EQ(model.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(model.error().message().find("blk.1.attn_k_norm.weight"), std::string::npos) << model.error().message();
+}
+
+}  // namespace
+}  // namespace mixq::engine
