@@ -2,11 +2,6 @@
 
 namespace mixq::formats::internal {
 
-void quantize_q2_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q2_k_ggml(s, d, n, w); }
-void quantize_q3_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q3_k_ggml(s, d, n, w); }
-void quantize_q4_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q4_k_ggml(s, d, n, w); }
-void quantize_q5_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q5_k_ggml(s, d, n, w); }
-void quantize_q6_k_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_q6_k_ggml(s, d, n, w); }
 void quantize_iq4_nl_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_iq4_nl_ggml(s, d, n, w); }
 void quantize_iq4_xs_best(const float* s, uint8_t* d, int64_t n, const float* w) { quantize_iq4_xs_ggml(s, d, n, w); }
 

@@ -1,0 +1,212 @@
+#include "formats/k_best.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "formats/best_common.h"
+#include "formats/blocks.h"
+
+namespace mixq::formats::internal {
+namespace {
+
+constexpr int kRounds = 3;
+
+// ---- scale + offset ----
+
+float AffineGroup(const float* x, const float* w, const AffineLayout& l, float d, float dmin, int sc, int m, int g,
+                  uint8_t* quants) {
+  int off = g * l.group_size;
+  return AffineGroupError(x + off, w + off, l.group_size, d * static_cast<float>(sc), dmin * static_cast<float>(m),
+                          l.qmax, quants != nullptr ? quants + off : nullptr);
+}
+
+// Local search over (sc, m) of group g: the rounded least-squares codes, then
+// steps to the best of the 3x3 neighbourhood until none is better.
+float OptimizeAffineGroup(const float* x, const float* w, const AffineLayout& l, float d, float dmin, int g,
+                          AffineState* s) {
+  int& sc = s->sc[g];
+  int& m = s->m[g];
+  float best = AffineGroup(x, w, l, d, dmin, sc, m, g, nullptr);
+  int off = g * l.group_size;
+  float fa, fb;
+  if (d > 0 && dmin > 0 &&
+      RefitAffine(x + off, w + off, l.group_size, d * static_cast<float>(sc), dmin * static_cast<float>(m), l.qmax, &fa,
+                  &fb)) {
+    int csc = std::clamp(static_cast<int>(std::lround(fa / d)), 0, l.code_max);
+    int cm = std::clamp(static_cast<int>(std::lround(fb / dmin)), 0, l.code_max);
+    float e = AffineGroup(x, w, l, d, dmin, csc, cm, g, nullptr);
+    if (e < best) {
+      best = e;
+      sc = csc;
+      m = cm;
+    }
+  }
+  for (int step = 0; step < 4; ++step) {
+    int bsc = sc;
+    int bm = m;
+    for (int i = -1; i <= 1; ++i) {
+      for (int k = -1; k <= 1; ++k) {
+        int csc = sc + i;
+        int cm = m + k;
+        if ((i == 0 && k == 0) || csc < 0 || cm < 0 || csc > l.code_max || cm > l.code_max) continue;
+        float e = AffineGroup(x, w, l, d, dmin, csc, cm, g, nullptr);
+        if (e < best) {
+          best = e;
+          bsc = csc;
+          bm = cm;
+        }
+      }
+    }
+    if (bsc == sc && bm == m) break;
+    sc = bsc;
+    m = bm;
+  }
+  return best;
+}
+
+float AffineTotal(const float* x, const float* w, const AffineLayout& l, float d, float dmin, const AffineState& s) {
+  float total = 0;
+  for (int g = 0; g < l.n_groups; ++g) total += AffineGroup(x, w, l, d, dmin, s.sc[g], s.m[g], g, nullptr);
+  return total;
+}
+
+// Least-squares (d, dmin) for the current codes and quants, as f16, then the
+// best of it and its f16 neighbours with the codes held.
+void RefitAffineMultipliers(const float* x, const float* w, const AffineLayout& l, AffineState* s) {
+  const int n = l.n_groups * l.group_size;
+  uint8_t q[256];
+  float d = HalfToFloat(s->d);
+  float dmin = HalfToFloat(s->dmin);
+  for (int g = 0; g < l.n_groups; ++g) AffineGroup(x, w, l, d, dmin, s->sc[g], s->m[g], g, q);
+  float t[256];
+  float u[256];
+  for (int i = 0; i < n; ++i) {
+    int g = i / l.group_size;
+    t[i] = static_cast<float>(s->sc[g] * q[i]);
+    u[i] = static_cast<float>(s->m[g]);
+  }
+  float fd, fm;
+  if (!FitScaleOffset(x, w, t, u, n, &fd, &fm) || fd <= 0 || fm < 0) return;
+  uint16_t hd = FloatToHalf(fd);
+  uint16_t hm = FloatToHalf(fm);
+  float best = AffineTotal(x, w, l, d, dmin, *s);
+  uint16_t best_d = s->d;
+  uint16_t best_m = s->dmin;
+  for (int i = -1; i <= 1; ++i) {
+    for (int k = -1; k <= 1; ++k) {
+      uint16_t cd = HalfNeighbor(hd, i);
+      uint16_t cm = HalfNeighbor(hm, k);
+      float e = AffineTotal(x, w, l, HalfToFloat(cd), HalfToFloat(cm), *s);
+      if (e < best) {
+        best = e;
+        best_d = cd;
+        best_m = cm;
+      }
+    }
+  }
+  s->d = best_d;
+  s->dmin = best_m;
+}
+
+// ---- scale only ----
+
+float SymmetricGroup(const float* x, const float* w, const SymmetricLayout& l, float d, int sc, int g, int8_t* quants) {
+  int off = g * l.group_size;
+  return SymmetricGroupError(x + off, w + off, l.group_size, d * static_cast<float>(sc), l.qmin, l.qmax,
+                             quants != nullptr ? quants + off : nullptr);
+}
+
+float OptimizeSymmetricGroup(const float* x, const float* w, const SymmetricLayout& l, float d, int g,
+                             SymmetricState* s) {
+  int& sc = s->s[g];
+  float best = SymmetricGroup(x, w, l, d, sc, g, nullptr);
+  int off = g * l.group_size;
+  if (d != 0) {
+    float fitted = RefitSymmetricScale(x + off, w + off, l.group_size, d * static_cast<float>(sc), l.qmin, l.qmax);
+    int csc = std::clamp(static_cast<int>(std::lround(fitted / d)), l.smin, l.smax);
+    float e = SymmetricGroup(x, w, l, d, csc, g, nullptr);
+    if (e < best) {
+      best = e;
+      sc = csc;
+    }
+  }
+  for (int step = 0; step < 6; ++step) {
+    int bsc = sc;
+    for (int k : {-1, 1}) {
+      int csc = sc + k;
+      if (csc < l.smin || csc > l.smax) continue;
+      float e = SymmetricGroup(x, w, l, d, csc, g, nullptr);
+      if (e < best) {
+        best = e;
+        bsc = csc;
+      }
+    }
+    if (bsc == sc) break;
+    sc = bsc;
+  }
+  return best;
+}
+
+float SymmetricTotal(const float* x, const float* w, const SymmetricLayout& l, float d, const SymmetricState& s) {
+  float total = 0;
+  for (int g = 0; g < l.n_groups; ++g) total += SymmetricGroup(x, w, l, d, s.s[g], g, nullptr);
+  return total;
+}
+
+void RefitSymmetricMultiplier(const float* x, const float* w, const SymmetricLayout& l, SymmetricState* s) {
+  const int n = l.n_groups * l.group_size;
+  int8_t q[256];
+  float d = HalfToFloat(s->d);
+  for (int g = 0; g < l.n_groups; ++g) SymmetricGroup(x, w, l, d, s->s[g], g, q);
+  float t[256];
+  for (int i = 0; i < n; ++i) t[i] = static_cast<float>(s->s[i / l.group_size] * q[i]);
+  float fd = FitScale(x, w, t, n);
+  if (fd == 0 || !std::isfinite(fd)) return;
+  uint16_t hd = FloatToHalf(fd);
+  float best = SymmetricTotal(x, w, l, d, *s);
+  uint16_t best_d = s->d;
+  for (int k = -1; k <= 1; ++k) {
+    uint16_t cd = HalfNeighbor(hd, k);
+    float e = SymmetricTotal(x, w, l, HalfToFloat(cd), *s);
+    if (e < best) {
+      best = e;
+      best_d = cd;
+    }
+  }
+  s->d = best_d;
+}
+
+}  // namespace
+
+void SearchAffineSuperBlock(const float* x, const float* w, const AffineLayout& layout, AffineState* s,
+                            uint8_t* quants) {
+  for (int round = 0; round < kRounds; ++round) {
+    float d = HalfToFloat(s->d);
+    float dmin = HalfToFloat(s->dmin);
+    if (!(d > 0) || !(dmin >= 0) || !std::isfinite(d) || !std::isfinite(dmin)) break;
+    for (int g = 0; g < layout.n_groups; ++g) OptimizeAffineGroup(x, w, layout, d, dmin, g, s);
+    uint16_t before_d = s->d;
+    uint16_t before_m = s->dmin;
+    RefitAffineMultipliers(x, w, layout, s);
+    if (s->d == before_d && s->dmin == before_m) break;
+  }
+  float d = HalfToFloat(s->d);
+  float dmin = HalfToFloat(s->dmin);
+  for (int g = 0; g < layout.n_groups; ++g) AffineGroup(x, w, layout, d, dmin, s->sc[g], s->m[g], g, quants);
+}
+
+void SearchSymmetricSuperBlock(const float* x, const float* w, const SymmetricLayout& layout, SymmetricState* s,
+                               int8_t* quants) {
+  for (int round = 0; round < kRounds; ++round) {
+    float d = HalfToFloat(s->d);
+    if (d == 0 || !std::isfinite(d)) break;
+    for (int g = 0; g < layout.n_groups; ++g) OptimizeSymmetricGroup(x, w, layout, d, g, s);
+    uint16_t before = s->d;
+    RefitSymmetricMultiplier(x, w, layout, s);
+    if (s->d == before) break;
+  }
+  float d = HalfToFloat(s->d);
+  for (int g = 0; g < layout.n_groups; ++g) SymmetricGroup(x, w, layout, d, s->s[g], g, quants);
+}
+
+}  // namespace mixq::formats::internal
