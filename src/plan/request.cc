@@ -172,6 +172,7 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
   std::vector<bool> rule_used(regexes.size(), false);
   // Tolerance so that a bound equal to a type's bpw admits that type.
   constexpr double kBpwSlack = 1e-9;
+  const bool bounded = !constraints.min_type.empty() || !constraints.max_type.empty();
 
   Problem p;
   p.begin.reserve(m.units.size() + 1);
@@ -188,9 +189,11 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
       bool allowed;
       if (rule < regexes.size()) {
         allowed = SameTypeName(opt.type, constraints.keep[rule].type);
-      } else {
+      } else if (bounded) {
         double bpw = OptionBpw(u, opt);
         allowed = !(bpw < *min_bpw - kBpwSlack) && !(bpw > *max_bpw + kBpwSlack);
+      } else {
+        allowed = true;
       }
       if (allowed) p.choices.push_back({opt.n_bytes, opt.cost, static_cast<int32_t>(o)});
     }
