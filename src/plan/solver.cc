@@ -327,6 +327,55 @@ bool SearchOpenUnits(const Lists& open, int64_t budget, double tolerance, int64_
   return true;
 }
 
+// Reduced-cost fixing: the options that could still be in a plan with
+// sum rc < rc_limit. Units left with one option are settled.
+struct Fixing {
+  Lists open;                       // alive options of the open units, widest unit first
+  std::vector<int32_t> open_units;  // unit index of each list in `open`
+  std::vector<Point> point;         // per unit: its option when settled
+  int64_t bytes = 0;                // of the settled units
+  long double cost = 0.0L;
+};
+
+Fixing FixByReducedCost(const Lists& pareto, const Relaxation& r, double rc_limit) {
+  const int32_t n = pareto.n_lists();
+  // The argmin option of every unit has rc 0, so every unit keeps one.
+  auto alive = [&](int32_t u, const Point& q) {
+    return q.c + r.lambda * static_cast<double>(q.w) - r.min_lagrangian[u] < rc_limit;
+  };
+  Fixing fix;
+  fix.point.resize(n);
+  std::vector<int64_t> span(n, 0);  // bytes between the lightest and heaviest alive option
+  for (int32_t u = 0; u < n; ++u) {
+    int32_t count = 0;
+    int64_t lightest = 0;
+    for (int32_t k = 0; k < pareto.size(u); ++k) {
+      const Point& q = pareto.at(u, k);
+      if (!alive(u, q)) continue;
+      if (count++ == 0) lightest = q.w;
+      fix.point[u] = q;
+      span[u] = q.w - lightest;
+    }
+    if (count == 1) {
+      fix.bytes += fix.point[u].w;
+      fix.cost += fix.point[u].c;
+    } else {
+      fix.open_units.push_back(u);
+    }
+  }
+  // Widest units first: the frontier takes its shape early and the LP bound
+  // of the narrow units left is tight (5-40x fewer states on the seeds).
+  std::stable_sort(fix.open_units.begin(), fix.open_units.end(),
+                   [&](int32_t a, int32_t b) { return span[a] > span[b]; });
+  for (int32_t u : fix.open_units) {
+    for (int32_t k = 0; k < pareto.size(u); ++k) {
+      if (alive(u, pareto.at(u, k))) fix.open.points.push_back(pareto.at(u, k));
+    }
+    fix.open.Close();
+  }
+  return fix;
+}
+
 }  // namespace
 
 double LagrangianBound(const Problem& p) {
@@ -381,57 +430,20 @@ Solution SolveExact(const Problem& p, const SolverLimits& limits) {
     return sol;
   }
 
-  // Reduced-cost fixing. The argmin option of every unit has rc 0, so every
-  // unit keeps at least one option.
-  const double rc_limit = gap + tolerance;
-  auto alive = [&](int32_t u, const Point& q) {
-    return q.c + r.lambda * static_cast<double>(q.w) - r.min_lagrangian[u] < rc_limit;
-  };
-  std::vector<int32_t> open_units;
-  std::vector<int64_t> span(n, 0);  // bytes between the lightest and heaviest alive option
-  std::vector<Point> fixed_point(n);
-  int64_t fixed_bytes = 0;
-  long double fixed_cost = 0.0L;
-  for (int32_t u = 0; u < n; ++u) {
-    int32_t count = 0;
-    int64_t lightest = 0;
-    for (int32_t k = 0; k < pareto.size(u); ++k) {
-      const Point& q = pareto.at(u, k);
-      if (!alive(u, q)) continue;
-      if (count++ == 0) lightest = q.w;
-      fixed_point[u] = q;
-      span[u] = q.w - lightest;
-    }
-    if (count == 1) {
-      fixed_bytes += fixed_point[u].w;
-      fixed_cost += fixed_point[u].c;
-    } else {
-      open_units.push_back(u);
-    }
-  }
-  // Widest units first: the frontier takes its shape early and the LP bound
-  // of the narrow units left is tight (5-40x fewer states on the seeds).
-  std::stable_sort(open_units.begin(), open_units.end(), [&](int32_t a, int32_t b) { return span[a] > span[b]; });
-  Lists open;
-  for (int32_t u : open_units) {
-    for (int32_t k = 0; k < pareto.size(u); ++k) {
-      if (alive(u, pareto.at(u, k))) open.points.push_back(pareto.at(u, k));
-    }
-    open.Close();
-  }
-  sol.n_units_searched = static_cast<int64_t>(open_units.size());
+  Fixing fix = FixByReducedCost(pareto, r, gap + tolerance);
+  sol.n_units_searched = static_cast<int64_t>(fix.open_units.size());
   sol.n_units_fixed = n - sol.n_units_searched;
 
   std::vector<int32_t> best_open;
-  double best_open_cost = static_cast<double>(sol.cost - fixed_cost);
+  double best_open_cost = static_cast<double>(sol.cost - fix.cost);
   bool improved = false;
-  bool complete = SearchOpenUnits(open, p.budget_n_bytes - fixed_bytes, tolerance, limits.max_states, &best_open,
+  bool complete = SearchOpenUnits(fix.open, p.budget_n_bytes - fix.bytes, tolerance, limits.max_states, &best_open,
                                   &best_open_cost, &improved, &sol.n_states);
-  if (improved && static_cast<double>(fixed_cost + best_open_cost) < sol.cost) {
-    std::vector<Point> better = fixed_point;
-    for (size_t s = 0; s < open_units.size(); ++s) {
+  if (improved && static_cast<double>(fix.cost + best_open_cost) < sol.cost) {
+    std::vector<Point> better = fix.point;
+    for (size_t s = 0; s < fix.open_units.size(); ++s) {
       const Choice& ch = p.choices[best_open[s]];
-      better[open_units[s]] = {ch.n_bytes, ch.cost, best_open[s]};
+      better[fix.open_units[s]] = {ch.n_bytes, ch.cost, best_open[s]};
     }
     take(better);
   }
