@@ -1,0 +1,317 @@
+// Evaluation, base logits files, imatrix collection and their CLI commands.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/engine.h"
+#include "engine_test_util.h"
+#include "quantize/quantize.h"
+#include "test_support.h"
+
+namespace mixq::engine {
+namespace {
+
+std::string Q(const std::string& s) { return "'" + s + "'"; }
+std::string ValGz() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz"; }
+
+// The first 20 kB of the held-out text, gzipped like the original, so that
+// CLI runs do not tokenize all of it.
+class ValSlice {
+ public:
+  ValSlice() {
+    auto text = tokenizer::ReadTextFile(ValGz());
+    EXPECT_TRUE(text.has_value());
+    const std::string slice = text->substr(0, 20000);
+    testing::WriteFileBytes(dir_.File("val.txt"), std::vector<uint8_t>(slice.begin(), slice.end()));
+    EXPECT_EQ(testing::RunCommand("gzip -k " + dir_.File("val.txt")).exit_code, 0);
+  }
+  std::string path() const { return dir_.File("val.txt.gz"); }
+
+ private:
+  testing::TempDir dir_;
+};
+
+std::vector<nlohmann::json> JsonLines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+class Eval : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = gguf::GgufFile::Open(testing::RefDevModel());
+    ASSERT_TRUE(f.has_value());
+    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    auto m = Model::Load(*file_);
+    ASSERT_TRUE(m.has_value());
+    model_ = std::make_unique<Model>(std::move(m).value());
+    auto tok = tokenizer::Tokenizer::FromGguf(*file_);
+    ASSERT_TRUE(tok.has_value());
+    auto text = tokenizer::ReadTextFile(ValGz());
+    ASSERT_TRUE(text.has_value());
+    tokens_ = TokenizeForEval(*tok, text->substr(0, 20000));
+    options_.n_ctx = 128;
+    options_.n_chunks = 5;
+    options_.bos_id = 1;
+  }
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> tokens_;
+  EvalOptions options_;
+};
+
+TEST_F(Eval, ChunkingAndScoredPositions) {
+  auto r = Evaluate(*model_, tokens_, options_);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  EXPECT_EQ(r->n_chunks, 5);
+  EXPECT_EQ(r->first_scored, 64);
+  EXPECT_EQ(r->n_scored, 5 * 63);
+  ASSERT_EQ(r->chunk_ppl.size(), 5u);
+  EXPECT_GT(r->ppl, 1.0);
+  EXPECT_LT(r->ppl, 100.0);
+  EXPECT_NEAR(r->ppl_stderr, r->ppl * r->nll_stderr, 1e-12);
+  EXPECT_FALSE(r->kld.has_value());
+  // One chunk at a time gives the same numbers as batched chunks.
+  EvalOptions one = options_;
+  one.n_chunks = 1;
+  auto r1 = Evaluate(*model_, tokens_, one);
+  ASSERT_TRUE(r1.has_value());
+  EXPECT_NEAR(r1->chunk_ppl[0], r->chunk_ppl[0], 1e-3 * r->chunk_ppl[0]);
+}
+
+TEST_F(Eval, TooFewTokensIsAnInvalidArgument) {
+  std::vector<int32_t> few(tokens_.begin(), tokens_.begin() + 100);
+  auto r = Evaluate(*model_, few, options_);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kInvalidArgument);
+}
+
+TEST_F(Eval, SelfKldIsZero) {
+  auto r = EvaluateVsModel(*model_, *model_, tokens_, options_);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  ASSERT_TRUE(r->kld.has_value());
+  EXPECT_NEAR(r->kld->kld_mean, 0.0, 1e-9);
+  EXPECT_EQ(r->kld->same_top, 1.0);
+  EXPECT_NEAR(r->kld->ln_ppl_ratio, 0.0, 1e-12);
+  EXPECT_NEAR(r->kld->base_ppl, r->ppl, 1e-9);
+}
+
+// A saved base file reproduces the KLD of evaluating against the base model.
+TEST_F(Eval, SavedBaseLogitsGiveTheSameKld) {
+  testing::TempDir dir;
+  EvalOptions save = options_;
+  save.save_logits = dir.File("base.mqbl");
+  auto base_run = Evaluate(*model_, tokens_, save);
+  ASSERT_TRUE(base_run.has_value()) << base_run.error().message();
+  auto base = BaseLogits::Open(dir.File("base.mqbl"));
+  ASSERT_TRUE(base.has_value()) << base.error().message();
+  EXPECT_EQ(base->n_ctx(), 128);
+  EXPECT_EQ(base->n_chunks(), 5);
+  EXPECT_TRUE(base->bos_at_chunk_start());
+  EXPECT_EQ(std::filesystem::file_size(dir.File("base.mqbl")),
+            32u + 4u * 5 * 128 + 5u * 63 * (12 + 2 * 4096));
+
+  // The candidate: ref-dev with one layer's FFN in Q4_K.
+  Model& candidate = *model_;
+  const std::string name = "blk.1.ffn_up.weight";
+  std::vector<float> values;
+  ASSERT_TRUE(quantize::TensorToF32(*file_, *file_->FindTensor(name), &values, 2).ok());
+  const formats::Format* q4k = formats::FindFormatByName("Q4_K");
+  std::vector<uint8_t> bytes(size_t(*formats::RowBytes(*q4k, 256) * 768));
+  ASSERT_TRUE(
+      formats::QuantizeRows(*q4k, formats::QuantMethod::kGgml, values.data(), bytes.data(), 768, 256, nullptr, 2).ok());
+  auto base_model_file = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(base_model_file.has_value());
+  auto base_model = Model::Load(*base_model_file);
+  ASSERT_TRUE(base_model.has_value());
+  ASSERT_TRUE(candidate.SetWeight(name, *q4k, bytes).ok());
+
+  auto from_model = EvaluateVsModel(candidate, *base_model, tokens_, options_);
+  auto from_file = EvaluateVsLogits(candidate, *base, options_);
+  ASSERT_TRUE(from_model.has_value()) << from_model.error().message();
+  ASSERT_TRUE(from_file.has_value()) << from_file.error().message();
+  const KldStats& a = *from_model->kld;
+  const KldStats& b = *from_file->kld;
+  EXPECT_GT(a.kld_mean, 1e-5);
+  EXPECT_NEAR(b.kld_mean / a.kld_mean, 1.0, 0.01);
+  EXPECT_NEAR(b.kld_p99 / a.kld_p99, 1.0, 0.02);
+  EXPECT_EQ(b.same_top, a.same_top);
+  EXPECT_NEAR(b.ln_ppl_ratio, a.ln_ppl_ratio, 1e-6);
+  EXPECT_NEAR(b.base_ppl, a.base_ppl, 1e-4 * a.base_ppl);
+  EXPECT_NEAR(from_file->ppl, from_model->ppl, 1e-9 * from_model->ppl);
+}
+
+TEST_F(Eval, CorruptBaseFilesAreRejected) {
+  testing::TempDir dir;
+  EvalOptions save = options_;
+  save.n_chunks = 1;
+  save.save_logits = dir.File("b.mqbl");
+  ASSERT_TRUE(Evaluate(*model_, tokens_, save).has_value());
+  auto bytes = testing::ReadFileBytes(dir.File("b.mqbl"));
+  auto cut = bytes;
+  cut.resize(cut.size() - 1);
+  testing::WriteFileBytes(dir.File("cut.mqbl"), cut);
+  auto r = BaseLogits::Open(dir.File("cut.mqbl"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  auto bad_magic = bytes;
+  bad_magic[0] = 'X';
+  testing::WriteFileBytes(dir.File("magic.mqbl"), bad_magic);
+  r = BaseLogits::Open(dir.File("magic.mqbl"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+}
+
+TEST_F(Eval, ImatrixSumsSquaredInputs) {
+  ImatrixOptions o;
+  o.n_ctx = 128;
+  o.n_chunks = 3;
+  o.bos_id = 1;
+  o.dataset = "val";
+  auto im = CollectImatrix(*model_, tokens_, o);
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  EXPECT_EQ(im->chunk_count, 3u);
+  EXPECT_EQ(im->chunk_size, 128u);
+  ASSERT_EQ(im->entries.size(), 6u * 7 + 1);
+  for (const auto& [name, e] : im->entries) {
+    ASSERT_EQ(e.counts.size(), 1u) << name;
+    EXPECT_EQ(e.counts[0], 3 * 128) << name;
+  }
+  // q, k and v read the same normalized input.
+  EXPECT_EQ(im->entries.at("blk.2.attn_q.weight").in_sum2, im->entries.at("blk.2.attn_v.weight").in_sum2);
+  EXPECT_EQ(im->entries.at("blk.2.ffn_down.weight").in_sum2.size(), 768u);
+
+  // Independently: the hook's inputs of one weight, squared and summed.
+  std::vector<double> sum2(256, 0.0);
+  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n, int64_t n_in) {
+    if (w != "blk.4.ffn_up.weight") return;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];
+    }
+  };
+  RunOptions run;
+  run.hook = &hook;
+  for (int c = 0; c < 3; ++c) {
+    std::vector<int32_t> chunk(tokens_.begin() + c * 128, tokens_.begin() + (c + 1) * 128);
+    chunk[0] = 1;
+    std::vector<float> logits;
+    ASSERT_TRUE(model_->Forward(chunk, 128, &logits, run).ok());
+  }
+  const auto& got = im->entries.at("blk.4.ffn_up.weight").in_sum2;
+  // Batched and single chunks round a few activations differently (F16, Q8).
+  for (int j = 0; j < 256; ++j) EXPECT_NEAR(got[j], sum2[j], 1e-3 * sum2[j] + 1e-6) << j;
+
+  o.include_output = false;
+  auto no_out = CollectImatrix(*model_, tokens_, o);
+  ASSERT_TRUE(no_out.has_value());
+  EXPECT_EQ(no_out->entries.count("output.weight"), 0u);
+}
+
+TEST(EvalCli, JsonSummaryAndSavedLogits) {
+  testing::TempDir dir;
+  ValSlice val;
+  const std::string common = " --text " + Q(val.path()) + " --ctx 128 --chunks 3 -t 2";
+  auto r = testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + common + " --save-logits " +
+                            Q(dir.File("b.mqbl")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = JsonLines(r.out);
+  ASSERT_EQ(lines.size(), 5u);  // begin, 3 chunks, summary
+  EXPECT_EQ(lines.front()["type"], "begin");
+  EXPECT_EQ(lines[1]["type"], "chunk");
+  EXPECT_EQ(lines.back()["type"], "summary");
+  const auto& s = lines.back()["data"];
+  for (const char* key : {"ppl", "ppl_stderr", "nll_mean", "n_scored", "n_ctx", "n_chunks", "tokens_per_second"}) {
+    EXPECT_TRUE(s.contains(key)) << key;
+  }
+  EXPECT_EQ(s["n_scored"], 3 * 63);
+
+  // Against the saved logits, with and without the text.
+  for (const std::string& text : {std::string(""), " --text " + Q(val.path())}) {
+    auto k = testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + " --base-logits " +
+                              Q(dir.File("b.mqbl")) + text);
+    ASSERT_EQ(k.exit_code, 0) << k.err;
+    auto k_lines = JsonLines(k.out);
+    ASSERT_FALSE(k_lines.empty());
+    const auto& d = k_lines.back()["data"];
+    for (const char* key : {"kld_mean", "kld_stderr", "kld_median", "kld_p90", "kld_p99", "kld_max", "same_top_p",
+                            "ln_ppl_ratio", "ln_ppl_ratio_stderr", "base_ppl"}) {
+      EXPECT_TRUE(d.contains(key)) << key;
+    }
+    EXPECT_LT(d["kld_mean"].get<double>(), 1e-6);
+    EXPECT_EQ(d["same_top_p"].get<double>(), 1.0);
+  }
+  // The human-readable form prints the llama-perplexity style line.
+  auto h = testing::RunMixq("eval " + Q(testing::RefDevModel()) + common);
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  EXPECT_NE(h.out.find("PPL = "), std::string::npos) << h.out;
+}
+
+TEST(EvalCli, FlagsAndExitCodes) {
+  testing::TempDir dir;
+  ValSlice val;
+  const std::string model = Q(testing::RefDevModel());
+  EXPECT_EQ(testing::RunMixq("eval " + model).exit_code, 2);  // neither --text nor --base-logits
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --ctx 4").exit_code, 2);
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --base a --base-logits b").exit_code, 2);
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --text /nonexistent.txt").exit_code, 4);
+  auto r = testing::RunMixq("eval " + model + " --text " + Q(val.path()) + " --ctx 100000");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("fewer than one chunk"), std::string::npos) << r.err;
+  testing::WriteFileBytes(dir.File("junk.mqbl"), std::vector<uint8_t>(100, 7));
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --base-logits " + Q(dir.File("junk.mqbl"))).exit_code, 3);
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --text " + Q(val.path()) + " --chunks 1 --ctx 64 --base " +
+                             Q(dir.File("junk.mqbl")))
+                .exit_code,
+            3);
+}
+
+TEST(ImatrixCli, WritesALoadableImatrix) {
+  testing::TempDir dir;
+  ValSlice val;
+  auto r = testing::RunMixq("imatrix --json " + Q(testing::RefDevModel()) + " --text " + Q(val.path()) +
+                            " --ctx 128 --chunks 2 -o " + Q(dir.File("im.gguf")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = JsonLines(r.out);
+  ASSERT_FALSE(lines.empty());
+  const auto& s = lines.back()["data"];
+  EXPECT_EQ(s["n_entries"], 43);
+  EXPECT_EQ(s["n_chunks"], 2);
+  auto im = quantize::LoadImatrix(dir.File("im.gguf"));
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  EXPECT_EQ(im->entries.size(), 43u);
+  EXPECT_EQ(im->chunk_count, 2u);
+  EXPECT_EQ(im->chunk_size, 128u);
+  ASSERT_EQ(im->datasets.size(), 1u);
+
+  auto skip = testing::RunMixq("imatrix -q " + Q(testing::RefDevModel()) + " --text " + Q(val.path()) +
+                               " --ctx 128 --chunks 1 --no-output -o " + Q(dir.File("im2.gguf")));
+  ASSERT_EQ(skip.exit_code, 0) << skip.err;
+  EXPECT_TRUE(skip.err.empty()) << skip.err;
+  auto im2 = quantize::LoadImatrix(dir.File("im2.gguf"));
+  ASSERT_TRUE(im2.has_value());
+  EXPECT_EQ(im2->entries.size(), 42u);
+
+  EXPECT_EQ(testing::RunMixq("imatrix " + Q(testing::RefDevModel()) + " --text x").exit_code, 2);  // no -o
+}
+
+// llama.cpp reads our imatrix and quantizes with it.
+TEST(ImatrixCli, LlamaCppQuantizesWithOurImatrix) {
+  if (testing::OraclePath().empty()) GTEST_SKIP() << "gguf-oracle not configured";
+  testing::TempDir dir;
+  ValSlice val;
+  auto r = testing::RunMixq("imatrix -q " + Q(testing::RefDevModel()) + " --text " + Q(val.path()) +
+                            " --ctx 256 --chunks 2 -o " + Q(dir.File("im.gguf")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = test::RunOracle("quantize " + testing::RefDevModel() + " " + dir.File("iq2.gguf") +
+                                     " Q4_K_M --imatrix " + dir.File("im.gguf"));
+  EXPECT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["imatrix_entries"], 43);
+  EXPECT_EQ(j["imatrix_chunks"], 2);
+}
+
+}  // namespace
+}  // namespace mixq::engine
