@@ -6,7 +6,8 @@
 // Data: token_embd.weight of the ref-dev model (4096 rows of 256), widened to
 // f32, with a fixed synthetic importance vector for the "imat" rows.
 // llama.cpp is loaded with dlopen from --ggml_base=PATH or $MIXQ_GGML_BASE
-// (libggml-base.so); without it the anchor rows are skipped.
+// (libggml-base.so); without it the anchor rows are skipped. --model=PATH
+// reads another F16 GGUF with a token_embd.weight.
 //
 //   build-bench/bench/quantize_bench --ggml_base=/work/.oracle/bins/libggml-base.so
 #include <benchmark/benchmark.h>
@@ -40,10 +41,15 @@ struct Workload {
   int64_t n_per_row = 0;
 };
 
+std::string& ModelPath() {
+  static std::string path = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf";
+  return path;
+}
+
 Workload& Data() {
   static Workload* w = [] {
     auto* out = new Workload;
-    std::string path = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf";
+    const std::string& path = ModelPath();
     Result<gguf::GgufFile> file = gguf::GgufFile::Open(path);
     if (!file) {
       std::fprintf(stderr, "quantize_bench: %s\n", file.error().message().c_str());
@@ -174,6 +180,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) {
     if (std::strncmp(argv[i], "--ggml_base=", 12) == 0) {
       ggml_base = argv[i] + 12;
+    } else if (std::strncmp(argv[i], "--model=", 8) == 0) {
+      mixq::formats::ModelPath() = argv[i] + 8;
     } else {
       args.push_back(argv[i]);
     }

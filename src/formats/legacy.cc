@@ -7,30 +7,51 @@
 
 #include "formats/blocks.h"
 #include "formats/codecs.h"
+#include "formats/lanes.h"
 #include "formats/quant_search.h"
 
 namespace mixq::formats::internal {
 namespace {
 
-// Index of the block element with the largest |x| (first on ties), as a signed value.
-float SignedAbsMax(const float* x, int n) {
-  float amax = 0;
-  float max = 0;
-  for (int j = 0; j < n; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
-  return max;
+Lanes4 Load4(const float* p) {
+  Lanes4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
 }
 
-void MinMax(const float* x, int n, float* min, float* max) {
-  *min = FLT_MAX;
-  *max = -FLT_MAX;
-  for (int j = 0; j < n; ++j) {
-    if (x[j] < *min) *min = x[j];
-    if (x[j] > *max) *max = x[j];
+// The element of a 32-block with the largest |x| (the first on ties), signed;
+// +0 for an all-zero block. The magnitude is found lane-parallel (a maximum
+// does not depend on the order), then the first element reaching it.
+float SignedAbsMax(const float* x) {
+  Lanes4 m = {};
+  for (int j = 0; j < kQK; j += 4) m = MaxLanes(AbsLanes(Load4(x + j)), m);
+  float amax = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+  if (amax == 0) return 0.0f;
+  int j = 0;
+  while (std::fabs(x[j]) != amax) ++j;
+  return x[j];
+}
+
+// Smallest and largest element of a 32-block, as ggml's first-wins scan
+// finds them. Lane order can only change which zero (+0 or -0) wins a tie, so
+// a zero result is redone in ggml's order.
+void MinMax(const float* x, float* min, float* max) {
+  Lanes4 lo = Load4(x);
+  Lanes4 hi = lo;
+  for (int j = 4; j < kQK; j += 4) {
+    Lanes4 v = Load4(x + j);
+    lo = MinLanes(v, lo);
+    hi = MaxLanes(v, hi);
+  }
+  *min = std::min(std::min(lo[0], lo[1]), std::min(lo[2], lo[3]));
+  *max = std::max(std::max(hi[0], hi[1]), std::max(hi[2], hi[3]));
+  if (*min == 0 || *max == 0) {
+    *min = FLT_MAX;
+    *max = -FLT_MAX;
+    for (int j = 0; j < kQK; ++j) {
+      if (x[j] < *min) *min = x[j];
+      if (x[j] > *max) *max = x[j];
+    }
   }
 }
 
@@ -148,7 +169,7 @@ void quantize_q4_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     BlockQ4_0 b;
     uint8_t L[kQK];
     if (importance == nullptr) {
-      float d = SignedAbsMax(x, kQK) / -8;
+      float d = SignedAbsMax(x) / -8;
       float id = d != 0 ? 1.0f / d : 0.0f;
       b.d = FloatToHalf(d);
       // x*id lies in [-8, 8]: truncation of x*id + 8.5 is floor, as in ggml.
@@ -171,13 +192,14 @@ void quantize_q4_1_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     uint8_t L[kQK];
     if (importance == nullptr) {
       float min, max;
-      MinMax(x, kQK, &min, &max);
+      MinMax(x, &min, &max);
       float d = (max - min) / 15;
       float id = d != 0 ? 1.0f / d : 0.0f;
       b.d = FloatToHalf(d);
       b.m = FloatToHalf(min);
       for (int j = 0; j < kQK; ++j) {
-        L[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - min) * id + 0.5f))));
+        // (x - min)*id + 0.5 lies in [0.5, 16.5]: ggml's int8 narrowing changes nothing.
+        L[j] = static_cast<uint8_t>(std::min(15, static_cast<int>((x[j] - min) * id + 0.5f)));
       }
     } else {
       float w[kQK];
@@ -199,7 +221,7 @@ void quantize_q5_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     BlockQ5_0 b;
     uint8_t L[kQK];
     if (importance == nullptr) {
-      float d = SignedAbsMax(x, kQK) / -16;
+      float d = SignedAbsMax(x) / -16;
       float id = d != 0 ? 1.0f / d : 0.0f;
       b.d = FloatToHalf(d);
       for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(std::min(31, static_cast<int>(x[j] * id + 16.5f)));
@@ -221,7 +243,7 @@ void quantize_q5_1_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
     uint8_t L[kQK];
     if (importance == nullptr) {
       float min, max;
-      MinMax(x, kQK, &min, &max);
+      MinMax(x, &min, &max);
       float d = (max - min) / 31;
       float id = d != 0 ? 1.0f / d : 0.0f;
       b.d = FloatToHalf(d);
