@@ -167,7 +167,7 @@ void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* imp
 void quantize_q4_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q4_0_ggml(src, dst, n_elems, importance);
   RefineRow<BlockQ4_0>(src, dst, n_elems, importance, dequantize_q4_0, [](const float* x, const float* w, auto* b) {
-    b->d = SearchSymmetricScale(x, w, {-8, 7, 4, 0.25f}, b->d);
+    b->d = SearchSymmetricScale(x, w, {-8, 7, 2, 0.5f}, b->d);
     uint8_t L[kQK];
     SymmetricStoredCodes(x, w, HalfToFloat(b->d), 8, L);
     PackNibbles(L, b->qs);
@@ -177,7 +177,7 @@ void quantize_q4_0_best(const float* src, uint8_t* dst, int64_t n_elems, const f
 void quantize_q5_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q5_0_ggml(src, dst, n_elems, importance);
   RefineRow<BlockQ5_0>(src, dst, n_elems, importance, dequantize_q5_0, [](const float* x, const float* w, auto* b) {
-    b->d = SearchSymmetricScale(x, w, {-16, 15, 4, 0.25f}, b->d);
+    b->d = SearchSymmetricScale(x, w, {-16, 15, 2, 0.5f}, b->d);
     uint8_t L[kQK];
     SymmetricStoredCodes(x, w, HalfToFloat(b->d), 16, L);
     PackFiveBits(L, b->qs, b->qh);
