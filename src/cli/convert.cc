@@ -185,10 +185,11 @@ int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   auto conversion = diffusion::PlanConversion(*model, *options);
   if (!conversion) return ReportError(conversion.error());
   const auto& predicted = conversion->report;
-  std::string label = opt.type;
-  if (label.empty()) {
-    label = options->float_format != nullptr ? std::string(options->float_format->name)
-                                             : (predicted.type_counts.contains("BF16") ? "BF16" : "F16");
+  std::string label = predicted.type_counts.contains("BF16") ? "BF16" : "F16";
+  if (options->rules.default_format != nullptr) {
+    label = options->rules.default_format->name;
+  } else if (options->float_format != nullptr) {
+    label = options->float_format->name;
   }
   const std::string output =
       opt.output.empty() ? diffusion::OutputName(opt.input, label, plan.has_value(), predicted.bpw()) : opt.output;
