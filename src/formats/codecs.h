@@ -69,6 +69,21 @@ void quantize_iq4_nl_best(const float* src, uint8_t* dst, int64_t n_elems, const
 void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_iq4_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 void quantize_iq4_xs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+// Decode-only types (iq_grid_dequant.cc, small_types_dequant.cc).
+void dequantize_iq2_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq2_xs(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq2_s(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq3_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_q1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void dequantize_q2_0(const uint8_t* src, float* dst, int64_t n_elems);
+
 }  // namespace mixq::formats::internal
 
 #endif  // MIXQ_FORMATS_CODECS_H_
