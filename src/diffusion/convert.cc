@@ -73,7 +73,7 @@ std::vector<gguf::KeyValue> Metadata(const std::string& architecture, uint32_t f
 
 Status EncodeRows(const safetensors::DType& dtype, std::span<const uint8_t> src, int64_t n_rows, int64_t n_per_row,
                   const formats::Format& target, formats::QuantMethod method, int n_threads,
-                  std::vector<float>* scratch, uint8_t* dst) {
+                  std::vector<float>* scratch, uint8_t* dst, const std::function<void(uint64_t, uint64_t)>& done_with) {
   auto row_bytes = formats::RowBytes(target, n_per_row);
   MIXQ_TRY(row_bytes);
   const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElems / n_per_row);
@@ -96,6 +96,7 @@ Status EncodeRows(const safetensors::DType& dtype, std::span<const uint8_t> src,
                                 std::to_string(at % n_per_row));
     }
     MIXQ_TRY(s);
+    done_with(r0 * src_row_bytes, (r0 + rows) * src_row_bytes);
   }
   return Status::Ok();
 }
@@ -159,7 +160,8 @@ Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoi
     } else {
       encoded.resize(plan->report.tensors[i].n_bytes);
       MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
-                                            options.method, options.n_threads, &scratch, encoded.data())));
+                                            options.method, options.n_threads, &scratch, encoded.data(),
+                                            [&](uint64_t b, uint64_t e) { checkpoint.ReleaseData(*t.source, b, e); })));
       MIXQ_TRY(writer->WriteTensor(encoded));
     }
     checkpoint.ReleaseData(*t.source);

@@ -3,6 +3,7 @@
 #ifndef MIXQ_DIFFUSION_CONVERT_INTERNAL_H_
 #define MIXQ_DIFFUSION_CONVERT_INTERNAL_H_
 
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,10 +22,11 @@ gguf::TensorInfo InfoOf(const gguf::TensorSpec& spec);
 std::vector<gguf::KeyValue> Metadata(const std::string& architecture, uint32_t file_type);
 
 // Encodes n_rows rows of source elements into `target`, a bounded chunk of
-// rows at a time through *scratch. Corruption names the first NaN/Inf.
+// rows at a time through *scratch, calling done_with(begin, end) for the
+// source bytes each chunk no longer needs. Corruption names the first NaN/Inf.
 Status EncodeRows(const safetensors::DType& dtype, std::span<const uint8_t> src, int64_t n_rows, int64_t n_per_row,
                   const formats::Format& target, formats::QuantMethod method, int n_threads,
-                  std::vector<float>* scratch, uint8_t* dst);
+                  std::vector<float>* scratch, uint8_t* dst, const std::function<void(uint64_t, uint64_t)>& done_with);
 
 }  // namespace mixq::diffusion::internal
 

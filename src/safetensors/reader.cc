@@ -156,16 +156,17 @@ std::span<const uint8_t> SafetensorsFile::Data(const TensorEntry& tensor) const 
   return bytes_.subspan(tensor.file_offset, tensor.n_bytes);
 }
 
-void SafetensorsFile::ReleaseData(const TensorEntry& tensor) const {
-  if (!mapping_ || tensor.n_bytes == 0) return;
-  // Only whole pages inside the tensor: its neighbours may still be in use.
+void SafetensorsFile::ReleaseData(const TensorEntry& tensor, uint64_t begin, uint64_t end) const {
+  end = std::min(end, tensor.n_bytes);
+  if (!mapping_ || begin >= end) return;
+  // Only whole pages inside the range: its neighbours may still be in use.
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const auto base = reinterpret_cast<uintptr_t>(bytes_.data());
-  const uintptr_t begin = (base + tensor.file_offset + page - 1) / page * page;
-  const uintptr_t end = (base + tensor.file_offset + tensor.n_bytes) / page * page;
+  const auto base = reinterpret_cast<uintptr_t>(bytes_.data()) + tensor.file_offset;
+  const uintptr_t first = (base + begin + page - 1) / page * page;
+  const uintptr_t last = (base + end) / page * page;
   // A private read-only file mapping refaults from the page cache, so this
   // only lowers our resident set; failure is harmless.
-  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 }  // namespace mixq::safetensors

@@ -73,9 +73,10 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorEntry* Find(std::string_view name) const;
   std::span<const uint8_t> Data(const TensorEntry& tensor) const;
-  // Tells the kernel the tensor's pages are no longer needed, so that reading
-  // a checkpoint once keeps only the current tensor resident. No-op for Parse().
-  void ReleaseData(const TensorEntry& tensor) const;
+  // Tells the kernel the tensor's pages (or those of bytes [begin, end) of its
+  // data) are no longer needed, so that reading a checkpoint once keeps only
+  // what is in use resident. The data stay readable. No-op for Parse().
+  void ReleaseData(const TensorEntry& tensor, uint64_t begin = 0, uint64_t end = UINT64_MAX) const;
 
  private:
   SafetensorsFile() = default;
@@ -107,7 +108,9 @@ class Checkpoint {
   const std::map<std::string, std::string>& metadata() const;
   const TensorEntry* Find(std::string_view name) const;
   std::span<const uint8_t> Data(const TensorEntry& tensor) const { return files_[tensor.shard].Data(tensor); }
-  void ReleaseData(const TensorEntry& tensor) const { files_[tensor.shard].ReleaseData(tensor); }
+  void ReleaseData(const TensorEntry& tensor, uint64_t begin = 0, uint64_t end = UINT64_MAX) const {
+    files_[tensor.shard].ReleaseData(tensor, begin, end);
+  }
   uint64_t total_file_bytes() const;
 
  private:

@@ -82,6 +82,29 @@ TEST_F(ConvertCli, JsonLinesAndTargets) {
   EXPECT_LE(std::filesystem::file_size(dir_.File("sized.gguf")), bf16_size);
 }
 
+TEST_F(ConvertCli, QuantizeOnTheBf16GgufFollowsTheFluxProfile) {
+  // Stage 1 with convert, stage 2 with mixq quantize, as city96's two-step toolchain.
+  ASSERT_EQ(RunMixq("convert " + Tiny() + " -o " + dir_.File("bf16.gguf")).exit_code, 0);
+  auto r = RunMixq("quantize " + dir_.File("bf16.gguf") + " " + dir_.File("q.gguf") + " --type Q5_K");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  testing::ExpectComfyChecklist(dir_.File("q.gguf"), {Tiny(), [](const std::string&) { return "Q5_K"; }});
+  r = RunMixq("convert " + Tiny() + " -o " + dir_.File("direct.gguf") + " --type Q5_K");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Both routes store the same tensors with the same bytes.
+  auto two_step = gguf::GgufFile::Open(dir_.File("q.gguf"));
+  auto direct = gguf::GgufFile::Open(dir_.File("direct.gguf"));
+  ASSERT_TRUE(two_step.has_value() && direct.has_value());
+  ASSERT_EQ(two_step->tensors().size(), direct->tensors().size());
+  for (size_t i = 0; i < direct->tensors().size(); ++i) {
+    const auto& a = two_step->tensors()[i];
+    const auto& b = direct->tensors()[i];
+    ASSERT_EQ(a.name, b.name);
+    EXPECT_EQ(a.format, b.format) << a.name;
+    auto da = two_step->TensorData(a), db = direct->TensorData(b);
+    EXPECT_TRUE(std::equal(da.begin(), da.end(), db.begin(), db.end())) << a.name;
+  }
+}
+
 TEST_F(ConvertCli, ExitCodes) {
   EXPECT_EQ(RunMixq("convert " + Tiny() + " --type Q9_X").exit_code, 2);
   EXPECT_EQ(RunMixq("convert " + Tiny() + " --target 4 --target-size 1GiB").exit_code, 2);
