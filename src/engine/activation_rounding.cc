@@ -68,10 +68,10 @@ void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int6
         std::copy(xr, xr + n, yr);
         break;
       case ActRounding::kF16:
-        for (int64_t i = 0; i < n; ++i) yr[i] = formats::F16ToF32(formats::F32ToF16(xr[i]));
+        for (int64_t i = 0; i < n; ++i) yr[i] = RoundToHalf(xr[i]);
         break;
       case ActRounding::kBF16:
-        for (int64_t i = 0; i < n; ++i) yr[i] = formats::BF16ToF32(formats::F32ToBF16(xr[i]));
+        for (int64_t i = 0; i < n; ++i) yr[i] = RoundToBFloat16(xr[i]);
         break;
       case ActRounding::kQ8_0:
         RoundQ8_0(xr, yr, n);

@@ -2,7 +2,10 @@
 #ifndef MIXQ_ENGINE_INTERNAL_H_
 #define MIXQ_ENGINE_INTERNAL_H_
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,16 +48,18 @@ struct LayerWeights {
   Weight* b_down = nullptr;
 };
 
-// Per-thread scratch for dequantized weight tiles and attention scores.
+// Per-thread scratch: attention scores, one decoded weight row.
 struct ThreadScratch {
-  std::vector<float> tile;
   std::vector<float> scores;
+  std::vector<float> row;
 };
 
 // Reusable activation buffers (grown on demand, never shrunk).
 struct Buffers {
   std::vector<float> norm;   // n_tokens x n_embd
   std::vector<float> rounded;  // activations as ggml would round them
+  std::vector<float> weights;  // one decoded row block of the current weight, packed
+  std::vector<float> keys, values;  // packed K and Vᵀ per sequence and KV head
   std::vector<float> q, k, v, attn;
   std::vector<float> gate, up;
   std::vector<float> vec;    // a decoded norm or bias vector
@@ -65,14 +70,43 @@ struct Buffers {
 
 Result<ModelConfig> ReadConfig(const gguf::GgufFile& file);
 
-// y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ, plus the bias when given.
-void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t n_tokens, float* y, Buffers& buffers,
+// One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias).
+struct Product {
+  const Weight* w;
+  const Weight* bias;  // optional
+  float* y;
+};
+// Runs products that share their input x (q/k/v, gate/up), rounding x once
+// for all of them when their weights round activations alike.
+void MatMul(std::initializer_list<Product> products, const float* x, int64_t n_tokens, Buffers& buffers,
             const RunOptions& options);
 
 // The rounding ggml's CPU backend applies to activations before a dot
 // product with weights of a format (its vec_dot_type).
 enum class ActRounding { kNone, kF16, kBF16, kQ8_0, kQ8_K };
 ActRounding RoundingFor(const formats::Format& weight_format);
+// x rounded to the nearest F16 value (ties to even, overflow to infinity),
+// as an F32: the same as formats::F16ToF32(formats::F32ToF16(x)), inline so
+// that whole rows round quickly.
+inline float RoundToHalf(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t magnitude = u & 0x7FFFFFFFu;
+  if (magnitude >= 0x7F800000u) return x;  // infinity, NaN
+  if (magnitude >= 0x38800000u) {          // at least 2^-14: F16 normals keep 10 mantissa bits
+    const uint32_t r = (u + 0xFFFu + ((u >> 13) & 1u)) & ~0x1FFFu;
+    if ((r & 0x7FFFFFFFu) > 0x477FE000u) return std::copysign(INFINITY, x);  // past 65504
+    return std::bit_cast<float>(r);
+  }
+  return std::nearbyint(x * 16777216.0f) * (1.0f / 16777216.0f);  // F16 subnormals: multiples of 2^-24
+}
+
+// The same for BF16 (8 mantissa bits).
+inline float RoundToBFloat16(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return x;  // NaN
+  return std::bit_cast<float>((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+}
+
 // out[n_rows][n] = x rounded as `rounding` does it, block by block.
 // REQUIRES: n is a multiple of the rounding's block (32 or 256).
 void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int64_t n, float* out);

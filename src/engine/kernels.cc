@@ -1,73 +1,90 @@
 // The numeric steps of a layer: tiled dequantize-and-multiply, RMS norm, RoPE
 // and causal attention. Reductions that ggml carries out in double (norm and
 // softmax sums) are done in double here too.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
+#include "engine/gemm.h"
 #include "engine/internal.h"
 
 namespace mixq::engine {
 namespace {
 
 constexpr int64_t kAttentionBlock = 64;       // query rows per attention task
-constexpr int64_t kTileRows = 64;             // weight rows per sgemm task
-constexpr int64_t kMaxTileFloats = 1 << 20;  // 4 MiB of dequantized weights per thread
+constexpr int64_t kTileRows = 128;               // weight rows per product task (a multiple of every panel width)
+constexpr int64_t kTileTokens = 512;             // activation rows per product task
+constexpr int64_t kDecodeRows = 16;              // weight rows per decoding task
+constexpr int64_t kMaxDecodedFloats = 1 << 24;  // 64 MiB of decoded weights at a time
 
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
-// The tiling must not depend on the thread count: sgemm may sum a tile's
-// edge differently, and results should be reproducible on any machine.
-int64_t TileRows(int64_t n_in) { return std::max<int64_t>(1, std::min(kTileRows, kMaxTileFloats / n_in)); }
-
-}  // namespace
-
-void MatMul(const Weight& w, const Weight* bias, const float* x, int64_t n_tokens, float* y, Buffers& buffers,
-            const RunOptions& options) {
+void MatMulOne(const Weight& w, const Weight* bias, const float* x, int64_t n_tokens, float* y, Buffers& buffers,
+               int n_threads) {
   const int64_t n_in = w.n_in;
   const int64_t n_out = w.n_out;
-  const int n_threads = std::max(1, options.n_threads);
-  const ActRounding rounding = options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
-  if (rounding != ActRounding::kNone) {
-    Grow(buffers.rounded, n_tokens * n_in);
-    float* rounded = buffers.rounded.data();
-    buffers.pool.Run(n_tokens, n_threads, [&](int64_t t, int) {
-      RoundActivations(rounding, x + t * n_in, 1, n_in, rounded + t * n_in);
-    });
-    x = rounded;
-  }
   if (static_cast<int>(buffers.threads.size()) < n_threads) buffers.threads.resize(n_threads);
-  static const formats::Format* const kF32 = formats::FindFormatByName("F32");
-  const bool direct = w.format == kF32;  // multiplied in place, no copy
-  const int64_t tile = TileRows(n_in);
-  const int64_t n_tiles = (n_out + tile - 1) / tile;
-  buffers.pool.Run(n_tiles, n_threads, [&](int64_t t, int thread) {
-    const int64_t r0 = t * tile;
-    const int64_t rows = std::min(tile, n_out - r0);
-    const float* wt;
-    if (direct) {
-      wt = reinterpret_cast<const float*>(w.data + r0 * w.row_bytes);
-    } else {
-      std::vector<float>& scratch = buffers.threads[thread].tile;
-      Grow(scratch, rows * n_in);
-      for (int64_t r = 0; r < rows; ++r) {
-        w.format->dequantize_row(w.data + (r0 + r) * w.row_bytes, scratch.data() + r * n_in, n_in);
+  // Weights are decoded once per call, a row block at a time, straight into
+  // the packed layout the kernel reads, in a buffer the threads share; then
+  // fixed tiles of (weight rows x tokens) are multiplied. The tiles do not
+  // depend on the thread count, so neither do the results.
+  const int64_t block_rows =
+      std::max(kTileRows, std::min((n_out + kTileRows - 1) / kTileRows, kMaxDecodedFloats / (kTileRows * n_in)) *
+                              kTileRows);
+  for (int64_t b0 = 0; b0 < n_out; b0 += block_rows) {
+    const int64_t rows = std::min(block_rows, n_out - b0);
+    Grow(buffers.weights, PackedFloats(rows, n_in));
+    float* packed = buffers.weights.data();
+    buffers.pool.Run((rows + kDecodeRows - 1) / kDecodeRows, n_threads, [&](int64_t t, int thread) {
+      std::vector<float>& row = buffers.threads[thread].row;
+      Grow(row, n_in);
+      for (int64_t r = t * kDecodeRows; r < std::min(rows, (t + 1) * kDecodeRows); ++r) {
+        w.format->dequantize_row(w.data + (b0 + r) * w.row_bytes, row.data(), n_in);
+        PackRow(row.data(), r, n_in, packed);
       }
-      wt = scratch.data();
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n_tokens), static_cast<int>(rows),
-                static_cast<int>(n_in), 1.0f, x, static_cast<int>(n_in), wt, static_cast<int>(n_in), 0.0f, y + r0,
-                static_cast<int>(n_out));
-  });
+    });
+    const int64_t row_tiles = (rows + kTileRows - 1) / kTileRows;
+    const int64_t token_tiles = (n_tokens + kTileTokens - 1) / kTileTokens;
+    buffers.pool.Run(row_tiles * token_tiles, n_threads, [&](int64_t t, int) {
+      const int64_t r0 = (t % row_tiles) * kTileRows;
+      const int64_t i0 = (t / row_tiles) * kTileTokens;
+      Gemm(std::min(kTileTokens, n_tokens - i0), std::min(kTileRows, rows - r0), n_in, x + i0 * n_in, n_in,
+           packed + r0 * n_in, n_in, y + i0 * n_out + b0 + r0, n_out);
+    });
+  }
   if (bias != nullptr) {
     DecodeVector(*bias, buffers.vec);
     for (int64_t i = 0; i < n_tokens; ++i) {
       float* row = y + i * n_out;
       for (int64_t j = 0; j < n_out; ++j) row[j] += buffers.vec[j];
     }
+  }
+}
+
+}  // namespace
+
+void MatMul(std::initializer_list<Product> products, const float* x, int64_t n_tokens, Buffers& buffers,
+            const RunOptions& options) {
+  const int n_threads = std::max(1, options.n_threads);
+  ActRounding done = ActRounding::kNone;
+  const float* input = x;
+  for (const Product& p : products) {
+    const ActRounding rounding =
+        options.activations == Activations::kGgml ? RoundingFor(*p.w->format) : ActRounding::kNone;
+    if (rounding == ActRounding::kNone) {
+      input = x;
+    } else if (rounding != done || input == x) {
+      const int64_t n_in = p.w->n_in;
+      Grow(buffers.rounded, n_tokens * n_in);
+      float* rounded = buffers.rounded.data();
+      buffers.pool.Run(n_tokens, n_threads, [&](int64_t t, int) {
+        RoundActivations(rounding, x + t * n_in, 1, n_in, rounded + t * n_in);
+      });
+      input = rounded;
+      done = rounding;
+    }
+    MatMulOne(*p.w, p.bias, input, n_tokens, p.y, buffers, n_threads);
   }
 }
 
@@ -136,12 +153,28 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   const int64_t n_seqs = n_tokens / seq_len;
   const int64_t n_blocks = (seq_len + kAttentionBlock - 1) / kAttentionBlock;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  // K (keys as rows) and Vᵀ packed once per sequence and KV head, shared by
+  // the query blocks and the heads of its group.
+  const int64_t k_floats = PackedFloats(seq_len, hd);
+  const int64_t v_floats = PackedFloats(hd, seq_len);
+  const int64_t n_slots = n_seqs * c.n_head_kv;
+  Grow(buffers.keys, n_slots * k_floats);
+  Grow(buffers.values, n_slots * v_floats);
+  buffers.pool.Run(n_slots, n_threads, [&](int64_t slot, int) {
+    const int64_t row0 = (slot / c.n_head_kv) * seq_len;
+    const int64_t kvh = slot % c.n_head_kv;
+    float* kp = buffers.keys.data() + slot * k_floats;
+    for (int64_t j = 0; j < seq_len; ++j) PackRow(k + (row0 + j) * kv_stride + kvh * hd, j, hd, kp);
+    PackTransposed(v + row0 * kv_stride + kvh * hd, kv_stride, seq_len, hd, buffers.values.data() + slot * v_floats);
+  });
+
   // Largest blocks (latest queries) first, so the dynamic schedule ends evenly.
   buffers.pool.Run(n_seqs * c.n_head * n_blocks, n_threads, [&](int64_t task, int thread) {
     const int64_t blk = n_blocks - 1 - task / (c.n_head * n_seqs);
     const int64_t seq = (task / c.n_head) % n_seqs;
     const int64_t h = task % c.n_head;
-    const int64_t kvh = h / group;
+    const int64_t slot = seq * c.n_head_kv + h / group;
     const int64_t i0 = blk * kAttentionBlock;
     const int64_t i1 = std::min(seq_len, i0 + kAttentionBlock);
     const int64_t row0 = seq * seq_len;  // the sequence's first row
@@ -149,12 +182,12 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
     const int64_t nk = i1;  // causal: queries in this block see keys 0..i1-1 at most
     std::vector<float>& s = buffers.threads[thread].scores;
     Grow(s, m * nk);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nk),
-                static_cast<int>(hd), scale, q + (row0 + i0) * q_stride + h * hd, static_cast<int>(q_stride),
-                k + row0 * kv_stride + kvh * hd, static_cast<int>(kv_stride), 0.0f, s.data(), static_cast<int>(nk));
+    Gemm(m, nk, hd, q + (row0 + i0) * q_stride + h * hd, q_stride, buffers.keys.data() + slot * k_floats, hd,
+         s.data(), nk);
     for (int64_t r = 0; r < m; ++r) {
       float* row = s.data() + r * nk;
       const int64_t n_valid = i0 + r + 1;
+      for (int64_t j = 0; j < n_valid; ++j) row[j] *= scale;
       float max = row[0];
       for (int64_t j = 1; j < n_valid; ++j) max = std::max(max, row[j]);
       double sum = 0.0;
@@ -166,9 +199,8 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
       for (int64_t j = 0; j < n_valid; ++j) row[j] *= inv;
       for (int64_t j = n_valid; j < nk; ++j) row[j] = 0.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(hd),
-                static_cast<int>(nk), 1.0f, s.data(), static_cast<int>(nk), v + row0 * kv_stride + kvh * hd,
-                static_cast<int>(kv_stride), 0.0f, out + (row0 + i0) * q_stride + h * hd, static_cast<int>(q_stride));
+    Gemm(m, hd, nk, s.data(), nk, buffers.values.data() + slot * v_floats, seq_len,
+         out + (row0 + i0) * q_stride + h * hd, q_stride);
   });
 }
 

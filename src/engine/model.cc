@@ -1,10 +1,7 @@
 // Model: tensor lookup and validation, weight overrides, and the layer loop.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 
 #include "engine/internal.h"
 
@@ -22,6 +19,8 @@ struct Model::Impl {
   Weight* rope_freqs = nullptr;
   Buffers buffers;
   std::vector<float> layer_rope_factors;
+  std::vector<float> forward_hidden;
+  std::vector<float> forward_gathered;
 
   Result<Weight*> Add(const std::string& name, std::initializer_list<int64_t> shape, bool required);
   Status AddLayers();
@@ -42,13 +41,6 @@ std::string ShapeString(const gguf::TensorInfo& t) {
 
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-}
-
-// OpenBLAS must not start its own threads under ours: the engine splits the
-// work itself and calls sgemm from several threads at once.
-void SingleThreadedBlas() {
-  static std::once_flag once;
-  std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
 }  // namespace
@@ -138,7 +130,6 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Result<Model> Model::Load(const gguf::GgufFile& file) {
-  SingleThreadedBlas();
   auto impl = std::make_unique<Impl>();
   impl->file = &file;
   auto config = ReadConfig(file);
@@ -252,9 +243,8 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   Hook(options, l.wq, b.norm.data(), n_tokens);
   Hook(options, l.wk, b.norm.data(), n_tokens);
   Hook(options, l.wv, b.norm.data(), n_tokens);
-  MatMul(*l.wq, l.bq, b.norm.data(), n_tokens, b.q.data(), b, options);
-  MatMul(*l.wk, l.bk, b.norm.data(), n_tokens, b.k.data(), b, options);
-  MatMul(*l.wv, l.bv, b.norm.data(), n_tokens, b.v.data(), b, options);
+  MatMul({{l.wq, l.bq, b.q.data()}, {l.wk, l.bk, b.k.data()}, {l.wv, l.bv, b.v.data()}}, b.norm.data(), n_tokens, b,
+         options);
   if (l.q_norm != nullptr) {
     DecodeVector(*l.q_norm, b.vec);
     RmsNorm(b.q.data(), b.vec.data(), n_tokens * c.n_head, c.head_dim, c.rms_eps, b.q.data());
@@ -276,7 +266,7 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   }
   Attention(c, b.q.data(), b.k.data(), b.v.data(), n_tokens, seq_len, b.attn.data(), b, nt);
   Hook(options, l.wo, b.attn.data(), n_tokens);
-  MatMul(*l.wo, l.bo, b.attn.data(), n_tokens, b.q.data(), b, options);
+  MatMul({{l.wo, l.bo, b.q.data()}}, b.attn.data(), n_tokens, b, options);
   for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
 
   DecodeVector(*l.ffn_norm, b.vec);
@@ -285,14 +275,13 @@ void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const Ru
   Grow(b.up, n_tokens * c.n_ff);
   Hook(options, l.gate, b.norm.data(), n_tokens);
   Hook(options, l.up, b.norm.data(), n_tokens);
-  MatMul(*l.gate, l.b_gate, b.norm.data(), n_tokens, b.gate.data(), b, options);
-  MatMul(*l.up, l.b_up, b.norm.data(), n_tokens, b.up.data(), b, options);
+  MatMul({{l.gate, l.b_gate, b.gate.data()}, {l.up, l.b_up, b.up.data()}}, b.norm.data(), n_tokens, b, options);
   for (int64_t i = 0; i < n_tokens * c.n_ff; ++i) {
     const float g = b.gate[i];
     b.gate[i] = g / (1.0f + std::exp(-g)) * b.up[i];
   }
   Hook(options, l.down, b.gate.data(), n_tokens);
-  MatMul(*l.down, l.b_down, b.gate.data(), n_tokens, b.q.data(), b, options);
+  MatMul({{l.down, l.b_down, b.q.data()}}, b.gate.data(), n_tokens, b, options);
   for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
 }
 
@@ -317,7 +306,7 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   DecodeVector(*m.output_norm, m.buffers.vec);
   RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
   m.Hook(options, m.output, m.buffers.norm.data(), n_tokens);
-  MatMul(*m.output, nullptr, m.buffers.norm.data(), n_tokens, logits, m.buffers, options);
+  MatMul({{m.output, nullptr, logits}}, m.buffers.norm.data(), n_tokens, m.buffers, options);
   return Status::Ok();
 }
 
@@ -331,7 +320,9 @@ Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std:
     return Status::InvalidArgument("logits_from " + std::to_string(logits_from) + " outside 0.." +
                                    std::to_string(seq_len));
   }
-  std::vector<float> hidden(static_cast<size_t>(n * c.n_embd));
+  // Kept across calls: fresh multi-megabyte buffers would cost page faults.
+  std::vector<float>& hidden = impl_->forward_hidden;
+  hidden.resize(static_cast<size_t>(n * c.n_embd));
   MIXQ_TRY(Embed(tokens, hidden.data()));
   if (layer_inputs != nullptr) layer_inputs->assign(static_cast<size_t>(c.n_layer + 1), {});
   for (int64_t il = 0; il < c.n_layer; ++il) {
@@ -343,7 +334,7 @@ Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std:
   const int64_t n_seqs = n / seq_len;
   const int64_t per_seq = seq_len - logits_from;
   const float* rows = hidden.data() + logits_from * c.n_embd;
-  std::vector<float> gathered;
+  std::vector<float>& gathered = impl_->forward_gathered;
   if (n_seqs > 1 && logits_from > 0) {
     gathered.resize(static_cast<size_t>(n_seqs * per_seq * c.n_embd));
     for (int64_t s = 0; s < n_seqs; ++s) {

@@ -1,0 +1,296 @@
+// eval_bench: tokens per second of `mixq eval` (engine::Evaluate: forward
+// passes and statistics) against llama.cpp's perplexity run (gguf-oracle
+// eval: decode_s + stats_s) on the same tokens, context, chunks and thread
+// count, in one run. The table at the end gives mixq / llama.cpp, best of the
+// repetitions (--benchmark_repetitions=N) for each contender.
+//
+// Workloads:
+//  - ref-dev F16 and ref-dev Q4_K_M (quantized by llama.cpp), held-out text;
+//  - a synthetic llama model, d=2048, 8 layers, 16 heads (4 KV heads),
+//    ffn 5632, random weights in Q4_K (mixq's ggml-exact encoder), byte vocab.
+// llama.cpp runs as gguf-oracle from --oracle=PATH or $MIXQ_ORACLE; without
+// it only the mixq rows run. Tokenization is excluded on both sides.
+//
+//   build-bench/bench/eval_bench --oracle=/work/.oracle/gguf-oracle --benchmark_repetitions=3
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+
+namespace mixq::engine {
+namespace {
+
+constexpr int kThreads = 2;
+constexpr int64_t kCtx = 512;
+
+std::string& OraclePath() {
+  static std::string path;
+  return path;
+}
+
+std::string WorkDir() {
+  static std::string dir = [] {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mixq-eval-bench-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) std::exit(2);
+    return tmpl;
+  }();
+  return dir;
+}
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "eval_bench: %s\n", what.c_str());
+  std::exit(2);
+}
+
+std::string Capture(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) Fail("cannot run " + command);
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
+
+// A random-weight llama model in Q4_K with a byte-fallback vocab.
+void WriteSyntheticModel(const std::string& path) {
+  const int64_t d = 2048, ff = 5632, layers = 8, heads = 16, kv_heads = 4, hd = 128, vocab = 259;
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    tokens.push_back(name);
+  }
+  gguf::Value scores, types;
+  scores.type = types.type = gguf::ValueType::kArray;
+  scores.array_type = gguf::ValueType::kFloat32;
+  types.array_type = gguf::ValueType::kInt32;
+  for (int64_t i = 0; i < vocab; ++i) {
+    scores.array.push_back(gguf::Value::Float32(0.0f));
+    types.array.push_back(gguf::Value::Int32(i == 0 ? 2 : i < 3 ? 3 : 6));
+  }
+  std::vector<gguf::KeyValue> kv = {
+      {"general.architecture", gguf::Value::String("llama")},
+      {"llama.context_length", gguf::Value::Uint32(4096)},
+      {"llama.embedding_length", gguf::Value::Uint32(d)},
+      {"llama.feed_forward_length", gguf::Value::Uint32(ff)},
+      {"llama.block_count", gguf::Value::Uint32(layers)},
+      {"llama.attention.head_count", gguf::Value::Uint32(heads)},
+      {"llama.attention.head_count_kv", gguf::Value::Uint32(kv_heads)},
+      {"llama.rope.dimension_count", gguf::Value::Uint32(hd)},
+      {"llama.attention.layer_norm_rms_epsilon", gguf::Value::Float32(1e-5f)},
+      {"tokenizer.ggml.model", gguf::Value::String("llama")},
+      {"tokenizer.ggml.tokens", gguf::Value::StringArray(tokens)},
+      {"tokenizer.ggml.scores", scores},
+      {"tokenizer.ggml.token_type", types},
+  };
+  const formats::Format* f32 = formats::FindFormatByName("F32");
+  const formats::Format* q4k = formats::FindFormatByName("Q4_K");
+  const formats::Format* q8 = formats::FindFormatByName("Q8_0");
+  struct T {
+    std::string name;
+    int64_t n_in, n_out;
+    const formats::Format* f;
+  };
+  std::vector<T> ts = {{"token_embd.weight", d, vocab, q8}, {"output_norm.weight", d, 1, f32},
+                       {"output.weight", d, vocab, q8}};
+  for (int64_t il = 0; il < layers; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    ts.push_back({p + "attn_norm.weight", d, 1, f32});
+    ts.push_back({p + "attn_q.weight", d, heads * hd, q4k});
+    ts.push_back({p + "attn_k.weight", d, kv_heads * hd, q4k});
+    ts.push_back({p + "attn_v.weight", d, kv_heads * hd, q4k});
+    ts.push_back({p + "attn_output.weight", heads * hd, d, q4k});
+    ts.push_back({p + "ffn_norm.weight", d, 1, f32});
+    ts.push_back({p + "ffn_gate.weight", d, ff, q4k});
+    ts.push_back({p + "ffn_up.weight", d, ff, q4k});
+    ts.push_back({p + "ffn_down.weight", ff, d, q4k});
+  }
+  std::vector<gguf::TensorSpec> specs;
+  for (const T& t : ts) specs.push_back({t.name, {t.n_in, t.n_out, 1, 1}, t.n_out == 1 ? 1u : 2u, t.f});
+  auto w = gguf::GgufWriter::Begin(path, kv, specs);
+  if (!w) Fail(w.error().message());
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const T& t : ts) {
+    std::vector<float> v(static_cast<size_t>(t.n_in * t.n_out));
+    const float scale = t.n_out == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(t.n_in));
+    for (float& x : v) x = (t.n_out == 1 ? 1.0f : 0.0f) + scale * normal(rng);
+    std::vector<uint8_t> bytes(static_cast<size_t>(formats::RowBytes(*t.f, t.n_in).value() * t.n_out));
+    Status s = formats::QuantizeRows(*t.f, formats::QuantMethod::kGgml, v.data(), bytes.data(), t.n_out, t.n_in,
+                                     nullptr, kThreads);
+    if (!s.ok() || !w->WriteTensor(bytes).ok()) Fail("cannot write the synthetic model");
+  }
+  if (!w->Finish().ok()) Fail("cannot finish the synthetic model");
+}
+
+struct Workload {
+  Workload(std::string n, std::string path, int64_t chunks)
+      : name(std::move(n)), model_path(std::move(path)), n_chunks(chunks) {}
+  std::string name;
+  std::string model_path;
+  int64_t n_chunks = 0;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::unique_ptr<Model> model;
+  std::vector<int32_t> tokens;
+  std::string token_file;
+};
+
+void Prepare(Workload& w) {
+  auto file = gguf::GgufFile::Open(w.model_path);
+  if (!file) Fail(file.error().message());
+  w.file = std::make_unique<gguf::GgufFile>(std::move(file).value());
+  auto model = Model::Load(*w.file);
+  if (!model) Fail(model.error().message());
+  w.model = std::make_unique<Model>(std::move(model).value());
+  auto tok = tokenizer::Tokenizer::FromGguf(*w.file);
+  if (!tok) Fail(tok.error().message());
+  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  if (!text) Fail(text.error().message());
+  w.tokens = TokenizeForEval(*tok, text->substr(0, 400000));
+  w.tokens.resize(static_cast<size_t>(w.n_chunks * kCtx));
+  w.token_file = WorkDir() + "/" + w.name + ".tok";
+  FILE* f = std::fopen(w.token_file.c_str(), "wb");
+  if (f == nullptr) Fail("cannot write " + w.token_file);
+  std::fwrite(w.tokens.data(), 4, w.tokens.size(), f);
+  std::fclose(f);
+}
+
+// A deque: the benchmarks keep pointers to its elements.
+std::deque<Workload>& Workloads() {
+  static std::deque<Workload> w;
+  return w;
+}
+
+void RegisterAll() {
+  for (Workload& w : Workloads()) {
+    Workload* wp = &w;
+    benchmark::RegisterBenchmark(("eval/" + w.name + "/mixq").c_str(), [wp](benchmark::State& state) {
+      EvalOptions o;
+      o.n_ctx = kCtx;
+      o.n_chunks = wp->n_chunks;
+      o.n_threads = kThreads;
+      o.bos_id = 1;
+      for (auto _ : state) {
+        auto r = Evaluate(*wp->model, wp->tokens, o);
+        if (!r) Fail(r.error().message());
+        state.SetIterationTime(r->seconds);
+      }
+      state.counters["tokens_per_second"] =
+          benchmark::Counter(static_cast<double>(wp->n_chunks * kCtx * state.iterations()), benchmark::Counter::kIsRate);
+    })->UseManualTime()->Iterations(1);
+    if (OraclePath().empty()) continue;
+    benchmark::RegisterBenchmark(("eval/" + w.name + "/llama.cpp").c_str(), [wp](benchmark::State& state) {
+      const std::string cmd = OraclePath() + " eval " + wp->model_path + " --token-file " + wp->token_file +
+                              " --ctx " + std::to_string(kCtx) + " --chunks " + std::to_string(wp->n_chunks) +
+                              " --threads " + std::to_string(kThreads) + " 2>/dev/null";
+      for (auto _ : state) {
+        auto j = nlohmann::json::parse(Capture(cmd), nullptr, false);
+        if (j.is_discarded() || !j.value("decode_ok", false)) Fail("llama.cpp eval failed: " + cmd);
+        state.SetIterationTime(j["decode_s"].get<double>() + j["stats_s"].get<double>());
+      }
+      state.counters["tokens_per_second"] =
+          benchmark::Counter(static_cast<double>(wp->n_chunks * kCtx * state.iterations()), benchmark::Counter::kIsRate);
+    })->UseManualTime()->Iterations(1);
+  }
+}
+
+// Console output as usual, then one line per workload: mixq / llama.cpp.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
+      std::string name = run.run_name.function_name;
+      const size_t slash = name.rfind('/');
+      auto it = run.counters.find("tokens_per_second");
+      if (it == run.counters.end()) continue;
+      // Best of the repetitions: on a shared machine the fastest run is the least disturbed.
+      double& rate = rates_[name.substr(0, slash)][name.substr(slash + 1)];
+      rate = std::max(rate, it->second.value);
+    }
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-28s %14s %14s %10s\n", "workload (tokens/s)", "llama.cpp", "mixq", "mixq/llama");
+    for (const auto& [key, rates] : rates_) {
+      auto get = [&](const char* c) {
+        auto it = rates.find(c);
+        return it == rates.end() ? 0.0 : it->second;
+      };
+      const double anchor = get("llama.cpp"), ours = get("mixq");
+      std::printf("%-28s %14.0f %14.0f", key.c_str() + std::strlen("eval/"), anchor, ours);
+      if (anchor > 0) {
+        std::printf(" %9.2fx\n", ours / anchor);
+      } else {
+        std::printf(" %10s\n", "-");
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, std::map<std::string, double>> rates_;
+};
+
+}  // namespace
+}  // namespace mixq::engine
+
+int main(int argc, char** argv) {
+  using namespace mixq::engine;
+  if (const char* env = std::getenv("MIXQ_ORACLE")) OraclePath() = env;
+  int64_t chunks = 8;
+  bool synthetic = true;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--oracle=", 9) == 0) {
+      OraclePath() = argv[i] + 9;
+    } else if (std::strncmp(argv[i], "--chunks=", 9) == 0) {
+      chunks = std::atoll(argv[i] + 9);
+    } else if (std::strcmp(argv[i], "--no_synthetic") == 0) {
+      synthetic = false;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n_args = static_cast<int>(args.size());
+  benchmark::Initialize(&n_args, args.data());
+
+  const std::string ref_dev = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf";
+  Workloads().emplace_back("ref-dev-F16", ref_dev, chunks);
+  if (!OraclePath().empty()) {
+    const std::string q4 = WorkDir() + "/ref-dev-q4km.gguf";
+    Capture(OraclePath() + " quantize " + ref_dev + " " + q4 + " Q4_K_M 2>/dev/null");
+    Workloads().emplace_back("ref-dev-Q4_K_M", q4, chunks);
+  }
+  if (synthetic) {
+    const std::string path = WorkDir() + "/synthetic-2048x8-q4k.gguf";
+    WriteSyntheticModel(path);
+    Workloads().emplace_back("synthetic-2048x8-Q4_K", path, 2);
+  }
+  for (Workload& w : Workloads()) Prepare(w);
+
+  benchmark::AddCustomContext("threads", std::to_string(kThreads));
+  benchmark::AddCustomContext("ctx", std::to_string(kCtx));
+  benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
+  benchmark::AddCustomContext("anchor", OraclePath().empty() ? "none (skipped)" : OraclePath() + " eval");
+  RegisterAll();
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  std::filesystem::remove_all(WorkDir());
+  return 0;
+}
