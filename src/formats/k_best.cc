@@ -178,9 +178,10 @@ void RefitSymmetricMultiplier(const float* x, const float* w, const SymmetricLay
 
 }  // namespace
 
-void SearchAffineSuperBlock(const float* x, const float* w, const AffineLayout& layout, AffineState* s,
-                            uint8_t* quants) {
-  for (int round = 0; round < kRounds; ++round) {
+namespace {
+
+void RefineAffine(const float* x, const float* w, const AffineLayout& layout, AffineState* s, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
     float d = HalfToFloat(s->d);
     float dmin = HalfToFloat(s->dmin);
     if (!(d > 0) || !(dmin >= 0) || !std::isfinite(d) || !std::isfinite(dmin)) break;
@@ -190,14 +191,10 @@ void SearchAffineSuperBlock(const float* x, const float* w, const AffineLayout& 
     RefitAffineMultipliers(x, w, layout, s);
     if (s->d == before_d && s->dmin == before_m) break;
   }
-  float d = HalfToFloat(s->d);
-  float dmin = HalfToFloat(s->dmin);
-  for (int g = 0; g < layout.n_groups; ++g) AffineGroup(x, w, layout, d, dmin, s->sc[g], s->m[g], g, quants);
 }
 
-void SearchSymmetricSuperBlock(const float* x, const float* w, const SymmetricLayout& layout, SymmetricState* s,
-                               int8_t* quants) {
-  for (int round = 0; round < kRounds; ++round) {
+void RefineSymmetric(const float* x, const float* w, const SymmetricLayout& layout, SymmetricState* s, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
     float d = HalfToFloat(s->d);
     if (d == 0 || !std::isfinite(d)) break;
     for (int g = 0; g < layout.n_groups; ++g) OptimizeSymmetricGroup(x, w, layout, d, g, s);
@@ -205,7 +202,62 @@ void SearchSymmetricSuperBlock(const float* x, const float* w, const SymmetricLa
     RefitSymmetricMultiplier(x, w, layout, s);
     if (s->d == before) break;
   }
+}
+
+// The group searches only walk to neighbouring codes, so the result depends
+// on where the multiplier starts; restarting from a few rescaled multipliers
+// (codes rescaled to match) escapes some of those local optima.
+constexpr float kRestartFactors[] = {0.97f, 1.03f};
+
+}  // namespace
+
+void SearchAffineSuperBlock(const float* x, const float* w, const AffineLayout& layout, AffineState* s,
+                            uint8_t* quants) {
+  RefineAffine(x, w, layout, s, kRounds);
   float d = HalfToFloat(s->d);
+  float dmin = HalfToFloat(s->dmin);
+  if (d > 0 && std::isfinite(d)) {
+    float best = AffineTotal(x, w, layout, d, dmin, *s);
+    for (float f : kRestartFactors) {
+      AffineState t = *s;
+      t.d = FloatToHalf(d * f);
+      for (int g = 0; g < layout.n_groups; ++g) {
+        t.sc[g] = std::clamp(static_cast<int>(std::lround(static_cast<float>(s->sc[g]) / f)), 0, layout.code_max);
+      }
+      RefineAffine(x, w, layout, &t, 1);
+      float e = AffineTotal(x, w, layout, HalfToFloat(t.d), HalfToFloat(t.dmin), t);
+      if (e < best) {
+        best = e;
+        *s = t;
+      }
+    }
+  }
+  d = HalfToFloat(s->d);
+  dmin = HalfToFloat(s->dmin);
+  for (int g = 0; g < layout.n_groups; ++g) AffineGroup(x, w, layout, d, dmin, s->sc[g], s->m[g], g, quants);
+}
+
+void SearchSymmetricSuperBlock(const float* x, const float* w, const SymmetricLayout& layout, SymmetricState* s,
+                               int8_t* quants) {
+  RefineSymmetric(x, w, layout, s, kRounds);
+  float d = HalfToFloat(s->d);
+  if (d != 0 && std::isfinite(d)) {
+    float best = SymmetricTotal(x, w, layout, d, *s);
+    for (float f : kRestartFactors) {
+      SymmetricState t = *s;
+      t.d = FloatToHalf(d * f);
+      for (int g = 0; g < layout.n_groups; ++g) {
+        t.s[g] = std::clamp(static_cast<int>(std::lround(static_cast<float>(s->s[g]) / f)), layout.smin, layout.smax);
+      }
+      RefineSymmetric(x, w, layout, &t, 1);
+      float e = SymmetricTotal(x, w, layout, HalfToFloat(t.d), t);
+      if (e < best) {
+        best = e;
+        *s = t;
+      }
+    }
+  }
+  d = HalfToFloat(s->d);
   for (int g = 0; g < layout.n_groups; ++g) SymmetricGroup(x, w, layout, d, s->s[g], g, quants);
 }
 
