@@ -37,6 +37,24 @@ double BlockError(void (*dequantize)(const uint8_t*, float*, int64_t), const Blo
   return WeightedError(x, y, w, n_elems);
 }
 
+// The frame of every best encoder: `dst` already holds ggml's encoding of the
+// row; refine(x, w, &block) improves a copy of each block, which replaces
+// ggml's only when its decoded error is strictly smaller.
+template <typename Block, int kElems, typename Refine>
+void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* importance,
+               void (*dequantize)(const uint8_t*, float*, int64_t), Refine&& refine) {
+  for (int64_t i = 0; i < n_elems / kElems; ++i) {
+    const float* x = src + i * kElems;
+    const float* w = importance != nullptr ? importance + i * kElems : UnitWeights();
+    Block ggml = LoadBlock<Block>(dst, i);
+    Block ours = ggml;
+    refine(x, w, &ours);
+    if (BlockError(dequantize, ours, kElems, x, w) < BlockError(dequantize, ggml, kElems, x, w)) {
+      StoreBlock(ours, dst, i);
+    }
+  }
+}
+
 // Error of a group of n (a multiple of 4) values coded as y = a*q - b, q in
 // 0..qmax chosen by rounding; writes q when codes != nullptr.
 float AffineGroupError(const float* x, const float* w, int n, float a, float b, float qmax, uint8_t* codes);

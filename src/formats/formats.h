@@ -9,7 +9,12 @@
 //  - dequantize_row decodes exactly as ggml's to_float does (bit-exact);
 //  - quantize_row_ggml encodes byte-for-byte as ggml_quantize_chunk does;
 //  - quantize_row_best is mixq's own search: same block format, and per block
-//    an importance-weighted squared error never larger than quantize_row_ggml's.
+//    an importance-weighted squared error never larger than quantize_row_ggml's:
+//    sum_j w_j (x_j - y_j)^2 with y the decoded block, w_j = importance[j], or
+//    w_j = 1 without importance (docs/formats.md gives the measured ratios).
+// Decoders exist for every type of shared/refvectors (28); encoders for F32,
+// F16, BF16, the legacy types, Q2_K..Q6_K, IQ4_NL and IQ4_XS
+// (EncodableFormatNames(), joined by ", ").
 // `importance` is the per-column imatrix vector (length n_elems, the mean of
 // squared activations), or nullptr. Codecs are pure functions: thread-safe.
 //

@@ -145,21 +145,6 @@ void SearchXS(const float* x, const float* w, uint16_t* d16, int* ls, uint8_t* i
   for (int g = 0; g < 8; ++g) XSGroup(x, w, d, ls[g], g, idx);
 }
 
-template <typename Block, int kElems, typename Refine>
-void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* importance,
-               void (*dequantize)(const uint8_t*, float*, int64_t), Refine&& refine) {
-  for (int64_t i = 0; i < n_elems / kElems; ++i) {
-    const float* x = src + i * kElems;
-    const float* w = importance != nullptr ? importance + i * kElems : UnitWeights();
-    Block ggml = LoadBlock<Block>(dst, i);
-    Block ours = ggml;
-    refine(x, w, &ours);
-    if (BlockError(dequantize, ours, kElems, x, w) < BlockError(dequantize, ggml, kElems, x, w)) {
-      StoreBlock(ours, dst, i);
-    }
-  }
-}
-
 }  // namespace
 
 void quantize_iq4_nl_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {

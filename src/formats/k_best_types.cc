@@ -17,19 +17,6 @@ constexpr AffineLayout kQ5K = {8, 32, 31, 63};
 constexpr SymmetricLayout kQ3K = {16, 16, -4, 3, -32, 31};
 constexpr SymmetricLayout kQ6K = {16, 16, -32, 31, -128, 127};
 
-template <typename Block, typename Refine>
-void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* importance,
-               void (*dequantize)(const uint8_t*, float*, int64_t), Refine&& refine) {
-  for (int64_t i = 0; i < n_elems / kQKK; ++i) {
-    const float* x = src + i * kQKK;
-    const float* w = importance != nullptr ? importance + i * kQKK : UnitWeights();
-    Block ggml = LoadBlock<Block>(dst, i);
-    Block ours = ggml;
-    refine(x, w, &ours);
-    if (BlockError(dequantize, ours, kQKK, x, w) < BlockError(dequantize, ggml, kQKK, x, w)) StoreBlock(ours, dst, i);
-  }
-}
-
 // Q4_K and Q5_K share the scale packing; `pack` stores the quants.
 template <typename Block, typename PackQuants>
 void RefineQ45K(const AffineLayout& layout, const float* x, const float* w, Block* b, PackQuants&& pack) {
@@ -57,65 +44,70 @@ void RefineQ45K(const AffineLayout& layout, const float* x, const float* w, Bloc
 
 void quantize_q2_k_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q2_k_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ2K>(src, dst, n_elems, importance, dequantize_q2_k, [](const float* x, const float* w, auto* b) {
-    AffineState s{b->d, b->dmin, {}, {}};
-    for (int g = 0; g < 16; ++g) {
-      s.sc[g] = b->scales[g] & 0x0F;
-      s.m[g] = b->scales[g] >> 4;
-    }
-    uint8_t L[kQKK];
-    SearchAffineSuperBlock(x, w, kQ2K, &s, L);
-    b->d = s.d;
-    b->dmin = s.dmin;
-    for (int g = 0; g < 16; ++g) b->scales[g] = static_cast<uint8_t>(s.sc[g] | (s.m[g] << 4));
-    PackTwoBitPlanes(L, b->qs);
-  });
+  RefineRow<BlockQ2K, kQKK>(src, dst, n_elems, importance, dequantize_q2_k,
+                            [](const float* x, const float* w, auto* b) {
+                              AffineState s{b->d, b->dmin, {}, {}};
+                              for (int g = 0; g < 16; ++g) {
+                                s.sc[g] = b->scales[g] & 0x0F;
+                                s.m[g] = b->scales[g] >> 4;
+                              }
+                              uint8_t L[kQKK];
+                              SearchAffineSuperBlock(x, w, kQ2K, &s, L);
+                              b->d = s.d;
+                              b->dmin = s.dmin;
+                              for (int g = 0; g < 16; ++g) b->scales[g] = static_cast<uint8_t>(s.sc[g] | (s.m[g] << 4));
+                              PackTwoBitPlanes(L, b->qs);
+                            });
 }
 
 void quantize_q4_k_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q4_k_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ4K>(src, dst, n_elems, importance, dequantize_q4_k, [](const float* x, const float* w, auto* b) {
-    RefineQ45K(kQ4K, x, w, b, [](const uint8_t* L, BlockQ4K* out) { PackQ4KQuants(L, out->qs); });
-  });
+  RefineRow<BlockQ4K, kQKK>(
+      src, dst, n_elems, importance, dequantize_q4_k, [](const float* x, const float* w, auto* b) {
+        RefineQ45K(kQ4K, x, w, b, [](const uint8_t* L, BlockQ4K* out) { PackQ4KQuants(L, out->qs); });
+      });
 }
 
 void quantize_q5_k_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q5_k_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ5K>(src, dst, n_elems, importance, dequantize_q5_k, [](const float* x, const float* w, auto* b) {
-    RefineQ45K(kQ5K, x, w, b, [](const uint8_t* L, BlockQ5K* out) { PackQ5KQuants(L, out->qh, out->qs); });
-  });
+  RefineRow<BlockQ5K, kQKK>(
+      src, dst, n_elems, importance, dequantize_q5_k, [](const float* x, const float* w, auto* b) {
+        RefineQ45K(kQ5K, x, w, b, [](const uint8_t* L, BlockQ5K* out) { PackQ5KQuants(L, out->qh, out->qs); });
+      });
 }
 
 void quantize_q3_k_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q3_k_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ3K>(src, dst, n_elems, importance, dequantize_q3_k, [](const float* x, const float* w, auto* b) {
-    SymmetricState s{b->d, {}};
-    for (int g = 0; g < 16; ++g) s.s[g] = Q3KScale(b->scales, g);
-    int8_t q[kQKK];
-    SearchSymmetricSuperBlock(x, w, kQ3K, &s, q);
-    b->d = s.d;
-    uint8_t u[16];
-    for (int g = 0; g < 16; ++g) u[g] = static_cast<uint8_t>(s.s[g] + 32);
-    PackQ3KScales(u, b->scales);
-    uint8_t L[kQKK];
-    for (int i = 0; i < kQKK; ++i) L[i] = static_cast<uint8_t>(q[i] + 4);
-    PackQ3KQuants(L, b->hmask, b->qs);
-  });
+  RefineRow<BlockQ3K, kQKK>(src, dst, n_elems, importance, dequantize_q3_k,
+                            [](const float* x, const float* w, auto* b) {
+                              SymmetricState s{b->d, {}};
+                              for (int g = 0; g < 16; ++g) s.s[g] = Q3KScale(b->scales, g);
+                              int8_t q[kQKK];
+                              SearchSymmetricSuperBlock(x, w, kQ3K, &s, q);
+                              b->d = s.d;
+                              uint8_t u[16];
+                              for (int g = 0; g < 16; ++g) u[g] = static_cast<uint8_t>(s.s[g] + 32);
+                              PackQ3KScales(u, b->scales);
+                              uint8_t L[kQKK];
+                              for (int i = 0; i < kQKK; ++i) L[i] = static_cast<uint8_t>(q[i] + 4);
+                              PackQ3KQuants(L, b->hmask, b->qs);
+                            });
 }
 
 void quantize_q6_k_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q6_k_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ6K>(src, dst, n_elems, importance, dequantize_q6_k, [](const float* x, const float* w, auto* b) {
-    SymmetricState s{b->d, {}};
-    for (int g = 0; g < 16; ++g) s.s[g] = b->scales[g];
-    int8_t q[kQKK];
-    SearchSymmetricSuperBlock(x, w, kQ6K, &s, q);
-    b->d = s.d;
-    for (int g = 0; g < 16; ++g) b->scales[g] = static_cast<int8_t>(s.s[g]);
-    uint8_t L[kQKK];
-    for (int i = 0; i < kQKK; ++i) L[i] = static_cast<uint8_t>(q[i] + 32);
-    PackQ6KQuants(L, b->ql, b->qh);
-  });
+  RefineRow<BlockQ6K, kQKK>(src, dst, n_elems, importance, dequantize_q6_k,
+                            [](const float* x, const float* w, auto* b) {
+                              SymmetricState s{b->d, {}};
+                              for (int g = 0; g < 16; ++g) s.s[g] = b->scales[g];
+                              int8_t q[kQKK];
+                              SearchSymmetricSuperBlock(x, w, kQ6K, &s, q);
+                              b->d = s.d;
+                              for (int g = 0; g < 16; ++g) b->scales[g] = static_cast<int8_t>(s.s[g]);
+                              uint8_t L[kQKK];
+                              for (int i = 0; i < kQKK; ++i) L[i] = static_cast<uint8_t>(q[i] + 32);
+                              PackQ6KQuants(L, b->ql, b->qh);
+                            });
 }
 
 }  // namespace mixq::formats::internal

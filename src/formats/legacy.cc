@@ -8,6 +8,7 @@
 #include "formats/blocks.h"
 #include "formats/codecs.h"
 #include "formats/lanes.h"
+#include "formats/legacy_packing.h"
 #include "formats/quant_search.h"
 
 namespace mixq::formats::internal {
@@ -64,21 +65,6 @@ float RowSigma2(const float* x, int64_t n) {
 
 void ImportanceWeights(const float* x, const float* qw, float sigma2, float* w) {
   for (int j = 0; j < kQK; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
-}
-
-void PackNibbles(const uint8_t* L, uint8_t* qs) {
-  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-}
-
-// Low nibbles into qs, fifth bits into a little-endian u32.
-void PackFiveBits(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs[j] = static_cast<uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-    qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
-    qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
-  }
-  std::memcpy(qh_bytes, &qh, 4);
 }
 
 // C roundf (half away from zero) for |v| <= 2^23, without a libm call: v

@@ -10,6 +10,7 @@
 #include "formats/best_common.h"
 #include "formats/blocks.h"
 #include "formats/codecs.h"
+#include "formats/legacy_packing.h"
 
 namespace mixq::formats::internal {
 namespace {
@@ -126,20 +127,6 @@ void SearchAffine(const float* x, const float* w, const AffineCodes& c, uint16_t
   }
 }
 
-void PackNibbles(const uint8_t* L, uint8_t* qs) {
-  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-}
-
-void PackFiveBits(const uint8_t* L, uint8_t* qs, uint8_t* qh_bytes) {
-  uint32_t qh = 0;
-  for (int j = 0; j < 16; ++j) {
-    qs[j] = static_cast<uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-    qh |= static_cast<uint32_t>((L[j] >> 4) & 1) << j;
-    qh |= static_cast<uint32_t>((L[j + 16] >> 4) & 1) << (j + 16);
-  }
-  std::memcpy(qh_bytes, &qh, 4);
-}
-
 // Codes 0..2*half-1 stored with an offset of `half`.
 void SymmetricStoredCodes(const float* x, const float* w, float d, float half, uint8_t* L) {
   int8_t codes[kQK];
@@ -147,70 +134,60 @@ void SymmetricStoredCodes(const float* x, const float* w, float d, float half, u
   for (int j = 0; j < kQK; ++j) L[j] = static_cast<uint8_t>(codes[j] + static_cast<int>(half));
 }
 
-// Runs `refine(x, w, block)` on every block of a row that ggml already encoded
-// into dst and keeps the result where its decoded error is smaller.
-template <typename Block, typename Refine>
-void RefineRow(const float* src, uint8_t* dst, int64_t n_elems, const float* importance,
-               void (*dequantize)(const uint8_t*, float*, int64_t), Refine&& refine) {
-  for (int64_t i = 0; i < n_elems / kQK; ++i) {
-    const float* x = src + i * kQK;
-    const float* w = importance != nullptr ? importance + i * kQK : UnitWeights();
-    Block ggml = LoadBlock<Block>(dst, i);
-    Block ours = ggml;
-    refine(x, w, &ours);
-    if (BlockError(dequantize, ours, kQK, x, w) < BlockError(dequantize, ggml, kQK, x, w)) StoreBlock(ours, dst, i);
-  }
-}
-
 }  // namespace
 
 void quantize_q4_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q4_0_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ4_0>(src, dst, n_elems, importance, dequantize_q4_0, [](const float* x, const float* w, auto* b) {
-    b->d = SearchSymmetricScale(x, w, {-8, 7, 2, 0.5f}, b->d);
-    uint8_t L[kQK];
-    SymmetricStoredCodes(x, w, HalfToFloat(b->d), 8, L);
-    PackNibbles(L, b->qs);
-  });
+  RefineRow<BlockQ4_0, kQK>(src, dst, n_elems, importance, dequantize_q4_0,
+                            [](const float* x, const float* w, auto* b) {
+                              b->d = SearchSymmetricScale(x, w, {-8, 7, 2, 0.5f}, b->d);
+                              uint8_t L[kQK];
+                              SymmetricStoredCodes(x, w, HalfToFloat(b->d), 8, L);
+                              PackNibbles(L, b->qs);
+                            });
 }
 
 void quantize_q5_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q5_0_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ5_0>(src, dst, n_elems, importance, dequantize_q5_0, [](const float* x, const float* w, auto* b) {
-    b->d = SearchSymmetricScale(x, w, {-16, 15, 2, 0.5f}, b->d);
-    uint8_t L[kQK];
-    SymmetricStoredCodes(x, w, HalfToFloat(b->d), 16, L);
-    PackFiveBits(L, b->qs, b->qh);
-  });
+  RefineRow<BlockQ5_0, kQK>(src, dst, n_elems, importance, dequantize_q5_0,
+                            [](const float* x, const float* w, auto* b) {
+                              b->d = SearchSymmetricScale(x, w, {-16, 15, 2, 0.5f}, b->d);
+                              uint8_t L[kQK];
+                              SymmetricStoredCodes(x, w, HalfToFloat(b->d), 16, L);
+                              PackFiveBits(L, b->qs, b->qh);
+                            });
 }
 
 void quantize_q8_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q8_0_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ8_0>(src, dst, n_elems, importance, dequantize_q8_0, [](const float* x, const float* w, auto* b) {
-    // ggml never uses code -128; mixq may.
-    b->d = SearchSymmetricScale(x, w, {-128, 127, 0, 0.0f}, b->d);
-    SymmetricGroupError(x, w, kQK, HalfToFloat(b->d), -128, 127, b->qs);
-  });
+  RefineRow<BlockQ8_0, kQK>(src, dst, n_elems, importance, dequantize_q8_0,
+                            [](const float* x, const float* w, auto* b) {
+                              // ggml never uses code -128; mixq may.
+                              b->d = SearchSymmetricScale(x, w, {-128, 127, 0, 0.0f}, b->d);
+                              SymmetricGroupError(x, w, kQK, HalfToFloat(b->d), -128, 127, b->qs);
+                            });
 }
 
 void quantize_q4_1_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q4_1_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ4_1>(src, dst, n_elems, importance, dequantize_q4_1, [](const float* x, const float* w, auto* b) {
-    SearchAffine(x, w, {15}, &b->d, &b->m);
-    uint8_t L[kQK];
-    AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 15, L);
-    PackNibbles(L, b->qs);
-  });
+  RefineRow<BlockQ4_1, kQK>(src, dst, n_elems, importance, dequantize_q4_1,
+                            [](const float* x, const float* w, auto* b) {
+                              SearchAffine(x, w, {15}, &b->d, &b->m);
+                              uint8_t L[kQK];
+                              AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 15, L);
+                              PackNibbles(L, b->qs);
+                            });
 }
 
 void quantize_q5_1_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance) {
   quantize_q5_1_ggml(src, dst, n_elems, importance);
-  RefineRow<BlockQ5_1>(src, dst, n_elems, importance, dequantize_q5_1, [](const float* x, const float* w, auto* b) {
-    SearchAffine(x, w, {31}, &b->d, &b->m);
-    uint8_t L[kQK];
-    AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 31, L);
-    PackFiveBits(L, b->qs, b->qh);
-  });
+  RefineRow<BlockQ5_1, kQK>(src, dst, n_elems, importance, dequantize_q5_1,
+                            [](const float* x, const float* w, auto* b) {
+                              SearchAffine(x, w, {31}, &b->d, &b->m);
+                              uint8_t L[kQK];
+                              AffineGroupError(x, w, kQK, HalfToFloat(b->d), -HalfToFloat(b->m), 31, L);
+                              PackFiveBits(L, b->qs, b->qh);
+                            });
 }
 
 }  // namespace mixq::formats::internal
