@@ -21,7 +21,7 @@ void RoundQ8_0(const float* x, float* out, int64_t n) {
     const float d = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     const float d_stored = formats::F16ToF32(formats::F32ToF16(d));
-    for (int j = 0; j < 32; ++j) out[b + j] = d_stored * std::nearbyint(x[b + j] * id);
+    for (int j = 0; j < 32; ++j) out[b + j] = d_stored * RoundToInt(x[b + j] * id);
   }
 }
 
@@ -42,7 +42,7 @@ void RoundQ8_K(const float* x, float* out, int64_t n) {
     }
     const float iscale = -127.0f / max;
     const float d = 1.0f / iscale;
-    for (int j = 0; j < 256; ++j) out[b + j] = d * std::min(127.0f, std::nearbyint(iscale * x[b + j]));
+    for (int j = 0; j < 256; ++j) out[b + j] = d * std::min(127.0f, RoundToInt(iscale * x[b + j]));
   }
 }
 

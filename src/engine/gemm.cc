@@ -8,7 +8,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
+
+#include "engine/internal.h"
 
 namespace mixq::engine {
 namespace {
@@ -104,6 +107,69 @@ __attribute__((target("avx512f"))) void KernelAvx512(int64_t kc, const float* a,
   }
 }
 
+void SoftmaxScalar(float* row, int64_t n, float scale) {
+  for (int64_t j = 0; j < n; ++j) row[j] *= scale;
+  float max = row[0];
+  for (int64_t j = 1; j < n; ++j) max = std::max(max, row[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    row[j] = ExpNonPositive(row[j] - max);
+    sum += row[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+}
+
+// e^x for x <= 0, 16 lanes: the polynomial of ExpNonPositive, with the power
+// of two applied by vscalefps.
+__attribute__((target("avx512f"))) __m512 ExpAvx512(__m512 x) {
+  x = _mm512_mask_max_ps(x, 0xFFFF, x, _mm512_set1_ps(-87.0f));
+  // The masked forms avoid GCC 12's -Wmaybe-uninitialized in the plain intrinsics.
+  const __m512 n = _mm512_mask_roundscale_ps(x, 0xFFFF, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                             _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+  r = _mm512_add_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  for (float coef : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f}) {
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(coef));
+  }
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_mask_scalef_ps(p, 0xFFFF, p, n);
+}
+
+__attribute__((target("avx512f"))) void SoftmaxAvx512(float* row, int64_t n, float scale) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale);
+    _mm512_mask_storeu_ps(row + j, m, v);
+    vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
+  }
+  float lanes[16];
+  _mm512_storeu_ps(lanes, vmax);
+  const __m512 max = _mm512_set1_ps(*std::max_element(lanes, lanes + 16));
+  __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, ExpAvx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), max)));
+    _mm512_mask_storeu_ps(row + j, m, e);
+    const __m256d lo = _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, _mm512_castps_pd(e), 0);
+    const __m256d hi = _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, _mm512_castps_pd(e), 1);
+    sum_lo = _mm512_add_pd(sum_lo, _mm512_mask_cvtps_pd(_mm512_setzero_pd(), 0xFF, _mm256_castpd_ps(lo)));
+    sum_hi = _mm512_add_pd(sum_hi, _mm512_mask_cvtps_pd(_mm512_setzero_pd(), 0xFF, _mm256_castpd_ps(hi)));
+  }
+  double sums[8];
+  _mm512_storeu_pd(sums, _mm512_add_pd(sum_lo, sum_hi));
+  double sum = 0.0;
+  for (double v : sums) sum += v;
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
+  }
+}
+
 struct IsaInfo {
   int mr;
   int nr;
@@ -185,6 +251,15 @@ void PackTransposed(const float* v, int64_t ldv, int64_t k, int64_t n, float* pa
       std::memcpy(panel + i * w, v + i * ldv + p * w, static_cast<size_t>(cols) * sizeof(float));
       std::fill(panel + i * w + cols, panel + (i + 1) * w, 0.0f);
     }
+  }
+}
+
+void SoftmaxRow(float* row, int64_t n, float scale, GemmIsa isa) {
+  // AVX2 machines use the scalar form, which the compiler vectorizes in part.
+  if (isa == GemmIsa::kAvx512) {
+    SoftmaxAvx512(row, n, scale);
+  } else {
+    SoftmaxScalar(row, n, scale);
   }
 }
 

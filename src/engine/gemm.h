@@ -1,6 +1,6 @@
 // Internal: the engine's single-threaded F32 matrix product C = A · Bᵀ with B
 // pre-packed into column panels, so that weights can be decoded straight into
-// the layout the kernel reads.
+// the layout the kernel reads; and the softmax of attention rows.
 //
 // Packed layout: B (n rows of k values) is cut into panels of PanelWidth()
 // rows; panel p holds, for each k, the values of rows p·w .. p·w+w-1 (zero
@@ -55,6 +55,11 @@ inline void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, c
                  float* c, int64_t ldc) {
   Gemm(m, n, k, a, lda, packed, packed_k, c, ldc, ActiveGemmIsa());
 }
+
+// row[0..n) = softmax(scale · row[0..n)) in place (n >= 1): the attention
+// weights of one query, with the same ISA choice as Gemm.
+void SoftmaxRow(float* row, int64_t n, float scale, GemmIsa isa);
+inline void SoftmaxRow(float* row, int64_t n, float scale) { SoftmaxRow(row, n, scale, ActiveGemmIsa()); }
 
 }  // namespace mixq::engine
 

@@ -91,14 +91,25 @@ ActRounding RoundingFor(const formats::Format& weight_format);
 inline float RoundToHalf(float x) {
   const uint32_t u = std::bit_cast<uint32_t>(x);
   const uint32_t magnitude = u & 0x7FFFFFFFu;
-  if (magnitude >= 0x7F800000u) return x;  // infinity, NaN
-  if (magnitude >= 0x38800000u) {          // at least 2^-14: F16 normals keep 10 mantissa bits
-    const uint32_t r = (u + 0xFFFu + ((u >> 13) & 1u)) & ~0x1FFFu;
-    if ((r & 0x7FFFFFFFu) > 0x477FE000u) return std::copysign(INFINITY, x);  // past 65504
-    return std::bit_cast<float>(r);
-  }
-  return std::nearbyint(x * 16777216.0f) * (1.0f / 16777216.0f);  // F16 subnormals: multiples of 2^-24
+  const uint32_t sign = u & 0x80000000u;
+  // F16 normals keep 10 mantissa bits (ties to even through the carry).
+  uint32_t normal = (u + 0xFFFu + ((u >> 13) & 1u)) & ~0x1FFFu;
+  const uint32_t overflow = (normal & 0x7FFFFFFFu) > 0x477FE000u ? ~0u : 0u;  // past 65504
+  normal = (normal & ~overflow) | ((sign | 0x7F800000u) & overflow);
+  // F16 subnormals are multiples of 2^-24, the spacing of floats in [0.5, 1).
+  const float small = (std::bit_cast<float>(magnitude) + 0.5f) - 0.5f;
+  const uint32_t subnormal = sign | std::bit_cast<uint32_t>(small);
+  // Selects by masks rather than branches, so that loops over rows vectorize.
+  const uint32_t is_normal = magnitude >= 0x38800000u ? ~0u : 0u;
+  const uint32_t is_special = magnitude >= 0x7F800000u ? ~0u : 0u;  // infinity, NaN
+  const uint32_t r = (normal & is_normal) | (subnormal & ~is_normal);
+  return std::bit_cast<float>((u & is_special) | (r & ~is_special));
 }
+
+// Rounds to the nearest integer, ties to even, for |v| < 2^22: adding and
+// subtracting 1.5 · 2^23 leaves no fraction bits. Inline and vectorizable,
+// unlike std::nearbyint without SSE4.1.
+inline float RoundToInt(float v) { return (v + 12582912.0f) - 12582912.0f; }
 
 // The same for BF16 (8 mantissa bits).
 inline float RoundToBFloat16(float x) {
@@ -124,6 +135,24 @@ void Attention(const ModelConfig& config, const float* q, const float* k, const 
 // row r is at position r % seq_len. `freq_factors` (n_rot/2 values) may be null.
 void ApplyRope(const ModelConfig& config, float* x, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
                const float* freq_factors, Buffers& buffers);
+
+// e^x for the softmax, within 2 ulp of std::exp for x <= 0 (arguments below
+// -87 give 0), written without calls or branches so that loops vectorize.
+inline float ExpNonPositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  // e^x = 2^n · e^r with n = round(x / ln 2) and |r| <= ln(2)/2; ln 2 is
+  // split in two parts so that n · ln 2 loses nothing.
+  const float n = RoundToInt(x * 1.44269504f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
 
 // Log-softmax of one row of logits (sums in double), its argmax, and the
 // negative log-likelihood of `target`.

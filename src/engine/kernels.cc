@@ -187,16 +187,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
     for (int64_t r = 0; r < m; ++r) {
       float* row = s.data() + r * nk;
       const int64_t n_valid = i0 + r + 1;
-      for (int64_t j = 0; j < n_valid; ++j) row[j] *= scale;
-      float max = row[0];
-      for (int64_t j = 1; j < n_valid; ++j) max = std::max(max, row[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < n_valid; ++j) {
-        row[j] = std::exp(row[j] - max);
-        sum += row[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t j = 0; j < n_valid; ++j) row[j] *= inv;
+      SoftmaxRow(row, n_valid, scale);
       for (int64_t j = n_valid; j < nk; ++j) row[j] = 0.0f;
     }
     Gemm(m, hd, nk, s.data(), nk, buffers.values.data() + slot * v_floats, seq_len,

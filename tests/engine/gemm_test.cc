@@ -74,6 +74,29 @@ TEST_P(GemmTest, PrefixOfPackedKAndTransposedB) {
   }
 }
 
+TEST_P(GemmTest, SoftmaxRowMatchesExpAndSumsToOne) {
+  const GemmIsa isa = GetParam();
+  if (!GemmIsaSupported(isa)) GTEST_SKIP() << "CPU lacks " << GemmIsaName(isa);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-30.0f, 30.0f);
+  for (int64_t n : {1, 2, 15, 16, 17, 100, 513}) {
+    std::vector<float> row(n);
+    for (float& x : row) x = dist(rng);
+    std::vector<float> got = row;
+    SoftmaxRow(got.data(), n, 0.125f, isa);
+    double max = -1e30, sum = 0;
+    for (float x : row) max = std::max(max, 0.125 * x);
+    for (float x : row) sum += std::exp(0.125 * x - max);
+    double total = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const double want = std::exp(0.125 * row[j] - max) / sum;
+      ASSERT_NEAR(got[j], want, 2e-6 * want + 1e-12) << GemmIsaName(isa) << " n " << n << " j " << j;
+      total += got[j];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+}
+
 TEST(Gemm, ActiveKernelIsTheBestSupported) {
   const GemmIsa active = ActiveGemmIsa();
   EXPECT_TRUE(GemmIsaSupported(active));
