@@ -40,7 +40,7 @@ std::optional<uint32_t> FileTypeId(std::string_view type) {
 namespace {
 
 std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const QuantizeOptions& options,
-                                           const QuantizeReport& plan, const std::string& dominant) {
+                                           const std::map<std::string, int>& type_counts, const std::string& dominant) {
   std::vector<gguf::KeyValue> kvs = input.metadata();
   gguf::EraseKey(kvs, "general.alignment");
   if (auto ftype = FileTypeId(dominant)) gguf::SetValue(kvs, "general.file_type", gguf::Value::Uint32(*ftype));
@@ -49,7 +49,7 @@ std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const Qu
   gguf::SetValue(kvs, "mixq.method",
                  gguf::Value::String(options.method == formats::QuantMethod::kGgml ? "ggml" : "best"));
   std::vector<std::string> counts;
-  for (const auto& [type, n] : plan.type_counts) counts.push_back(type + "=" + std::to_string(n));
+  for (const auto& [type, n] : type_counts) counts.push_back(type + "=" + std::to_string(n));
   gguf::SetValue(kvs, "mixq.type_counts", gguf::Value::StringArray(counts));
   if (options.imatrix != nullptr) {
     gguf::SetValue(kvs, "quantize.imatrix.file", gguf::Value::String(options.imatrix_path));
@@ -98,6 +98,27 @@ Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, s
   return s.WithContext("tensor '" + tensor.name + "'");
 }
 
+Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptions& options) {
+  // The only part of the header that depends on the mix is mixq.type_counts:
+  // bound it by listing every type with the largest possible count.
+  std::map<std::string, int> all_types;
+  for (const auto& f : formats::AllFormats()) {
+    if (f.can_encode()) all_types[std::string(f.name)] = static_cast<int>(input.tensors().size());
+  }
+  auto metadata = OutputMetadata(input, options, all_types, "F32");
+  const formats::Format* f32 = formats::FindFormat(0);
+  std::vector<gguf::TensorSpec> specs;
+  uint64_t data = 0;
+  for (const auto& t : input.tensors()) {
+    specs.push_back({t.name, t.ne, t.n_dims, f32});
+    data += (static_cast<uint64_t>(t.n_elems()) * 4 + gguf::kWriteAlignment - 1) / gguf::kWriteAlignment *
+            gguf::kWriteAlignment;
+  }
+  auto total = gguf::GgufWriter::FileSize(metadata, specs);
+  MIXQ_TRY(total);
+  return *total - data;
+}
+
 Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::string& output_path,
                                      const QuantizeOptions& options) {
   auto choices = ChooseAllTypes(input, options.rules);
@@ -128,7 +149,7 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
   }
   if (dominant.empty() && !weights_by_type.empty()) dominant = weights_by_type.rbegin()->first;
 
-  auto metadata = OutputMetadata(input, options, report, dominant);
+  auto metadata = OutputMetadata(input, options, report.type_counts, dominant);
   auto writer = gguf::GgufWriter::Begin(output_path, metadata, specs);
   MIXQ_TRY(writer);
   std::vector<float> scratch;

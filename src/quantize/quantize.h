@@ -142,6 +142,11 @@ Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, cons
 Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::string& output_path,
                                      const QuantizeOptions& options);
 
+// Upper bound on the bytes QuantizeModel writes before the tensor data
+// (header, metadata, tensor infos, padding), whatever the types: planners add
+// it to the tensor bytes so that a plan never outgrows a file-size budget.
+Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptions& options);
+
 // Converts one stored tensor to F32 (any decodable type).
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
 

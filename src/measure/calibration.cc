@@ -1,0 +1,104 @@
+#include "measure/calibration.h"
+
+#include <cmath>
+#include <cstdlib>
+
+#include "base/parallel.h"
+
+namespace mixq::measure {
+namespace {
+
+void LogSoftmax(const float* z, int64_t n, float* out) {
+  float mx = z[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, z[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(z[i] - mx));
+  const float lse = mx + static_cast<float>(std::log(sum));
+  for (int64_t i = 0; i < n; ++i) out[i] = z[i] - lse;
+}
+
+}  // namespace
+
+int64_t FirstLayerOf(const std::string& tensor, int64_t n_layer) {
+  if (tensor.rfind("blk.", 0) == 0) return std::strtoll(tensor.c_str() + 4, nullptr, 10);
+  if (tensor.rfind("token_embd", 0) == 0) return -1;
+  return n_layer;
+}
+
+Result<Calibration> Calibration::Build(engine::Model& model, std::span<const int32_t> tokens,
+                                       const MeasureOptions& options) {
+  Calibration c;
+  const auto& cfg = model.config();
+  c.n_ctx_ = options.n_ctx;
+  c.n_layer_ = cfg.n_layer;
+  c.n_embd_ = cfg.n_embd;
+  c.n_vocab_ = cfg.n_vocab;
+  c.n_threads_ = options.n_threads;
+  const int64_t available = static_cast<int64_t>(tokens.size()) / c.n_ctx_;
+  c.n_chunks_ = std::min(available, options.n_chunks);
+  if (c.n_ctx_ < 4 || c.n_chunks_ < 1) {
+    return Status::InvalidArgument("calibration text has " + std::to_string(tokens.size()) +
+                                   " tokens, fewer than one chunk of " + std::to_string(c.n_ctx_) +
+                                   "; give a longer --text or a smaller --ctx");
+  }
+  c.tokens_.assign(tokens.begin(), tokens.begin() + c.n_chunks_ * c.n_ctx_);
+  if (options.bos_id >= 0) {
+    for (int64_t k = 0; k < c.n_chunks_; ++k) c.tokens_[k * c.n_ctx_] = options.bos_id;
+  }
+  engine::RunOptions run;
+  run.n_threads = c.n_threads_;
+  run.seq_len = c.n_ctx_;
+  std::vector<float> logits;
+  MIXQ_TRY(model.Forward(c.tokens_, c.n_ctx_ / 2, &logits, run, &c.layer_inputs_));
+  c.base_lp_.resize(logits.size());
+  const int64_t n_rows = static_cast<int64_t>(logits.size()) / c.n_vocab_;
+  ParallelFor(n_rows, 16, c.n_threads_, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      LogSoftmax(logits.data() + r * c.n_vocab_, c.n_vocab_, c.base_lp_.data() + r * c.n_vocab_);
+    }
+  });
+  return c;
+}
+
+Result<double> Calibration::Kld(engine::Model& model, int64_t first_layer) {
+  engine::RunOptions run;
+  run.n_threads = n_threads_;
+  run.seq_len = n_ctx_;
+  const int64_t n = n_chunks_ * n_ctx_;
+  if (first_layer < 0) {
+    hidden_.resize(static_cast<size_t>(n * n_embd_));
+    MIXQ_TRY(model.Embed(tokens_, hidden_.data()));
+    first_layer = 0;
+  } else {
+    hidden_ = layer_inputs_[static_cast<size_t>(std::min(first_layer, n_layer_))];
+  }
+  if (first_layer < n_layer_) {
+    MIXQ_TRY(model.RunLayers(first_layer, n_layer_, hidden_.data(), n, run));
+    layer_passes_ += n_layer_ - first_layer;
+  }
+  const int64_t from = n_ctx_ / 2, per_seq = n_ctx_ - from;
+  gathered_.resize(static_cast<size_t>(n_chunks_ * per_seq * n_embd_));
+  for (int64_t s = 0; s < n_chunks_; ++s) {
+    std::copy_n(hidden_.data() + (s * n_ctx_ + from) * n_embd_, per_seq * n_embd_,
+                gathered_.data() + s * per_seq * n_embd_);
+  }
+  const int64_t n_rows = n_chunks_ * per_seq;
+  logits_.resize(static_cast<size_t>(n_rows * n_vocab_));
+  MIXQ_TRY(model.Logits(gathered_.data(), n_rows, logits_.data(), run));
+  std::vector<double> row_kld(static_cast<size_t>(n_rows));
+  ParallelFor(n_rows, 16, n_threads_, [&](int64_t begin, int64_t end) {
+    std::vector<float> lp(static_cast<size_t>(n_vocab_));
+    for (int64_t r = begin; r < end; ++r) {
+      LogSoftmax(logits_.data() + r * n_vocab_, n_vocab_, lp.data());
+      const float* base = base_lp_.data() + r * n_vocab_;
+      double kld = 0;
+      for (int64_t i = 0; i < n_vocab_; ++i) kld += std::exp(static_cast<double>(base[i])) * (base[i] - lp[i]);
+      row_kld[static_cast<size_t>(r)] = kld;
+    }
+  });
+  double sum = 0;
+  for (double k : row_kld) sum += k;
+  return sum / static_cast<double>(n_rows);
+}
+
+}  // namespace mixq::measure

@@ -1,0 +1,41 @@
+// Internal: the cached state of a calibration run (base log-probs and the
+// hidden states entering every layer) and KLD of a modified model against it.
+#ifndef MIXQ_MEASURE_CALIBRATION_H_
+#define MIXQ_MEASURE_CALIBRATION_H_
+
+#include <span>
+#include <vector>
+
+#include "engine/engine.h"
+#include "measure/measure.h"
+
+namespace mixq::measure {
+
+class Calibration {
+ public:
+  // Runs the unmodified model once over the chunks and caches what reruns need.
+  static Result<Calibration> Build(engine::Model& model, std::span<const int32_t> tokens,
+                                   const MeasureOptions& options);
+
+  // Mean KLD(base || model) over the scored rows, rerunning only the layers
+  // from `first_layer` (-1: from the embeddings, n_layer: only the output).
+  Result<double> Kld(engine::Model& model, int64_t first_layer);
+  int64_t layer_passes() const { return layer_passes_; }
+
+ private:
+  int64_t n_ctx_ = 0, n_chunks_ = 0, n_layer_ = 0, n_embd_ = 0, n_vocab_ = 0;
+  int n_threads_ = 2;
+  std::vector<int32_t> tokens_;                   // n_chunks * n_ctx, BOS substituted
+  std::vector<std::vector<float>> layer_inputs_;  // n_layer + 1 entries
+  std::vector<float> base_lp_;                    // scored rows x n_vocab log-probs
+  std::vector<float> hidden_, gathered_, logits_;
+  int64_t layer_passes_ = 0;
+};
+
+// Index N of a "blk.N." tensor; -1 for token_embd and tensors before the
+// layers, n_layer for the output head and what follows the layers.
+int64_t FirstLayerOf(const std::string& tensor, int64_t n_layer);
+
+}  // namespace mixq::measure
+
+#endif  // MIXQ_MEASURE_CALIBRATION_H_

@@ -1,0 +1,300 @@
+// MeasureModel: weight-space errors for every tensor and type, real ΔKLD for
+// the calibration types, and the per-tensor fit that joins them.
+#include "measure/measure.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "engine/engine.h"
+#include "measure/cache.h"
+#include "measure/calibration.h"
+
+namespace mixq::measure {
+namespace {
+
+constexpr int64_t kAlign = gguf::kWriteAlignment;
+int64_t Padded(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::vector<const formats::Format*> DefaultTypes() {
+  std::vector<const formats::Format*> out;
+  for (const auto& f : formats::AllFormats()) {
+    if (f.quantized && f.can_encode()) out.push_back(&f);
+  }
+  return out;
+}
+
+// The calibration types: the given ones, else Q2_K and Q4_K when candidates,
+// else the lowest candidate and the one nearest 4.5 bpw.
+std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& options,
+                                                     const std::vector<const formats::Format*>& types) {
+  if (!options.calibration_types.empty()) return options.calibration_types;
+  std::vector<const formats::Format*> out;
+  for (const char* name : {"Q2_K", "Q4_K"}) {
+    const formats::Format* f = formats::FindFormatByName(name);
+    if (std::find(types.begin(), types.end(), f) != types.end()) out.push_back(f);
+  }
+  if (out.size() == 2 || types.empty()) return out;
+  out.clear();
+  auto lowest = *std::min_element(types.begin(), types.end(), [](auto a, auto b) { return a->bpw() < b->bpw(); });
+  auto middle = *std::min_element(types.begin(), types.end(), [](auto a, auto b) {
+    return std::abs(a->bpw() - 4.5) < std::abs(b->bpw() - 4.5);
+  });
+  out.push_back(lowest);
+  if (middle != lowest) out.push_back(middle);
+  return out;
+}
+
+struct Encoded {
+  std::vector<uint8_t> bytes;
+  double error = 0;  // importance-weighted squared error
+};
+
+Result<Encoded> Encode(const gguf::TensorInfo& t, const std::vector<float>& w, const std::vector<float>& imp,
+                       const formats::Format& f, const MeasureOptions& options, const float* imatrix_values) {
+  Encoded e;
+  auto row = formats::RowBytes(f, t.ne[0]);
+  MIXQ_TRY(row);
+  e.bytes.resize(static_cast<size_t>(*row * t.n_rows()));
+  MIXQ_TRY(formats::QuantizeRows(f, options.method, w.data(), e.bytes.data(), t.n_rows(), t.ne[0], imatrix_values,
+                                 options.n_threads));
+  std::vector<float> q(w.size());
+  MIXQ_TRY(formats::DequantizeRows(f, e.bytes.data(), q.data(), t.n_rows(), t.ne[0], options.n_threads));
+  const int64_t n = t.ne[0];
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double d = static_cast<double>(w[i]) - q[i];
+    e.error += imp[i % static_cast<size_t>(n)] * d * d;
+  }
+  return e;
+}
+
+// Least squares of log K = log g + α log E over the points, α kept in
+// [0.5, 2] so that extrapolation to types far from the calibration stays sane.
+TensorFit Fit(const std::string& name, const std::vector<std::pair<double, double>>& points) {
+  TensorFit fit;
+  fit.name = name;
+  fit.points = points;
+  std::vector<std::pair<double, double>> logs;
+  for (auto [e, k] : points) {
+    if (e > 0 && k > 0) logs.push_back({std::log(e), std::log(k)});
+  }
+  if (logs.empty()) {
+    fit.gain = 0;
+    return fit;
+  }
+  if (logs.size() >= 2) {
+    double mx = 0, my = 0;
+    for (auto [x, y] : logs) mx += x, my += y;
+    mx /= static_cast<double>(logs.size());
+    my /= static_cast<double>(logs.size());
+    double sxx = 0, sxy = 0;
+    for (auto [x, y] : logs) sxx += (x - mx) * (x - mx), sxy += (x - mx) * (y - my);
+    if (sxx > 0) fit.alpha = std::clamp(sxy / sxx, 0.5, 2.0);
+  }
+  double log_g = 0;
+  for (auto [x, y] : logs) log_g += y - fit.alpha * x;
+  fit.gain = std::exp(log_g / static_cast<double>(logs.size()));
+  return fit;
+}
+
+double Predict(const TensorFit& fit, double error) { return error > 0 ? fit.gain * std::pow(error, fit.alpha) : 0; }
+
+struct Context {
+  const gguf::GgufFile& file;
+  const MeasureOptions& options;
+  std::vector<const formats::Format*> types;
+  std::vector<const formats::Format*> calibration;
+};
+
+// Measures one tensor: errors and bytes for every fitting type, KLD for the
+// calibration types (nothing is rerun for results already in the cache).
+Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t, engine::Model& model,
+                                   Calibration& calib) {
+  TensorRecord rec;
+  rec.name = t.name;
+  std::vector<float> w;
+  MIXQ_TRY(quantize::TensorToF32(ctx.file, t, &w, ctx.options.n_threads));
+  std::optional<std::vector<float>> imatrix;
+  if (ctx.options.imatrix != nullptr) {
+    auto imp = ctx.options.imatrix->Importance(t.name, t.ne[0]);
+    MIXQ_TRY(imp);
+    imatrix = std::move(imp).value();
+  }
+  std::vector<float> imp = imatrix ? *imatrix : std::vector<float>(static_cast<size_t>(t.ne[0]), 1.0f);
+  const int64_t first_layer = FirstLayerOf(t.name, model.config().n_layer);
+  for (const formats::Format* f : ctx.types) {
+    if (!formats::RowFits(*f, t.ne[0])) continue;
+    auto enc = Encode(t, w, imp, *f, ctx.options, imatrix ? imatrix->data() : nullptr);
+    MIXQ_TRY(enc);
+    TypeRecord tr;
+    tr.type = std::string(f->name);
+    tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
+    tr.error = enc->error;
+    if (std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end()) {
+      MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
+      auto kld = calib.Kld(model, first_layer);
+      model.ClearWeight(t.name);
+      MIXQ_TRY(kld);
+      tr.kld = *kld;
+    }
+    rec.types.push_back(std::move(tr));
+  }
+  return rec;
+}
+
+plan::Unit MakeUnit(const gguf::TensorInfo& t, const TensorRecord& rec, const TensorFit& fit) {
+  plan::Unit u;
+  u.name = t.name;
+  u.tensors = {t.name};
+  u.n_weights = t.n_elems();
+  if (!t.format->quantized) u.options.push_back({std::string(t.format->name), Padded(t.n_bytes), 0.0});
+  for (const auto& tr : rec.types) {
+    if (tr.type == t.format->name) continue;
+    u.options.push_back({tr.type, Padded(tr.n_bytes), Predict(fit, tr.error)});
+  }
+  return u;
+}
+
+}  // namespace
+
+Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const int32_t> tokens,
+                                   const MeasureOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  Context ctx{file, options, options.types.empty() ? DefaultTypes() : options.types, {}};
+  ctx.calibration = CalibrationTypes(options, ctx.types);
+  auto model = engine::Model::Load(file);
+  MIXQ_TRY(model);
+
+  MeasurementCache cache(options.cache_path, CacheKey(file, options, ctx.types, ctx.calibration));
+  MIXQ_TRY(cache.Load());
+  std::optional<Calibration> calib;
+
+  std::vector<const gguf::TensorInfo*> units;
+  for (const auto& t : file.tensors()) {
+    if (quantize::IsQuantizable(t)) units.push_back(&t);
+  }
+  MeasureResult result;
+  result.measurement.model = file.path();
+  result.measurement.cost_model =
+      "predicted mean KLD (nats/token) of the model output: g_t * E^alpha_t per tensor, E = importance-weighted "
+      "squared weight error, g/alpha fitted to real single-tensor KLD (docs/measure.md)";
+  for (size_t i = 0; i < units.size(); ++i) {
+    const gguf::TensorInfo& t = *units[i];
+    if (options.on_progress) options.on_progress(i, units.size(), t.name);
+    const TensorRecord* rec = cache.Find(t.name);
+    if (rec == nullptr) {
+      if (!calib) {
+        auto c = Calibration::Build(*model, tokens, options);
+        MIXQ_TRY(c);
+        calib.emplace(std::move(c).value());
+      }
+      auto fresh = MeasureTensor(ctx, t, *model, *calib);
+      MIXQ_TRY(fresh);
+      MIXQ_TRY(cache.Append(*fresh));
+      rec = cache.Find(t.name);
+    }
+    std::vector<std::pair<double, double>> points;
+    for (const auto& tr : rec->types) {
+      if (tr.kld >= 0) points.push_back({tr.error, tr.kld});
+    }
+    result.fits.push_back(Fit(t.name, points));
+    result.measurement.units.push_back(MakeUnit(t, *rec, result.fits.back()));
+  }
+  if (options.on_progress) options.on_progress(units.size(), units.size(), "done");
+
+  quantize::QuantizeOptions qopt;
+  qopt.imatrix = options.imatrix;
+  auto header = quantize::MaxHeaderBytes(file, qopt);
+  MIXQ_TRY(header);
+  result.measurement.fixed_n_bytes = static_cast<int64_t>(*header);
+  const formats::Format* f32 = formats::FindFormat(0);
+  for (const auto& t : file.tensors()) {
+    if (quantize::IsQuantizable(t)) continue;
+    // Kept tensors: 1-D ones are written as F32, others as stored (quantize/rules.cc).
+    const int64_t n_bytes = t.n_dims < 2 ? t.n_elems() * f32->block_bytes : static_cast<int64_t>(t.n_bytes);
+    result.measurement.fixed_n_bytes += Padded(n_bytes);
+    result.measurement.fixed_tensor_n_bytes += n_bytes;
+    result.measurement.fixed_n_weights += t.n_elems();
+  }
+  MIXQ_TRY(plan::Validate(result.measurement));
+  result.n_forward_layers = calib ? calib->layer_passes() : 0;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+Result<ValidationResult> ValidateMixes(const gguf::GgufFile& file, std::span<const int32_t> tokens,
+                                       const MeasureResult& measured, const MeasureOptions& options, int n_mixes,
+                                       uint64_t seed) {
+  auto model = engine::Model::Load(file);
+  MIXQ_TRY(model);
+  auto calib = Calibration::Build(*model, tokens, options);
+  MIXQ_TRY(calib);
+  std::mt19937_64 rng(seed);
+  ValidationResult out;
+  for (int m = 0; m < n_mixes; ++m) {
+    // Each mix centres on a different size: options are drawn near a random
+    // quantile of each unit's options sorted by bytes.
+    const double centre = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    MixCheck check;
+    int64_t bytes = measured.measurement.fixed_tensor_n_bytes, weights = measured.measurement.fixed_n_weights;
+    for (const auto& unit : measured.measurement.units) {
+      std::vector<const plan::Option*> opts;
+      for (const auto& o : unit.options) opts.push_back(&o);
+      std::sort(opts.begin(), opts.end(), [](auto a, auto b) { return a->n_bytes < b->n_bytes; });
+      const double jitter = std::normal_distribution<double>(0.0, 0.25)(rng);
+      const double q = std::clamp(centre + jitter, 0.0, 1.0);
+      const plan::Option& o = *opts[static_cast<size_t>(std::lround(q * static_cast<double>(opts.size() - 1)))];
+      check.predicted += o.cost;
+      const gguf::TensorInfo* t = file.FindTensor(unit.name);
+      const formats::Format* f = formats::FindFormatByName(o.type);
+      bytes += o.n_bytes;
+      weights += unit.n_weights;
+      if (f == t->format) continue;
+      std::vector<float> w;
+      MIXQ_TRY(quantize::TensorToF32(file, *t, &w, options.n_threads));
+      std::optional<std::vector<float>> imp;
+      if (options.imatrix != nullptr) {
+        auto i = options.imatrix->Importance(t->name, t->ne[0]);
+        MIXQ_TRY(i);
+        imp = std::move(i).value();
+      }
+      std::vector<uint8_t> enc(static_cast<size_t>(*formats::RowBytes(*f, t->ne[0]) * t->n_rows()));
+      MIXQ_TRY(formats::QuantizeRows(*f, options.method, w.data(), enc.data(), t->n_rows(), t->ne[0],
+                                     imp ? imp->data() : nullptr, options.n_threads));
+      MIXQ_TRY(model->SetWeight(t->name, *f, std::move(enc)));
+    }
+    auto kld = calib->Kld(*model, -1);
+    MIXQ_TRY(kld);
+    model->ClearAllWeights();
+    check.measured = *kld;
+    check.bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(weights);
+    out.mixes.push_back(check);
+  }
+  // Spearman rank correlation and the median measured/predicted ratio.
+  auto ranks = [&](auto key) {
+    std::vector<size_t> idx(out.mixes.size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return key(out.mixes[a]) < key(out.mixes[b]); });
+    std::vector<double> r(idx.size());
+    for (size_t i = 0; i < idx.size(); ++i) r[idx[i]] = static_cast<double>(i);
+    return r;
+  };
+  auto rp = ranks([](const MixCheck& c) { return c.predicted; });
+  auto rm = ranks([](const MixCheck& c) { return c.measured; });
+  const double n = static_cast<double>(out.mixes.size());
+  double d2 = 0;
+  for (size_t i = 0; i < rp.size(); ++i) d2 += (rp[i] - rm[i]) * (rp[i] - rm[i]);
+  out.spearman = n > 1 ? 1.0 - 6.0 * d2 / (n * (n * n - 1.0)) : 0.0;
+  std::vector<double> ratios;
+  for (const auto& c : out.mixes) {
+    if (c.predicted > 0) ratios.push_back(c.measured / c.predicted);
+  }
+  if (!ratios.empty()) {
+    std::nth_element(ratios.begin(), ratios.begin() + static_cast<long>(ratios.size() / 2), ratios.end());
+    out.median_ratio = ratios[ratios.size() / 2];
+  }
+  return out;
+}
+
+}  // namespace mixq::measure

@@ -1,0 +1,89 @@
+// measure: predicted cost of quantizing each tensor of an LLM to each type,
+// as the planner's Measurement (src/plan/plan.h).
+//
+// The cost model (docs/measure.md):
+//  (a) E[t][T]: importance-weighted squared quantization error of tensor t in
+//      type T, Σ_rows Σ_j imp_j (w_j - q_j)², from mixq's own quantizer;
+//  (b) a per-tensor map from E to ΔKLD of the model's output, calibrated with
+//      real forward passes: for a few calibration types, t alone is replaced by
+//      its quantized version and the model is rerun from t's layer on cached
+//      hidden states; KLD against the original logits on the calibration text
+//      gives points (E, KLD) through which cost = g_t · E^α_t is fitted in
+//      log-log space (α_t = 1 with one point);
+//  (c) additivity: ValidateMixes compares predicted (Σ costs) with real KLD of
+//      whole random mixes.
+// Each tensor's results are appended to a cache file as soon as they exist,
+// so a killed run resumes where it stopped. Thread-compatible.
+#ifndef MIXQ_MEASURE_MEASURE_H_
+#define MIXQ_MEASURE_MEASURE_H_
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "formats/formats.h"
+#include "gguf/gguf.h"
+#include "plan/plan.h"
+#include "quantize/quantize.h"
+
+namespace mixq::measure {
+
+struct MeasureOptions {
+  // Candidate types (empty: every encodable quantized type plus the tensor's
+  // stored float type at cost 0).
+  std::vector<const formats::Format*> types;
+  // Types whose real ΔKLD is measured per tensor (empty: Q2_K and Q4_K, or the
+  // lowest and a middle candidate).
+  std::vector<const formats::Format*> calibration_types;
+  const quantize::Imatrix* imatrix = nullptr;
+  formats::QuantMethod method = formats::QuantMethod::kBest;
+  int64_t n_ctx = 512;
+  int64_t n_chunks = 4;  // calibration chunks of n_ctx tokens
+  int32_t bos_id = -1;   // >= 0: replaces each chunk's first token, as in evaluation
+  int n_threads = 2;
+  std::string cache_path;  // empty: no resume
+  std::function<void(size_t done, size_t total, const std::string& what)> on_progress;
+};
+
+struct TensorFit {
+  std::string name;
+  double gain = 0;   // g_t
+  double alpha = 1;  // α_t
+  std::vector<std::pair<double, double>> points;  // (E, measured KLD)
+};
+
+struct MeasureResult {
+  plan::Measurement measurement;
+  std::vector<TensorFit> fits;
+  double seconds = 0;
+  int64_t n_forward_layers = 0;  // layer passes run for calibration (cost measure)
+};
+
+// `tokens`: the calibration text's tokens (without BOS handling; chunks get BOS
+// as in evaluation). InvalidArgument when there is not one whole chunk.
+Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const int32_t> tokens,
+                                   const MeasureOptions& options);
+
+struct MixCheck {
+  double predicted = 0;  // Σ unit costs of the mix
+  double measured = 0;   // real mean KLD of the whole mix on the same text
+  double bpw = 0;
+};
+struct ValidationResult {
+  std::vector<MixCheck> mixes;
+  double spearman = 0;      // rank correlation predicted vs measured
+  double median_ratio = 0;  // median of measured / predicted
+};
+
+// Builds n_mixes random mixes (each unit a random candidate, biased to span a
+// range of sizes), and measures their real KLD with every tensor substituted.
+Result<ValidationResult> ValidateMixes(const gguf::GgufFile& file, std::span<const int32_t> tokens,
+                                       const MeasureResult& measured, const MeasureOptions& options, int n_mixes,
+                                       uint64_t seed);
+
+}  // namespace mixq::measure
+
+#endif  // MIXQ_MEASURE_MEASURE_H_
