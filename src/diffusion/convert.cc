@@ -158,7 +158,10 @@ Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoi
       }
       MIXQ_TRY(writer->WriteTensor(src));
     } else {
-      encoded.resize(plan->report.tensors[i].n_bytes);
+      const size_t n_bytes = plan->report.tensors[i].n_bytes;
+      // Growing in place would hold the old and the new buffer at once.
+      if (n_bytes > encoded.capacity()) std::vector<uint8_t>().swap(encoded);
+      encoded.resize(n_bytes);
       MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
                                             options.method, options.n_threads, &scratch, encoded.data(),
                                             [&](uint64_t b, uint64_t e) { checkpoint.ReleaseData(*t.source, b, e); })));
