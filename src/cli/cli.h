@@ -40,6 +40,9 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddEval(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action);
 
 // Prints "mixq: error: <message>" on stderr and returns the exit code for the
 // status kind.
@@ -63,6 +66,7 @@ class Progress {
   Progress(const GlobalOptions& global, std::string label, uint64_t total);
   ~Progress();
   void Update(uint64_t done, const std::string& detail = "");
+  void SetTotal(uint64_t total) { total_ = total; }
   void Finish();
 
  private:

@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
   mixq::cli::AddEval(app, global, &action);
   mixq::cli::AddImatrix(app, global, &action);
   mixq::cli::AddConvert(app, global, &action);
+  mixq::cli::AddMeasure(app, global, &action);
+  mixq::cli::AddPlan(app, global, &action);
+  mixq::cli::AddAuto(app, global, &action);
 
   try {
     app.parse(argc, argv);

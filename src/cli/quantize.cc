@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "cli/workflow.h"
 #include "quantize/quantize.h"
 
 namespace mixq::cli {
@@ -18,6 +19,7 @@ struct QuantizeCliOptions {
   std::string output_type;
   std::string token_embd_type;
   std::string method = "best";
+  std::string plan;
   int threads = 0;
 };
 
@@ -49,6 +51,13 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
     auto f = ParseType(opt.token_embd_type, "--token-embedding-type");
     MIXQ_TRY(f);
     q.rules.token_embd_format = *f;
+  }
+  if (!opt.plan.empty()) {
+    auto p = plan::LoadPlan(opt.plan);
+    MIXQ_TRY(p);
+    auto rules = RulesFromPlan(*p);
+    MIXQ_TRY(rules);
+    q.rules.exact = std::move(rules->exact);
   }
   if (opt.method == "ggml") {
     q.method = formats::QuantMethod::kGgml;
@@ -120,6 +129,7 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--tensor-type", opt->tensor_types, "REGEX=TYPE override, first match wins (repeatable)");
   sub->add_option("--output-tensor-type", opt->output_type, "type of output.weight (default: Q6_K, or Q8_0)");
   sub->add_option("--token-embedding-type", opt->token_embd_type, "type of token_embd.weight (default: --type)");
+  sub->add_option("--plan", opt->plan, "per-tensor types from `mixq plan` (other tensors follow --type)");
   sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
   sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();

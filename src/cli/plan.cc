@@ -1,0 +1,101 @@
+// mixq plan measurement.json (--target 4.5bpw | --target-size 2.1GiB) [--keep REGEX=TYPE] -o plan.json
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/workflow.h"
+
+namespace mixq::cli {
+namespace {
+
+struct PlanCliOptions {
+  std::string measurement;
+  std::string format = "mixq";
+  std::string target;
+  std::string target_size;
+  std::vector<std::string> keep;
+  std::string min_type;
+  std::string max_type;
+  std::string output;
+  bool greedy = false;
+};
+
+Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
+  if (opt.format == "mixq") return plan::LoadMeasurement(opt.measurement);
+  std::ifstream in(opt.measurement);
+  if (!in) return Status::IOError("cannot read '" + opt.measurement + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  if (opt.format == "exl2") return plan::ImportExl2Measurement(text.str(), plan::Exl2Cost::kErrSquared);
+  if (opt.format == "flux-table") return plan::ImportCostTable(text.str(), plan::FluxDevCostTableSpec());
+  return Status::InvalidArgument("--format must be mixq, exl2 or flux-table, not '" + opt.format + "'");
+}
+
+int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
+  auto m = LoadAnyMeasurement(opt);
+  if (!m) return ReportError(m.error());
+  plan::PlanRequest req;
+  auto budget = ParseBudget(opt.target, opt.target_size);
+  if (!budget) return ReportError(budget.error());
+  req.budget = *budget;
+  for (const auto& k : opt.keep) {
+    auto rule = plan::ParseKeepRule(k);
+    if (!rule) return ReportError(rule.error());
+    req.constraints.keep.push_back(*rule);
+  }
+  req.constraints.min_type = opt.min_type;
+  req.constraints.max_type = opt.max_type;
+  auto p = opt.greedy ? plan::GreedyPlan(*m, req) : plan::SolvePlan(*m, req);
+  if (!p) return ReportError(p.error());
+  if (!opt.output.empty()) {
+    if (Status s = plan::SavePlan(*p, opt.output); !s.ok()) return ReportError(s);
+  }
+  auto args = plan::TensorTypeArgs(*p);
+  if (global.json) {
+    EmitJsonBegin("plan");
+    for (const auto& u : p->units) {
+      EmitJson("unit", {{"name", u.name}, {"type", u.type}, {"n_weights", u.n_weights}, {"size_bytes", u.n_bytes},
+                        {"cost", u.cost}});
+    }
+    nlohmann::json s = {{"method", p->method},       {"file_bytes", p->file_n_bytes},
+                        {"budget_bytes", p->budget_file_n_bytes}, {"tensor_bytes", p->tensor_n_bytes},
+                        {"bpw", p->bpw},             {"cost", p->cost},
+                        {"lower_bound", p->lower_bound}, {"optimal", p->optimal}};
+    if (args) s["llama_quantize_args"] = *args;
+    s.update(PlanBreakdown(*p));
+    EmitJson("summary", s);
+    return kExitOk;
+  }
+  std::printf("# %s plan: %s (%lld bytes) of budget %lld, %.4f bpw, predicted cost %.6g (bound %.6g, %s)\n",
+              p->method.c_str(), FormatBytes(static_cast<uint64_t>(p->file_n_bytes)).c_str(),
+              static_cast<long long>(p->file_n_bytes), static_cast<long long>(p->budget_file_n_bytes), p->bpw, p->cost,
+              p->lower_bound, p->optimal ? "optimal" : "not proven optimal");
+  for (const auto& u : p->units) std::printf("%-44s %s\n", u.name.c_str(), u.type.c_str());
+  if (args) {
+    std::printf("# llama-quantize arguments:\n");
+    for (const auto& a : *args) std::printf("--tensor-type '%s' ", a.c_str());
+    std::printf("\n");
+  }
+  if (!global.quiet) PrintPlanBreakdown(*p);
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
+  auto opt = std::make_shared<PlanCliOptions>();
+  CLI::App* sub = app.add_subcommand("plan", "choose the type of each tensor to minimise predicted damage in a budget");
+  sub->add_option("measurement", opt->measurement, "measurement (mixq JSON, ExLlamaV2 measurement.json, cost table)")
+      ->required();
+  sub->add_option("--format", opt->format, "input format: mixq, exl2, flux-table")->capture_default_str();
+  sub->add_option("--target", opt->target, "bits per weight over all tensors, e.g. 4.5bpw");
+  sub->add_option("--target-size", opt->target_size, "whole output file size, e.g. 2.1GiB or 750MB");
+  sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
+  sub->add_option("--min-type", opt->min_type, "no type below this one's bpw");
+  sub->add_option("--max-type", opt->max_type, "no type above this one's bpw");
+  sub->add_flag("--greedy", opt->greedy, "use the greedy benefit/cost baseline instead of the exact solver");
+  sub->add_option("-o,--output", opt->output, "plan JSON to write (for mixq quantize --plan)");
+  sub->callback([&global, opt, action] { *action = [&global, opt] { return RunPlan(global, *opt); }; });
+}
+
+}  // namespace mixq::cli

@@ -1,0 +1,109 @@
+#include "cli/workflow.h"
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "engine/engine.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mixq::cli {
+
+Result<TextTokens> TokenizeText(const gguf::GgufFile& model, const std::string& text) {
+  auto tok = tokenizer::Tokenizer::FromGguf(model);
+  MIXQ_TRY(tok);
+  TextTokens out;
+  out.tokens = engine::TokenizeForEval(*tok, text);
+  out.bos_id = tok->add_bos() ? tok->bos_id() : -1;
+  return out;
+}
+
+Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::string& path) {
+  auto text = tokenizer::ReadTextFile(path);
+  MIXQ_TRY(text);
+  return TokenizeText(model, *text);
+}
+
+Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& text, const char* flag) {
+  std::vector<const formats::Format*> out;
+  std::stringstream in(text);
+  for (std::string name; std::getline(in, name, ',');) {
+    if (name.empty()) continue;
+    const formats::Format* f = formats::FindFormatByName(name);
+    if (f == nullptr || !f->can_encode()) {
+      return Status::InvalidArgument(std::string(flag) + ": unknown or unsupported type '" + name +
+                                     "'; valid types: " + formats::EncodableFormatNames());
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+Result<plan::Budget> ParseBudget(const std::string& target_bpw, const std::string& target_size) {
+  if (target_bpw.empty() == target_size.empty()) {
+    return Status::InvalidArgument("give exactly one of --target (e.g. 4.5bpw) and --target-size (e.g. 2.1GiB)");
+  }
+  return target_bpw.empty() ? plan::ParseSizeTarget(target_size) : plan::ParseBpwTarget(target_bpw);
+}
+
+Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
+  quantize::TypeRules rules;
+  rules.default_format = formats::FindFormatByName("F16");
+  for (const auto& unit : plan.units) {
+    const formats::Format* f = formats::FindFormatByName(unit.type);
+    if (f == nullptr || !f->can_encode()) {
+      return Status::InvalidArgument("plan unit '" + unit.name + "' has type '" + unit.type +
+                                     "', which mixq cannot encode");
+    }
+    if (unit.tensors.empty()) {
+      return Status::InvalidArgument("plan unit '" + unit.name + "' lists no tensors; plans for quantization come "
+                                     "from `mixq measure` or `mixq plan` on a model measurement");
+    }
+    for (const auto& t : unit.tensors) rules.exact[t] = f;
+  }
+  return rules;
+}
+
+namespace {
+// "blk.3.attn_v.weight" -> role "attn_v", layer "3"; others -> their name, layer "-".
+std::pair<std::string, std::string> RoleAndLayer(const std::string& tensor) {
+  if (tensor.rfind("blk.", 0) == 0) {
+    size_t dot = tensor.find('.', 4);
+    std::string layer = tensor.substr(4, dot - 4);
+    std::string role = tensor.substr(dot + 1);
+    if (role.size() > 7 && role.ends_with(".weight")) role.resize(role.size() - 7);
+    return {role, layer};
+  }
+  std::string role = tensor;
+  if (role.ends_with(".weight")) role.resize(role.size() - 7);
+  return {role, "-"};
+}
+}  // namespace
+
+nlohmann::json PlanBreakdown(const plan::Plan& plan) {
+  std::map<std::string, std::pair<int64_t, int64_t>> by_role, by_layer;  // bytes, weights
+  for (const auto& u : plan.units) {
+    auto [role, layer] = RoleAndLayer(u.name);
+    by_role[role].first += u.n_bytes;
+    by_role[role].second += u.n_weights;
+    by_layer[layer].first += u.n_bytes;
+    by_layer[layer].second += u.n_weights;
+  }
+  auto to_json = [](const auto& m) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : m) j[k] = v.second ? 8.0 * static_cast<double>(v.first) / static_cast<double>(v.second) : 0.0;
+    return j;
+  };
+  return {{"bpw_by_role", to_json(by_role)}, {"bpw_by_layer", to_json(by_layer)}};
+}
+
+void PrintPlanBreakdown(const plan::Plan& plan) {
+  auto b = PlanBreakdown(plan);
+  std::fprintf(stderr, "  bpw by role: ");
+  for (const auto& [k, v] : b["bpw_by_role"].items()) std::fprintf(stderr, " %s %.2f", k.c_str(), v.get<double>());
+  std::fprintf(stderr, "\n  bpw by layer:");
+  for (const auto& [k, v] : b["bpw_by_layer"].items()) std::fprintf(stderr, " %s:%.2f", k.c_str(), v.get<double>());
+  std::fprintf(stderr, "\n");
+}
+
+}  // namespace mixq::cli
