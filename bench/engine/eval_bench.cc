@@ -10,10 +10,13 @@
 //    ffn 5632, random weights in Q4_K (mixq's ggml-exact encoder), byte vocab.
 // llama.cpp runs as gguf-oracle from --oracle=PATH or $MIXQ_ORACLE; without
 // it only the mixq rows run. Tokenization is excluded on both sides.
+// --threads=N (default 2), --chunks=N (default 8; the synthetic model runs 2),
+// --no_synthetic skips the large model.
 //
 //   build-bench/bench/eval_bench --oracle=/work/.oracle/gguf-oracle --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -32,7 +35,10 @@
 namespace mixq::engine {
 namespace {
 
-constexpr int kThreads = 2;
+int& Threads() {
+  static int threads = 2;
+  return threads;
+}
 constexpr int64_t kCtx = 512;
 
 std::string& OraclePath() {
@@ -130,7 +136,7 @@ void WriteSyntheticModel(const std::string& path) {
     for (float& x : v) x = (t.n_out == 1 ? 1.0f : 0.0f) + scale * normal(rng);
     std::vector<uint8_t> bytes(static_cast<size_t>(formats::RowBytes(*t.f, t.n_in).value() * t.n_out));
     Status s = formats::QuantizeRows(*t.f, formats::QuantMethod::kGgml, v.data(), bytes.data(), t.n_out, t.n_in,
-                                     nullptr, kThreads);
+                                     nullptr, Threads());
     if (!s.ok() || !w->WriteTensor(bytes).ok()) Fail("cannot write the synthetic model");
   }
   if (!w->Finish().ok()) Fail("cannot finish the synthetic model");
@@ -181,7 +187,7 @@ void RegisterAll() {
       EvalOptions o;
       o.n_ctx = kCtx;
       o.n_chunks = wp->n_chunks;
-      o.n_threads = kThreads;
+      o.n_threads = Threads();
       o.bos_id = 1;
       for (auto _ : state) {
         auto r = Evaluate(*wp->model, wp->tokens, o);
@@ -195,7 +201,7 @@ void RegisterAll() {
     benchmark::RegisterBenchmark(("eval/" + w.name + "/llama.cpp").c_str(), [wp](benchmark::State& state) {
       const std::string cmd = OraclePath() + " eval " + wp->model_path + " --token-file " + wp->token_file +
                               " --ctx " + std::to_string(kCtx) + " --chunks " + std::to_string(wp->n_chunks) +
-                              " --threads " + std::to_string(kThreads) + " 2>/dev/null";
+                              " --threads " + std::to_string(Threads()) + " 2>/dev/null";
       for (auto _ : state) {
         auto j = nlohmann::json::parse(Capture(cmd), nullptr, false);
         if (j.is_discarded() || !j.value("decode_ok", false)) Fail("llama.cpp eval failed: " + cmd);
@@ -260,6 +266,8 @@ int main(int argc, char** argv) {
       OraclePath() = argv[i] + 9;
     } else if (std::strncmp(argv[i], "--chunks=", 9) == 0) {
       chunks = std::atoll(argv[i] + 9);
+    } else if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      Threads() = std::max(1, std::atoi(argv[i] + 10));
     } else if (std::strcmp(argv[i], "--no_synthetic") == 0) {
       synthetic = false;
     } else {
@@ -283,7 +291,7 @@ int main(int argc, char** argv) {
   }
   for (Workload& w : Workloads()) Prepare(w);
 
-  benchmark::AddCustomContext("threads", std::to_string(kThreads));
+  benchmark::AddCustomContext("threads", std::to_string(Threads()));
   benchmark::AddCustomContext("ctx", std::to_string(kCtx));
   benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
   benchmark::AddCustomContext("anchor", OraclePath().empty() ? "none (skipped)" : OraclePath() + " eval");

@@ -8,7 +8,8 @@
 namespace mixq::tokenizer {
 namespace {
 
-constexpr const char* kSupportedModels = "llama";
+constexpr const char* kSupportedModels = "llama, gpt2";
+constexpr const char* kSupportedPre = "default, llama3, llama-v3, llama-bpe, qwen2, deepseek-r1-qwen";
 
 Result<const gguf::Value*> FindArray(const gguf::GgufFile& file, std::string_view key, gguf::ValueType elem,
                                      bool required) {
@@ -37,6 +38,57 @@ Status ReadSpecialId(const gguf::GgufFile& file, std::string_view key, int32_t n
   return Status::Ok();
 }
 
+// Sets the pre-tokenizer and its flags the way llama.cpp maps tokenizer.ggml.pre.
+Status ChoosePreTokenizer(const std::string& pre, Vocab& vocab) {
+  if (pre.empty() || pre == "default") {
+    vocab.pre = PreTokenizer::kDefault;
+  } else if (pre == "llama3" || pre == "llama-v3" || pre == "llama-bpe") {
+    vocab.pre = PreTokenizer::kLlama3;
+    vocab.ignore_merges = true;
+    vocab.add_bos = true;
+  } else if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
+    vocab.pre = PreTokenizer::kQwen2;
+  } else {
+    return Status::NotSupported("unsupported pre-tokenizer '" + pre + "' (tokenizer.ggml.pre); supported: " +
+                                kSupportedPre);
+  }
+  return Status::Ok();
+}
+
+// GPT-2's byte-to-printable mapping: printable Latin-1 bytes stand for
+// themselves, the others are shifted to U+0100 and up in byte order.
+void BuildByteMap(Vocab& vocab) {
+  auto printable = [](int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); };
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    uint32_t cp = printable(b) ? static_cast<uint32_t>(b) : static_cast<uint32_t>(next++);
+    std::string s;
+    if (cp < 0x80) {
+      s.push_back(static_cast<char>(cp));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+    vocab.byte_to_unicode[b] = std::move(s);
+  }
+}
+
+Status LoadMerges(const gguf::GgufFile& file, Vocab& vocab) {
+  auto merges = FindArray(file, "tokenizer.ggml.merges", gguf::ValueType::kString, true);
+  MIXQ_TRY(merges);
+  const auto& items = (*merges)->array;
+  vocab.merge_rank.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    // llama.cpp splits at the first space after the first byte, so a merge
+    // whose left part starts with a space stays intact.
+    const std::string& m = items[i].str;
+    size_t pos = m.find(' ', 1);
+    if (pos == std::string::npos) continue;
+    vocab.merge_rank.emplace(m, static_cast<int32_t>(i));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
@@ -51,6 +103,13 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
     vocab->unk = 0;
     vocab->add_bos = true;
     vocab->add_space_prefix = true;
+  } else if (*model == "gpt2") {
+    vocab->is_spm = false;
+    vocab->bos = 11;
+    vocab->eos = 11;
+    MIXQ_TRY(ChoosePreTokenizer(file.GetString("tokenizer.ggml.pre").value_or(""), *vocab));
+    BuildByteMap(*vocab);
+    MIXQ_TRY(LoadMerges(file, *vocab));
   } else {
     return Status::NotSupported("unsupported tokenizer model '" + *model +
                                 "' (tokenizer.ggml.model); supported: " + kSupportedModels);
@@ -138,7 +197,7 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special) 
       prev_special = true;
       continue;
     }
-    {
+    if (v.is_spm) {
       std::string escaped;
       escaped.reserve(f.text.size() + 16);
       if (v.add_space_prefix && prev_special) escaped = "\xE2\x96\x81";
@@ -150,6 +209,8 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, bool add_special) 
         }
       }
       EncodeSpm(v, escaped, &out);
+    } else {
+      EncodeBpe(v, f.text, &out);
     }
     prev_special = false;
   }

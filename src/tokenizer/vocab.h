@@ -21,7 +21,7 @@ using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal
 // llama.cpp's token types (tokenizer.ggml.token_type).
 inline constexpr int32_t kTokenTypeUserDefined = 4;
 
-enum class PreTokenizer { kNone, kDefault, kLlama3, kQwen2 };
+enum class PreTokenizer { kDefault, kLlama3, kQwen2 };
 
 struct Vocab {
   bool is_spm = true;  // "llama"; otherwise "gpt2"
@@ -40,7 +40,7 @@ struct Vocab {
   std::vector<int32_t> user_defined;
 
   // gpt2 only.
-  PreTokenizer pre = PreTokenizer::kNone;
+  PreTokenizer pre = PreTokenizer::kDefault;
   TokenMap merge_rank;  // "left right" -> rank
   bool ignore_merges = false;  // a whole pre-token that is a token is taken as is
   std::array<std::string, 256> byte_to_unicode;  // GPT-2's printable stand-in for each byte
