@@ -104,6 +104,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   measure::MeasureOptions mo;
   mo.types = *types;
   mo.imatrix = &*imatrix;
+  mo.imatrix_path = opt.imatrix.empty() ? cache_dir + "/imatrix.gguf" : opt.imatrix;
   mo.n_ctx = opt.ctx;
   mo.n_chunks = opt.measure_chunks;
   mo.bos_id = calib->bos_id;
@@ -139,7 +140,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   if (!rules) return ReportError(rules.error());
   qo.rules = std::move(rules).value();
   qo.imatrix = &*imatrix;
-  qo.imatrix_path = cache_dir + "/imatrix.gguf";
+  qo.imatrix_path = mo.imatrix_path;
   qo.n_threads = ResolveThreadCount(opt.threads);
   Progress qprogress(global, "quantize", file->tensors().size());
   qo.on_progress = [&](size_t done, size_t, const std::string& name) { qprogress.Update(done, name); };

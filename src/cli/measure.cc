@@ -39,6 +39,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
     if (!im) return ReportError(im.error());
     imatrix = std::move(im).value();
     mo.imatrix = &*imatrix;
+    mo.imatrix_path = opt.imatrix;
   }
   if (opt.method != "best" && opt.method != "ggml") {
     return ReportError(Status::InvalidArgument("--method must be 'best' or 'ggml'"));

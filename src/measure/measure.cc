@@ -205,6 +205,7 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
 
   quantize::QuantizeOptions qopt;
   qopt.imatrix = options.imatrix;
+  qopt.imatrix_path = options.imatrix_path;
   auto header = quantize::MaxHeaderBytes(file, qopt);
   MIXQ_TRY(header);
   result.measurement.fixed_n_bytes = static_cast<int64_t>(*header);

@@ -39,6 +39,9 @@ struct MeasureOptions {
   // lowest and a middle candidate).
   std::vector<const formats::Format*> calibration_types;
   const quantize::Imatrix* imatrix = nullptr;
+  // Recorded in the output's metadata by quantization, so it counts in the
+  // fixed bytes: pass the same string to QuantizeOptions::imatrix_path.
+  std::string imatrix_path;
   formats::QuantMethod method = formats::QuantMethod::kBest;
   int64_t n_ctx = 512;
   int64_t n_chunks = 4;  // calibration chunks of n_ctx tokens

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Quality benchmark: llama.cpp's presets (made by the real llama.cpp through
+# gguf-oracle, with the same imatrix) vs `mixq auto` at the same file size,
+# both judged by llama.cpp's own KLD against the F16 model on held-out text.
+# Usage: bench/quality/presets_vs_auto.sh [build-dir] [presets...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build="${1:-build}"; shift || true
+presets="${*:-Q2_K Q3_K_M Q4_K_M IQ4_XS Q5_K_M Q6_K}"
+oracle="$(scripts/setup-oracle.sh)"
+model=models/ref-dev/ref-dev-f16.gguf
+work="${WORK:-bench/out/quality}"
+mkdir -p "$work"
+zcat models/ref-dev/val.txt.gz > "$work/all.txt"
+half=$(( $(wc -c < "$work/all.txt") / 2 ))
+head -c "$half" "$work/all.txt" > "$work/calib.txt"
+tail -c +"$((half + 1))" "$work/all.txt" > "$work/eval.txt"
+chunks="${CHUNKS:-40}"
+"$oracle" eval "$model" --text-file "$work/eval.txt" --ctx 512 --chunks "$chunks" --out "$work/f16.lgt" > /dev/null
+imatrix="$work/imatrix.gguf"
+[ -f "$imatrix" ] || "$build/mixq" imatrix "$model" --text "$work/calib.txt" -o "$imatrix" --chunks 40 -q
+printf "| preset | bytes | llama.cpp KLD | mixq auto bytes | mixq KLD | KLD change | mixq s |\n|---|---|---|---|---|---|---|\n"
+for p in $presets; do
+  "$oracle" quantize "$model" "$work/$p.gguf" "$p" --imatrix "$imatrix" > /dev/null
+  size=$(stat -c %s "$work/$p.gguf")
+  ref=$("$oracle" eval "$work/$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
+  t0=$(date +%s.%N)
+  "$build/mixq" auto "$model" --text "$work/calib.txt" --imatrix "$imatrix" --target-size "$size" \
+    -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q
+  secs=$(echo "$(date +%s.%N) - $t0" | bc)
+  ours_size=$(stat -c %s "$work/mixq-$p.gguf")
+  ours=$("$oracle" eval "$work/mixq-$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
+  change=$(echo "scale=1; 100 * ($ours - $ref) / $ref" | bc)
+  printf "| %s | %s | %.5f | %s | %.5f | %s%% | %.1f |\n" "$p" "$size" "$ref" "$ours_size" "$ours" "$change" "$secs"
+done
