@@ -100,7 +100,7 @@ Result<plan::Measurement> GetMeasurement(const GlobalOptions& global, const Conv
   mo.max_rows = opt.measure_rows;
   mo.n_threads = opt.threads;
   mo.method = opt.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
-  Progress progress(global, "measure", 1);
+  Progress progress(global, "measure", 1000);
   mo.on_progress = [&](size_t done, size_t total, const std::string& name) {
     progress.Update(static_cast<uint64_t>(done) * 1000 / std::max<size_t>(1, total), name);
   };

@@ -38,7 +38,7 @@ namespace mixq::diffusion {
 
 struct ModelTensor {
   std::string name;                                  // the GGUF name: the key, prefix stripped
-  const safetensors::TensorEntry* source = nullptr;  // in the checkpoint; outlives nothing
+  const safetensors::TensorEntry* source = nullptr;  // points into the checkpoint
 };
 
 // Flux.1's hyperparameters that shapes depend on (comfyui-gguf.md §4); the
