@@ -90,3 +90,40 @@ TEST(Cli, QuantizeJsonSummary) {
 
 }  // namespace
 }  // namespace mixq::cli
+
+namespace mixq::cli {
+namespace {
+
+// The whole pipeline on ref-dev with a few candidate types: the file must fit
+// the budget, the plan must be applied, and an impossible budget is exit 3.
+TEST(Cli, AutoFitsTheBudgetAndPlanIsReusable) {
+  TempDir dir;
+  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const uint64_t budget = 5000000;
+  auto r = RunMixq("auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) + " --target-size " +
+                   std::to_string(budget) + " -o " + Q(dir.File("a.gguf")) +
+                   " --types Q4_K,Q6_K,Q8_0 --imatrix-chunks 4 --measure-chunks 1 --eval-chunks 2 --ctx 128");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto s = JsonLines(r.out).back()["data"];
+  EXPECT_LE(std::filesystem::file_size(dir.File("a.gguf")), budget);
+  EXPECT_EQ(s["file_bytes"], std::filesystem::file_size(dir.File("a.gguf")));
+  EXPECT_GT(std::filesystem::file_size(dir.File("a.gguf")), budget * 97 / 100) << "budget left unused";
+  EXPECT_GT(s["kld"].get<double>(), 0.0);
+
+  const std::string cache = dir.File("a.gguf.mixq-cache");
+  auto p = RunMixq("plan --json " + Q(cache + "/measurement.json") + " --target 5.0bpw -o " + Q(dir.File("p.json")));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  auto ps = JsonLines(p.out).back()["data"];
+  EXPECT_LE(ps["bpw"].get<double>(), 5.0);
+  auto q = RunMixq("quantize --json " + Q(testing::RefDevModel()) + " " + Q(dir.File("b.gguf")) + " --plan " +
+                   Q(dir.File("p.json")) + " --imatrix " + Q(cache + "/imatrix.gguf"));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_LE(JsonLines(q.out).back()["data"]["bpw"].get<double>(), 5.0);
+
+  auto tiny = RunMixq("plan " + Q(cache + "/measurement.json") + " --target-size 1MB");
+  EXPECT_EQ(tiny.exit_code, 3) << tiny.err;
+  EXPECT_NE(tiny.err.find("smallest"), std::string::npos) << tiny.err;
+}
+
+}  // namespace
+}  // namespace mixq::cli
