@@ -150,6 +150,12 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
         r.same_top = argmax[i] == base_rows.argmax[i];
       }
     });
+    for (int64_t i = 0; i < nb * n_scored; ++i) {
+      if (!std::isfinite(rows[i].nll)) {
+        return Status::Corruption("non-finite logits in chunk " + std::to_string(c0 + i / n_scored) + " of " +
+                                  model.file().path() + "; the weights may hold NaN or Inf");
+      }
+    }
     for (int64_t b = 0; b < nb; ++b) {
       double chunk_nll = 0.0;
       for (int64_t i = b * n_scored; i < (b + 1) * n_scored; ++i) {

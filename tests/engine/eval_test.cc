@@ -1,6 +1,7 @@
 // Evaluation, base logits files, imatrix collection and their CLI commands.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -88,6 +89,21 @@ TEST_F(Eval, TooFewTokensIsAnInvalidArgument) {
   auto r = Evaluate(*model_, few, options_);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind(), StatusKind::kInvalidArgument);
+}
+
+TEST_F(Eval, NanWeightsAreReportedNotScored) {
+  auto bytes = testing::ReadFileBytes(testing::RefDevModel());
+  auto file = gguf::GgufFile::Parse(bytes);
+  ASSERT_TRUE(file.has_value());
+  const gguf::TensorInfo* t = file->FindTensor("blk.2.ffn_down.weight");
+  const uint16_t f16_nan = 0x7E00;
+  std::memcpy(bytes.data() + file->data_offset() + t->offset + 2 * 1000, &f16_nan, 2);
+  auto model = Model::Load(*file);
+  ASSERT_TRUE(model.has_value());
+  auto r = Evaluate(*model, tokens_, options_);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(r.error().message().find("non-finite"), std::string::npos) << r.error().message();
 }
 
 TEST_F(Eval, SelfKldIsZero) {
