@@ -7,7 +7,8 @@
 // Workloads:
 //  - ref-dev F16 and ref-dev Q4_K_M (quantized by llama.cpp), held-out text;
 //  - a synthetic llama model, d=2048, 8 layers, 16 heads (4 KV heads),
-//    ffn 5632, random weights in Q4_K (mixq's ggml-exact encoder), byte vocab.
+//    ffn 5632, random weights in Q4_K (mixq's ggml-exact encoder) or F16,
+//    byte vocab.
 // llama.cpp runs as gguf-oracle from --oracle=PATH or $MIXQ_ORACLE; without
 // it only the mixq rows run. Tokenization is excluded on both sides.
 // --threads=N (default 2), --chunks=N (default 8; the synthetic model runs 2),
@@ -70,8 +71,8 @@ std::string Capture(const std::string& command) {
   return out;
 }
 
-// A random-weight llama model in Q4_K with a byte-fallback vocab.
-void WriteSyntheticModel(const std::string& path) {
+// A random-weight llama model with its matrices in `type`, a byte-fallback vocab.
+void WriteSyntheticModel(const std::string& path, const char* type) {
   const int64_t d = 2048, ff = 5632, layers = 8, heads = 16, kv_heads = 4, hd = 128, vocab = 259;
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   for (int b = 0; b < 256; ++b) {
@@ -103,7 +104,7 @@ void WriteSyntheticModel(const std::string& path) {
       {"tokenizer.ggml.token_type", types},
   };
   const formats::Format* f32 = formats::FindFormatByName("F32");
-  const formats::Format* q4k = formats::FindFormatByName("Q4_K");
+  const formats::Format* matrix_type = formats::FindFormatByName(type);
   const formats::Format* q8 = formats::FindFormatByName("Q8_0");
   struct T {
     std::string name;
@@ -115,14 +116,14 @@ void WriteSyntheticModel(const std::string& path) {
   for (int64_t il = 0; il < layers; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     ts.push_back({p + "attn_norm.weight", d, 1, f32});
-    ts.push_back({p + "attn_q.weight", d, heads * hd, q4k});
-    ts.push_back({p + "attn_k.weight", d, kv_heads * hd, q4k});
-    ts.push_back({p + "attn_v.weight", d, kv_heads * hd, q4k});
-    ts.push_back({p + "attn_output.weight", heads * hd, d, q4k});
+    ts.push_back({p + "attn_q.weight", d, heads * hd, matrix_type});
+    ts.push_back({p + "attn_k.weight", d, kv_heads * hd, matrix_type});
+    ts.push_back({p + "attn_v.weight", d, kv_heads * hd, matrix_type});
+    ts.push_back({p + "attn_output.weight", heads * hd, d, matrix_type});
     ts.push_back({p + "ffn_norm.weight", d, 1, f32});
-    ts.push_back({p + "ffn_gate.weight", d, ff, q4k});
-    ts.push_back({p + "ffn_up.weight", d, ff, q4k});
-    ts.push_back({p + "ffn_down.weight", ff, d, q4k});
+    ts.push_back({p + "ffn_gate.weight", d, ff, matrix_type});
+    ts.push_back({p + "ffn_up.weight", d, ff, matrix_type});
+    ts.push_back({p + "ffn_down.weight", ff, d, matrix_type});
   }
   std::vector<gguf::TensorSpec> specs;
   for (const T& t : ts) specs.push_back({t.name, {t.n_in, t.n_out, 1, 1}, t.n_out == 1 ? 1u : 2u, t.f});
@@ -280,14 +281,17 @@ int main(int argc, char** argv) {
   const std::string ref_dev = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf";
   Workloads().emplace_back("ref-dev-F16", ref_dev, chunks);
   if (!OraclePath().empty()) {
-    const std::string q4 = WorkDir() + "/ref-dev-q4km.gguf";
+    const std::string q4 = WorkDir() + "/ref-dev-matrix_typem.gguf";
     Capture(OraclePath() + " quantize " + ref_dev + " " + q4 + " Q4_K_M 2>/dev/null");
     Workloads().emplace_back("ref-dev-Q4_K_M", q4, chunks);
   }
   if (synthetic) {
-    const std::string path = WorkDir() + "/synthetic-2048x8-q4k.gguf";
-    WriteSyntheticModel(path);
-    Workloads().emplace_back("synthetic-2048x8-Q4_K", path, 2);
+    for (const char* type : {"Q4_K", "F16"}) {
+      const std::string name = std::string("synthetic-2048x8-") + type;
+      const std::string path = WorkDir() + "/" + name + ".gguf";
+      WriteSyntheticModel(path, type);
+      Workloads().emplace_back(name, path, 2);
+    }
   }
   for (Workload& w : Workloads()) Prepare(w);
 
