@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <queue>
+#include <unordered_set>
 
 #include "tokenizer/vocab.h"
 
@@ -50,6 +51,31 @@ int32_t ByteToken(const Vocab& vocab, uint8_t byte) {
 
 }  // namespace
 
+uint64_t CharPairKey(std::string_view a, std::string_view b) {
+  auto pack = [](std::string_view c) {
+    uint32_t v = 0;
+    for (char ch : c) v = (v << 8) | static_cast<uint8_t>(ch);
+    return v;
+  };
+  return (uint64_t{pack(a)} << 32) | pack(b);
+}
+
+std::unordered_set<uint64_t> AdjacentCharPairs(const std::vector<std::string>& tokens) {
+  std::unordered_set<uint64_t> pairs;
+  for (const std::string& t : tokens) {
+    std::string_view prev;
+    for (uint32_t offset = 0; offset < t.size();) {
+      const uint32_t n = std::min<uint32_t>(Utf8Length(static_cast<uint8_t>(t[offset])),
+                                            static_cast<uint32_t>(t.size()) - offset);
+      const std::string_view ch(t.data() + offset, n);
+      if (!prev.empty()) pairs.insert(CharPairKey(prev, ch));
+      prev = ch;
+      offset += n;
+    }
+  }
+  return pairs;
+}
+
 void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* out) {
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
@@ -62,6 +88,21 @@ void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* 
   }
   if (symbols.empty()) return;
 
+  // No merge can join two characters that are adjacent in no token, so the
+  // text falls apart there into segments that merge independently; within a
+  // segment the order of merges (score, then position) is the same as over
+  // the whole text, and the small queues are much faster.
+  std::vector<int32_t> segment_starts = {0};
+  for (int32_t i = 1; i < static_cast<int32_t>(symbols.size()); ++i) {
+    const std::string_view a = text.substr(symbols[i - 1].begin, symbols[i - 1].n);
+    const std::string_view b = text.substr(symbols[i].begin, symbols[i].n);
+    if (vocab.spm_pairs.count(CharPairKey(a, b)) == 0) {
+      symbols[i - 1].next = -1;
+      symbols[i].prev = -1;
+      segment_starts.push_back(i);
+    }
+  }
+
   std::priority_queue<Candidate, std::vector<Candidate>, CandidateOrder> queue;
   auto try_pair = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
@@ -70,32 +111,32 @@ void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* 
     if (id < 0) return;
     queue.push({vocab.scores[id], left, right, n});
   };
-  for (int32_t i = 1; i < static_cast<int32_t>(symbols.size()); ++i) try_pair(i - 1, i);
-
-  while (!queue.empty()) {
-    Candidate c = queue.top();
-    queue.pop();
-    Symbol& left = symbols[c.left];
-    Symbol& right = symbols[c.right];
-    if (left.n == 0 || right.n == 0 || left.n + right.n != c.n) continue;
-    left.n += right.n;
-    right.n = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = c.left;
-    try_pair(left.prev, c.left);
-    try_pair(c.left, left.next);
-  }
-
-  // A surviving piece is either a merged token or a single character; only
-  // characters outside the vocabulary fall back to bytes.
-  for (int32_t i = 0; i >= 0; i = symbols[i].next) {
-    std::string_view piece = text.substr(symbols[i].begin, symbols[i].n);
-    int32_t id = vocab.Find(piece);
-    if (id >= 0) {
-      out->push_back(id);
-      continue;
+  for (int32_t start : segment_starts) {
+    for (int32_t i = start; symbols[i].next >= 0; i = symbols[i].next) try_pair(i, symbols[i].next);
+    while (!queue.empty()) {
+      Candidate c = queue.top();
+      queue.pop();
+      Symbol& left = symbols[c.left];
+      Symbol& right = symbols[c.right];
+      if (left.n == 0 || right.n == 0 || left.n + right.n != c.n) continue;
+      left.n += right.n;
+      right.n = 0;
+      left.next = right.next;
+      if (right.next >= 0) symbols[right.next].prev = c.left;
+      try_pair(left.prev, c.left);
+      try_pair(c.left, left.next);
     }
-    for (char ch : piece) out->push_back(ByteToken(vocab, static_cast<uint8_t>(ch)));
+    // A surviving piece is either a merged token or a single character; only
+    // characters outside the vocabulary fall back to bytes.
+    for (int32_t i = start; i >= 0; i = symbols[i].next) {
+      std::string_view piece = text.substr(symbols[i].begin, symbols[i].n);
+      int32_t id = vocab.Find(piece);
+      if (id >= 0) {
+        out->push_back(id);
+        continue;
+      }
+      for (char ch : piece) out->push_back(ByteToken(vocab, static_cast<uint8_t>(ch)));
+    }
   }
 }
 

@@ -150,6 +150,7 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
   if (vocab->eos >= n_vocab) vocab->eos = -1;
   if (vocab->add_bos && vocab->bos < 0) return Status::Corruption("the vocab adds BOS but has no BOS token");
 
+  if (vocab->is_spm) vocab->spm_pairs = AdjacentCharPairs(vocab->tokens);
   for (int32_t i = 0; i < n_vocab; ++i) {
     if (vocab->types[i] == kTokenTypeUserDefined && !vocab->tokens[i].empty()) vocab->user_defined.push_back(i);
   }

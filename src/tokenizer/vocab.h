@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace mixq::tokenizer {
@@ -39,6 +40,9 @@ struct Vocab {
   // User-defined tokens, longest text first: split out before tokenizing.
   std::vector<int32_t> user_defined;
 
+  // llama only: every pair of characters adjacent in some token (CharPairKey).
+  std::unordered_set<uint64_t> spm_pairs;
+
   // gpt2 only.
   PreTokenizer pre = PreTokenizer::kDefault;
   TokenMap merge_rank;  // "left right" -> rank
@@ -50,6 +54,10 @@ struct Vocab {
     return it == token_to_id.end() ? -1 : it->second;
   }
 };
+
+// A key for two adjacent SPM characters (each 1..4 bytes).
+uint64_t CharPairKey(std::string_view a, std::string_view b);
+std::unordered_set<uint64_t> AdjacentCharPairs(const std::vector<std::string>& tokens);
 
 // Appends the ids of `text` (one raw fragment, no special tokens) to *out.
 void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* out);
