@@ -18,6 +18,7 @@ struct EvalCliOptions {
   std::string base;
   std::string base_logits;
   std::string save_logits;
+  std::string activations = "ggml";
   int threads = 0;
 };
 
@@ -87,6 +88,9 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
   if (!opt.base.empty() && !opt.base_logits.empty()) {
     return ReportError(Status::InvalidArgument("--base and --base-logits exclude each other; give one"));
   }
+  if (opt.activations != "ggml" && opt.activations != "f32") {
+    return ReportError(Status::InvalidArgument("--activations must be 'ggml' or 'f32', not '" + opt.activations + "'"));
+  }
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto model = engine::Model::Load(*file);
@@ -100,6 +104,7 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
   eo.n_threads = ResolveThreadCount(opt.threads);
   eo.bos_id = tok->add_bos() ? tok->bos_id() : -1;
   eo.save_logits = opt.save_logits;
+  eo.activations = opt.activations == "f32" ? engine::Activations::kF32 : engine::Activations::kGgml;
 
   std::vector<int32_t> tokens;
   if (!opt.text.empty()) {
@@ -166,6 +171,10 @@ void AddEval(CLI::App& app, const GlobalOptions& global, Action* action) {
                                       "saved base log-probs (from --save-logits, or gguf-oracle LGT2 logits)");
   base->excludes(base_logits);
   sub->add_option("--save-logits", opt->save_logits, "write this model's log-probs as a base file for later runs");
+  sub->add_option("--activations", opt->activations,
+                  "ggml: round activations as llama.cpp's CPU backend does (F16/Q8_0/Q8_K), so results match it; "
+                  "f32: exact activations")
+      ->capture_default_str();
   sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunEval(global, *opt); }; });
 }

@@ -8,9 +8,10 @@
 // layer are applied when the file has them.
 //
 // Weights stay in the GGUF mapping in their stored format (any format that
-// src/formats can decode) and are dequantized one row block at a time into a
-// per-thread scratch for matrix-matrix products (OpenBLAS sgemm); the model is
-// never converted to F32 as a whole. A chunk of tokens is processed at once.
+// src/formats can decode) and are dequantized one row block at a time (at most
+// 64 MiB of F32) into the packed layout of the engine's own matrix-product
+// kernels (AVX-512, AVX2 or scalar); the model is never converted to F32 as a
+// whole. Whole chunks of tokens, several at once, go through each product.
 //
 // The forward pass is split so that measurements can reuse work:
 //   Embed -> RunLayers(0, L) -> RunLayers(L, n_layer) -> Logits

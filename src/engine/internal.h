@@ -3,7 +3,6 @@
 #define MIXQ_ENGINE_INTERNAL_H_
 
 #include <bit>
-#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <map>

@@ -274,6 +274,10 @@ TEST(EvalCli, FlagsAndExitCodes) {
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --ctx 4").exit_code, 2);
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --base a --base-logits b").exit_code, 2);
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text /nonexistent.txt").exit_code, 4);
+  EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --activations f16").exit_code, 2);
+  auto exact = testing::RunMixq("eval --json " + model + " --text " + Q(val.path()) +
+                                " --ctx 64 --chunks 2 --activations f32");
+  EXPECT_EQ(exact.exit_code, 0) << exact.err;
   auto r = testing::RunMixq("eval " + model + " --text " + Q(val.path()) + " --ctx 100000");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("fewer than one chunk"), std::string::npos) << r.err;
