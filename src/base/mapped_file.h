@@ -36,6 +36,12 @@ class MappedFile {
   std::string path_;
 };
 
+// Drops the resident pages that lie wholly inside `bytes`, a range of a
+// private read-only file mapping, so that reading a large file once keeps only
+// what is in use resident. The data stay readable (they refault from the page
+// cache); pages shared with neighbouring bytes are kept. Failure is harmless.
+void DropResidentPages(std::span<const uint8_t> bytes);
+
 }  // namespace mixq
 
 #endif  // MIXQ_BASE_MAPPED_FILE_H_

@@ -1,8 +1,5 @@
 // SafetensorsFile: map, parse and validate one .safetensors file
 // (comfyui-gguf.md §1, "What the reference validator checks").
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "base/byte_reader.h"
@@ -159,14 +156,7 @@ std::span<const uint8_t> SafetensorsFile::Data(const TensorEntry& tensor) const 
 void SafetensorsFile::ReleaseData(const TensorEntry& tensor, uint64_t begin, uint64_t end) const {
   end = std::min(end, tensor.n_bytes);
   if (!mapping_ || begin >= end) return;
-  // Only whole pages inside the range: its neighbours may still be in use.
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const auto base = reinterpret_cast<uintptr_t>(bytes_.data()) + tensor.file_offset;
-  const uintptr_t first = (base + begin + page - 1) / page * page;
-  const uintptr_t last = (base + end) / page * page;
-  // A private read-only file mapping refaults from the page cache, so this
-  // only lowers our resident set; failure is harmless.
-  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  DropResidentPages(bytes_.subspan(tensor.file_offset + begin, end - begin));
 }
 
 }  // namespace mixq::safetensors
