@@ -136,6 +136,11 @@ Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& opt
 
 Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoint, const Model& model,
                                          const std::string& output_path, const ConvertOptions& options) {
+  return Convert(*CheckpointSource(checkpoint), model, output_path, options);
+}
+
+Result<quantize::QuantizeReport> Convert(const Source& source, const Model& model, const std::string& output_path,
+                                         const ConvertOptions& options) {
   auto plan = PlanConversion(model, options);
   MIXQ_TRY(plan);
   if (options.on_note) {
@@ -149,7 +154,7 @@ Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoi
     const ModelTensor& t = model.tensors[i];
     const gguf::TensorSpec& spec = plan->specs[i];
     const auto& dtype = *t.source->dtype;
-    auto src = checkpoint.Data(*t.source);
+    auto src = source.Data(*t.source);
     auto context = [&](const Status& s) { return s.WithContext("tensor '" + t.source->name + "'"); };
     if (spec.format->name == dtype.name) {
       // Same storage: the bytes go straight from the mapping to the file.
@@ -164,10 +169,10 @@ Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoi
       encoded.resize(n_bytes);
       MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
                                             options.method, options.n_threads, &scratch, encoded.data(),
-                                            [&](uint64_t b, uint64_t e) { checkpoint.ReleaseData(*t.source, b, e); })));
+                                            [&](uint64_t b, uint64_t e) { source.ReleaseData(*t.source, b, e); })));
       MIXQ_TRY(writer->WriteTensor(encoded));
     }
-    checkpoint.ReleaseData(*t.source);
+    source.ReleaseData(*t.source);
     if (options.on_progress) options.on_progress(i + 1, model.tensors.size(), t.name);
   }
   MIXQ_TRY(writer->Finish());
@@ -194,8 +199,8 @@ Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules
       ++matched;
     }
     if (matched == 0) {
-      return Status::InvalidArgument("plan unit '" + unit.name + "' matches no quantizable tensor of the model; " +
-                                     "was the plan made for another model?");
+      return Status::Corruption("plan unit '" + unit.name + "' matches no quantizable tensor of the model; " +
+                                "was the plan made for another model?");
     }
   }
   return Status::Ok();

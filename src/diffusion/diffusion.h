@@ -1,6 +1,8 @@
 // diffusion: diffusion transformers (Flux-class) from safetensors to GGUF files
 // that city96's ComfyUI-GGUF loads (facts and citations: comfyui-gguf.md).
 //
+//  - Source: where a model's tensors and their bytes come from, a safetensors
+//    checkpoint or an unquantized GGUF (ComfyUI-GGUF's stage-1 file).
 //  - Inspect: recognises the model family from tensor names (a table of
 //    families; today Flux), strips the "model.diffusion_model." prefix and drops
 //    what lies outside it (VAE, text encoders), and checks what the loader
@@ -21,6 +23,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +37,42 @@
 #include "safetensors/safetensors.h"
 
 namespace mixq::diffusion {
+
+// ---- sources ----
+
+// The tensors of a diffusion model file, described as safetensors entries
+// (torch shape order, a float dtype), and their bytes. Const methods are
+// thread-safe; ReleaseData only drops resident pages (the data stay readable).
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual const std::string& path() const = 0;
+  virtual const std::vector<safetensors::TensorEntry>& tensors() const = 0;
+  // REQUIRES: `tensor` is one of tensors().
+  virtual std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const = 0;
+  virtual void ReleaseData(const safetensors::TensorEntry& tensor, uint64_t begin = 0,
+                           uint64_t end = UINT64_MAX) const = 0;
+};
+
+// A view of `checkpoint`, which must outlive it.
+std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint);
+
+// A GGUF (recognised by its magic) or else a safetensors checkpoint (a file,
+// or a sharded *.index.json). A GGUF's tensors must be F32, F16 or BF16:
+// re-quantizing a quantized file compounds the errors, so NotSupported says
+// to start from the checkpoint or the stage-1 file.
+Result<std::unique_ptr<Source>> OpenSource(const std::string& path);
+
+// What a model file is, from its first bytes and, for a GGUF, its
+// general.architecture: anything that is not a GGUF is taken for a
+// checkpoint (the checkpoint reader says so if it is not one). IOError when
+// the file cannot be read.
+enum class FileKind {
+  kCheckpoint,     // safetensors file or index
+  kDiffusionGguf,  // a diffusion family (IsDiffusionArchitecture)
+  kOtherGguf,      // a language model, or an unknown architecture
+};
+Result<FileKind> ClassifyFile(const std::string& path);
 
 // ---- model layout ----
 
@@ -60,6 +100,10 @@ struct LayoutTensor {
 
 // Every tensor of BFL's Flux model with these dims, in module order.
 std::vector<LayoutTensor> FluxLayout(const FluxDims& dims);
+// The same as entries without data, sorted by name, every tensor of `dtype`:
+// what InspectTensors needs to plan for a checkpoint that is not at hand
+// (e.g. the seed table for Flux.1-dev). Offsets are 0.
+std::vector<safetensors::TensorEntry> FluxLayoutEntries(const FluxDims& dims, const safetensors::DType& dtype);
 
 struct Model {
   std::string architecture;          // general.architecture, e.g. "flux"
@@ -79,10 +123,15 @@ struct Model {
 // (diffusers names, tensors of more than 4 dims, non-float dtypes);
 // Corruption for names the loader cannot use (too long, gaps in block indices).
 // The result points into `checkpoint`, which must outlive it.
+Result<Model> Inspect(const Source& source);
 Result<Model> Inspect(const safetensors::Checkpoint& checkpoint);
 // The same over a tensor list (e.g. a layout without data); `where` names it
 // in messages. The result points into `tensors`.
 Result<Model> InspectTensors(const std::vector<safetensors::TensorEntry>& tensors, const std::string& where);
+
+// Whether general.architecture names a diffusion family convert.py knows
+// ("flux", "sd3", "hyvid", ...), converted by mixq or not.
+bool IsDiffusionArchitecture(std::string_view architecture);
 
 // The block a tensor belongs to ("double_blocks.7", "single_blocks.0"), or ""
 // for entry/exit tensors.
@@ -115,12 +164,15 @@ struct ConvertPlan {
 Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& options);
 
 // Writes the GGUF atomically. Corruption when a weight is NaN or Inf.
+Result<quantize::QuantizeReport> Convert(const Source& source, const Model& model, const std::string& output_path,
+                                         const ConvertOptions& options);
 Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoint, const Model& model,
                                          const std::string& output_path, const ConvertOptions& options);
 
 // Applies a plan: every tensor of a planned unit gets the unit's type in
 // rules->exact (the unit's tensor list, or its "name." prefix). InvalidArgument
-// when a unit's type is not an encodable ggml type, or a unit matches nothing.
+// when a unit's type is not an encodable ggml type; Corruption (bad input
+// data) when a unit matches no quantizable tensor: a plan for another model.
 Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules* rules);
 
 // ---- measurement ----
@@ -130,8 +182,8 @@ Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules
 // model: each unit's tensors are the model's quantizable tensors it names,
 // option bytes are recomputed exactly from their shapes (options that are not
 // encodable ggml types, or do not fit the rows, are dropped), and the fixed
-// part becomes what Convert writes. InvalidArgument when a unit names no
-// tensor of the model.
+// part becomes what Convert writes. Corruption when a unit names no
+// quantizable tensor of the model (a measurement of another model).
 Result<plan::Measurement> FitMeasurement(const plan::Measurement& measurement, const Model& model);
 
 struct MeasureOptions {
@@ -152,6 +204,7 @@ struct MeasureOptions {
 // storage (cost 0) and every candidate whose block fits all its rows; cost is
 // the sum over its tensors of sum((w - dequant(quant(w)))^2), importance-free.
 // Bytes are exact for the file Convert writes (its header and padding included).
+Result<plan::Measurement> Measure(const Source& source, const Model& model, const MeasureOptions& options);
 Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, const Model& model,
                                   const MeasureOptions& options);
 

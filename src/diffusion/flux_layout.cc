@@ -1,5 +1,9 @@
 // The Flux.1 transformer's tensors (comfyui-gguf.md §4, BFL's model.py and
 // layers.py): names and shapes as functions of the hyperparameters.
+#include <algorithm>
+#include <functional>
+#include <numeric>
+
 #include "diffusion/diffusion.h"
 
 namespace mixq::diffusion {
@@ -56,6 +60,21 @@ std::vector<LayoutTensor> FluxLayout(const FluxDims& d) {
   Linear(s, "final_layer.linear", kOutChannels, h);
   Linear(s, "final_layer.adaLN_modulation.1", 2 * h, h);
   return s;
+}
+
+std::vector<safetensors::TensorEntry> FluxLayoutEntries(const FluxDims& dims, const safetensors::DType& dtype) {
+  std::vector<safetensors::TensorEntry> entries;
+  for (auto& t : FluxLayout(dims)) {
+    safetensors::TensorEntry e;
+    e.name = std::move(t.name);
+    e.dtype = &dtype;
+    e.shape = std::move(t.shape);
+    e.n_elems = std::accumulate(e.shape.begin(), e.shape.end(), int64_t{1}, std::multiplies<>());
+    e.n_bytes = static_cast<uint64_t>(e.n_elems) * dtype.n_bytes;
+    entries.push_back(std::move(e));
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return entries;
 }
 
 }  // namespace mixq::diffusion

@@ -41,13 +41,13 @@ std::tuple<int, int64_t, std::string> UnitOrder(const std::string& unit) {
 
 // Sum of squared errors of one tensor at each format, from `max_rows` evenly
 // spaced rows (all when 0), scaled to the whole tensor.
-Result<std::vector<double>> TensorErrors(const safetensors::Checkpoint& checkpoint, const ModelTensor& t,
-                                         int64_t n_per_row, const std::vector<const formats::Format*>& formats_,
+Result<std::vector<double>> TensorErrors(const Source& source, const ModelTensor& t, int64_t n_per_row,
+                                         const std::vector<const formats::Format*>& formats_,
                                          const MeasureOptions& options) {
   const auto& dtype = *t.source->dtype;
   const int64_t n_rows = t.source->n_elems / n_per_row;
   const int64_t n_sampled = options.max_rows > 0 ? std::min(options.max_rows, n_rows) : n_rows;
-  auto src = checkpoint.Data(*t.source);
+  auto src = source.Data(*t.source);
   const uint64_t src_row_bytes = static_cast<uint64_t>(n_per_row) * dtype.n_bytes;
   std::vector<double> errors(formats_.size(), 0.0);
   std::vector<float> original, decoded;
@@ -126,8 +126,8 @@ Result<plan::Measurement> FitMeasurement(const plan::Measurement& measurement, c
       unit.n_weights += model.tensors[i].source->n_elems;
     }
     if (members.empty()) {
-      return Status::InvalidArgument("measured unit '" + in.name +
-                                     "' names no quantizable tensor of the model; was it measured on another model?");
+      return Status::Corruption("measured unit '" + in.name +
+                                "' names no quantizable tensor of the model; was it measured on another model?");
     }
     for (const auto& option : in.options) {
       const formats::Format* f = formats::FindFormatByName(option.type);
@@ -163,6 +163,10 @@ Result<plan::Measurement> FitMeasurement(const plan::Measurement& measurement, c
 
 Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, const Model& model,
                                   const MeasureOptions& options) {
+  return Measure(*CheckpointSource(checkpoint), model, options);
+}
+
+Result<plan::Measurement> Measure(const Source& source, const Model& model, const MeasureOptions& options) {
   std::vector<const formats::Format*> candidates = options.candidates;
   if (candidates.empty()) {
     for (std::string_view name : kComfyFastTypes) {
@@ -176,7 +180,7 @@ Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, con
   std::vector<gguf::TensorSpec> specs;
   std::map<std::string, std::vector<size_t>> units;
   plan::Measurement m;
-  m.model = checkpoint.path();
+  m.model = source.path();
   m.cost_model =
       "weight-space squared error: sum over the unit's weights of (w - dequant(quant(w)))^2, importance-free";
   for (size_t i = 0; i < model.tensors.size(); ++i) {
@@ -229,10 +233,10 @@ Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, con
           n_bytes[f] += static_cast<int64_t>(Aligned(TensorBytes(as)));
         }
       }
-      auto errors = TensorErrors(checkpoint, t, spec.ne[0], formats_, options);
+      auto errors = TensorErrors(source, t, spec.ne[0], formats_, options);
       MIXQ_TRY(errors);
       for (size_t f = 0; f < formats_.size(); ++f) cost[f] += (*errors)[f];
-      checkpoint.ReleaseData(*t.source);
+      source.ReleaseData(*t.source);
       if (options.on_progress) options.on_progress(++done, n_tensors, t.name);
     }
     for (size_t f = 0; f < formats_.size(); ++f) {

@@ -161,6 +161,15 @@ std::string BlockOf(std::string_view name) {
   return "";
 }
 
+bool IsDiffusionArchitecture(std::string_view architecture) {
+  const auto& families = Families();
+  return std::any_of(families.begin(), families.end(), [&](const Family& f) { return f.architecture == architecture; });
+}
+
+Result<Model> Inspect(const Source& source) {
+  return InspectTensors(source.tensors(), "checkpoint '" + source.path() + "'");
+}
+
 Result<Model> Inspect(const safetensors::Checkpoint& checkpoint) {
   return InspectTensors(checkpoint.tensors(), "checkpoint '" + checkpoint.path() + "'");
 }
