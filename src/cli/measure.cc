@@ -1,6 +1,7 @@
 // mixq measure MODEL.gguf --text calib.txt [--imatrix F] [--types ...] -o measurement.json
 #include <cstdio>
 
+#include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {
@@ -19,9 +20,14 @@ struct MeasureCliOptions {
   int64_t chunks = 4;
   int validate = 0;
   int threads = 0;
+  DiffusionMeasureFlags diffusion;
 };
 
 int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
+  if (auto code = MeasureIfDiffusion(
+          global, {opt.model, opt.text, opt.imatrix, opt.output, opt.types, opt.method, opt.threads, opt.diffusion})) {
+    return *code;
+  }
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto text = TokenizeTextFile(*file, opt.text);
@@ -96,8 +102,10 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
 void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   auto opt = std::make_shared<MeasureCliOptions>();
   CLI::App* sub = app.add_subcommand("measure", "predict each tensor's cost (ΔKLD) in each type");
-  sub->add_option("model", opt->model, "GGUF model (F16/BF16/F32 preferred)")->required();
-  sub->add_option("--text", opt->text, "calibration text (gzip accepted)")->required();
+  sub->add_option("model", opt->model,
+                  "GGUF model (F16/BF16/F32 preferred), or a diffusion checkpoint (.safetensors or its GGUF)")
+      ->required();
+  sub->add_option("--text", opt->text, "calibration text (gzip accepted); language models only");
   sub->add_option("-o,--output", opt->output, "measurement JSON to write")->required();
   sub->add_option("--imatrix", opt->imatrix, "importance matrix (mixq imatrix or llama-imatrix)");
   sub->add_option("--types", opt->types, "candidate types, comma-separated (default: all mixq can encode)");
@@ -108,6 +116,7 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");
   sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction");
   sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddDiffusionMeasureFlags(sub, &opt->diffusion);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunMeasure(global, *opt); }; });
 }
 

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {
@@ -27,7 +28,11 @@ Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
   std::stringstream text;
   text << in.rdbuf();
   if (opt.format == "exl2") return plan::ImportExl2Measurement(text.str(), plan::Exl2Cost::kErrSquared);
-  if (opt.format == "flux-table") return plan::ImportCostTable(text.str(), plan::FluxDevCostTableSpec());
+  if (opt.format == "flux-table") {
+    auto table = plan::ImportCostTable(text.str(), plan::FluxDevCostTableSpec());
+    MIXQ_TRY(table);
+    return FitToFluxDev(*table);
+  }
   return Status::InvalidArgument("--format must be mixq, exl2 or flux-table, not '" + opt.format + "'");
 }
 
@@ -51,6 +56,7 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
     if (Status s = plan::SavePlan(*p, opt.output); !s.ok()) return ReportError(s);
   }
   auto args = plan::TensorTypeArgs(*p);
+  const bool is_diffusion = IsDiffusionPlan(*p);
   if (global.json) {
     EmitJsonBegin("plan");
     for (const auto& u : p->units) {
@@ -63,6 +69,10 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
                         {"lower_bound", p->lower_bound}, {"optimal", p->optimal}};
     if (args) s["llama_quantize_args"] = *args;
     s.update(PlanBreakdown(*p));
+    if (is_diffusion) {
+      s["file_gib"] = static_cast<double>(p->file_n_bytes) / (1ull << 30);
+      s["gpu_gib"] = diffusion::SmallestGpuGib(static_cast<uint64_t>(p->file_n_bytes));
+    }
     EmitJson("summary", s);
     return kExitOk;
   }
@@ -76,7 +86,11 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
     for (const auto& a : *args) std::printf("--tensor-type '%s' ", a.c_str());
     std::printf("\n");
   }
-  if (!global.quiet) PrintPlanBreakdown(*p);
+  if (is_diffusion) {
+    std::printf("# ComfyUI-GGUF: %s\n", diffusion::FitSummary(static_cast<uint64_t>(p->file_n_bytes), p->bpw).c_str());
+  } else if (!global.quiet) {
+    PrintPlanBreakdown(*p);
+  }
   return kExitOk;
 }
 
@@ -87,7 +101,9 @@ void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
   CLI::App* sub = app.add_subcommand("plan", "choose the type of each tensor to minimise predicted damage in a budget");
   sub->add_option("measurement", opt->measurement, "measurement (mixq JSON, ExLlamaV2 measurement.json, cost table)")
       ->required();
-  sub->add_option("--format", opt->format, "input format: mixq, exl2, flux-table")->capture_default_str();
+  sub->add_option("--format", opt->format,
+                  "input format: mixq, exl2, flux-table (seed 000, fitted to Flux.1-dev as mixq convert stores it)")
+      ->capture_default_str();
   sub->add_option("--target", opt->target, "bits per weight over all tensors, e.g. 4.5bpw");
   sub->add_option("--target-size", opt->target_size, "whole output file size, e.g. 2.1GiB or 750MB");
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");

@@ -1,10 +1,11 @@
-// mixq quantize IN.gguf OUT.gguf --type T [--imatrix F] [--tensor-type REGEX=T ...] [--plan plan.json]
+// mixq quantize IN.gguf|IN.safetensors OUT.gguf --type T [--imatrix F] [--tensor-type REGEX=T ...] [--plan plan.json]
 #include <chrono>
 #include <cstdio>
 
 #include "cli/cli.h"
-#include "gguf/gguf.h"
+#include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
+#include "gguf/gguf.h"
 #include "quantize/quantize.h"
 
 namespace mixq::cli {
@@ -21,6 +22,7 @@ struct QuantizeCliOptions {
   std::string method = "best";
   std::string plan;
   int threads = 0;
+  bool type_given = false;
 };
 
 Result<const formats::Format*> ParseType(const std::string& name, const char* flag) {
@@ -68,11 +70,31 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   return q;
 }
 
+// A plan names tensors of the model it was made for; applied to another one
+// its types would silently not take effect.
+Status CheckPlanTensors(const QuantizeCliOptions& opt, const quantize::TypeRules& rules, const gguf::GgufFile& input) {
+  for (const auto& [name, format] : rules.exact) {
+    if (input.FindTensor(name) == nullptr) {
+      return Status::Corruption("plan '" + opt.plan + "' names tensor '" + name + "', which '" + opt.input +
+                                "' does not have; was the plan made for another model?");
+    }
+  }
+  return Status::Ok();
+}
+
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
+  QuantizeArgs diffusion_args;
+  diffusion_args.input = opt.input;
+  diffusion_args.output = opt.output;
+  diffusion_args.plan = opt.plan;
+  diffusion_args.types = {opt.type_given ? opt.type : "", "", opt.tensor_types, opt.method, opt.threads};
+  diffusion_args.llm_flags = !opt.imatrix.empty() || !opt.output_type.empty() || !opt.token_embd_type.empty();
+  if (auto code = QuantizeIfDiffusion(global, diffusion_args)) return *code;
   auto options = BuildOptions(opt);
   if (!options) return ReportError(options.error());
   auto input = gguf::GgufFile::Open(opt.input);
   if (!input) return ReportError(input.error());
+  if (Status s = CheckPlanTensors(opt, options->rules, *input); !s.ok()) return ReportError(s);
   std::optional<quantize::Imatrix> imatrix;
   if (!opt.imatrix.empty()) {
     auto im = quantize::LoadImatrix(opt.imatrix);
@@ -121,19 +143,28 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
 void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   auto opt = std::make_shared<QuantizeCliOptions>();
   CLI::App* sub = app.add_subcommand("quantize", "quantize a GGUF model to one type or a mix");
-  sub->add_option("input", opt->input, "input GGUF (F32/F16/BF16 or quantized)")->required();
+  sub->add_option("input", opt->input,
+                  "input GGUF (F32/F16/BF16 or quantized), or a diffusion checkpoint (.safetensors, written as "
+                  "`mixq convert` writes it)")
+      ->required();
   sub->add_option("output", opt->output, "output GGUF (written atomically)")->required();
-  sub->add_option("--type", opt->type, "default type for quantizable tensors: " + formats::EncodableFormatNames())
-      ->capture_default_str();
+  CLI::Option* type =
+      sub->add_option("--type", opt->type, "default type for quantizable tensors: " + formats::EncodableFormatNames())
+          ->capture_default_str();
   sub->add_option("--imatrix", opt->imatrix, "importance matrix (llama.cpp GGUF or legacy .dat)");
   sub->add_option("--tensor-type", opt->tensor_types, "REGEX=TYPE override, first match wins (repeatable)");
   sub->add_option("--output-tensor-type", opt->output_type, "type of output.weight (default: Q6_K, or Q8_0)");
   sub->add_option("--token-embedding-type", opt->token_embd_type, "type of token_embd.weight (default: --type)");
-  sub->add_option("--plan", opt->plan, "per-tensor types from `mixq plan` (other tensors follow --type)");
+  sub->add_option("--plan", opt->plan,
+                  "per-tensor types from `mixq plan` (other tensors follow --type; for a diffusion model they keep "
+                  "their storage unless --type is given)");
   sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
   sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
-  sub->callback([&global, opt, action] { *action = [&global, opt] { return RunQuantize(global, *opt); }; });
+  sub->callback([&global, opt, action, type] {
+    opt->type_given = type->count() > 0;
+    *action = [&global, opt] { return RunQuantize(global, *opt); };
+  });
 }
 
 }  // namespace mixq::cli
