@@ -16,6 +16,8 @@ struct MeasureCliOptions {
   std::string output;
   std::string cache;
   std::string method = "best";
+  std::string calibration = "linear";
+  int probe_layers = 4;
   int64_t ctx = 512;
   int64_t chunks = 4;
   int validate = 0;
@@ -51,6 +53,8 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
     return ReportError(Status::InvalidArgument("--method must be 'best' or 'ggml'"));
   }
   mo.method = opt.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
+  mo.scheme = opt.calibration == "exact" ? measure::CalibrationScheme::kExact : measure::CalibrationScheme::kLinear;
+  mo.probe_layers = opt.probe_layers;
   mo.n_ctx = opt.ctx;
   mo.n_chunks = opt.chunks;
   mo.bos_id = text->bos_id;
@@ -110,6 +114,12 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--imatrix", opt->imatrix, "importance matrix (mixq imatrix or llama-imatrix)");
   sub->add_option("--types", opt->types, "candidate types, comma-separated (default: all mixq can encode)");
   sub->add_option("--calibration-types", opt->calibration_types, "types measured with real KLD (default Q2_K,Q4_K)");
+  sub->add_option("--calibration", opt->calibration, "KLD per tensor: linear (probe layers) or exact")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"linear", "exact"}));
+  sub->add_option("--probe-layers", opt->probe_layers, "linear: layers propagated exactly")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
   sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_option("--method", opt->method, "block search: best or ggml")->capture_default_str();

@@ -28,6 +28,8 @@ std::string CacheKey(const gguf::GgufFile& file, const MeasureOptions& options,
   key["imatrix_sum"] = imatrix_sum;
   for (auto* f : types) key["types"].push_back(f->name);
   for (auto* f : calibration) key["calibration"].push_back(f->name);
+  key["scheme"] = options.scheme == CalibrationScheme::kExact ? "exact" : "linear";
+  if (options.scheme == CalibrationScheme::kLinear) key["probe_layers"] = options.probe_layers;
   return key.dump();
 }
 
@@ -47,7 +49,7 @@ Status MeasurementCache::Load() {
     rec.name = j["tensor"].get<std::string>();
     for (const auto& t : j["types"]) {
       rec.types.push_back({t.value("type", ""), t.value("n_bytes", int64_t{0}), t.value("error", 0.0),
-                           t.value("kld", -1.0)});
+                           t.value("kld", -1.0), t.value("local", -1.0)});
     }
     records_[rec.name] = std::move(rec);
   }
@@ -70,7 +72,8 @@ Status MeasurementCache::Append(const TensorRecord& record) {
   j["tensor"] = record.name;
   j["types"] = nlohmann::json::array();
   for (const auto& t : record.types) {
-    j["types"].push_back({{"type", t.type}, {"n_bytes", t.n_bytes}, {"error", t.error}, {"kld", t.kld}});
+    j["types"].push_back(
+        {{"type", t.type}, {"n_bytes", t.n_bytes}, {"error", t.error}, {"kld", t.kld}, {"local", t.local}});
   }
   text += j.dump() + "\n";
   const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();

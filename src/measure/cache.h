@@ -18,6 +18,7 @@ struct TypeRecord {
   int64_t n_bytes = 0;  // unpadded tensor bytes
   double error = 0;     // importance-weighted squared error
   double kld = -1;      // measured single-tensor KLD; < 0 when not measured
+  double local = -1;    // Perturbation::local; < 0 when not measured
 };
 
 struct TensorRecord {

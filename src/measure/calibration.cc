@@ -60,10 +60,7 @@ Result<Calibration> Calibration::Build(engine::Model& model, std::span<const int
   return c;
 }
 
-Result<double> Calibration::Kld(engine::Model& model, int64_t first_layer) {
-  engine::RunOptions run;
-  run.n_threads = n_threads_;
-  run.seq_len = n_ctx_;
+Status Calibration::RunFrom(engine::Model& model, int64_t first_layer, int64_t last_layer) {
   const int64_t n = n_chunks_ * n_ctx_;
   if (first_layer < 0) {
     hidden_.resize(static_cast<size_t>(n * n_embd_));
@@ -72,10 +69,65 @@ Result<double> Calibration::Kld(engine::Model& model, int64_t first_layer) {
   } else {
     hidden_ = layer_inputs_[static_cast<size_t>(std::min(first_layer, n_layer_))];
   }
-  if (first_layer < n_layer_) {
-    MIXQ_TRY(model.RunLayers(first_layer, n_layer_, hidden_.data(), n, run));
-    layer_passes_ += n_layer_ - first_layer;
-  }
+  return RunLayers(model, first_layer, last_layer);
+}
+
+Status Calibration::RunLayers(engine::Model& model, int64_t first_layer, int64_t last_layer) {
+  if (first_layer >= last_layer) return Status::Ok();
+  engine::RunOptions run;
+  run.n_threads = n_threads_;
+  run.seq_len = n_ctx_;
+  MIXQ_TRY(model.RunLayers(first_layer, last_layer, hidden_.data(), n_chunks_ * n_ctx_, run));
+  layer_passes_ += last_layer - first_layer;
+  return Status::Ok();
+}
+
+Result<double> Calibration::Kld(engine::Model& model, int64_t first_layer) {
+  MIXQ_TRY(RunFrom(model, first_layer, n_layer_));
+  return KldOfHidden(model);
+}
+
+Result<Perturbation> Calibration::Perturb(engine::Model& model, int64_t layer, bool propagate) {
+  Perturbation p;
+  const int64_t end = std::min(layer + 1, n_layer_);
+  MIXQ_TRY(RunFrom(model, layer, end));
+  if (layer < n_layer_) p.local = LocalChange(end);
+  if (!propagate && layer < n_layer_) return p;
+  MIXQ_TRY(RunLayers(model, end, n_layer_));
+  auto kld = KldOfHidden(model);
+  MIXQ_TRY(kld);
+  p.kld = *kld;
+  return p;
+}
+
+// Relative rather than absolute change: the next layer sees the residual
+// stream through an RMS norm, so scale-free changes compare across depths.
+double Calibration::LocalChange(int64_t boundary) const {
+  const std::vector<float>& base = layer_inputs_[static_cast<size_t>(boundary)];
+  const int64_t n = n_chunks_ * n_ctx_;
+  std::vector<double> per_token(static_cast<size_t>(n));
+  ParallelFor(n, 64, n_threads_, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* h = base.data() + i * n_embd_;
+      const float* q = hidden_.data() + i * n_embd_;
+      double d2 = 0, h2 = 0;
+      for (int64_t j = 0; j < n_embd_; ++j) {
+        const double d = static_cast<double>(q[j]) - h[j];
+        d2 += d * d;
+        h2 += static_cast<double>(h[j]) * h[j];
+      }
+      per_token[static_cast<size_t>(i)] = h2 > 0 ? d2 / h2 : 0.0;
+    }
+  });
+  double sum = 0;
+  for (double v : per_token) sum += v;
+  return sum / static_cast<double>(n);
+}
+
+Result<double> Calibration::KldOfHidden(engine::Model& model) {
+  engine::RunOptions run;
+  run.n_threads = n_threads_;
+  run.seq_len = n_ctx_;
   const int64_t from = n_ctx_ / 2, per_seq = n_ctx_ - from;
   gathered_.resize(static_cast<size_t>(n_chunks_ * per_seq * n_embd_));
   for (int64_t s = 0; s < n_chunks_; ++s) {

@@ -10,6 +10,7 @@
 #include "engine/engine.h"
 #include "measure/cache.h"
 #include "measure/calibration.h"
+#include "measure/depth_scale.h"
 
 namespace mixq::measure {
 namespace {
@@ -105,10 +106,18 @@ struct Context {
   const MeasureOptions& options;
   std::vector<const formats::Format*> types;
   std::vector<const formats::Format*> calibration;
+  std::vector<int64_t> probe_layers;  // propagated to the output (every layer for kExact)
 };
 
-// Measures one tensor: errors and bytes for every fitting type, KLD for the
-// calibration types (nothing is rerun for results already in the cache).
+// The embeddings and the output head are always propagated: the first has no
+// layer before it to rerun alone, the second costs no layer pass at all.
+bool Propagates(const Context& ctx, int64_t layer, int64_t n_layer) {
+  if (layer < 0 || layer >= n_layer) return true;
+  return std::find(ctx.probe_layers.begin(), ctx.probe_layers.end(), layer) != ctx.probe_layers.end();
+}
+
+// Measures one tensor: errors and bytes for every fitting type, local
+// perturbation and (where propagated) KLD for the calibration types.
 Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t, engine::Model& model,
                                    Calibration& calib) {
   TensorRecord rec;
@@ -122,7 +131,9 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
     imatrix = std::move(imp).value();
   }
   std::vector<float> imp = imatrix ? *imatrix : std::vector<float>(static_cast<size_t>(t.ne[0]), 1.0f);
-  const int64_t first_layer = FirstLayerOf(t.name, model.config().n_layer);
+  const int64_t n_layer = model.config().n_layer;
+  const int64_t layer = FirstLayerOf(t.name, n_layer);
+  const bool propagate = Propagates(ctx, layer, n_layer);
   for (const formats::Format* f : ctx.types) {
     if (!formats::RowFits(*f, t.ne[0])) continue;
     auto enc = Encode(t, w, imp, *f, ctx.options, imatrix ? imatrix->data() : nullptr);
@@ -133,14 +144,34 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
     tr.error = enc->error;
     if (std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end()) {
       MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
-      auto kld = calib.Kld(model, first_layer);
+      auto p = calib.Perturb(model, layer, propagate);
       model.ClearWeight(t.name);
-      MIXQ_TRY(kld);
-      tr.kld = *kld;
+      MIXQ_TRY(p);
+      tr.local = p->local;
+      tr.kld = p->kld;
     }
     rec.types.push_back(std::move(tr));
   }
   return rec;
+}
+
+// kLinear: the KLD of unpropagated calibrations, from the probes' ratios.
+void PredictUnpropagated(std::vector<TensorRecord>& records, int64_t n_layer) {
+  DepthScale scale;
+  for (const TensorRecord& rec : records) {
+    const int64_t layer = FirstLayerOf(rec.name, n_layer);
+    if (layer < 0 || layer >= n_layer) continue;
+    for (const auto& tr : rec.types) {
+      if (tr.kld >= 0) scale.Add(layer, RoleOf(rec.name), tr.type, tr.local, tr.kld);
+    }
+  }
+  for (TensorRecord& rec : records) {
+    for (auto& tr : rec.types) {
+      if (tr.kld < 0 && tr.local >= 0) {
+        tr.kld = scale.Predict(FirstLayerOf(rec.name, n_layer), RoleOf(rec.name), tr.type, tr.local);
+      }
+    }
+  }
 }
 
 plan::Unit MakeUnit(const gguf::TensorInfo& t, const TensorRecord& rec, const TensorFit& fit) {
@@ -161,10 +192,13 @@ plan::Unit MakeUnit(const gguf::TensorInfo& t, const TensorRecord& rec, const Te
 Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const int32_t> tokens,
                                    const MeasureOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  Context ctx{file, options, options.types.empty() ? DefaultTypes() : options.types, {}};
+  Context ctx{file, options, options.types.empty() ? DefaultTypes() : options.types, {}, {}};
   ctx.calibration = CalibrationTypes(options, ctx.types);
   auto model = engine::Model::Load(file);
   MIXQ_TRY(model);
+  const int64_t n_layer = model->config().n_layer;
+  ctx.probe_layers = ProbeLayers(
+      n_layer, options.scheme == CalibrationScheme::kExact ? static_cast<int>(n_layer) : options.probe_layers);
 
   MeasurementCache cache(options.cache_path, CacheKey(file, options, ctx.types, ctx.calibration));
   MIXQ_TRY(cache.Load());
@@ -174,11 +208,7 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   for (const auto& t : file.tensors()) {
     if (quantize::IsQuantizable(t)) units.push_back(&t);
   }
-  MeasureResult result;
-  result.measurement.model = file.path();
-  result.measurement.cost_model =
-      "predicted mean KLD (nats/token) of the model output: g_t * E^alpha_t per tensor, E = importance-weighted "
-      "squared weight error, g/alpha fitted to real single-tensor KLD (docs/measure.md)";
+  std::vector<TensorRecord> records;
   for (size_t i = 0; i < units.size(); ++i) {
     const gguf::TensorInfo& t = *units[i];
     if (options.on_progress) options.on_progress(i, units.size(), t.name);
@@ -194,14 +224,24 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
       MIXQ_TRY(cache.Append(*fresh));
       rec = cache.Find(t.name);
     }
-    std::vector<std::pair<double, double>> points;
-    for (const auto& tr : rec->types) {
-      if (tr.kld >= 0) points.push_back({tr.error, tr.kld});
-    }
-    result.fits.push_back(Fit(t.name, points));
-    result.measurement.units.push_back(MakeUnit(t, *rec, result.fits.back()));
+    records.push_back(*rec);
   }
   if (options.on_progress) options.on_progress(units.size(), units.size(), "done");
+  PredictUnpropagated(records, n_layer);
+
+  MeasureResult result;
+  result.measurement.model = file.path();
+  result.measurement.cost_model =
+      "predicted mean KLD (nats/token) of the model output: g_t * E^alpha_t per tensor, E = importance-weighted "
+      "squared weight error, g/alpha fitted to single-tensor KLD (docs/measure.md)";
+  for (size_t i = 0; i < units.size(); ++i) {
+    std::vector<std::pair<double, double>> points;
+    for (const auto& tr : records[i].types) {
+      if (tr.kld >= 0) points.push_back({tr.error, tr.kld});
+    }
+    result.fits.push_back(Fit(units[i]->name, points));
+    result.measurement.units.push_back(MakeUnit(*units[i], records[i], result.fits.back()));
+  }
 
   quantize::QuantizeOptions qopt;
   qopt.imatrix = options.imatrix;

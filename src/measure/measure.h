@@ -6,10 +6,11 @@
 //      type T, Σ_rows Σ_j imp_j (w_j - q_j)², from mixq's own quantizer;
 //  (b) a per-tensor map from E to ΔKLD of the model's output, calibrated with
 //      real forward passes: for a few calibration types, t alone is replaced by
-//      its quantized version and the model is rerun from t's layer on cached
-//      hidden states; KLD against the original logits on the calibration text
-//      gives points (E, KLD) through which cost = g_t · E^α_t is fitted in
-//      log-log space (α_t = 1 with one point);
+//      its quantized version and t's layer is rerun on cached hidden states;
+//      its KLD against the original logits on the calibration text, either
+//      propagated to the output or predicted from the layer's local change
+//      (CalibrationScheme), gives points (E, KLD) through which
+//      cost = g_t · E^α_t is fitted in log-log space (α_t = 1 with one point);
 //  (c) additivity: ValidateMixes compares predicted (Σ costs) with real KLD of
 //      whole random mixes.
 // Each tensor's results are appended to a cache file as soon as they exist,
@@ -31,6 +32,18 @@
 
 namespace mixq::measure {
 
+// How the real ΔKLD of each tensor in a calibration type is obtained.
+enum class CalibrationScheme {
+  // The substitution is propagated to the output: n_layer - l layer passes
+  // for a layer-l tensor, quadratic in depth over the model.
+  kExact,
+  // Only the tensor's layer is rerun; its local perturbation of the residual
+  // stream is scaled by a factor per tensor role and type, interpolated over
+  // depth from exact propagation at `probe_layers` evenly spaced layers.
+  // Linear in depth for a fixed number of probe layers.
+  kLinear,
+};
+
 struct MeasureOptions {
   // Candidate types (empty: every encodable quantized type plus the tensor's
   // stored float type at cost 0).
@@ -38,6 +51,8 @@ struct MeasureOptions {
   // Types whose real ΔKLD is measured per tensor (empty: Q2_K and Q4_K, or the
   // lowest and a middle candidate).
   std::vector<const formats::Format*> calibration_types;
+  CalibrationScheme scheme = CalibrationScheme::kLinear;
+  int probe_layers = 4;  // kLinear: layers measured exactly, first and last included
   const quantize::Imatrix* imatrix = nullptr;
   // Recorded in the output's metadata by quantization, so it counts in the
   // fixed bytes: pass the same string to QuantizeOptions::imatrix_path.
@@ -53,8 +68,8 @@ struct MeasureOptions {
 
 struct TensorFit {
   std::string name;
-  double gain = 0;   // g_t
-  double alpha = 1;  // α_t
+  double gain = 0;                                // g_t
+  double alpha = 1;                               // α_t
   std::vector<std::pair<double, double>> points;  // (E, measured KLD)
 };
 
