@@ -1,0 +1,171 @@
+#include "measure/measure.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <random>
+
+#include "engine/engine.h"
+#include "engine/engine_test_util.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+
+namespace mixq::measure {
+namespace {
+
+const formats::Format* Type(const char* name) { return formats::FindFormatByName(name); }
+
+// A small random llama and byte tokens: cheap enough to measure at several depths.
+struct SmallModel {
+  SmallModel(const testing::TempDir& dir, int64_t n_layer) {
+    engine::test::RandomModelSpec spec;
+    spec.n_layer = n_layer;
+    path = dir.File(std::to_string(n_layer) + "-layers.gguf");
+    engine::test::WriteRandomModel(path, spec);
+    auto f = gguf::GgufFile::Open(path);
+    EXPECT_TRUE(f.has_value());
+    file = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    std::mt19937 rng(3);
+    for (int i = 0; i < 64; ++i) tokens.push_back(static_cast<int32_t>(3 + rng() % 256));
+  }
+  std::string path;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::vector<int32_t> tokens;
+};
+
+MeasureOptions SmallOptions(CalibrationScheme scheme) {
+  MeasureOptions o;
+  o.types = {Type("Q4_0"), Type("Q8_0")};
+  o.calibration_types = {Type("Q4_0")};
+  o.scheme = scheme;
+  o.n_ctx = 32;
+  o.n_chunks = 2;
+  o.bos_id = 1;
+  return o;
+}
+
+MeasureResult Measure(const gguf::GgufFile& file, std::span<const int32_t> tokens, const MeasureOptions& o) {
+  auto r = MeasureModel(file, tokens, o);
+  EXPECT_TRUE(r.has_value()) << r.error().message();
+  return r.has_value() ? std::move(r).value() : MeasureResult{};
+}
+
+std::map<std::string, double> CostsOf(const MeasureResult& r, const std::string& type) {
+  std::map<std::string, double> out;
+  for (const auto& u : r.measurement.units) {
+    for (const auto& o : u.options) {
+      if (o.type == type) out[u.name] = o.cost;
+    }
+  }
+  return out;
+}
+
+// 7 matrices per layer: each is rerun alone, those of probe layers onwards to
+// the output; token_embd always runs every layer, the output head none.
+int64_t ExpectedLinearPasses(int64_t n_layer, const std::vector<int64_t>& probes) {
+  int64_t passes = n_layer + 7 * (n_layer - static_cast<int64_t>(probes.size()));
+  for (int64_t c : probes) passes += 7 * (n_layer - c);
+  return passes;
+}
+
+TEST(MeasureTest, LinearLayerPassesGrowLinearlyWithDepth) {
+  testing::TempDir dir;
+  const std::map<int64_t, std::vector<int64_t>> probes = {{4, {0, 1, 2, 3}}, {8, {0, 2, 5, 7}}, {16, {0, 5, 10, 15}}};
+  std::map<int64_t, int64_t> passes;
+  for (const auto& [n_layer, p] : probes) {
+    SmallModel m(dir, n_layer);
+    passes[n_layer] = Measure(*m.file, m.tokens, SmallOptions(CalibrationScheme::kLinear)).n_forward_layers;
+    EXPECT_EQ(passes[n_layer], ExpectedLinearPasses(n_layer, p)) << n_layer << " layers";
+  }
+  // Per layer, doubling the depth costs at most a few percent more (the exact
+  // scheme's per-layer cost doubles).
+  EXPECT_LT(passes[16] / 16.0, 1.1 * passes[8] / 8.0);
+  SmallModel m8(dir, 8);
+  EXPECT_EQ(Measure(*m8.file, m8.tokens, SmallOptions(CalibrationScheme::kExact)).n_forward_layers, 8 + 7 * 36);
+}
+
+TEST(MeasureTest, LinearWithEveryLayerProbedIsExact) {
+  testing::TempDir dir;
+  SmallModel m(dir, 4);
+  const auto exact = CostsOf(Measure(*m.file, m.tokens, SmallOptions(CalibrationScheme::kExact)), "Q4_0");
+  const auto linear = CostsOf(Measure(*m.file, m.tokens, SmallOptions(CalibrationScheme::kLinear)), "Q4_0");
+  ASSERT_EQ(exact.size(), 30u);
+  EXPECT_EQ(exact, linear);
+}
+
+TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
+  testing::TempDir dir;
+  SmallModel m(dir, 8);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.cache_path = dir.File("cache");
+  const MeasureResult first = Measure(*m.file, m.tokens, o);
+  const MeasureResult again = Measure(*m.file, m.tokens, o);
+  EXPECT_GT(first.n_forward_layers, 0);
+  EXPECT_EQ(again.n_forward_layers, 0);
+  EXPECT_EQ(CostsOf(first, "Q4_0"), CostsOf(again, "Q4_0"));
+  EXPECT_EQ(CostsOf(first, "Q8_0"), CostsOf(again, "Q8_0"));
+  o.probe_layers = 3;
+  EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
+  o.scheme = CalibrationScheme::kExact;
+  EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
+}
+
+std::vector<double> Ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) r[idx[i]] = static_cast<double>(i);
+  return r;
+}
+
+double Spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  const auto ra = Ranks(a), rb = Ranks(b);
+  const double n = static_cast<double>(a.size());
+  double d2 = 0;
+  for (size_t i = 0; i < ra.size(); ++i) d2 += (ra[i] - rb[i]) * (ra[i] - rb[i]);
+  return 1.0 - 6.0 * d2 / (n * (n * n - 1.0));
+}
+
+// Two probe layers of six (a harder case than the default four): the four
+// layers in between are predicted, not propagated.
+TEST(MeasureTest, LinearRanksRefDevTensorsLikeExact) {
+  auto file = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(file.has_value()) << file.error().message();
+  auto tok = tokenizer::Tokenizer::FromGguf(*file);
+  ASSERT_TRUE(tok.has_value());
+  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  ASSERT_TRUE(text.has_value());
+  const auto tokens = engine::TokenizeForEval(*tok, text->substr(0, 20000));
+  MeasureOptions o;
+  o.types = {Type("Q2_K"), Type("Q4_K")};
+  o.method = formats::QuantMethod::kGgml;  // the search of kBest would dominate the test's time
+  o.n_ctx = 256;
+  o.n_chunks = 2;
+  o.bos_id = 1;
+  o.scheme = CalibrationScheme::kExact;
+  const MeasureResult exact = Measure(*file, tokens, o);
+  o.scheme = CalibrationScheme::kLinear;
+  o.probe_layers = 2;
+  const MeasureResult linear = Measure(*file, tokens, o);
+  EXPECT_LT(linear.n_forward_layers, exact.n_forward_layers * 2 / 3);
+  for (const char* type : {"Q2_K", "Q4_K"}) {
+    const auto e = CostsOf(exact, type), l = CostsOf(linear, type);
+    ASSERT_EQ(e.size(), 44u);
+    std::vector<double> ev, lv, ratios;
+    for (const auto& [name, cost] : e) {
+      ev.push_back(cost);
+      lv.push_back(l.at(name));
+      ratios.push_back(l.at(name) / cost);
+    }
+    EXPECT_GT(Spearman(ev, lv), 0.9) << type;
+    std::nth_element(ratios.begin(), ratios.begin() + 22, ratios.end());
+    EXPECT_GT(ratios[22], 0.5) << type;
+    EXPECT_LT(ratios[22], 2.0) << type;
+  }
+}
+
+}  // namespace
+}  // namespace mixq::measure
