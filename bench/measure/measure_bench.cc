@@ -1,0 +1,275 @@
+// measure_bench: time of `mixq measure`'s calibration and how it grows with
+// depth, for the linear scheme (default) and the exact one, in layer passes
+// and seconds per layer.
+//
+// Workloads:
+//  - ref-dev F16 as `mixq auto` measures it (every candidate type, best
+//    search, imatrix-free, 4 chunks of 512 tokens of the held-out text);
+//  - synthetic llama models, d=512, ffn 1536, 8 heads (4 KV heads), random
+//    F16 weights, 4/8/16 layers (--layers=...), measured with the
+//    calibration types only (Q2_K, Q4_K) so that the time is the calibration,
+//    on --synthetic_chunks chunks (default 1) of 512 tokens.
+// --threads=N (default 2), --no_exact skips the exact scheme.
+//
+//   build-bench/bench/measure_bench
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "gguf/gguf.h"
+#include "measure/measure.h"
+
+namespace mixq::measure {
+namespace {
+
+int& Threads() {
+  static int threads = 2;
+  return threads;
+}
+constexpr int64_t kCtx = 512;
+
+[[noreturn]] void Fail(const std::string& what) {
+  std::fprintf(stderr, "measure_bench: %s\n", what.c_str());
+  std::exit(2);
+}
+
+std::string WorkDir() {
+  static std::string dir = [] {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "mixq-measure-bench-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) Fail("cannot make a temporary directory");
+    return tmpl;
+  }();
+  return dir;
+}
+
+// A random-weight llama model of `layers` layers, F16 matrices, byte vocab.
+void WriteSyntheticModel(const std::string& path, int64_t layers) {
+  const int64_t d = 512, ff = 1536, heads = 8, kv_heads = 4, hd = 64, vocab = 259;
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    tokens.push_back(name);
+  }
+  gguf::Value scores, types;
+  scores.type = types.type = gguf::ValueType::kArray;
+  scores.array_type = gguf::ValueType::kFloat32;
+  types.array_type = gguf::ValueType::kInt32;
+  for (int64_t i = 0; i < vocab; ++i) {
+    scores.array.push_back(gguf::Value::Float32(0.0f));
+    types.array.push_back(gguf::Value::Int32(i == 0 ? 2 : i < 3 ? 3 : 6));
+  }
+  std::vector<gguf::KeyValue> kv = {
+      {"general.architecture", gguf::Value::String("llama")},
+      {"llama.context_length", gguf::Value::Uint32(4096)},
+      {"llama.embedding_length", gguf::Value::Uint32(d)},
+      {"llama.feed_forward_length", gguf::Value::Uint32(ff)},
+      {"llama.block_count", gguf::Value::Uint32(static_cast<uint32_t>(layers))},
+      {"llama.attention.head_count", gguf::Value::Uint32(heads)},
+      {"llama.attention.head_count_kv", gguf::Value::Uint32(kv_heads)},
+      {"llama.rope.dimension_count", gguf::Value::Uint32(hd)},
+      {"llama.attention.layer_norm_rms_epsilon", gguf::Value::Float32(1e-5f)},
+      {"tokenizer.ggml.model", gguf::Value::String("llama")},
+      {"tokenizer.ggml.tokens", gguf::Value::StringArray(tokens)},
+      {"tokenizer.ggml.scores", scores},
+      {"tokenizer.ggml.token_type", types},
+  };
+  const formats::Format* f32 = formats::FindFormatByName("F32");
+  const formats::Format* f16 = formats::FindFormatByName("F16");
+  struct T {
+    std::string name;
+    int64_t n_in, n_out;
+  };
+  std::vector<T> ts = {{"token_embd.weight", d, vocab}, {"output_norm.weight", d, 1}, {"output.weight", d, vocab}};
+  for (int64_t il = 0; il < layers; ++il) {
+    const std::string p = "blk." + std::to_string(il) + ".";
+    ts.push_back({p + "attn_norm.weight", d, 1});
+    ts.push_back({p + "attn_q.weight", d, heads * hd});
+    ts.push_back({p + "attn_k.weight", d, kv_heads * hd});
+    ts.push_back({p + "attn_v.weight", d, kv_heads * hd});
+    ts.push_back({p + "attn_output.weight", heads * hd, d});
+    ts.push_back({p + "ffn_norm.weight", d, 1});
+    ts.push_back({p + "ffn_gate.weight", d, ff});
+    ts.push_back({p + "ffn_up.weight", d, ff});
+    ts.push_back({p + "ffn_down.weight", ff, d});
+  }
+  std::vector<gguf::TensorSpec> specs;
+  for (const T& t : ts)
+    specs.push_back({t.name, {t.n_in, t.n_out, 1, 1}, t.n_out == 1 ? 1u : 2u, t.n_out == 1 ? f32 : f16});
+  auto w = gguf::GgufWriter::Begin(path, kv, specs);
+  if (!w) Fail(w.error().message());
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const T& t = ts[i];
+    std::vector<float> v(static_cast<size_t>(t.n_in * t.n_out));
+    const float scale = t.n_out == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(t.n_in));
+    for (float& x : v) x = (t.n_out == 1 ? 1.0f : 0.0f) + scale * normal(rng);
+    const formats::Format& f = *specs[i].format;
+    std::vector<uint8_t> bytes(static_cast<size_t>(formats::RowBytes(f, t.n_in).value() * t.n_out));
+    Status s = formats::QuantizeRows(f, formats::QuantMethod::kGgml, v.data(), bytes.data(), t.n_out, t.n_in, nullptr,
+                                     Threads());
+    if (!s.ok() || !w->WriteTensor(bytes).ok()) Fail("cannot write the synthetic model");
+  }
+  if (!w->Finish().ok()) Fail("cannot finish the synthetic model");
+}
+
+struct Workload {
+  std::string name;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::vector<int32_t> tokens;
+  MeasureOptions options;
+  int64_t n_layer = 0;
+};
+
+std::vector<int32_t> HeldOutTokens(const gguf::GgufFile& file, int64_t n_chunks) {
+  auto tok = tokenizer::Tokenizer::FromGguf(file);
+  if (!tok) Fail(tok.error().message());
+  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  if (!text) Fail(text.error().message());
+  auto tokens = engine::TokenizeForEval(*tok, text->substr(0, static_cast<size_t>(n_chunks * kCtx * 8)));
+  if (static_cast<int64_t>(tokens.size()) < n_chunks * kCtx) Fail("held-out text too short");
+  tokens.resize(static_cast<size_t>(n_chunks * kCtx));
+  return tokens;
+}
+
+Workload Load(std::string name, const std::string& path, MeasureOptions options) {
+  Workload w;
+  w.name = std::move(name);
+  auto file = gguf::GgufFile::Open(path);
+  if (!file) Fail(file.error().message());
+  w.file = std::make_unique<gguf::GgufFile>(std::move(file).value());
+  auto model = engine::Model::Load(*w.file);
+  if (!model) Fail(model.error().message());
+  w.n_layer = model->config().n_layer;
+  w.tokens = HeldOutTokens(*w.file, options.n_chunks);
+  w.options = std::move(options);
+  w.options.n_threads = Threads();
+  w.options.n_ctx = kCtx;
+  w.options.bos_id = 1;
+  return w;
+}
+
+// A deque: the benchmarks keep pointers to its elements.
+std::deque<Workload>& Workloads() {
+  static std::deque<Workload> w;
+  return w;
+}
+
+struct Row {
+  double seconds = 0;
+  double cpu_seconds = 0;  // all threads: on a shared machine, steadier than wall time
+  int64_t passes = 0;
+  int64_t n_layer = 0;
+};
+// In registration order, for the summary table.
+std::vector<std::pair<std::string, Row>>& Rows() {
+  static std::vector<std::pair<std::string, Row>> rows;
+  return rows;
+}
+
+void RunMeasure(benchmark::State& state, const Workload& w, CalibrationScheme scheme, size_t row_index) {
+  MeasureOptions o = w.options;
+  o.scheme = scheme;
+  MeasureResult r;
+  double cpu_seconds = 0;
+  for (auto _ : state) {
+    const std::clock_t cpu_start = std::clock();
+    auto m = MeasureModel(*w.file, w.tokens, o);
+    cpu_seconds = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+    if (!m) Fail(m.error().message());
+    r = std::move(m).value();
+    state.SetIterationTime(r.seconds);
+  }
+  const double n_layer = static_cast<double>(w.n_layer);
+  state.counters["layers"] = n_layer;
+  state.counters["layer_passes"] = static_cast<double>(r.n_forward_layers);
+  state.counters["passes_per_layer"] = static_cast<double>(r.n_forward_layers) / n_layer;
+  state.counters["s_per_layer"] = r.seconds / n_layer;
+  state.counters["cpu_s_per_layer"] = cpu_seconds / n_layer;
+  Row& row = Rows()[row_index].second;
+  if (row.seconds == 0 || r.seconds < row.seconds) row = {r.seconds, cpu_seconds, r.n_forward_layers, w.n_layer};
+}
+
+void Register(const Workload* w, CalibrationScheme scheme) {
+  const std::string label = w->name + (scheme == CalibrationScheme::kExact ? "/exact" : "/linear");
+  const size_t index = Rows().size();
+  Rows().push_back({label, Row{}});
+  auto run = [w, scheme, index](benchmark::State& state) { RunMeasure(state, *w, scheme, index); };
+  benchmark::RegisterBenchmark(("measure/" + label).c_str(), run)
+      ->UseManualTime()
+      ->Iterations(1)
+      ->Unit(benchmark::kSecond);
+}
+
+}  // namespace
+}  // namespace mixq::measure
+
+int main(int argc, char** argv) {
+  using namespace mixq::measure;
+  std::vector<int64_t> layers = {4, 8, 16};
+  int64_t synthetic_chunks = 1;
+  bool exact = true;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      Threads() = std::max(1, std::atoi(argv[i] + 10));
+    } else if (std::strncmp(argv[i], "--layers=", 9) == 0) {
+      layers.clear();
+      std::stringstream in(argv[i] + 9);
+      for (std::string n; std::getline(in, n, ',');) layers.push_back(std::atoll(n.c_str()));
+    } else if (std::strncmp(argv[i], "--synthetic_chunks=", 19) == 0) {
+      synthetic_chunks = std::max<int64_t>(1, std::atoll(argv[i] + 19));
+    } else if (std::strcmp(argv[i], "--no_exact") == 0) {
+      exact = false;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n_args = static_cast<int>(args.size());
+  benchmark::Initialize(&n_args, args.data());
+
+  MeasureOptions ref_dev;
+  ref_dev.n_chunks = 4;
+  Workloads().push_back(Load("ref-dev", std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf", ref_dev));
+  for (int64_t n : layers) {
+    const std::string name = "synthetic-512x" + std::to_string(n);
+    const std::string path = WorkDir() + "/" + name + ".gguf";
+    WriteSyntheticModel(path, n);
+    MeasureOptions o;
+    o.types = {mixq::formats::FindFormatByName("Q2_K"), mixq::formats::FindFormatByName("Q4_K")};
+    o.n_chunks = synthetic_chunks;
+    Workloads().push_back(Load(name, path, o));
+  }
+  for (Workload& w : Workloads()) {
+    Register(&w, CalibrationScheme::kLinear);
+    if (exact) Register(&w, CalibrationScheme::kExact);
+  }
+  benchmark::AddCustomContext("threads", std::to_string(Threads()));
+  benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
+  benchmark::RunSpecifiedBenchmarks();
+  std::printf("\n%-28s %7s %12s %16s %10s %12s\n", "workload", "layers", "layer passes", "passes / layer", "seconds",
+              "s / layer");
+  for (const auto& [label, row] : Rows()) {
+    if (row.n_layer == 0) continue;  // filtered out
+    const double n_layer = static_cast<double>(row.n_layer);
+    std::printf("%-28s %7lld %12lld %16.1f %10.2f %12.3f %12.3f\n", label.c_str(), static_cast<long long>(row.n_layer),
+                static_cast<long long>(row.passes), static_cast<double>(row.passes) / n_layer, row.seconds,
+                row.seconds / n_layer, row.cpu_seconds / n_layer);
+  }
+  benchmark::Shutdown();
+  std::filesystem::remove_all(WorkDir());
+  return 0;
+}
