@@ -260,12 +260,12 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("threads", std::to_string(Threads()));
   benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
   benchmark::RunSpecifiedBenchmarks();
-  std::printf("\n%-28s %7s %12s %16s %10s %12s\n", "workload", "layers", "layer passes", "passes / layer", "seconds",
-              "s / layer");
+  std::printf("\n%-28s %7s %12s %16s %10s %12s %14s\n", "workload", "layers", "layer passes", "passes / layer",
+              "seconds", "s / layer", "cpu s / layer");
   for (const auto& [label, row] : Rows()) {
     if (row.n_layer == 0) continue;  // filtered out
     const double n_layer = static_cast<double>(row.n_layer);
-    std::printf("%-28s %7lld %12lld %16.1f %10.2f %12.3f %12.3f\n", label.c_str(), static_cast<long long>(row.n_layer),
+    std::printf("%-28s %7lld %12lld %16.1f %10.2f %12.3f %14.3f\n", label.c_str(), static_cast<long long>(row.n_layer),
                 static_cast<long long>(row.passes), static_cast<double>(row.passes) / n_layer, row.seconds,
                 row.seconds / n_layer, row.cpu_seconds / n_layer);
   }
