@@ -9,8 +9,8 @@
 
 namespace mixq::testing {
 
-std::string SharedDir();         // ../shared beside the repo
-std::string RefDevModel();       // the F16 GGUF the repo ships
+std::string SharedDir();    // ../shared beside the repo
+std::string RefDevModel();  // the F16 GGUF the repo ships
 std::string RefVectorPath(const std::string& file);
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
 void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);

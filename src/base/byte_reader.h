@@ -57,8 +57,8 @@ class ByteReader {
   // Moves the cursor to an absolute position within the span.
   Status Seek(uint64_t position) {
     if (position > bytes_.size()) {
-      return Status::Corruption("seek past end of data (offset " + std::to_string(base_offset_ + position) +
-                                ", size " + std::to_string(base_offset_ + bytes_.size()) + ")");
+      return Status::Corruption("seek past end of data (offset " + std::to_string(base_offset_ + position) + ", size " +
+                                std::to_string(base_offset_ + bytes_.size()) + ")");
     }
     pos_ = position;
     return Status::Ok();

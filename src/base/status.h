@@ -54,7 +54,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(data_).ok());
   }
@@ -81,16 +81,18 @@ class [[nodiscard]] Result {
 namespace internal {
 inline Status ToStatus(const Status& s) { return s; }
 template <typename T>
-Status ToStatus(const Result<T>& r) { return r.status(); }
+Status ToStatus(const Result<T>& r) {
+  return r.status();
+}
 }  // namespace internal
 
 }  // namespace mixq
 
 // Returns early from the enclosing function when `expr` (a Status or Result) failed.
-#define MIXQ_TRY(expr)                                              \
-  do {                                                              \
+#define MIXQ_TRY(expr)                                                  \
+  do {                                                                  \
     ::mixq::Status mixq_try_status_ = ::mixq::internal::ToStatus(expr); \
-    if (!mixq_try_status_.ok()) return mixq_try_status_;            \
+    if (!mixq_try_status_.ok()) return mixq_try_status_;                \
   } while (0)
 
 #endif  // MIXQ_BASE_STATUS_H_

@@ -208,8 +208,9 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     std::fprintf(stderr, "  types:%s\n", types_line.c_str());
     PrintPlanBreakdown(*p);
     if (summary.contains("kld")) {
-      std::fprintf(stderr, "  held-out text (%lld chunks of %lld): KLD %.5f ± %.5f (predicted %.5f), p99 %.4f, "
-                           "same top %.2f%%, PPL %.4f (base %.4f)\n",
+      std::fprintf(stderr,
+                   "  held-out text (%lld chunks of %lld): KLD %.5f ± %.5f (predicted %.5f), p99 %.4f, "
+                   "same top %.2f%%, PPL %.4f (base %.4f)\n",
                    static_cast<long long>(summary["eval_chunks"].get<int64_t>()), static_cast<long long>(opt.ctx),
                    summary["kld"].get<double>(), summary["kld_stderr"].get<double>(), p->cost,
                    summary["kld_p99"].get<double>(), 100 * summary["same_top"].get<double>(),

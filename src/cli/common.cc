@@ -11,13 +11,17 @@ namespace mixq::cli {
 
 int ExitCodeFor(const Status& status) {
   switch (status.kind()) {
-    case StatusKind::kOk: return kExitOk;
-    case StatusKind::kInvalidArgument: return kExitUsage;
+    case StatusKind::kOk:
+      return kExitOk;
+    case StatusKind::kInvalidArgument:
+      return kExitUsage;
     case StatusKind::kCorruption:
     case StatusKind::kNotSupported:
-    case StatusKind::kInfeasible: return kExitBadInput;
+    case StatusKind::kInfeasible:
+      return kExitBadInput;
     case StatusKind::kIOError:
-    case StatusKind::kInternal: return kExitIOError;
+    case StatusKind::kInternal:
+      return kExitIOError;
   }
   return kExitIOError;
 }
@@ -58,10 +62,22 @@ Result<uint64_t> ParseSize(const std::string& text) {
     const char* name;
     double scale;
   };
-  static constexpr UnitScale kUnits[] = {
-      {"", 1},      {"B", 1},        {"k", 1e3},      {"K", 1e3},      {"KB", 1e3},     {"kB", 1e3},
-      {"M", 1e6},   {"MB", 1e6},     {"G", 1e9},      {"GB", 1e9},     {"T", 1e12},     {"TB", 1e12},
-      {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}};
+  static constexpr UnitScale kUnits[] = {{"", 1},
+                                         {"B", 1},
+                                         {"k", 1e3},
+                                         {"K", 1e3},
+                                         {"KB", 1e3},
+                                         {"kB", 1e3},
+                                         {"M", 1e6},
+                                         {"MB", 1e6},
+                                         {"G", 1e9},
+                                         {"GB", 1e9},
+                                         {"T", 1e12},
+                                         {"TB", 1e12},
+                                         {"KiB", 1024.0},
+                                         {"MiB", 1048576.0},
+                                         {"GiB", 1073741824.0},
+                                         {"TiB", 1099511627776.0}};
   for (const auto& u : kUnits) {
     if (unit == u.name) {
       double bytes = value * u.scale;

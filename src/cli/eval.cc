@@ -68,8 +68,8 @@ nlohmann::json SummaryJson(const EvalCliOptions& opt, const engine::EvalResult& 
 
 void PrintText(const EvalCliOptions& opt, const engine::EvalResult& r) {
   std::printf("%s: %lld chunks x %lld tokens, %lld scored positions, %.2f s (%.0f tokens/s)\n", opt.model.c_str(),
-              static_cast<long long>(r.n_chunks), static_cast<long long>(r.n_ctx),
-              static_cast<long long>(r.n_scored), r.seconds, r.tokens_per_second);
+              static_cast<long long>(r.n_chunks), static_cast<long long>(r.n_ctx), static_cast<long long>(r.n_scored),
+              r.seconds, r.tokens_per_second);
   std::printf("PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_stderr);
   if (!r.kld) return;
   const engine::KldStats& k = *r.kld;

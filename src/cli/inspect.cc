@@ -36,7 +36,8 @@ int RunInspect(const GlobalOptions& global, const InspectOptions& opt) {
   if (global.json) {
     EmitJsonBegin("inspect");
     for (const auto& kv : file->metadata()) {
-      EmitJson("metadata", {{"key", kv.key}, {"type", gguf::ValueTypeName(kv.value.type)},
+      EmitJson("metadata", {{"key", kv.key},
+                            {"type", gguf::ValueTypeName(kv.value.type)},
                             {"value", kv.value.ToString(opt.all_metadata ? SIZE_MAX : 16)}});
     }
     for (const auto& t : file->tensors()) {

@@ -79,7 +79,8 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
     auto v = measure::ValidateMixes(*file, text->tokens, *result, mo, opt.validate, 1);
     if (!v) return ReportError(v.error());
     nlohmann::json mixes = nlohmann::json::array();
-    for (const auto& m : v->mixes) mixes.push_back({{"bpw", m.bpw}, {"predicted_kld", m.predicted}, {"kld", m.measured}});
+    for (const auto& m : v->mixes)
+      mixes.push_back({{"bpw", m.bpw}, {"predicted_kld", m.predicted}, {"kld", m.measured}});
     summary["validation"] = {{"spearman", v->spearman}, {"median_ratio", v->median_ratio}, {"mixes", mixes}};
   }
   if (global.json) {
@@ -120,7 +121,9 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--probe-layers", opt->probe_layers, "linear: layers propagated exactly")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 16));
-  sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
+  sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk")
+      ->capture_default_str()
+      ->check(CLI::Range(8, 1 << 20));
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_option("--method", opt->method, "block search: best or ggml")->capture_default_str();
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");

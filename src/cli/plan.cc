@@ -60,13 +60,20 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
   if (global.json) {
     EmitJsonBegin("plan");
     for (const auto& u : p->units) {
-      EmitJson("unit", {{"name", u.name}, {"type", u.type}, {"n_weights", u.n_weights}, {"size_bytes", u.n_bytes},
+      EmitJson("unit", {{"name", u.name},
+                        {"type", u.type},
+                        {"n_weights", u.n_weights},
+                        {"size_bytes", u.n_bytes},
                         {"cost", u.cost}});
     }
-    nlohmann::json s = {{"method", p->method},       {"file_bytes", p->file_n_bytes},
-                        {"budget_bytes", p->budget_file_n_bytes}, {"tensor_bytes", p->tensor_n_bytes},
-                        {"bpw", p->bpw},             {"cost", p->cost},
-                        {"lower_bound", p->lower_bound}, {"optimal", p->optimal}};
+    nlohmann::json s = {{"method", p->method},
+                        {"file_bytes", p->file_n_bytes},
+                        {"budget_bytes", p->budget_file_n_bytes},
+                        {"tensor_bytes", p->tensor_n_bytes},
+                        {"bpw", p->bpw},
+                        {"cost", p->cost},
+                        {"lower_bound", p->lower_bound},
+                        {"optimal", p->optimal}};
     if (args) s["llama_quantize_args"] = *args;
     s.update(PlanBreakdown(*p));
     if (is_diffusion) {

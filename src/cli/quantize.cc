@@ -1,4 +1,6 @@
 // mixq quantize IN.gguf|IN.safetensors OUT.gguf --type T [--imatrix F] [--tensor-type REGEX=T ...] [--plan plan.json]
+#include "quantize/quantize.h"
+
 #include <chrono>
 #include <cstdio>
 
@@ -6,7 +8,6 @@
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 #include "gguf/gguf.h"
-#include "quantize/quantize.h"
 
 namespace mixq::cli {
 namespace {

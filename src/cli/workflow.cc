@@ -56,7 +56,8 @@ Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
                                      "', which mixq cannot encode");
     }
     if (unit.tensors.empty()) {
-      return Status::InvalidArgument("plan unit '" + unit.name + "' lists no tensors; plans for quantization come "
+      return Status::InvalidArgument("plan unit '" + unit.name +
+                                     "' lists no tensors; plans for quantization come "
                                      "from `mixq measure` or `mixq plan` on a model measurement");
     }
     for (const auto& t : unit.tensors) rules.exact[t] = f;
@@ -91,7 +92,8 @@ nlohmann::json PlanBreakdown(const plan::Plan& plan) {
   }
   auto to_json = [](const auto& m) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& [k, v] : m) j[k] = v.second ? 8.0 * static_cast<double>(v.first) / static_cast<double>(v.second) : 0.0;
+    for (const auto& [k, v] : m)
+      j[k] = v.second ? 8.0 * static_cast<double>(v.first) / static_cast<double>(v.second) : 0.0;
     return j;
   };
   return {{"bpw_by_role", to_json(by_role)}, {"bpw_by_layer", to_json(by_layer)}};

@@ -30,8 +30,19 @@
 namespace mixq::gguf {
 
 enum class ValueType : uint32_t {
-  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
-  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
 };
 std::string_view ValueTypeName(ValueType type);
 
@@ -41,10 +52,10 @@ std::string_view ValueTypeName(ValueType type);
 // arrays are representable even though ggml rejects them).
 struct Value {
   ValueType type = ValueType::kUint32;
-  uint64_t u64 = 0;   // kUint8..kUint64, kBool
-  int64_t i64 = 0;    // kInt8..kInt64
-  double f64 = 0.0;   // kFloat32, kFloat64
-  std::string str;    // kString
+  uint64_t u64 = 0;                          // kUint8..kUint64, kBool
+  int64_t i64 = 0;                           // kInt8..kInt64
+  double f64 = 0.0;                          // kFloat32, kFloat64
+  std::string str;                           // kString
   ValueType array_type = ValueType::kUint8;  // element type when kArray
   std::vector<Value> array;
 
@@ -94,7 +105,7 @@ class GgufFile {
   const Value* Find(std::string_view key) const;
   // Typed lookups; nullopt when absent or of another kind.
   std::optional<std::string> GetString(std::string_view key) const;
-  std::optional<int64_t> GetInt(std::string_view key) const;  // any integer type
+  std::optional<int64_t> GetInt(std::string_view key) const;   // any integer type
   std::optional<double> GetFloat(std::string_view key) const;  // f32 or f64
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }

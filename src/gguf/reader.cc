@@ -34,11 +34,24 @@ Result<std::string> ReadString(ByteReader& in) {
 // against the bytes left before anything is allocated.
 uint64_t MinEncodedBytes(ValueType type) {
   switch (type) {
-    case ValueType::kUint8: case ValueType::kInt8: case ValueType::kBool: return 1;
-    case ValueType::kUint16: case ValueType::kInt16: return 2;
-    case ValueType::kUint32: case ValueType::kInt32: case ValueType::kFloat32: return 4;
-    case ValueType::kString: case ValueType::kUint64: case ValueType::kInt64: case ValueType::kFloat64: return 8;
-    case ValueType::kArray: return 12;
+    case ValueType::kUint8:
+    case ValueType::kInt8:
+    case ValueType::kBool:
+      return 1;
+    case ValueType::kUint16:
+    case ValueType::kInt16:
+      return 2;
+    case ValueType::kUint32:
+    case ValueType::kInt32:
+    case ValueType::kFloat32:
+      return 4;
+    case ValueType::kString:
+    case ValueType::kUint64:
+    case ValueType::kInt64:
+    case ValueType::kFloat64:
+      return 8;
+    case ValueType::kArray:
+      return 12;
   }
   return 1;
 }
@@ -91,24 +104,49 @@ Result<Value> ReadValue(ByteReader& in, ValueType type, int depth) {
   v.type = type;
   Status s;
   switch (type) {
-    case ValueType::kUint8: s = ReadScalar<uint8_t>(in, v); break;
-    case ValueType::kInt8: s = ReadScalar<int8_t>(in, v); break;
-    case ValueType::kUint16: s = ReadScalar<uint16_t>(in, v); break;
-    case ValueType::kInt16: s = ReadScalar<int16_t>(in, v); break;
-    case ValueType::kUint32: s = ReadScalar<uint32_t>(in, v); break;
-    case ValueType::kInt32: s = ReadScalar<int32_t>(in, v); break;
-    case ValueType::kFloat32: s = ReadScalar<float>(in, v); break;
-    case ValueType::kBool: s = ReadScalar<uint8_t>(in, v); v.u64 = v.u64 != 0; break;
-    case ValueType::kUint64: s = ReadScalar<uint64_t>(in, v); break;
-    case ValueType::kInt64: s = ReadScalar<int64_t>(in, v); break;
-    case ValueType::kFloat64: s = ReadScalar<double>(in, v); break;
+    case ValueType::kUint8:
+      s = ReadScalar<uint8_t>(in, v);
+      break;
+    case ValueType::kInt8:
+      s = ReadScalar<int8_t>(in, v);
+      break;
+    case ValueType::kUint16:
+      s = ReadScalar<uint16_t>(in, v);
+      break;
+    case ValueType::kInt16:
+      s = ReadScalar<int16_t>(in, v);
+      break;
+    case ValueType::kUint32:
+      s = ReadScalar<uint32_t>(in, v);
+      break;
+    case ValueType::kInt32:
+      s = ReadScalar<int32_t>(in, v);
+      break;
+    case ValueType::kFloat32:
+      s = ReadScalar<float>(in, v);
+      break;
+    case ValueType::kBool:
+      s = ReadScalar<uint8_t>(in, v);
+      v.u64 = v.u64 != 0;
+      break;
+    case ValueType::kUint64:
+      s = ReadScalar<uint64_t>(in, v);
+      break;
+    case ValueType::kInt64:
+      s = ReadScalar<int64_t>(in, v);
+      break;
+    case ValueType::kFloat64:
+      s = ReadScalar<double>(in, v);
+      break;
     case ValueType::kString: {
       auto str = ReadString(in);
       MIXQ_TRY(str);
       v.str = std::move(str).value();
       break;
     }
-    case ValueType::kArray: s = ReadArray(in, v, depth); break;
+    case ValueType::kArray:
+      s = ReadArray(in, v, depth);
+      break;
   }
   MIXQ_TRY(s);
   return v;
@@ -151,8 +189,8 @@ Result<TensorInfo> ReadTensorInfo(ByteReader& in) {
   }
   if (t.ne[0] % t.format->block_elems != 0) {
     return Status::Corruption("row length " + std::to_string(t.ne[0]) + " is not a multiple of " +
-                              std::string(t.format->name) + "'s block of " +
-                              std::to_string(t.format->block_elems) + where());
+                              std::string(t.format->name) + "'s block of " + std::to_string(t.format->block_elems) +
+                              where());
   }
   uint64_t n_blocks = n_elems / static_cast<uint64_t>(t.format->block_elems);
   if (MulOverflows(n_blocks, static_cast<uint64_t>(t.format->block_bytes), &t.n_bytes)) {
@@ -208,8 +246,8 @@ Status GgufFile::ParseAll() {
   // Each KV takes at least 13 bytes and each tensor info at least 24: bound the counts by the file size.
   if (*n_tensors < 0 || *n_kv < 0 || static_cast<uint64_t>(*n_kv) > in.remaining() / 13 ||
       static_cast<uint64_t>(*n_tensors) > in.remaining() / 24) {
-    return Status::Corruption("tensor count " + std::to_string(*n_tensors) + " or key count " +
-                              std::to_string(*n_kv) + " does not fit in the file");
+    return Status::Corruption("tensor count " + std::to_string(*n_tensors) + " or key count " + std::to_string(*n_kv) +
+                              " does not fit in the file");
   }
 
   std::unordered_set<std::string> keys;
@@ -221,7 +259,8 @@ Status GgufFile::ParseAll() {
     auto type = in.Read<uint32_t>();
     MIXQ_TRY(type);
     if (key->empty() || !keys.insert(*key).second) {
-      return Status::Corruption("empty or duplicate metadata key '" + *key + "' (offset " + std::to_string(offset) + ")");
+      return Status::Corruption("empty or duplicate metadata key '" + *key + "' (offset " + std::to_string(offset) +
+                                ")");
     }
     if (*type > static_cast<uint32_t>(ValueType::kFloat64)) {
       return Status::Corruption("unknown metadata value type " + std::to_string(*type) + " (key '" + *key + "')");
@@ -251,8 +290,8 @@ Status GgufFile::ParseAll() {
   uint64_t expected = 0;
   for (const auto& t : tensors_) {
     if (t.offset != expected) {
-      return Status::Corruption("tensor '" + t.name + "' has data offset " + std::to_string(t.offset) +
-                                ", expected " + std::to_string(expected) + " (offsets must be dense and aligned)");
+      return Status::Corruption("tensor '" + t.name + "' has data offset " + std::to_string(t.offset) + ", expected " +
+                                std::to_string(expected) + " (offsets must be dense and aligned)");
     }
     uint64_t end = data_offset_ + t.offset + t.n_bytes;
     if (end < data_offset_ || end > bytes_.size()) {
@@ -282,10 +321,16 @@ std::optional<int64_t> GgufFile::GetInt(std::string_view key) const {
   const Value* v = Find(key);
   if (v == nullptr) return std::nullopt;
   switch (v->type) {
-    case ValueType::kUint8: case ValueType::kUint16: case ValueType::kUint32: case ValueType::kUint64:
+    case ValueType::kUint8:
+    case ValueType::kUint16:
+    case ValueType::kUint32:
+    case ValueType::kUint64:
     case ValueType::kBool:
       return static_cast<int64_t>(v->u64);
-    case ValueType::kInt8: case ValueType::kInt16: case ValueType::kInt32: case ValueType::kInt64:
+    case ValueType::kInt8:
+    case ValueType::kInt16:
+    case ValueType::kInt32:
+    case ValueType::kInt64:
       return v->i64;
     default:
       return std::nullopt;

@@ -30,18 +30,42 @@ class Encoder {
   }
   void PutValue(const Value& v) {
     switch (v.type) {
-      case ValueType::kUint8: Put<uint8_t>(static_cast<uint8_t>(v.u64)); break;
-      case ValueType::kInt8: Put<int8_t>(static_cast<int8_t>(v.i64)); break;
-      case ValueType::kUint16: Put<uint16_t>(static_cast<uint16_t>(v.u64)); break;
-      case ValueType::kInt16: Put<int16_t>(static_cast<int16_t>(v.i64)); break;
-      case ValueType::kUint32: Put<uint32_t>(static_cast<uint32_t>(v.u64)); break;
-      case ValueType::kInt32: Put<int32_t>(static_cast<int32_t>(v.i64)); break;
-      case ValueType::kFloat32: Put<float>(static_cast<float>(v.f64)); break;
-      case ValueType::kBool: Put<uint8_t>(v.u64 != 0); break;
-      case ValueType::kString: PutString(v.str); break;
-      case ValueType::kUint64: Put<uint64_t>(v.u64); break;
-      case ValueType::kInt64: Put<int64_t>(v.i64); break;
-      case ValueType::kFloat64: Put<double>(v.f64); break;
+      case ValueType::kUint8:
+        Put<uint8_t>(static_cast<uint8_t>(v.u64));
+        break;
+      case ValueType::kInt8:
+        Put<int8_t>(static_cast<int8_t>(v.i64));
+        break;
+      case ValueType::kUint16:
+        Put<uint16_t>(static_cast<uint16_t>(v.u64));
+        break;
+      case ValueType::kInt16:
+        Put<int16_t>(static_cast<int16_t>(v.i64));
+        break;
+      case ValueType::kUint32:
+        Put<uint32_t>(static_cast<uint32_t>(v.u64));
+        break;
+      case ValueType::kInt32:
+        Put<int32_t>(static_cast<int32_t>(v.i64));
+        break;
+      case ValueType::kFloat32:
+        Put<float>(static_cast<float>(v.f64));
+        break;
+      case ValueType::kBool:
+        Put<uint8_t>(v.u64 != 0);
+        break;
+      case ValueType::kString:
+        PutString(v.str);
+        break;
+      case ValueType::kUint64:
+        Put<uint64_t>(v.u64);
+        break;
+      case ValueType::kInt64:
+        Put<int64_t>(v.i64);
+        break;
+      case ValueType::kFloat64:
+        Put<double>(v.f64);
+        break;
       case ValueType::kArray:
         Put<uint32_t>(static_cast<uint32_t>(v.array_type));
         Put<uint64_t>(v.array.size());
@@ -83,8 +107,8 @@ Result<uint64_t> TensorBytes(const TensorSpec& t) {
 }
 
 // Encodes everything before the data section, padded to the alignment.
-Result<std::vector<uint8_t>> EncodeHeader(const std::vector<KeyValue>& metadata,
-                                          const std::vector<TensorSpec>& tensors, std::vector<uint64_t>* sizes) {
+Result<std::vector<uint8_t>> EncodeHeader(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors,
+                                          std::vector<uint64_t>* sizes) {
   Encoder enc;
   enc.Put<uint32_t>(0x46554747);  // "GGUF"
   enc.Put<uint32_t>(3);

@@ -39,9 +39,8 @@ std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& optio
   if (out.size() == 2 || types.empty()) return out;
   out.clear();
   auto lowest = *std::min_element(types.begin(), types.end(), [](auto a, auto b) { return a->bpw() < b->bpw(); });
-  auto middle = *std::min_element(types.begin(), types.end(), [](auto a, auto b) {
-    return std::abs(a->bpw() - 4.5) < std::abs(b->bpw() - 4.5);
-  });
+  auto middle = *std::min_element(types.begin(), types.end(),
+                                  [](auto a, auto b) { return std::abs(a->bpw() - 4.5) < std::abs(b->bpw() - 4.5); });
   out.push_back(lowest);
   if (middle != lowest) out.push_back(middle);
   return out;

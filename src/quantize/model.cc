@@ -90,8 +90,7 @@ Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, con
 
 }  // namespace
 
-Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out,
-                   int n_threads) {
+Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads) {
   out->resize(static_cast<size_t>(tensor.n_elems()));
   Status s = formats::DequantizeRows(*tensor.format, file.TensorData(tensor).data(), out->data(), tensor.n_rows(),
                                      tensor.ne[0], n_threads);

@@ -129,7 +129,9 @@ struct QuantizeReport {
   uint64_t tensor_bytes = 0;
   uint64_t file_bytes = 0;
   int64_t n_weights = 0;
-  double bpw() const { return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0; }
+  double bpw() const {
+    return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0;
+  }
 };
 
 // The llama_ftype id (general.file_type) of a file whose dominant type is

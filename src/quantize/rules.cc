@@ -12,9 +12,9 @@ bool Contains(std::string_view s, std::string_view part) { return s.find(part) !
 
 // Name fragments of tensors llama.cpp never quantizes even though they are 2-D weights.
 constexpr std::array<std::string_view, 12> kNeverQuantized = {
-    "ffn_gate_inp.weight", "ffn_gate_tid2eid", "altup", "laurel", "per_layer_model_proj", "position_embd",
-    "token_types",         "ssm_conv1d",       "shortconv.conv.weight", "attn_rel_b", "time_mix_first",
-    "time_mix_w0"};
+    "ffn_gate_inp.weight",   "ffn_gate_tid2eid", "altup",          "laurel",
+    "per_layer_model_proj",  "position_embd",    "token_types",    "ssm_conv1d",
+    "shortconv.conv.weight", "attn_rel_b",       "time_mix_first", "time_mix_w0"};
 
 // The chain a shape fallback walks, by ggml name; the first encodable type in
 // the chain whose block fits the row wins (§4.3 "Shape fallback", extended

@@ -9,9 +9,10 @@
 //  llama3:  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 //           \s*[\r\n]+|\s+(?!\S)|\s+
 //  qwen2:   the llama3 one with \p{N} for \p{N}{1,3}
+#include "tokenizer/pretokenize.h"
+
 #include <functional>
 
-#include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode.h"
 
 namespace mixq::tokenizer {

@@ -65,8 +65,8 @@ std::unordered_set<uint64_t> AdjacentCharPairs(const std::vector<std::string>& t
   for (const std::string& t : tokens) {
     std::string_view prev;
     for (uint32_t offset = 0; offset < t.size();) {
-      const uint32_t n = std::min<uint32_t>(Utf8Length(static_cast<uint8_t>(t[offset])),
-                                            static_cast<uint32_t>(t.size()) - offset);
+      const uint32_t n =
+          std::min<uint32_t>(Utf8Length(static_cast<uint8_t>(t[offset])), static_cast<uint32_t>(t.size()) - offset);
       const std::string_view ch(t.data() + offset, n);
       if (!prev.empty()) pairs.insert(CharPairKey(prev, ch));
       prev = ch;
@@ -80,8 +80,8 @@ void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* 
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (uint32_t offset = 0; offset < text.size();) {
-    uint32_t n = std::min<uint32_t>(Utf8Length(static_cast<uint8_t>(text[offset])),
-                                    static_cast<uint32_t>(text.size()) - offset);
+    uint32_t n =
+        std::min<uint32_t>(Utf8Length(static_cast<uint8_t>(text[offset])), static_cast<uint32_t>(text.size()) - offset);
     int32_t index = static_cast<int32_t>(symbols.size());
     symbols.push_back({offset, n, index - 1, offset + n == text.size() ? -1 : index + 1});
     offset += n;

@@ -40,8 +40,8 @@ class Tokenizer {
   std::vector<int32_t> Encode(std::string_view text, bool add_special) const;
 
   int32_t n_vocab() const;
-  int32_t bos_id() const;  // -1 when the vocab has none
-  bool add_bos() const;    // whether add_special prepends BOS
+  int32_t bos_id() const;          // -1 when the vocab has none
+  bool add_bos() const;            // whether add_special prepends BOS
   std::string_view model() const;  // "llama" or "gpt2"
   // REQUIRES: 0 <= id < n_vocab().
   std::string_view TokenText(int32_t id) const;

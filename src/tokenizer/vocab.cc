@@ -1,9 +1,10 @@
 // Builds the Vocab from GGUF metadata and runs the shared part of encoding:
 // splitting out user-defined tokens, BOS/EOS and the SPM space prefix.
+#include "tokenizer/vocab.h"
+
 #include <algorithm>
 
 #include "tokenizer/tokenizer.h"
-#include "tokenizer/vocab.h"
 
 namespace mixq::tokenizer {
 namespace {
@@ -49,8 +50,8 @@ Status ChoosePreTokenizer(const std::string& pre, Vocab& vocab) {
   } else if (pre == "qwen2" || pre == "deepseek-r1-qwen") {
     vocab.pre = PreTokenizer::kQwen2;
   } else {
-    return Status::NotSupported("unsupported pre-tokenizer '" + pre + "' (tokenizer.ggml.pre); supported: " +
-                                kSupportedPre);
+    return Status::NotSupported("unsupported pre-tokenizer '" + pre +
+                                "' (tokenizer.ggml.pre); supported: " + kSupportedPre);
   }
   return Status::Ok();
 }
@@ -122,7 +123,8 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
   auto types = FindArray(file, "tokenizer.ggml.token_type", gguf::ValueType::kInt32, false);
   MIXQ_TRY(types);
   const size_t n = (*tokens)->array.size();
-  if (n == 0 || n > (1u << 30)) return Status::Corruption("tokenizer.ggml.tokens has " + std::to_string(n) + " entries");
+  if (n == 0 || n > (1u << 30))
+    return Status::Corruption("tokenizer.ggml.tokens has " + std::to_string(n) + " entries");
   if ((*scores && (*scores)->array.size() != n) || (*types && (*types)->array.size() != n)) {
     return Status::Corruption("tokenizer.ggml.scores/token_type lengths differ from tokenizer.ggml.tokens (" +
                               std::to_string(n) + ")");
@@ -154,9 +156,8 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
   for (int32_t i = 0; i < n_vocab; ++i) {
     if (vocab->types[i] == kTokenTypeUserDefined && !vocab->tokens[i].empty()) vocab->user_defined.push_back(i);
   }
-  std::stable_sort(vocab->user_defined.begin(), vocab->user_defined.end(), [&](int32_t a, int32_t b) {
-    return vocab->tokens[a].size() > vocab->tokens[b].size();
-  });
+  std::stable_sort(vocab->user_defined.begin(), vocab->user_defined.end(),
+                   [&](int32_t a, int32_t b) { return vocab->tokens[a].size() > vocab->tokens[b].size(); });
   return Tokenizer(std::move(vocab));
 }
 

@@ -45,8 +45,8 @@ struct Vocab {
 
   // gpt2 only.
   PreTokenizer pre = PreTokenizer::kDefault;
-  TokenMap merge_rank;  // "left right" -> rank
-  bool ignore_merges = false;  // a whole pre-token that is a token is taken as is
+  TokenMap merge_rank;                           // "left right" -> rank
+  bool ignore_merges = false;                    // a whole pre-token that is a token is taken as is
   std::array<std::string, 256> byte_to_unicode;  // GPT-2's printable stand-in for each byte
 
   int32_t Find(std::string_view text) const {

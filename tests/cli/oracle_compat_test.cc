@@ -23,9 +23,9 @@ struct Preset {
   const char* type;
   const char* ftype;
 };
-constexpr Preset kPresets[] = {{"F16", "F16"},       {"BF16", "BF16"},     {"Q8_0", "Q8_0"},   {"Q4_0", "Q4_0"},
-                               {"Q4_1", "Q4_1"},     {"Q5_0", "Q5_0"},     {"Q5_1", "Q5_1"},   {"Q2_K", "Q2_K"},
-                               {"Q3_K", "Q3_K_M"},   {"Q4_K", "Q4_K_M"},   {"Q5_K", "Q5_K_M"}, {"Q6_K", "Q6_K"},
+constexpr Preset kPresets[] = {{"F16", "F16"},       {"BF16", "BF16"},    {"Q8_0", "Q8_0"},   {"Q4_0", "Q4_0"},
+                               {"Q4_1", "Q4_1"},     {"Q5_0", "Q5_0"},    {"Q5_1", "Q5_1"},   {"Q2_K", "Q2_K"},
+                               {"Q3_K", "Q3_K_M"},   {"Q4_K", "Q4_K_M"},  {"Q5_K", "Q5_K_M"}, {"Q6_K", "Q6_K"},
                                {"IQ4_NL", "IQ4_NL"}, {"IQ4_XS", "IQ4_XS"}};
 
 std::string Q(const std::string& s) { return "'" + s + "'"; }
@@ -71,9 +71,9 @@ class OracleCompat : public ::testing::TestWithParam<Preset> {
     std::string imatrix = with_imatrix ? WriteImatrix(dir) : "";
     std::string imat_flag = with_imatrix ? " --imatrix " + Q(imatrix) : "";
     std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
-    auto r = testing::RunMixq("quantize -q --method ggml " + Q(testing::RefDevModel()) + " " + Q(ours) + " --type " +
-                              p.type + " --output-tensor-type " + p.type + " --token-embedding-type " + p.type +
-                              imat_flag);
+    auto r =
+        testing::RunMixq("quantize -q --method ggml " + Q(testing::RefDevModel()) + " " + Q(ours) + " --type " +
+                         p.type + " --output-tensor-type " + p.type + " --token-embedding-type " + p.type + imat_flag);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto q = Oracle("quantize " + Q(testing::RefDevModel()) + " " + Q(theirs) + " " + p.ftype +
                     " --pure --output-tensor-type " + lower + " --token-embedding-type " + lower + imat_flag);

@@ -139,7 +139,8 @@ const std::vector<std::string>& Samples() {
       "punct: $100 + <tag> == a^b ~ c|d `code` @user #hash (x) [y] {z} \xE2\x80\x94 \xE2\x80\x9Cquoted\xE2\x80\x9D",
       "a <|user|> b <|endoftext|> c<|user|>d",
       "broken \xFF\xFE utf8 \xC3 end \xE2\x82",
-      "\xC2\xA0nbsp\xE2\x80\x83" "em\xE3\x80\x80ideographic space",
+      "\xC2\xA0nbsp\xE2\x80\x83"
+      "em\xE3\x80\x80ideographic space",
       "x",
   };
   return samples;
@@ -168,12 +169,11 @@ TEST_P(BpeTest, MatchesLlamaCpp) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Pre, BpeTest, ::testing::Values("default", "llama-bpe", "qwen2"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n) c = c == '-' ? '_' : c;
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Pre, BpeTest, ::testing::Values("default", "llama-bpe", "qwen2"), [](const auto& info) {
+  std::string n = info.param;
+  for (char& c : n) c = c == '-' ? '_' : c;
+  return n;
+});
 
 TEST(Bpe, UnknownPreTokenizerIsNotSupported) {
   testing::TempDir dir;
