@@ -11,9 +11,12 @@
 namespace mixq::diffusion {
 namespace {
 
-class CheckpointView final : public Source {
+// A checkpoint as a Source; `Held` is `const safetensors::Checkpoint&` for a
+// view of the caller's checkpoint or `safetensors::Checkpoint` to own it.
+template <typename Held>
+class CheckpointAsSource final : public Source {
  public:
-  explicit CheckpointView(const safetensors::Checkpoint& checkpoint) : checkpoint_(checkpoint) {}
+  explicit CheckpointAsSource(Held checkpoint) : checkpoint_(static_cast<Held&&>(checkpoint)) {}
   const std::string& path() const override { return checkpoint_.path(); }
   const std::vector<safetensors::TensorEntry>& tensors() const override { return checkpoint_.tensors(); }
   std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
@@ -24,23 +27,7 @@ class CheckpointView final : public Source {
   }
 
  private:
-  const safetensors::Checkpoint& checkpoint_;
-};
-
-class OwnedCheckpoint final : public Source {
- public:
-  explicit OwnedCheckpoint(safetensors::Checkpoint checkpoint) : checkpoint_(std::move(checkpoint)) {}
-  const std::string& path() const override { return checkpoint_.path(); }
-  const std::vector<safetensors::TensorEntry>& tensors() const override { return checkpoint_.tensors(); }
-  std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
-    return checkpoint_.Data(tensor);
-  }
-  void ReleaseData(const safetensors::TensorEntry& tensor, uint64_t begin, uint64_t end) const override {
-    checkpoint_.ReleaseData(tensor, begin, end);
-  }
-
- private:
-  safetensors::Checkpoint checkpoint_;
+  Held checkpoint_;
 };
 
 // A GGUF's tensors as entries: the torch shape is ne reversed, the dtype the
@@ -102,7 +89,7 @@ Result<bool> HasGgufMagic(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint) {
-  return std::make_unique<CheckpointView>(checkpoint);
+  return std::make_unique<CheckpointAsSource<const safetensors::Checkpoint&>>(checkpoint);
 }
 
 Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
@@ -111,7 +98,8 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
   if (*is_gguf) return GgufSource::Open(path);
   auto checkpoint = safetensors::Checkpoint::Open(path);
   MIXQ_TRY(checkpoint);
-  return std::unique_ptr<Source>(std::make_unique<OwnedCheckpoint>(std::move(checkpoint).value()));
+  return std::unique_ptr<Source>(
+      std::make_unique<CheckpointAsSource<safetensors::Checkpoint>>(std::move(checkpoint).value()));
 }
 
 Result<FileKind> ClassifyFile(const std::string& path) {
