@@ -14,35 +14,50 @@
 namespace mixq::engine {
 namespace {
 
-void RoundQ8_0(const float* x, float* out, int64_t n) {
-  for (int64_t b = 0; b < n; b += 32) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b + j]));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    const float d_stored = formats::F16ToF32(formats::F32ToF16(d));
-    for (int j = 0; j < 32; ++j) out[b + j] = d_stored * RoundToInt(x[b + j] * id);
-  }
+// One Q8_0 block: the int8 values and the stored (F16-rounded) d.
+float QuantizeQ8_0Block(const float* x, int8_t* q) {
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  for (int j = 0; j < 32; ++j) q[j] = static_cast<int8_t>(RoundToInt(x[j] * id));
+  return formats::F16ToF32(formats::F32ToF16(d));
 }
 
-void RoundQ8_K(const float* x, float* out, int64_t n) {
-  for (int64_t b = 0; b < n; b += 256) {
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int j = 0; j < 256; ++j) {
-      const float ax = std::fabs(x[b + j]);
-      if (ax > amax) {
-        amax = ax;
-        max = x[b + j];
-      }
+// One Q8_K block: the int8 values and d (0 for an all-zero block).
+float QuantizeQ8_KBlock(const float* x, int8_t* q) {
+  float amax = 0.0f;
+  float max = 0.0f;
+  for (int j = 0; j < 256; ++j) {
+    const float ax = std::fabs(x[j]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[j];
     }
-    if (amax == 0.0f) {
-      for (int j = 0; j < 256; ++j) out[b + j] = 0.0f;
-      continue;
-    }
-    const float iscale = -127.0f / max;
-    const float d = 1.0f / iscale;
-    for (int j = 0; j < 256; ++j) out[b + j] = d * std::min(127.0f, RoundToInt(iscale * x[b + j]));
+  }
+  if (amax == 0.0f) {
+    std::fill(q, q + 256, int8_t{0});
+    return 0.0f;
+  }
+  const float iscale = -127.0f / max;
+  for (int j = 0; j < 256; ++j) q[j] = static_cast<int8_t>(std::min(127.0f, RoundToInt(iscale * x[j])));
+  return 1.0f / iscale;
+}
+
+using QuantizeBlockFn = float (*)(const float* x, int8_t* q);
+
+QuantizeBlockFn BlockQuantizer(ActRounding rounding, int* block) {
+  *block = rounding == ActRounding::kQ8_K ? 256 : 32;
+  return rounding == ActRounding::kQ8_K ? QuantizeQ8_KBlock : QuantizeQ8_0Block;
+}
+
+void RoundBlocks(ActRounding rounding, const float* x, float* out, int64_t n) {
+  int block;
+  const QuantizeBlockFn quantize = BlockQuantizer(rounding, &block);
+  int8_t q[256];
+  for (int64_t b = 0; b < n; b += block) {
+    const float d = quantize(x + b, q);
+    for (int j = 0; j < block; ++j) out[b + j] = d * static_cast<float>(q[j]);
   }
 }
 
@@ -74,11 +89,25 @@ void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int6
         for (int64_t i = 0; i < n; ++i) yr[i] = RoundToBFloat16(xr[i]);
         break;
       case ActRounding::kQ8_0:
-        RoundQ8_0(xr, yr, n);
-        break;
       case ActRounding::kQ8_K:
-        RoundQ8_K(xr, yr, n);
+        RoundBlocks(rounding, xr, yr, n);
         break;
+    }
+  }
+}
+
+void QuantizeActivations(ActRounding rounding, const float* x, int64_t n, int group, uint8_t* q, float* d,
+                         float* sums) {
+  int block;
+  const QuantizeBlockFn quantize = BlockQuantizer(rounding, &block);
+  int8_t v[256];
+  for (int64_t b = 0; b < n; b += block) {
+    d[b / block] = quantize(x + b, v);
+    for (int j = 0; j < block; ++j) q[b + j] = static_cast<uint8_t>(v[j] + 128);
+    for (int g = 0; g < block; g += group) {
+      int32_t sum = 0;
+      for (int j = g; j < g + group; ++j) sum += v[j];
+      sums[(b + g) / group] = static_cast<float>(sum);
     }
   }
 }

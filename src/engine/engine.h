@@ -9,9 +9,11 @@
 //
 // Weights stay in the GGUF mapping in their stored format (any format that
 // src/formats can decode) and are dequantized one row block at a time (at most
-// 64 MiB of F32) into the packed layout of the engine's own matrix-product
-// kernels (AVX-512, AVX2 or scalar); the model is never converted to F32 as a
-// whole. Whole chunks of tokens, several at once, go through each product.
+// 64 MiB) into the packed layout of the engine's own matrix-product kernels:
+// F32 (AVX-512, AVX2 or scalar), or, for Q4_K, Q5_K, Q6_K and Q8_0 with
+// ggml-rounded activations, integer (AVX-512 VNNI or scalar) as llama.cpp
+// multiplies them; the model is never converted to F32 as a whole. Whole
+// chunks of tokens, several at once, go through each product.
 //
 // The forward pass is split so that measurements can reuse work:
 //   Embed -> RunLayers(0, L) -> RunLayers(L, n_layer) -> Logits
@@ -176,7 +178,7 @@ struct EvalOptions {
   int64_t n_ctx = 512;
   int64_t n_chunks = -1;  // -1: every whole chunk
   int n_threads = 2;
-  int32_t bos_id = -1;    // >= 0: replaces each chunk's first token (llama-perplexity)
+  int32_t bos_id = -1;  // >= 0: replaces each chunk's first token (llama-perplexity)
   Activations activations = Activations::kGgml;
   std::string save_logits;  // non-empty: write this model's log-probs as a base file
   // Optional; called after each chunk.
@@ -189,20 +191,20 @@ struct KldStats {
   double same_top = 0, same_top_stderr = 0;          // share of positions with the same argmax
   double ln_ppl_ratio = 0, ln_ppl_ratio_stderr = 0;  // mean of nll - nll_base (paired)
   double base_ppl = 0, base_ppl_stderr = 0;
-  double dp_mean = 0, dp_stderr = 0, dp_rms = 0;      // p(next) - p_base(next)
+  double dp_mean = 0, dp_stderr = 0, dp_rms = 0;  // p(next) - p_base(next)
 };
 
 struct EvalResult {
   int64_t n_ctx = 0;
   int64_t n_chunks = 0;
-  int64_t first_scored = 0;        // n_ctx / 2
-  int64_t n_scored = 0;            // over all chunks
+  int64_t first_scored = 0;  // n_ctx / 2
+  int64_t n_scored = 0;      // over all chunks
   double nll_mean = 0, nll_stderr = 0;
   double ppl = 0, ppl_stderr = 0;  // exp(nll_mean), ppl * nll_stderr
   std::vector<double> chunk_ppl;
   std::optional<KldStats> kld;
-  double seconds = 0;              // forward passes and statistics
-  double tokens_per_second = 0;    // n_chunks * n_ctx / seconds
+  double seconds = 0;            // forward passes and statistics
+  double tokens_per_second = 0;  // n_chunks * n_ctx / seconds
 };
 
 // Perplexity of `model` over non-overlapping chunks of options.n_ctx tokens
@@ -223,9 +225,9 @@ struct ImatrixOptions {
   int64_t n_ctx = 512;
   int64_t n_chunks = -1;
   int n_threads = 2;
-  int32_t bos_id = -1;          // as in EvalOptions
-  bool include_output = true;   // also output.weight (llama-imatrix --process-output)
-  std::string dataset;          // recorded in imatrix.datasets
+  int32_t bos_id = -1;         // as in EvalOptions
+  bool include_output = true;  // also output.weight (llama-imatrix --process-output)
+  std::string dataset;         // recorded in imatrix.datasets
   std::function<void(int64_t chunks_done, int64_t n_chunks, int64_t tokens_done)> on_progress;
 };
 

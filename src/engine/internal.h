@@ -47,21 +47,27 @@ struct LayerWeights {
   Weight* b_down = nullptr;
 };
 
-// Per-thread scratch: attention scores, one decoded weight row.
+// Per-thread scratch: attention scores, one decoded weight row (as floats,
+// or as int8 values with group scales and mins).
 struct ThreadScratch {
   std::vector<float> scores;
   std::vector<float> row;
+  std::vector<int8_t> int_row;
+  std::vector<float> group_scales, group_mins;
 };
 
 // Reusable activation buffers (grown on demand, never shrunk).
 struct Buffers {
-  std::vector<float> norm;   // n_tokens x n_embd
-  std::vector<float> rounded;  // activations as ggml would round them
-  std::vector<float> weights;  // one decoded row block of the current weight, packed
+  std::vector<float> norm;           // n_tokens x n_embd
+  std::vector<float> rounded;        // activations as ggml would round them
+  std::vector<float> weights;        // one decoded row block of the current weight, packed
+  std::vector<uint8_t> int_weights;  // the same in integer form (int_gemm.h)
+  std::vector<uint8_t> int_acts;     // activations rounded for IntGemm, their block d and group sums
+  std::vector<float> int_act_d, int_act_sums;
   std::vector<float> keys, values;  // packed K and Vᵀ per sequence and KV head
   std::vector<float> q, k, v, attn;
   std::vector<float> gate, up;
-  std::vector<float> vec;    // a decoded norm or bias vector
+  std::vector<float> vec;  // a decoded norm or bias vector
   std::vector<float> rope_cos, rope_sin;
   std::vector<ThreadScratch> threads;
   ThreadPool pool;
@@ -120,6 +126,10 @@ inline float RoundToBFloat16(float x) {
 // out[n_rows][n] = x rounded as `rounding` does it, block by block.
 // REQUIRES: n is a multiple of the rounding's block (32 or 256).
 void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int64_t n, float* out);
+// Rounds one row of n values as `rounding` (kQ8_0 or kQ8_K) does, in the form
+// IntGemm reads (int_gemm.h): q[n] (int8 value + 128), d per block, and the
+// sum of the int8 values per group of `group`.
+void QuantizeActivations(ActRounding rounding, const float* x, int64_t n, int group, uint8_t* q, float* d, float* sums);
 // Decodes a 1-D tensor (norm weights, biases) into `out`.
 void DecodeVector(const Weight& w, std::vector<float>& out);
 // ggml's RMS norm times `weight`, row by row: y = x / sqrt(mean(x²) + eps) · weight.
