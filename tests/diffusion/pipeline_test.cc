@@ -75,7 +75,9 @@ TEST_F(Pipeline, QuantizePlanWritesThePlannedBytesWithinBudget) {
     EXPECT_EQ(r.err.find("note: the plan predicted"), std::string::npos) << r.err;
     EXPECT_EQ(FileSize(out_.File("q.gguf")), p.file_n_bytes);
     EXPECT_LE(p.file_n_bytes, p.budget_file_n_bytes);
-    if (target == "--target-size 6MiB") EXPECT_LE(FileSize(out_.File("q.gguf")), 6 << 20);
+    if (target == "--target-size 6MiB") {
+      EXPECT_LE(FileSize(out_.File("q.gguf")), 6 << 20);
+    }
     std::map<std::string, std::string> chosen;
     for (const auto& u : p.units) chosen[u.name] = u.type;
     // One type per block; entry/exit weights, biases and norm scales unquantized.
@@ -163,7 +165,9 @@ TEST_F(Pipeline, GgmlReadsThePlannedFile) {
     EXPECT_TRUE(t["valid"].get<bool>()) << t["name"];
     const std::string type = t["type"];
     // Unquantized tensors decode to the checkpoint's values exactly.
-    if (type == "bf16" || type == "f32") EXPECT_EQ(t["max_abs_err"].get<double>(), 0.0) << t["name"];
+    if (type == "bf16" || type == "f32") {
+      EXPECT_EQ(t["max_abs_err"].get<double>(), 0.0) << t["name"];
+    }
   }
 }
 
@@ -204,8 +208,8 @@ TEST_F(Pipeline, InputsOfTheWrongKindAreRefused) {
                "options": [{"type": "Q4_K", "n_bytes": 36864, "cost": 0.1},
                            {"type": "Q8_0", "n_bytes": 69632, "cost": 0.01}]}]})";
   MakePlan(llm_measurement, "--target 8.5bpw", "llm_plan.json");
-  for (const std::string command : {"quantize " + Tiny() + " " + out_.File("x.gguf") + " --plan ",
-                                    "convert " + Tiny() + " -o " + out_.File("x.gguf") + " --plan "}) {
+  for (const std::string& command : {"quantize " + Tiny() + " " + out_.File("x.gguf") + " --plan ",
+                                     "convert " + Tiny() + " -o " + out_.File("x.gguf") + " --plan "}) {
     auto r = RunMixq(command + out_.File("llm_plan.json"));
     EXPECT_EQ(r.exit_code, 3) << r.err;
     EXPECT_NE(r.err.find("mixq: error: plan '"), std::string::npos) << r.err;
