@@ -75,7 +75,9 @@ void KernelScalar(const Tile& t, bool mins) {
   }
 }
 
-template <bool kMins>
+// The group size is a template argument so that its loop unrolls completely:
+// with a run-time count GCC 12 copies every accumulator twice per step.
+template <int kGroup, bool kMins>
 __attribute__((target("avx512f,avx512vnni"))) void KernelVnni(const Tile& t) {
   // Rows past mr repeat row 0 so that every load stays inside A; their sums are dropped.
   const uint8_t* q[kMr];
@@ -90,11 +92,11 @@ __attribute__((target("avx512f,avx512vnni"))) void KernelVnni(const Tile& t) {
   const __mmask16 m0 = t.nr >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << t.nr) - 1);
   const __mmask16 m1 = t.nr >= 32 ? 0xFFFF : t.nr > 16 ? static_cast<__mmask16>((1u << (t.nr - 16)) - 1) : 0;
   const uint8_t* rec = t.rec;
-  const int64_t tail = t.group * kIntPanel;
+  const int64_t tail = kGroup * kIntPanel;
   for (int64_t k0 = 0; k0 < t.kc; k0 += t.block) {
     __m512 blk[kMr][2];
     for (int i = 0; i < kMr; ++i) blk[i][0] = blk[i][1] = _mm512_setzero_ps();
-    for (int64_t g0 = k0; g0 < k0 + t.block; g0 += t.group, rec += t.group_bytes) {
+    for (int64_t g0 = k0; g0 < k0 + t.block; g0 += kGroup, rec += t.group_bytes) {
       __m512i isum[kMr][2];
       const __m512i bias0 = _mm512_loadu_si512(rec + tail);
       const __m512i bias1 = _mm512_loadu_si512(rec + tail + 64);
@@ -102,7 +104,8 @@ __attribute__((target("avx512f,avx512vnni"))) void KernelVnni(const Tile& t) {
         isum[i][0] = bias0;
         isum[i][1] = bias1;
       }
-      for (int j = 0; j < t.group; j += 4) {
+#pragma GCC unroll 8
+      for (int j = 0; j < kGroup; j += 4) {
         const __m512i b0 = _mm512_loadu_si512(rec + j * kIntPanel);
         const __m512i b1 = _mm512_loadu_si512(rec + j * kIntPanel + 64);
 #pragma GCC unroll 6
@@ -123,7 +126,7 @@ __attribute__((target("avx512f,avx512vnni"))) void KernelVnni(const Tile& t) {
         const __m512 n0 = _mm512_loadu_ps(rec + tail + 8 * kIntPanel);
         const __m512 n1 = _mm512_loadu_ps(rec + tail + 8 * kIntPanel + 64);
         for (int i = 0; i < kMr; ++i) {
-          const __m512 si = _mm512_set1_ps(s[i][g0 / t.group]);
+          const __m512 si = _mm512_set1_ps(s[i][g0 / kGroup]);
           blk[i][0] = _mm512_fnmadd_ps(n0, si, blk[i][0]);
           blk[i][1] = _mm512_fnmadd_ps(n1, si, blk[i][1]);
         }
@@ -211,6 +214,9 @@ void IntGemm(int64_t m, int64_t n, int64_t k, const IntActivations& a, const uin
              const IntLayout& layout, float* c, int64_t ldc, IntGemmIsa isa) {
   const int64_t group_bytes = IntGroupBytes(layout);
   const int64_t panel_bytes = (packed_k / layout.group) * group_bytes;
+  void (*const vnni)(const Tile&) = layout.group == 16
+                                        ? (layout.has_mins ? KernelVnni<16, true> : KernelVnni<16, false>)
+                                        : (layout.has_mins ? KernelVnni<32, true> : KernelVnni<32, false>);
   for (int64_t k0 = 0; k0 < k; k0 += kKBlock) {
     const int64_t kc = std::min(kKBlock, k - k0);
     for (int64_t p = 0; p * kIntPanel < n; ++p) {
@@ -233,7 +239,7 @@ void IntGemm(int64_t m, int64_t n, int64_t k, const IntActivations& a, const uin
                         nr,
                         k0 > 0};
         if (isa == IntGemmIsa::kVnni) {
-          layout.has_mins ? KernelVnni<true>(t) : KernelVnni<false>(t);
+          vnni(t);
         } else {
           KernelScalar(t, layout.has_mins);
         }

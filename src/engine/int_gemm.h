@@ -39,7 +39,7 @@ bool IntGemmIsaSupported(IntGemmIsa isa);
 inline constexpr int64_t kIntPanel = 32;
 
 struct IntLayout {
-  int group;  // k values per scale: 16 or 32
+  int group;  // k values per scale: 16 or 32 (the VNNI kernel has no other)
   bool has_mins;
 };
 int64_t IntGroupBytes(const IntLayout& layout);
