@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 jobs="${JOBS:-2}"
 oracle="$(scripts/setup-oracle.sh)"
 
+echo "== clang-format"
+git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
+
 echo "== release build (-Werror) and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXQ_WERROR=ON -DMIXQ_ORACLE="$oracle" > /dev/null
 cmake --build build -j"$jobs"

@@ -111,8 +111,8 @@ void WriteSyntheticModel(const std::string& path, const char* type) {
     int64_t n_in, n_out;
     const formats::Format* f;
   };
-  std::vector<T> ts = {{"token_embd.weight", d, vocab, q8}, {"output_norm.weight", d, 1, f32},
-                       {"output.weight", d, vocab, q8}};
+  std::vector<T> ts = {
+      {"token_embd.weight", d, vocab, q8}, {"output_norm.weight", d, 1, f32}, {"output.weight", d, vocab, q8}};
   for (int64_t il = 0; il < layers; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     ts.push_back({p + "attn_norm.weight", d, 1, f32});
@@ -184,33 +184,41 @@ std::deque<Workload>& Workloads() {
 void RegisterAll() {
   for (Workload& w : Workloads()) {
     Workload* wp = &w;
-    benchmark::RegisterBenchmark(("eval/" + w.name + "/mixq").c_str(), [wp](benchmark::State& state) {
-      EvalOptions o;
-      o.n_ctx = kCtx;
-      o.n_chunks = wp->n_chunks;
-      o.n_threads = Threads();
-      o.bos_id = 1;
-      for (auto _ : state) {
-        auto r = Evaluate(*wp->model, wp->tokens, o);
-        if (!r) Fail(r.error().message());
-        state.SetIterationTime(r->seconds);
-      }
-      state.counters["tokens_per_second"] =
-          benchmark::Counter(static_cast<double>(wp->n_chunks * kCtx * state.iterations()), benchmark::Counter::kIsRate);
-    })->UseManualTime()->Iterations(1);
+    benchmark::RegisterBenchmark(("eval/" + w.name + "/mixq").c_str(),
+                                 [wp](benchmark::State& state) {
+                                   EvalOptions o;
+                                   o.n_ctx = kCtx;
+                                   o.n_chunks = wp->n_chunks;
+                                   o.n_threads = Threads();
+                                   o.bos_id = 1;
+                                   for (auto _ : state) {
+                                     auto r = Evaluate(*wp->model, wp->tokens, o);
+                                     if (!r) Fail(r.error().message());
+                                     state.SetIterationTime(r->seconds);
+                                   }
+                                   state.counters["tokens_per_second"] =
+                                       benchmark::Counter(static_cast<double>(wp->n_chunks * kCtx * state.iterations()),
+                                                          benchmark::Counter::kIsRate);
+                                 })
+        ->UseManualTime()
+        ->Iterations(1);
     if (OraclePath().empty()) continue;
-    benchmark::RegisterBenchmark(("eval/" + w.name + "/llama.cpp").c_str(), [wp](benchmark::State& state) {
-      const std::string cmd = OraclePath() + " eval " + wp->model_path + " --token-file " + wp->token_file +
-                              " --ctx " + std::to_string(kCtx) + " --chunks " + std::to_string(wp->n_chunks) +
-                              " --threads " + std::to_string(Threads()) + " 2>/dev/null";
-      for (auto _ : state) {
-        auto j = nlohmann::json::parse(Capture(cmd), nullptr, false);
-        if (j.is_discarded() || !j.value("decode_ok", false)) Fail("llama.cpp eval failed: " + cmd);
-        state.SetIterationTime(j["decode_s"].get<double>() + j["stats_s"].get<double>());
-      }
-      state.counters["tokens_per_second"] =
-          benchmark::Counter(static_cast<double>(wp->n_chunks * kCtx * state.iterations()), benchmark::Counter::kIsRate);
-    })->UseManualTime()->Iterations(1);
+    benchmark::RegisterBenchmark(
+        ("eval/" + w.name + "/llama.cpp").c_str(),
+        [wp](benchmark::State& state) {
+          const std::string cmd = OraclePath() + " eval " + wp->model_path + " --token-file " + wp->token_file +
+                                  " --ctx " + std::to_string(kCtx) + " --chunks " + std::to_string(wp->n_chunks) +
+                                  " --threads " + std::to_string(Threads()) + " 2>/dev/null";
+          for (auto _ : state) {
+            auto j = nlohmann::json::parse(Capture(cmd), nullptr, false);
+            if (j.is_discarded() || !j.value("decode_ok", false)) Fail("llama.cpp eval failed: " + cmd);
+            state.SetIterationTime(j["decode_s"].get<double>() + j["stats_s"].get<double>());
+          }
+          state.counters["tokens_per_second"] = benchmark::Counter(
+              static_cast<double>(wp->n_chunks * kCtx * state.iterations()), benchmark::Counter::kIsRate);
+        })
+        ->UseManualTime()
+        ->Iterations(1);
   }
 }
 

@@ -139,7 +139,8 @@ Status BaseAccess::ReadChunk(const BaseLogits& base, int64_t chunk, BaseRows* ro
       logits.resize(b.n_vocab);
       std::memcpy(logits.data(), row, size_t{b.n_vocab} * 4);
       for (float x : logits) {
-        if (!std::isfinite(x)) return Status::Corruption("non-finite logit in base logits chunk " + std::to_string(chunk));
+        if (!std::isfinite(x))
+          return Status::Corruption("non-finite logit in base logits chunk " + std::to_string(chunk));
       }
       LogSoftmaxRow(logits.data(), b.n_vocab, target, lp, &rows->argmax[k], &rows->nll[k]);
       continue;
@@ -186,8 +187,12 @@ Status BaseLogitsWriter::Begin(const std::string& path, int64_t n_ctx, int64_t n
   state_ = std::make_unique<State>(State{std::move(file).value(), {}});
   const int64_t n_chunks = static_cast<int64_t>(tokens.size()) / n_ctx;
   const uint32_t first = static_cast<uint32_t>(n_ctx / 2);
-  const uint32_t header[7] = {kVersion, static_cast<uint32_t>(n_ctx), static_cast<uint32_t>(n_chunks),
-                              static_cast<uint32_t>(n_vocab), first, static_cast<uint32_t>(n_ctx - 1 - first),
+  const uint32_t header[7] = {kVersion,
+                              static_cast<uint32_t>(n_ctx),
+                              static_cast<uint32_t>(n_chunks),
+                              static_cast<uint32_t>(n_vocab),
+                              first,
+                              static_cast<uint32_t>(n_ctx - 1 - first),
                               bos ? 1u : 0u};
   MIXQ_TRY(state_->file.Write(kMagic, 4));
   MIXQ_TRY(state_->file.Write(header, sizeof(header)));

@@ -15,8 +15,8 @@ namespace {
 // Fills *rows with the base log-probs of chunks [first_chunk, first_chunk +
 // n_chunks) (their scored rows, chunk after chunk); `input` holds those
 // chunks' tokens as the model sees them.
-using BaseFn = std::function<Status(int64_t first_chunk, int64_t n_chunks, std::span<const int32_t> input,
-                                    BaseRows* rows)>;
+using BaseFn =
+    std::function<Status(int64_t first_chunk, int64_t n_chunks, std::span<const int32_t> input, BaseRows* rows)>;
 
 // Chunks per forward pass: several chunks share each pass over the weights,
 // as llama-perplexity batches 2048 tokens, while their logits stay small.
@@ -198,7 +198,8 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
 }
 
 Result<int64_t> ChunkCount(int64_t n_tokens, const EvalOptions& options) {
-  if (options.n_ctx < 8) return Status::InvalidArgument("--ctx must be at least 8, got " + std::to_string(options.n_ctx));
+  if (options.n_ctx < 8)
+    return Status::InvalidArgument("--ctx must be at least 8, got " + std::to_string(options.n_ctx));
   const int64_t available = n_tokens / options.n_ctx;
   if (available == 0) {
     return Status::InvalidArgument("the text has " + std::to_string(n_tokens) + " tokens, fewer than one chunk of " +
@@ -259,8 +260,8 @@ Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const in
 
 Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const EvalOptions& options) {
   if (base.n_vocab() != model.config().n_vocab) {
-    return Status::InvalidArgument("base logits have a vocab of " + std::to_string(base.n_vocab()) +
-                                   ", the model " + std::to_string(model.config().n_vocab));
+    return Status::InvalidArgument("base logits have a vocab of " + std::to_string(base.n_vocab()) + ", the model " +
+                                   std::to_string(model.config().n_vocab));
   }
   if (base.bos_at_chunk_start() && options.bos_id < 0) {
     return Status::InvalidArgument("the base logits put BOS at chunk starts, but the model's vocab has no BOS");

@@ -7,8 +7,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/internal.h"
@@ -43,8 +43,8 @@ void KernelScalar(int64_t kc, const float* a, int64_t lda, const float* b, float
   }
 }
 
-__attribute__((target("avx2,fma"))) void KernelAvx2(int64_t kc, const float* a, int64_t lda, const float* b,
-                                                     float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+__attribute__((target("avx2,fma"))) void KernelAvx2(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                                    int64_t ldc, int mr, int nr, bool accumulate) {
   // Rows past mr repeat row 0 so that every load stays inside A; their sums are dropped.
   const float* rows[kAvx2Mr];
   for (int i = 0; i < kAvx2Mr; ++i) rows[i] = a + (i < mr ? i : 0) * lda;
@@ -78,8 +78,8 @@ __attribute__((target("avx2,fma"))) void KernelAvx2(int64_t kc, const float* a, 
   }
 }
 
-__attribute__((target("avx512f"))) void KernelAvx512(int64_t kc, const float* a, int64_t lda, const float* b,
-                                                      float* c, int64_t ldc, int mr, int nr, bool accumulate) {
+__attribute__((target("avx512f"))) void KernelAvx512(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                                     int64_t ldc, int mr, int nr, bool accumulate) {
   const float* rows[kAvx512Mr];
   for (int i = 0; i < kAvx512Mr; ++i) rows[i] = a + (i < mr ? i : 0) * lda;
   __m512 acc[kAvx512Mr][2];
@@ -125,8 +125,8 @@ void SoftmaxScalar(float* row, int64_t n, float scale) {
 __attribute__((target("avx512f"))) __m512 ExpAvx512(__m512 x) {
   x = _mm512_mask_max_ps(x, 0xFFFF, x, _mm512_set1_ps(-87.0f));
   // The masked forms avoid GCC 12's -Wmaybe-uninitialized in the plain intrinsics.
-  const __m512 n = _mm512_mask_roundscale_ps(x, 0xFFFF, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                             _MM_FROUND_TO_NEAREST_INT);
+  const __m512 n =
+      _mm512_mask_roundscale_ps(x, 0xFFFF, _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
   __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
   r = _mm512_add_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
   __m512 p = _mm512_set1_ps(1.9875691500e-4f);
@@ -263,8 +263,8 @@ void SoftmaxRow(float* row, int64_t n, float scale, GemmIsa isa) {
   }
 }
 
-void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed, int64_t packed_k,
-          float* c, int64_t ldc, GemmIsa isa) {
+void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed, int64_t packed_k, float* c,
+          int64_t ldc, GemmIsa isa) {
   const IsaInfo info = Info(isa);
   for (int64_t k0 = 0; k0 < k; k0 += kKBlock) {
     const int64_t kc = std::min(kKBlock, k - k0);

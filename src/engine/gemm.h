@@ -49,8 +49,8 @@ inline void PackTransposed(const float* v, int64_t ldv, int64_t k, int64_t n, fl
 // `packed` points at the panel holding B's row 0 (for a slice of a bigger B,
 // the panel of its first row: n0 a multiple of PanelWidth()); packed_k is the
 // k that B was packed with (>= k: a product may use a prefix of the k values).
-void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed, int64_t packed_k,
-          float* c, int64_t ldc, GemmIsa isa);
+void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed, int64_t packed_k, float* c,
+          int64_t ldc, GemmIsa isa);
 inline void Gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* packed, int64_t packed_k,
                  float* c, int64_t ldc) {
   Gemm(m, n, k, a, lda, packed, packed_k, c, ldc, ActiveGemmIsa());

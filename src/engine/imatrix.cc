@@ -6,8 +6,7 @@
 
 namespace mixq::engine {
 
-Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens,
-                                         const ImatrixOptions& options) {
+Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options) {
   if (options.n_ctx < 2) return Status::InvalidArgument("--ctx must be at least 2");
   const int64_t available = static_cast<int64_t>(tokens.size()) / options.n_ctx;
   if (available == 0) {

@@ -182,8 +182,8 @@ Status Model::SetWeight(const std::string& name, const formats::Format& format, 
   MIXQ_TRY(row_bytes.status().WithContext("tensor '" + name + "'"));
   const int64_t n_rows = w.info->n_rows();
   if (static_cast<int64_t>(bytes.size()) != *row_bytes * n_rows) {
-    return Status::InvalidArgument("tensor '" + name + "' needs " + std::to_string(*row_bytes * n_rows) +
-                                   " bytes of " + std::string(format.name) + ", got " + std::to_string(bytes.size()));
+    return Status::InvalidArgument("tensor '" + name + "' needs " + std::to_string(*row_bytes * n_rows) + " bytes of " +
+                                   std::string(format.name) + ", got " + std::to_string(bytes.size()));
   }
   auto& stored = impl_->overrides[name];
   stored = std::move(bytes);

@@ -11,7 +11,9 @@
 namespace mixq::engine {
 namespace {
 
-bool SameFloat(float a, float b) { return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b) || (a != a && b != b); }
+bool SameFloat(float a, float b) {
+  return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b) || (a != a && b != b);
+}
 
 TEST(ActivationRounding, HalfAndBFloat16MatchTheFormatConversions) {
   // Every 97th bit pattern covers all exponents, subnormals, ties and overflow.

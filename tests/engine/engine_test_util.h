@@ -192,8 +192,8 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
     auto row = formats::RowBytes(*specs[i].format, t.n_in);
     ASSERT_TRUE(row.has_value());
     std::vector<uint8_t> bytes(static_cast<size_t>(*row * (n / t.n_in)));
-    ASSERT_TRUE(formats::QuantizeRows(*specs[i].format, formats::QuantMethod::kGgml, v.data(), bytes.data(),
-                                      n / t.n_in, t.n_in, nullptr, 1)
+    ASSERT_TRUE(formats::QuantizeRows(*specs[i].format, formats::QuantMethod::kGgml, v.data(), bytes.data(), n / t.n_in,
+                                      t.n_in, nullptr, 1)
                     .ok());
     ASSERT_TRUE(w->WriteTensor(bytes).ok());
   }

@@ -128,8 +128,7 @@ TEST_F(Eval, SavedBaseLogitsGiveTheSameKld) {
   EXPECT_EQ(base->n_ctx(), 128);
   EXPECT_EQ(base->n_chunks(), 5);
   EXPECT_TRUE(base->bos_at_chunk_start());
-  EXPECT_EQ(std::filesystem::file_size(dir.File("base.mqbl")),
-            32u + 4u * 5 * 128 + 5u * 63 * (12 + 2 * 4096));
+  EXPECT_EQ(std::filesystem::file_size(dir.File("base.mqbl")), 32u + 4u * 5 * 128 + 5u * 63 * (12 + 2 * 4096));
 
   // The candidate: ref-dev with one layer's FFN in Q4_K.
   Model& candidate = *model_;
@@ -231,8 +230,8 @@ TEST(EvalCli, JsonSummaryAndSavedLogits) {
   testing::TempDir dir;
   ValSlice val;
   const std::string common = " --text " + Q(val.path()) + " --ctx 128 --chunks 3 -t 2";
-  auto r = testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + common + " --save-logits " +
-                            Q(dir.File("b.mqbl")));
+  auto r =
+      testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + common + " --save-logits " + Q(dir.File("b.mqbl")));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = JsonLines(r.out);
   ASSERT_EQ(lines.size(), 5u);  // begin, 3 chunks, summary
@@ -247,8 +246,8 @@ TEST(EvalCli, JsonSummaryAndSavedLogits) {
 
   // Against the saved logits, with and without the text.
   for (const std::string& text : {std::string(""), " --text " + Q(val.path())}) {
-    auto k = testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + " --base-logits " +
-                              Q(dir.File("b.mqbl")) + text);
+    auto k =
+        testing::RunMixq("eval --json " + Q(testing::RefDevModel()) + " --base-logits " + Q(dir.File("b.mqbl")) + text);
     ASSERT_EQ(k.exit_code, 0) << k.err;
     auto k_lines = JsonLines(k.out);
     ASSERT_FALSE(k_lines.empty());
@@ -275,8 +274,8 @@ TEST(EvalCli, FlagsAndExitCodes) {
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --base a --base-logits b").exit_code, 2);
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text /nonexistent.txt").exit_code, 4);
   EXPECT_EQ(testing::RunMixq("eval " + model + " --text x --activations f16").exit_code, 2);
-  auto exact = testing::RunMixq("eval --json " + model + " --text " + Q(val.path()) +
-                                " --ctx 64 --chunks 2 --activations f32");
+  auto exact =
+      testing::RunMixq("eval --json " + model + " --text " + Q(val.path()) + " --ctx 64 --chunks 2 --activations f32");
   EXPECT_EQ(exact.exit_code, 0) << exact.err;
   auto r = testing::RunMixq("eval " + model + " --text " + Q(val.path()) + " --ctx 100000");
   EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -41,9 +41,8 @@ TEST_P(GemmTest, MatchesReferenceProduct) {
           want += double(a[i * s.k + t]) * b[j * s.k + t];
           mag += std::fabs(double(a[i * s.k + t]) * b[j * s.k + t]);
         }
-        ASSERT_NEAR(c[i * ldc + j], want, 1e-6 * mag + 1e-7)
-            << GemmIsaName(isa) << " seed " << seed << " m" << s.m << " n" << s.n << " k" << s.k << " at " << i
-            << "," << j;
+        ASSERT_NEAR(c[i * ldc + j], want, 1e-6 * mag + 1e-7) << GemmIsaName(isa) << " seed " << seed << " m" << s.m
+                                                             << " n" << s.n << " k" << s.k << " at " << i << "," << j;
       }
       for (int64_t j = s.n; j < ldc; ++j) ASSERT_EQ(c[i * ldc + j], 7.0f) << "wrote past n";
     }

@@ -23,8 +23,8 @@ class OracleFixture : public ::testing::Test {
     ASSERT_TRUE(text.has_value());
     std::string slice = text->substr(0, 40000);
     testing::WriteFileBytes(Path("val.txt"), std::vector<uint8_t>(slice.begin(), slice.end()));
-    const std::string common = " --text-file " + Path("val.txt") + " --ctx " + std::to_string(kCtx) +
-                               " --chunks " + std::to_string(kChunks) + " --threads 2";
+    const std::string common = " --text-file " + Path("val.txt") + " --ctx " + std::to_string(kCtx) + " --chunks " +
+                               std::to_string(kChunks) + " --threads 2";
     *f16_json_ = test::RunOracle("eval " + testing::RefDevModel() + common + " --out " + Path("f16.lgt"));
     test::RunOracle("quantize " + testing::RefDevModel() + " " + Path("q4km.gguf") + " Q4_K_M");
     *q4_json_ = test::RunOracle("eval " + Path("q4km.gguf") + " --ref " + Path("f16.lgt") + " --threads 2");
@@ -138,14 +138,14 @@ TEST_P(ArchTest, RandomModelLogitsMatchLlamaCpp) {
   EXPECT_GE(d.top1_agreement, c.min_top1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, ArchTest,
-                         ::testing::Values(
-                             ArchCase{"llama_gqa", {"llama", 64, 128, 2, 4, 2, 16, false, "F32", 1}, 1e-4, 1.0},
-                             ArchCase{"llama_tied_f16", {"llama", 64, 160, 2, 4, 4, 16, true, "F16", 2}, 2e-3, 0.98},
-                             ArchCase{"qwen2", {"qwen2", 64, 128, 2, 4, 2, 16, false, "F32", 3}, 1e-4, 1.0},
-                             ArchCase{"qwen3", {"qwen3", 64, 128, 2, 4, 2, 32, false, "F32", 4}, 1e-4, 1.0},
-                             ArchCase{"llama_q8_0", {"llama", 64, 128, 2, 4, 2, 16, false, "Q8_0", 5}, 2e-3, 0.98}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Archs, ArchTest,
+    ::testing::Values(ArchCase{"llama_gqa", {"llama", 64, 128, 2, 4, 2, 16, false, "F32", 1}, 1e-4, 1.0},
+                      ArchCase{"llama_tied_f16", {"llama", 64, 160, 2, 4, 4, 16, true, "F16", 2}, 2e-3, 0.98},
+                      ArchCase{"qwen2", {"qwen2", 64, 128, 2, 4, 2, 16, false, "F32", 3}, 1e-4, 1.0},
+                      ArchCase{"qwen3", {"qwen3", 64, 128, 2, 4, 2, 32, false, "F32", 4}, 1e-4, 1.0},
+                      ArchCase{"llama_q8_0", {"llama", 64, 128, 2, 4, 2, 16, false, "Q8_0", 5}, 2e-3, 0.98}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace mixq::engine
