@@ -32,6 +32,7 @@
 
 #include "engine/engine.h"
 #include "gguf/gguf.h"
+#include "synthetic_llama.h"
 
 namespace mixq::engine {
 namespace {
@@ -69,78 +70,6 @@ std::string Capture(const std::string& command) {
   for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
   ::pclose(p);
   return out;
-}
-
-// A random-weight llama model with its matrices in `type`, a byte-fallback vocab.
-void WriteSyntheticModel(const std::string& path, const char* type) {
-  const int64_t d = 2048, ff = 5632, layers = 8, heads = 16, kv_heads = 4, hd = 128, vocab = 259;
-  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    tokens.push_back(name);
-  }
-  gguf::Value scores, types;
-  scores.type = types.type = gguf::ValueType::kArray;
-  scores.array_type = gguf::ValueType::kFloat32;
-  types.array_type = gguf::ValueType::kInt32;
-  for (int64_t i = 0; i < vocab; ++i) {
-    scores.array.push_back(gguf::Value::Float32(0.0f));
-    types.array.push_back(gguf::Value::Int32(i == 0 ? 2 : i < 3 ? 3 : 6));
-  }
-  std::vector<gguf::KeyValue> kv = {
-      {"general.architecture", gguf::Value::String("llama")},
-      {"llama.context_length", gguf::Value::Uint32(4096)},
-      {"llama.embedding_length", gguf::Value::Uint32(d)},
-      {"llama.feed_forward_length", gguf::Value::Uint32(ff)},
-      {"llama.block_count", gguf::Value::Uint32(layers)},
-      {"llama.attention.head_count", gguf::Value::Uint32(heads)},
-      {"llama.attention.head_count_kv", gguf::Value::Uint32(kv_heads)},
-      {"llama.rope.dimension_count", gguf::Value::Uint32(hd)},
-      {"llama.attention.layer_norm_rms_epsilon", gguf::Value::Float32(1e-5f)},
-      {"tokenizer.ggml.model", gguf::Value::String("llama")},
-      {"tokenizer.ggml.tokens", gguf::Value::StringArray(tokens)},
-      {"tokenizer.ggml.scores", scores},
-      {"tokenizer.ggml.token_type", types},
-  };
-  const formats::Format* f32 = formats::FindFormatByName("F32");
-  const formats::Format* matrix_type = formats::FindFormatByName(type);
-  const formats::Format* q8 = formats::FindFormatByName("Q8_0");
-  struct T {
-    std::string name;
-    int64_t n_in, n_out;
-    const formats::Format* f;
-  };
-  std::vector<T> ts = {
-      {"token_embd.weight", d, vocab, q8}, {"output_norm.weight", d, 1, f32}, {"output.weight", d, vocab, q8}};
-  for (int64_t il = 0; il < layers; ++il) {
-    const std::string p = "blk." + std::to_string(il) + ".";
-    ts.push_back({p + "attn_norm.weight", d, 1, f32});
-    ts.push_back({p + "attn_q.weight", d, heads * hd, matrix_type});
-    ts.push_back({p + "attn_k.weight", d, kv_heads * hd, matrix_type});
-    ts.push_back({p + "attn_v.weight", d, kv_heads * hd, matrix_type});
-    ts.push_back({p + "attn_output.weight", heads * hd, d, matrix_type});
-    ts.push_back({p + "ffn_norm.weight", d, 1, f32});
-    ts.push_back({p + "ffn_gate.weight", d, ff, matrix_type});
-    ts.push_back({p + "ffn_up.weight", d, ff, matrix_type});
-    ts.push_back({p + "ffn_down.weight", ff, d, matrix_type});
-  }
-  std::vector<gguf::TensorSpec> specs;
-  for (const T& t : ts) specs.push_back({t.name, {t.n_in, t.n_out, 1, 1}, t.n_out == 1 ? 1u : 2u, t.f});
-  auto w = gguf::GgufWriter::Begin(path, kv, specs);
-  if (!w) Fail(w.error().message());
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (const T& t : ts) {
-    std::vector<float> v(static_cast<size_t>(t.n_in * t.n_out));
-    const float scale = t.n_out == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(t.n_in));
-    for (float& x : v) x = (t.n_out == 1 ? 1.0f : 0.0f) + scale * normal(rng);
-    std::vector<uint8_t> bytes(static_cast<size_t>(formats::RowBytes(*t.f, t.n_in).value() * t.n_out));
-    Status s = formats::QuantizeRows(*t.f, formats::QuantMethod::kGgml, v.data(), bytes.data(), t.n_out, t.n_in,
-                                     nullptr, Threads());
-    if (!s.ok() || !w->WriteTensor(bytes).ok()) Fail("cannot write the synthetic model");
-  }
-  if (!w->Finish().ok()) Fail("cannot finish the synthetic model");
 }
 
 struct Workload {
@@ -289,7 +218,7 @@ int main(int argc, char** argv) {
   const std::string ref_dev = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf";
   Workloads().emplace_back("ref-dev-F16", ref_dev, chunks);
   if (!OraclePath().empty()) {
-    const std::string q4 = WorkDir() + "/ref-dev-matrix_typem.gguf";
+    const std::string q4 = WorkDir() + "/ref-dev-q4_k_m.gguf";
     Capture(OraclePath() + " quantize " + ref_dev + " " + q4 + " Q4_K_M 2>/dev/null");
     Workloads().emplace_back("ref-dev-Q4_K_M", q4, chunks);
   }
@@ -297,7 +226,16 @@ int main(int argc, char** argv) {
     for (const char* type : {"Q4_K", "F16"}) {
       const std::string name = std::string("synthetic-2048x8-") + type;
       const std::string path = WorkDir() + "/" + name + ".gguf";
-      WriteSyntheticModel(path, type);
+      mixq::bench::SyntheticLlama spec{.n_embd = 2048,
+                                       .n_ff = 5632,
+                                       .n_layer = 8,
+                                       .n_head = 16,
+                                       .n_head_kv = 4,
+                                       .head_dim = 128,
+                                       .matrix_type = type,
+                                       .embedding_type = "Q8_0",
+                                       .n_threads = Threads()};
+      if (mixq::Status s = mixq::bench::WriteSyntheticLlama(path, spec); !s.ok()) Fail(s.message());
       Workloads().emplace_back(name, path, 2);
     }
   }

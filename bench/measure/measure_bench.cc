@@ -30,6 +30,7 @@
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "measure/measure.h"
+#include "synthetic_llama.h"
 
 namespace mixq::measure {
 namespace {
@@ -52,78 +53,6 @@ std::string WorkDir() {
     return tmpl;
   }();
   return dir;
-}
-
-// A random-weight llama model of `layers` layers, F16 matrices, byte vocab.
-void WriteSyntheticModel(const std::string& path, int64_t layers) {
-  const int64_t d = 512, ff = 1536, heads = 8, kv_heads = 4, hd = 64, vocab = 259;
-  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    tokens.push_back(name);
-  }
-  gguf::Value scores, types;
-  scores.type = types.type = gguf::ValueType::kArray;
-  scores.array_type = gguf::ValueType::kFloat32;
-  types.array_type = gguf::ValueType::kInt32;
-  for (int64_t i = 0; i < vocab; ++i) {
-    scores.array.push_back(gguf::Value::Float32(0.0f));
-    types.array.push_back(gguf::Value::Int32(i == 0 ? 2 : i < 3 ? 3 : 6));
-  }
-  std::vector<gguf::KeyValue> kv = {
-      {"general.architecture", gguf::Value::String("llama")},
-      {"llama.context_length", gguf::Value::Uint32(4096)},
-      {"llama.embedding_length", gguf::Value::Uint32(d)},
-      {"llama.feed_forward_length", gguf::Value::Uint32(ff)},
-      {"llama.block_count", gguf::Value::Uint32(static_cast<uint32_t>(layers))},
-      {"llama.attention.head_count", gguf::Value::Uint32(heads)},
-      {"llama.attention.head_count_kv", gguf::Value::Uint32(kv_heads)},
-      {"llama.rope.dimension_count", gguf::Value::Uint32(hd)},
-      {"llama.attention.layer_norm_rms_epsilon", gguf::Value::Float32(1e-5f)},
-      {"tokenizer.ggml.model", gguf::Value::String("llama")},
-      {"tokenizer.ggml.tokens", gguf::Value::StringArray(tokens)},
-      {"tokenizer.ggml.scores", scores},
-      {"tokenizer.ggml.token_type", types},
-  };
-  const formats::Format* f32 = formats::FindFormatByName("F32");
-  const formats::Format* f16 = formats::FindFormatByName("F16");
-  struct T {
-    std::string name;
-    int64_t n_in, n_out;
-  };
-  std::vector<T> ts = {{"token_embd.weight", d, vocab}, {"output_norm.weight", d, 1}, {"output.weight", d, vocab}};
-  for (int64_t il = 0; il < layers; ++il) {
-    const std::string p = "blk." + std::to_string(il) + ".";
-    ts.push_back({p + "attn_norm.weight", d, 1});
-    ts.push_back({p + "attn_q.weight", d, heads * hd});
-    ts.push_back({p + "attn_k.weight", d, kv_heads * hd});
-    ts.push_back({p + "attn_v.weight", d, kv_heads * hd});
-    ts.push_back({p + "attn_output.weight", heads * hd, d});
-    ts.push_back({p + "ffn_norm.weight", d, 1});
-    ts.push_back({p + "ffn_gate.weight", d, ff});
-    ts.push_back({p + "ffn_up.weight", d, ff});
-    ts.push_back({p + "ffn_down.weight", ff, d});
-  }
-  std::vector<gguf::TensorSpec> specs;
-  for (const T& t : ts)
-    specs.push_back({t.name, {t.n_in, t.n_out, 1, 1}, t.n_out == 1 ? 1u : 2u, t.n_out == 1 ? f32 : f16});
-  auto w = gguf::GgufWriter::Begin(path, kv, specs);
-  if (!w) Fail(w.error().message());
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (size_t i = 0; i < ts.size(); ++i) {
-    const T& t = ts[i];
-    std::vector<float> v(static_cast<size_t>(t.n_in * t.n_out));
-    const float scale = t.n_out == 1 ? 0.1f : 1.0f / std::sqrt(static_cast<float>(t.n_in));
-    for (float& x : v) x = (t.n_out == 1 ? 1.0f : 0.0f) + scale * normal(rng);
-    const formats::Format& f = *specs[i].format;
-    std::vector<uint8_t> bytes(static_cast<size_t>(formats::RowBytes(f, t.n_in).value() * t.n_out));
-    Status s = formats::QuantizeRows(f, formats::QuantMethod::kGgml, v.data(), bytes.data(), t.n_out, t.n_in, nullptr,
-                                     Threads());
-    if (!s.ok() || !w->WriteTensor(bytes).ok()) Fail("cannot write the synthetic model");
-  }
-  if (!w->Finish().ok()) Fail("cannot finish the synthetic model");
 }
 
 struct Workload {
@@ -247,7 +176,8 @@ int main(int argc, char** argv) {
   for (int64_t n : layers) {
     const std::string name = "synthetic-512x" + std::to_string(n);
     const std::string path = WorkDir() + "/" + name + ".gguf";
-    WriteSyntheticModel(path, n);
+    mixq::bench::SyntheticLlama spec{.n_layer = n, .n_threads = Threads()};
+    if (mixq::Status s = mixq::bench::WriteSyntheticLlama(path, spec); !s.ok()) Fail(s.message());
     MeasureOptions o;
     o.types = {mixq::formats::FindFormatByName("Q2_K"), mixq::formats::FindFormatByName("Q4_K")};
     o.n_chunks = synthetic_chunks;
