@@ -110,13 +110,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   mo.bos_id = calib->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
   mo.cache_path = cache_dir + "/measure.cache";
-  Progress mprogress(global, "measure", 1);
-  mo.on_progress = [&](size_t done, size_t total, const std::string& what) {
-    mprogress.SetTotal(total);
-    mprogress.Update(done, what);
-  };
-  auto measured = measure::MeasureModel(*file, calib->tokens, mo);
-  mprogress.Finish();
+  auto measured = MeasureWithProgress(global, *file, calib->tokens, mo);
   if (!measured) return ReportError(measured.error());
   if (Status s = plan::SaveMeasurement(measured->measurement, cache_dir + "/measurement.json"); !s.ok()) {
     return ReportError(s);

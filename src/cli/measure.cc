@@ -60,13 +60,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   mo.bos_id = text->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
   mo.cache_path = opt.cache.empty() ? opt.output + ".partial" : opt.cache;
-  Progress progress(global, "measure", 1);
-  mo.on_progress = [&](size_t done, size_t total, const std::string& what) {
-    progress.SetTotal(total);
-    progress.Update(done, what);
-  };
-  auto result = measure::MeasureModel(*file, text->tokens, mo);
-  progress.Finish();
+  auto result = MeasureWithProgress(global, *file, text->tokens, mo);
   if (!result) return ReportError(result.error());
   if (Status s = plan::SaveMeasurement(result->measurement, opt.output); !s.ok()) return ReportError(s);
 

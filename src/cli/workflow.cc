@@ -24,6 +24,18 @@ Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::stri
   return TokenizeText(model, *text);
 }
 
+Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, const gguf::GgufFile& file,
+                                                   std::span<const int32_t> tokens, measure::MeasureOptions options) {
+  Progress progress(global, "measure", 1);
+  options.on_progress = [&](size_t done, size_t total, const std::string& what) {
+    progress.SetTotal(total);
+    progress.Update(done, what);
+  };
+  auto result = measure::MeasureModel(file, tokens, options);
+  progress.Finish();
+  return result;
+}
+
 Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& text, const char* flag) {
   std::vector<const formats::Format*> out;
   std::stringstream in(text);

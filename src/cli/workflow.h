@@ -3,6 +3,7 @@
 #ifndef MIXQ_CLI_WORKFLOW_H_
 #define MIXQ_CLI_WORKFLOW_H_
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct TextTokens {
 Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::string& path);
 // The same for a text already in memory.
 Result<TextTokens> TokenizeText(const gguf::GgufFile& model, const std::string& text);
+
+// Runs measure::MeasureModel with a "measure" progress bar on stderr.
+Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, const gguf::GgufFile& file,
+                                                   std::span<const int32_t> tokens, measure::MeasureOptions options);
 
 // "Q2_K,Q4_K,IQ4_XS" -> formats; InvalidArgument lists the valid names.
 Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& text, const char* flag);
