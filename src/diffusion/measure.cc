@@ -12,9 +12,6 @@
 namespace mixq::diffusion {
 namespace {
 
-// The quantized types ComfyUI-GGUF dequantizes on the GPU (comfyui-gguf.md §3.3).
-constexpr std::string_view kComfyFastTypes[] = {"Q8_0", "Q6_K", "Q5_K",   "Q5_1",   "Q5_0", "Q4_K",
-                                                "Q4_1", "Q4_0", "IQ4_NL", "IQ4_XS", "Q3_K", "Q2_K"};
 constexpr int64_t kChunkElems = int64_t{1} << 22;
 
 uint64_t Aligned(uint64_t n) { return (n + gguf::kWriteAlignment - 1) / gguf::kWriteAlignment * gguf::kWriteAlignment; }
@@ -169,9 +166,9 @@ Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, con
 Result<plan::Measurement> Measure(const Source& source, const Model& model, const MeasureOptions& options) {
   std::vector<const formats::Format*> candidates = options.candidates;
   if (candidates.empty()) {
-    for (std::string_view name : kComfyFastTypes) {
-      const formats::Format* f = formats::FindFormatByName(name);
-      if (f != nullptr && f->can_encode()) candidates.push_back(f);
+    // The quantized types ComfyUI-GGUF dequantizes on the GPU (comfyui-gguf.md §3.3).
+    for (const formats::Format& f : formats::AllFormats()) {
+      if (f.comfyui_gpu && f.can_encode()) candidates.push_back(&f);
     }
   }
   const quantize::ArchProfile& profile = quantize::ProfileFor(model.architecture);

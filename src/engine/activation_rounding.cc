@@ -64,14 +64,12 @@ void RoundBlocks(ActRounding rounding, const float* x, float* out, int64_t n) {
 }  // namespace
 
 ActRounding RoundingFor(const formats::Format& f) {
-  static const formats::Format* const kF16 = formats::FindFormatByName("F16");
-  static const formats::Format* const kBF16 = formats::FindFormatByName("BF16");
-  if (&f == kF16) return ActRounding::kF16;
-  if (&f == kBF16) return ActRounding::kBF16;
-  if (!f.quantized) return ActRounding::kNone;
-  // ggml pairs every 256-element block format with Q8_K and the smaller
-  // block formats with Q8_0 (Q8_1 for some, which rounds identically).
-  return f.block_elems % 256 == 0 ? ActRounding::kQ8_K : ActRounding::kQ8_0;
+  const formats::Format* to = f.vec_dot();
+  if (to == nullptr) return ActRounding::kNone;
+  if (to->name == "F16") return ActRounding::kF16;
+  if (to->name == "BF16") return ActRounding::kBF16;
+  // Q8_1 rounds its values as Q8_0 does; only its stored sum differs.
+  return to->block_elems == 256 ? ActRounding::kQ8_K : ActRounding::kQ8_0;
 }
 
 void RoundActivations(ActRounding rounding, const float* x, int64_t n_rows, int64_t n, float* out) {

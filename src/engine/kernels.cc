@@ -113,7 +113,7 @@ void AddBias(const Weight& bias, int64_t n_tokens, int64_t n_out, float* y, Buff
 const formats::IntDecoding* IntDecodingFor(const formats::Format& format, ActRounding rounding) {
   if (ActiveIntGemmIsa() == IntGemmIsa::kNone) return nullptr;
   if (rounding != ActRounding::kQ8_0 && rounding != ActRounding::kQ8_K) return nullptr;
-  return formats::FindIntDecoding(format);
+  return format.int_decoding;
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
-// Block layouts of the ggml types mixq encodes (ggml-formats.md §2.4-2.6), and
-// the numeric primitives every codec shares (§2.2).
+// Block layouts of every ggml block type (ggml-formats.md §2.4-2.9), and the
+// numeric primitives every codec shares (§2.2).
 //
-// Blocks are plain structs whose sizes are checked against the spec. Codecs
+// Blocks are plain structs whose sizes are checked against the spec; the
+// format table takes each type's block bytes and elements from them. Codecs
 // never cast row pointers to block pointers (rows need not be aligned); they
 // memcpy one block in or out with LoadBlock/StoreBlock.
 #ifndef MIXQ_FORMATS_BLOCKS_H_
@@ -17,12 +18,14 @@ inline constexpr int kQK = 32;    // elements per legacy block
 inline constexpr int kQKK = 256;  // elements per K/IQ super-block
 
 struct BlockQ4_0 {
+  static constexpr int kElems = kQK;
   uint16_t d;
   uint8_t qs[16];
 };
 static_assert(sizeof(BlockQ4_0) == 18);
 
 struct BlockQ4_1 {
+  static constexpr int kElems = kQK;
   uint16_t d;
   uint16_t m;
   uint8_t qs[16];
@@ -30,6 +33,7 @@ struct BlockQ4_1 {
 static_assert(sizeof(BlockQ4_1) == 20);
 
 struct BlockQ5_0 {
+  static constexpr int kElems = kQK;
   uint16_t d;
   uint8_t qh[4];
   uint8_t qs[16];
@@ -37,6 +41,7 @@ struct BlockQ5_0 {
 static_assert(sizeof(BlockQ5_0) == 22);
 
 struct BlockQ5_1 {
+  static constexpr int kElems = kQK;
   uint16_t d;
   uint16_t m;
   uint8_t qh[4];
@@ -45,12 +50,14 @@ struct BlockQ5_1 {
 static_assert(sizeof(BlockQ5_1) == 24);
 
 struct BlockQ8_0 {
+  static constexpr int kElems = kQK;
   uint16_t d;
   int8_t qs[32];
 };
 static_assert(sizeof(BlockQ8_0) == 34);
 
 struct BlockQ2K {
+  static constexpr int kElems = kQKK;
   uint8_t scales[16];
   uint8_t qs[64];
   uint16_t d;
@@ -59,6 +66,7 @@ struct BlockQ2K {
 static_assert(sizeof(BlockQ2K) == 84);
 
 struct BlockQ3K {
+  static constexpr int kElems = kQKK;
   uint8_t hmask[32];
   uint8_t qs[64];
   uint8_t scales[12];
@@ -67,6 +75,7 @@ struct BlockQ3K {
 static_assert(sizeof(BlockQ3K) == 110);
 
 struct BlockQ4K {
+  static constexpr int kElems = kQKK;
   uint16_t d;
   uint16_t dmin;
   uint8_t scales[12];
@@ -75,6 +84,7 @@ struct BlockQ4K {
 static_assert(sizeof(BlockQ4K) == 144);
 
 struct BlockQ5K {
+  static constexpr int kElems = kQKK;
   uint16_t d;
   uint16_t dmin;
   uint8_t scales[12];
@@ -84,6 +94,7 @@ struct BlockQ5K {
 static_assert(sizeof(BlockQ5K) == 176);
 
 struct BlockQ6K {
+  static constexpr int kElems = kQKK;
   uint8_t ql[128];
   uint8_t qh[64];
   int8_t scales[16];
@@ -92,18 +103,137 @@ struct BlockQ6K {
 static_assert(sizeof(BlockQ6K) == 210);
 
 struct BlockIQ4NL {
+  static constexpr int kElems = kQK;
   uint16_t d;
   uint8_t qs[16];
 };
 static_assert(sizeof(BlockIQ4NL) == 18);
 
 struct BlockIQ4XS {
+  static constexpr int kElems = kQKK;
   uint16_t d;
   uint16_t scales_h;
   uint8_t scales_l[4];
   uint8_t qs[128];
 };
 static_assert(sizeof(BlockIQ4XS) == 136);
+
+// The types mixq only decodes, and the activation blocks of ggml's dot products.
+struct BlockQ8_1 {
+  static constexpr int kElems = kQK;
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_1) == 36);
+
+struct BlockQ8K {
+  static constexpr int kElems = kQKK;
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];
+};
+static_assert(sizeof(BlockQ8K) == 292);
+
+struct BlockIQ2XXS {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint16_t qs[32];  // per group of 32: four grid indices, then signs and scale
+};
+static_assert(sizeof(BlockIQ2XXS) == 66);
+
+struct BlockIQ2XS {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint16_t qs[32];
+  uint8_t scales[8];
+};
+static_assert(sizeof(BlockIQ2XS) == 74);
+
+struct BlockIQ2S {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint8_t qs[64];  // 32 grid indices, then 32 sign bytes
+  uint8_t qh[8];
+  uint8_t scales[8];
+};
+static_assert(sizeof(BlockIQ2S) == 82);
+
+struct BlockIQ3XXS {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint8_t qs[96];  // 64 grid indices, then per group of 32 signs and scale
+};
+static_assert(sizeof(BlockIQ3XXS) == 98);
+
+struct BlockIQ3S {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t signs[32];
+  uint8_t scales[4];
+};
+static_assert(sizeof(BlockIQ3S) == 110);
+
+struct BlockIQ1S {
+  static constexpr int kElems = kQKK;
+  uint16_t d;
+  uint8_t qs[32];
+  uint16_t qh[8];
+};
+static_assert(sizeof(BlockIQ1S) == 50);
+
+struct BlockIQ1M {
+  static constexpr int kElems = kQKK;
+  uint8_t qs[32];
+  uint8_t qh[16];
+  uint8_t scales[8];  // the F16 super-block scale is spread over their top nibbles
+};
+static_assert(sizeof(BlockIQ1M) == 56);
+
+struct BlockTQ1_0 {
+  static constexpr int kElems = kQKK;
+  uint8_t qs[48];
+  uint8_t qh[4];
+  uint16_t d;
+};
+static_assert(sizeof(BlockTQ1_0) == 54);
+
+struct BlockTQ2_0 {
+  static constexpr int kElems = kQKK;
+  uint8_t qs[64];
+  uint16_t d;
+};
+static_assert(sizeof(BlockTQ2_0) == 66);
+
+struct BlockMXFP4 {
+  static constexpr int kElems = kQK;
+  uint8_t e;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockMXFP4) == 17);
+
+struct BlockNVFP4 {
+  static constexpr int kElems = 64;
+  uint8_t d[4];
+  uint8_t qs[32];
+};
+static_assert(sizeof(BlockNVFP4) == 36);
+
+struct BlockQ1_0 {
+  static constexpr int kElems = 128;
+  uint16_t d;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ1_0) == 18);
+
+struct BlockQ2_0 {
+  static constexpr int kElems = 64;
+  uint16_t d;
+  uint8_t qs[16];
+};
+static_assert(sizeof(BlockQ2_0) == 18);
 
 template <typename Block>
 inline Block LoadBlock(const uint8_t* src, int64_t index) {

@@ -11,7 +11,17 @@
 
 #include <cstdint>
 
+namespace mixq::formats {
+struct IntDecoding;
+}  // namespace mixq::formats
+
 namespace mixq::formats::internal {
+
+// Integer forms (int_rows.cc).
+extern const IntDecoding kIntQ4K;
+extern const IntDecoding kIntQ5K;
+extern const IntDecoding kIntQ6K;
+extern const IntDecoding kIntQ8_0;
 
 void dequantize_f32(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_f32_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);

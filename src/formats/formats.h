@@ -34,20 +34,50 @@ namespace mixq::formats {
 using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n_elems);
 using QuantizeRowFn = void (*)(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
+struct IntDecoding;  // formats/int_rows.h
+
+// An absent id in the columns that name another type or a llama_ftype.
+inline constexpr int32_t kNoType = -1;
+
+// One ggml type and every fact mixq keeps about it. A new type is one entry in
+// the table (table.cc); TableTest checks that each entry fills the columns its
+// kind needs.
 struct Format {
   std::string_view name;  // ggml's spelling, e.g. "Q4_K", "IQ4_XS", "F16"
-  uint32_t ggml_id;
-  int32_t block_elems;  // 0 for ids ggml removed
-  int32_t block_bytes;
-  bool quantized;                   // false for plain float/int storage
-  DequantizeRowFn dequantize_row;   // nullptr: mixq cannot decode it
-  QuantizeRowFn quantize_row_ggml;  // nullptr: mixq cannot encode it
-  QuantizeRowFn quantize_row_best;  // nullptr: mixq cannot encode it
+  uint32_t ggml_id = 0;
+  int32_t block_elems = 0;  // 0 for ids ggml removed
+  int32_t block_bytes = 0;
+  bool quantized = false;                     // false for plain float/int storage
+  DequantizeRowFn dequantize_row = nullptr;   // nullptr: mixq cannot decode it
+  QuantizeRowFn quantize_row_ggml = nullptr;  // nullptr: mixq cannot encode it
+  QuantizeRowFn quantize_row_best = nullptr;  // nullptr: mixq cannot encode it
+  // The type ggml's CPU backend rounds activations to before a dot product
+  // with this one (its vec_dot_type); kNoType: activations stay F32.
+  int32_t vec_dot_id = kNoType;
+  // general.file_type (llama_ftype) of a file in which this type holds the
+  // most weights; kNoType: llama.cpp has none for it.
+  int32_t llama_ftype = kNoType;
+  // The next type llama-quantize tries when a row does not fit this type's
+  // block; kNoType: F16, which ends every chain.
+  int32_t shape_fallback_id = kNoType;
+  // The output head's type when this is a file's default type: llama.cpp keeps
+  // the most sensitive tensor higher. kNoType: the default itself.
+  int32_t output_head_id = kNoType;
+  bool needs_imatrix = false;  // ggml refuses to encode it without importance
+  bool comfyui_gpu = false;    // ComfyUI-GGUF dequantizes it on the GPU
+  // Measured by real KLD when it is a candidate and no calibration types are given.
+  bool default_calibration = false;
+  // Integer form for the engine's integer products; nullptr: none.
+  const IntDecoding* int_decoding = nullptr;
 
   double bpw() const { return block_elems > 0 ? 8.0 * block_bytes / block_elems : 0.0; }
   bool can_encode() const { return quantize_row_ggml != nullptr; }
   bool can_decode() const { return dequantize_row != nullptr; }
   bool removed() const { return block_elems == 0; }
+  // The formats the id columns name; nullptr for kNoType.
+  const Format* vec_dot() const;
+  const Format* shape_fallback() const;
+  const Format* output_head() const;
 };
 
 // All ggml type ids 0..kGgmlTypeCount-1, indexed by id.

@@ -3,10 +3,8 @@
 // multiply (ggml-formats.md §2.4-2.5).
 #include "formats/int_rows.h"
 
-#include <array>
-#include <iterator>
-
 #include "formats/blocks.h"
+#include "formats/codecs.h"
 #include "formats/k_packing.h"
 
 namespace mixq::formats {
@@ -68,30 +66,14 @@ void DecodeQ8_0(const uint8_t* src, int8_t* q, float* scales, float*, int64_t n_
   }
 }
 
-struct Entry {
-  const char* name;
-  IntDecoding decoding;
-};
-
-constexpr Entry kEntries[] = {
-    {"Q4_K", {32, true, DecodeQ45K<BlockQ4K, false>}},
-    {"Q5_K", {32, true, DecodeQ45K<BlockQ5K, true>}},
-    {"Q6_K", {16, false, DecodeQ6K}},
-    {"Q8_0", {32, false, DecodeQ8_0}},
-};
-
 }  // namespace
 
-const IntDecoding* FindIntDecoding(const Format& format) {
-  static const std::array<const Format*, std::size(kEntries)> kFormats = [] {
-    std::array<const Format*, std::size(kEntries)> formats;
-    for (size_t i = 0; i < std::size(kEntries); ++i) formats[i] = FindFormatByName(kEntries[i].name);
-    return formats;
-  }();
-  for (size_t i = 0; i < std::size(kEntries); ++i) {
-    if (kFormats[i] == &format) return &kEntries[i].decoding;
-  }
-  return nullptr;
-}
+namespace internal {
 
+const IntDecoding kIntQ4K = {32, true, DecodeQ45K<BlockQ4K, false>};
+const IntDecoding kIntQ5K = {32, true, DecodeQ45K<BlockQ5K, true>};
+const IntDecoding kIntQ6K = {16, false, DecodeQ6K};
+const IntDecoding kIntQ8_0 = {32, false, DecodeQ8_0};
+
+}  // namespace internal
 }  // namespace mixq::formats

@@ -14,15 +14,13 @@
 
 namespace mixq::formats {
 
+// Format::int_decoding, for the formats that have one (Q4_K, Q5_K, Q6_K, Q8_0).
 struct IntDecoding {
   int32_t group_elems;  // divides the format's block_elems
   bool has_mins;
   // q: n_elems values; scales (and mins when has_mins): n_elems / group_elems.
   void (*decode_row)(const uint8_t* src, int8_t* q, float* scales, float* mins, int64_t n_elems);
 };
-
-// nullptr when the format has no integer form (Q4_K, Q5_K, Q6_K and Q8_0 do).
-const IntDecoding* FindIntDecoding(const Format& format);
 
 }  // namespace mixq::formats
 

@@ -52,7 +52,7 @@ void EmitIQ1(float dl, uint64_t row, float delta, float* y) {
 }  // namespace
 
 void dequantize_iq2_xxs(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 66;
+  constexpr int kBytes = sizeof(BlockIQ2XXS);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -70,7 +70,7 @@ void dequantize_iq2_xxs(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq2_xs(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 74;
+  constexpr int kBytes = sizeof(BlockIQ2XS);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -88,7 +88,7 @@ void dequantize_iq2_xs(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq2_s(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 82;
+  constexpr int kBytes = sizeof(BlockIQ2S);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -109,7 +109,7 @@ void dequantize_iq2_s(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq3_xxs(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 98;
+  constexpr int kBytes = sizeof(BlockIQ3XXS);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -128,7 +128,7 @@ void dequantize_iq3_xxs(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 110;
+  constexpr int kBytes = sizeof(BlockIQ3S);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -150,7 +150,7 @@ void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 50;
+  constexpr int kBytes = sizeof(BlockIQ1S);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = HalfToFloat(LoadU16(b));
@@ -169,7 +169,7 @@ void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 56;
+  constexpr int kBytes = sizeof(BlockIQ1M);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     const uint8_t* qs = b;

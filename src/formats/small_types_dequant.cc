@@ -46,7 +46,7 @@ float UE4M3Half(uint8_t x) {
 }  // namespace
 
 void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 54;
+  constexpr int kBytes = sizeof(BlockTQ1_0);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = LoadHalf(b + 52);
@@ -62,7 +62,7 @@ void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 66;
+  constexpr int kBytes = sizeof(BlockTQ2_0);
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = LoadHalf(b + 64);
@@ -78,7 +78,7 @@ void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 17;
+  constexpr int kBytes = sizeof(BlockMXFP4);
   for (int64_t i = 0; i < n_elems / kQK; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = E8M0Half(b[0]);
@@ -91,8 +91,8 @@ void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 36;
-  constexpr int kElems = 64;
+  constexpr int kBytes = sizeof(BlockNVFP4);
+  constexpr int kElems = BlockNVFP4::kElems;
   for (int64_t i = 0; i < n_elems / kElems; ++i) {
     const uint8_t* b = src + i * kBytes;
     for (int s = 0; s < 4; ++s) {
@@ -108,8 +108,8 @@ void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_q1_0(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 18;
-  constexpr int kElems = 128;
+  constexpr int kBytes = sizeof(BlockQ1_0);
+  constexpr int kElems = BlockQ1_0::kElems;
   for (int64_t i = 0; i < n_elems / kElems; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = LoadHalf(b);
@@ -119,8 +119,8 @@ void dequantize_q1_0(const uint8_t* src, float* dst, int64_t n_elems) {
 }
 
 void dequantize_q2_0(const uint8_t* src, float* dst, int64_t n_elems) {
-  constexpr int kBytes = 18;
-  constexpr int kElems = 64;
+  constexpr int kBytes = sizeof(BlockQ2_0);
+  constexpr int kElems = BlockQ2_0::kElems;
   for (int64_t i = 0; i < n_elems / kElems; ++i) {
     const uint8_t* b = src + i * kBytes;
     float d = LoadHalf(b);

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <limits>
 
+#include "formats/blocks.h"
 #include "formats/codecs.h"
 #include "formats/formats.h"
 
@@ -10,62 +11,198 @@ namespace mixq::formats {
 namespace internal {
 namespace {
 
-constexpr Format Plain(std::string_view name, uint32_t id, int32_t bytes) {
-  return {name, id, 1, bytes, false, nullptr, nullptr, nullptr};
+// Ids the columns refer to.
+constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9, kQ6_K = 14, kQ8_K = 15, kIQ4_NL = 20,
+                  kBF16 = 30;
+
+// One table row, built column by column: B<Block>(...).Decode(...).Encode(...)...
+struct Row {
+  Format f;
+  constexpr Row Decode(DequantizeRowFn fn) const {
+    return Set([&](Format& x) { x.dequantize_row = fn; });
+  }
+  constexpr Row Encode(QuantizeRowFn ggml, QuantizeRowFn best) const {
+    return Set([&](Format& x) {
+      x.quantize_row_ggml = ggml;
+      x.quantize_row_best = best;
+    });
+  }
+  constexpr Row FileType(int32_t ftype) const {
+    return Set([&](Format& x) { x.llama_ftype = ftype; });
+  }
+  constexpr Row Fallback(int32_t id) const {
+    return Set([&](Format& x) { x.shape_fallback_id = id; });
+  }
+  constexpr Row Head(int32_t id) const {
+    return Set([&](Format& x) { x.output_head_id = id; });
+  }
+  constexpr Row Int(const IntDecoding* d) const {
+    return Set([&](Format& x) { x.int_decoding = d; });
+  }
+  constexpr Row NeedsImatrix() const {
+    return Set([](Format& x) { x.needs_imatrix = true; });
+  }
+  constexpr Row ComfyGpu() const {
+    return Set([](Format& x) { x.comfyui_gpu = true; });
+  }
+  constexpr Row Calibration() const {
+    return Set([](Format& x) { x.default_calibration = true; });
+  }
+  constexpr Row VecDot(int32_t id) const {
+    return Set([&](Format& x) { x.vec_dot_id = id; });
+  }
+  template <typename Edit>
+  constexpr Row Set(Edit edit) const {
+    Row r = *this;
+    edit(r.f);
+    return r;
+  }
+};
+
+// A block type, its geometry from its block struct.
+template <typename Block>
+constexpr Row B(std::string_view name, uint32_t id, int32_t vec_dot_id) {
+  return {{.name = name,
+           .ggml_id = id,
+           .block_elems = Block::kElems,
+           .block_bytes = sizeof(Block),
+           .quantized = true,
+           .vec_dot_id = vec_dot_id}};
 }
-constexpr Format Quantized(std::string_view name, uint32_t id, int32_t elems, int32_t bytes) {
-  return {name, id, elems, bytes, true, nullptr, nullptr, nullptr};
+// Plain storage, one element per block.
+constexpr Row P(std::string_view name, uint32_t id, int32_t bytes) {
+  return {{.name = name, .ggml_id = id, .block_elems = 1, .block_bytes = bytes}};
 }
-constexpr Format Removed(std::string_view name, uint32_t id) {
-  return {name, id, 0, 0, false, nullptr, nullptr, nullptr};
-}
+// An id ggml removed: no blocks.
+constexpr Row R(std::string_view name, uint32_t id) { return {{.name = name, .ggml_id = id}}; }
 
 // Types whose encoders need no search have the same function for both methods.
-constexpr std::array<Format, kGgmlTypeCount> kFormats = {{
-    {"F32", 0, 1, 4, false, dequantize_f32, quantize_f32_ggml, quantize_f32_ggml},
-    {"F16", 1, 1, 2, false, dequantize_f16, quantize_f16_ggml, quantize_f16_ggml},
-    {"Q4_0", 2, 32, 18, true, dequantize_q4_0, quantize_q4_0_ggml, quantize_q4_0_best},
-    {"Q4_1", 3, 32, 20, true, dequantize_q4_1, quantize_q4_1_ggml, quantize_q4_1_best},
-    Removed("Q4_2", 4),
-    Removed("Q4_3", 5),
-    {"Q5_0", 6, 32, 22, true, dequantize_q5_0, quantize_q5_0_ggml, quantize_q5_0_best},
-    {"Q5_1", 7, 32, 24, true, dequantize_q5_1, quantize_q5_1_ggml, quantize_q5_1_best},
-    {"Q8_0", 8, 32, 34, true, dequantize_q8_0, quantize_q8_0_ggml, quantize_q8_0_best},
-    Quantized("Q8_1", 9, 32, 36),
-    {"Q2_K", 10, 256, 84, true, dequantize_q2_k, quantize_q2_k_ggml, quantize_q2_k_best},
-    {"Q3_K", 11, 256, 110, true, dequantize_q3_k, quantize_q3_k_ggml, quantize_q3_k_best},
-    {"Q4_K", 12, 256, 144, true, dequantize_q4_k, quantize_q4_k_ggml, quantize_q4_k_best},
-    {"Q5_K", 13, 256, 176, true, dequantize_q5_k, quantize_q5_k_ggml, quantize_q5_k_best},
-    {"Q6_K", 14, 256, 210, true, dequantize_q6_k, quantize_q6_k_ggml, quantize_q6_k_best},
-    Quantized("Q8_K", 15, 256, 292),
-    {"IQ2_XXS", 16, 256, 66, true, dequantize_iq2_xxs, nullptr, nullptr},
-    {"IQ2_XS", 17, 256, 74, true, dequantize_iq2_xs, nullptr, nullptr},
-    {"IQ3_XXS", 18, 256, 98, true, dequantize_iq3_xxs, nullptr, nullptr},
-    {"IQ1_S", 19, 256, 50, true, dequantize_iq1_s, nullptr, nullptr},
-    {"IQ4_NL", 20, 32, 18, true, dequantize_iq4_nl, quantize_iq4_nl_ggml, quantize_iq4_nl_best},
-    {"IQ3_S", 21, 256, 110, true, dequantize_iq3_s, nullptr, nullptr},
-    {"IQ2_S", 22, 256, 82, true, dequantize_iq2_s, nullptr, nullptr},
-    {"IQ4_XS", 23, 256, 136, true, dequantize_iq4_xs, quantize_iq4_xs_ggml, quantize_iq4_xs_best},
-    Plain("I8", 24, 1),
-    Plain("I16", 25, 2),
-    Plain("I32", 26, 4),
-    Plain("I64", 27, 8),
-    Plain("F64", 28, 8),
-    {"IQ1_M", 29, 256, 56, true, dequantize_iq1_m, nullptr, nullptr},
-    {"BF16", 30, 1, 2, false, dequantize_bf16, quantize_bf16_ggml, quantize_bf16_ggml},
-    Removed("Q4_0_4_4", 31),
-    Removed("Q4_0_4_8", 32),
-    Removed("Q4_0_8_8", 33),
-    {"TQ1_0", 34, 256, 54, true, dequantize_tq1_0, nullptr, nullptr},
-    {"TQ2_0", 35, 256, 66, true, dequantize_tq2_0, nullptr, nullptr},
-    Removed("IQ4_NL_4_4", 36),
-    Removed("IQ4_NL_4_8", 37),
-    Removed("IQ4_NL_8_8", 38),
-    {"MXFP4", 39, 32, 17, true, dequantize_mxfp4, nullptr, nullptr},
-    {"NVFP4", 40, 64, 36, true, dequantize_nvfp4, nullptr, nullptr},
-    {"Q1_0", 41, 128, 18, true, dequantize_q1_0, nullptr, nullptr},
-    {"Q2_0", 42, 64, 18, true, dequantize_q2_0, nullptr, nullptr},
+constexpr std::array<Row, kGgmlTypeCount> kRows = {{
+    P("F32", 0, 4).Decode(dequantize_f32).Encode(quantize_f32_ggml, quantize_f32_ggml).FileType(0),
+    P("F16", 1, 2).Decode(dequantize_f16).Encode(quantize_f16_ggml, quantize_f16_ggml).FileType(1).VecDot(kF16),
+    B<BlockQ4_0>("Q4_0", 2, kQ8_0)
+        .Decode(dequantize_q4_0)
+        .Encode(quantize_q4_0_ggml, quantize_q4_0_best)
+        .FileType(2)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    B<BlockQ4_1>("Q4_1", 3, kQ8_1)
+        .Decode(dequantize_q4_1)
+        .Encode(quantize_q4_1_ggml, quantize_q4_1_best)
+        .FileType(3)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    R("Q4_2", 4),
+    R("Q4_3", 5),
+    B<BlockQ5_0>("Q5_0", 6, kQ8_0)
+        .Decode(dequantize_q5_0)
+        .Encode(quantize_q5_0_ggml, quantize_q5_0_best)
+        .FileType(8)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    B<BlockQ5_1>("Q5_1", 7, kQ8_1)
+        .Decode(dequantize_q5_1)
+        .Encode(quantize_q5_1_ggml, quantize_q5_1_best)
+        .FileType(9)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    B<BlockQ8_0>("Q8_0", 8, kQ8_0)
+        .Decode(dequantize_q8_0)
+        .Encode(quantize_q8_0_ggml, quantize_q8_0_best)
+        .FileType(7)
+        .Fallback(kF16)
+        .Head(kQ8_0)
+        .Int(&kIntQ8_0)
+        .ComfyGpu(),
+    B<BlockQ8_1>("Q8_1", 9, kQ8_1),
+    B<BlockQ2K>("Q2_K", 10, kQ8_K)
+        .Decode(dequantize_q2_k)
+        .Encode(quantize_q2_k_ggml, quantize_q2_k_best)
+        .FileType(10)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K)
+        .ComfyGpu()
+        .Calibration(),
+    B<BlockQ3K>("Q3_K", 11, kQ8_K)
+        .Decode(dequantize_q3_k)
+        .Encode(quantize_q3_k_ggml, quantize_q3_k_best)
+        .FileType(12)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    B<BlockQ4K>("Q4_K", 12, kQ8_K)
+        .Decode(dequantize_q4_k)
+        .Encode(quantize_q4_k_ggml, quantize_q4_k_best)
+        .FileType(15)
+        .Fallback(kQ5_0)
+        .Head(kQ6_K)
+        .Int(&kIntQ4K)
+        .ComfyGpu()
+        .Calibration(),
+    B<BlockQ5K>("Q5_K", 13, kQ8_K)
+        .Decode(dequantize_q5_k)
+        .Encode(quantize_q5_k_ggml, quantize_q5_k_best)
+        .FileType(17)
+        .Fallback(kQ5_1)
+        .Head(kQ6_K)
+        .Int(&kIntQ5K)
+        .ComfyGpu(),
+    B<BlockQ6K>("Q6_K", 14, kQ8_K)
+        .Decode(dequantize_q6_k)
+        .Encode(quantize_q6_k_ggml, quantize_q6_k_best)
+        .FileType(18)
+        .Fallback(kQ8_0)
+        .Head(kQ6_K)
+        .Int(&kIntQ6K)
+        .ComfyGpu(),
+    B<BlockQ8K>("Q8_K", 15, kNoType),
+    B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K).Decode(dequantize_iq2_xxs).FileType(19).NeedsImatrix(),
+    B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K).Decode(dequantize_iq2_xs).FileType(20).NeedsImatrix(),
+    B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K).Decode(dequantize_iq3_xxs).FileType(23),
+    B<BlockIQ1S>("IQ1_S", 19, kQ8_K).Decode(dequantize_iq1_s).FileType(24).NeedsImatrix(),
+    B<BlockIQ4NL>("IQ4_NL", 20, kQ8_0)
+        .Decode(dequantize_iq4_nl)
+        .Encode(quantize_iq4_nl_ggml, quantize_iq4_nl_best)
+        .FileType(25)
+        .Fallback(kF16)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    B<BlockIQ3S>("IQ3_S", 21, kQ8_K).Decode(dequantize_iq3_s).FileType(26),
+    B<BlockIQ2S>("IQ2_S", 22, kQ8_K).Decode(dequantize_iq2_s).FileType(28),
+    B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)
+        .Decode(dequantize_iq4_xs)
+        .Encode(quantize_iq4_xs_ggml, quantize_iq4_xs_best)
+        .FileType(30)
+        .Fallback(kIQ4_NL)
+        .Head(kQ6_K)
+        .ComfyGpu(),
+    P("I8", 24, 1),
+    P("I16", 25, 2),
+    P("I32", 26, 4),
+    P("I64", 27, 8),
+    P("F64", 28, 8),
+    B<BlockIQ1M>("IQ1_M", 29, kQ8_K).Decode(dequantize_iq1_m).FileType(31),
+    P("BF16", 30, 2).Decode(dequantize_bf16).Encode(quantize_bf16_ggml, quantize_bf16_ggml).FileType(32).VecDot(kBF16),
+    R("Q4_0_4_4", 31),
+    R("Q4_0_4_8", 32),
+    R("Q4_0_8_8", 33),
+    B<BlockTQ1_0>("TQ1_0", 34, kQ8_K).Decode(dequantize_tq1_0).FileType(36),
+    B<BlockTQ2_0>("TQ2_0", 35, kQ8_K).Decode(dequantize_tq2_0).FileType(37),
+    R("IQ4_NL_4_4", 36),
+    R("IQ4_NL_4_8", 37),
+    R("IQ4_NL_8_8", 38),
+    B<BlockMXFP4>("MXFP4", 39, kQ8_0).Decode(dequantize_mxfp4).FileType(38),
+    B<BlockNVFP4>("NVFP4", 40, kQ8_0).Decode(dequantize_nvfp4).FileType(39),
+    B<BlockQ1_0>("Q1_0", 41, kQ8_0).Decode(dequantize_q1_0).FileType(40),
+    B<BlockQ2_0>("Q2_0", 42, kQ8_0).Decode(dequantize_q2_0).FileType(41),
 }};
+
+constexpr std::array<Format, kGgmlTypeCount> Formats() {
+  std::array<Format, kGgmlTypeCount> out{};
+  for (size_t i = 0; i < kRows.size(); ++i) out[i] = kRows[i].f;
+  return out;
+}
+constexpr std::array<Format, kGgmlTypeCount> kFormats = Formats();
 
 constexpr bool IdsMatchPositions() {
   for (uint32_t i = 0; i < kFormats.size(); ++i) {
@@ -93,6 +230,14 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::span<const Format> AllFormats() { return kFormats; }
+
+namespace {
+const Format* ById(int32_t id) { return id == kNoType ? nullptr : FindFormat(static_cast<uint32_t>(id)); }
+}  // namespace
+
+const Format* Format::vec_dot() const { return ById(vec_dot_id); }
+const Format* Format::shape_fallback() const { return ById(shape_fallback_id); }
+const Format* Format::output_head() const { return ById(output_head_id); }
 
 const Format* FindFormat(uint32_t ggml_id) { return ggml_id < kFormats.size() ? &kFormats[ggml_id] : nullptr; }
 

@@ -26,17 +26,20 @@ std::vector<const formats::Format*> DefaultTypes() {
   return out;
 }
 
-// The calibration types: the given ones, else Q2_K and Q4_K when candidates,
-// else the lowest candidate and the one nearest 4.5 bpw.
+// The calibration types: the given ones, else the format table's default
+// calibration types when all are candidates, else the lowest candidate and the
+// one nearest 4.5 bpw.
 std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& options,
                                                      const std::vector<const formats::Format*>& types) {
   if (!options.calibration_types.empty()) return options.calibration_types;
   std::vector<const formats::Format*> out;
-  for (const char* name : {"Q2_K", "Q4_K"}) {
-    const formats::Format* f = formats::FindFormatByName(name);
-    if (std::find(types.begin(), types.end(), f) != types.end()) out.push_back(f);
+  size_t n_defaults = 0;
+  for (const formats::Format& f : formats::AllFormats()) {
+    if (!f.default_calibration) continue;
+    ++n_defaults;
+    if (std::find(types.begin(), types.end(), &f) != types.end()) out.push_back(&f);
   }
-  if (out.size() == 2 || types.empty()) return out;
+  if (out.size() == n_defaults || types.empty()) return out;
   out.clear();
   auto lowest = *std::min_element(types.begin(), types.end(), [](auto a, auto b) { return a->bpw() < b->bpw(); });
   auto middle = *std::min_element(types.begin(), types.end(),

@@ -1,40 +1,12 @@
 // Whole-model quantization: copy metadata, decide types, stream tensors.
-#include <array>
-
 #include "quantize/quantize.h"
 
 namespace mixq::quantize {
-namespace {
-
-// llama_ftype of a file whose dominant type is this one (ggml-formats.md §4.2);
-// mixed files report the type that holds most weights.
-struct FileTypeEntry {
-  std::string_view type;
-  uint32_t ftype;
-};
-constexpr std::array<FileTypeEntry, 15> kFileTypes = {{{"F32", 0},
-                                                       {"F16", 1},
-                                                       {"Q4_0", 2},
-                                                       {"Q4_1", 3},
-                                                       {"Q8_0", 7},
-                                                       {"Q5_0", 8},
-                                                       {"Q5_1", 9},
-                                                       {"Q2_K", 10},
-                                                       {"Q3_K", 12},
-                                                       {"Q4_K", 15},
-                                                       {"Q5_K", 17},
-                                                       {"Q6_K", 18},
-                                                       {"IQ4_NL", 25},
-                                                       {"IQ4_XS", 30},
-                                                       {"BF16", 32}}};
-
-}  // namespace
 
 std::optional<uint32_t> FileTypeId(std::string_view type) {
-  for (const auto& ft : kFileTypes) {
-    if (ft.type == type) return ft.ftype;
-  }
-  return std::nullopt;
+  const formats::Format* f = formats::FindFormatByName(type);
+  if (f == nullptr || f->llama_ftype == formats::kNoType) return std::nullopt;
+  return static_cast<uint32_t>(f->llama_ftype);
 }
 
 namespace {

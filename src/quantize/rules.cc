@@ -16,24 +16,6 @@ constexpr std::array<std::string_view, 12> kNeverQuantized = {
     "per_layer_model_proj",  "position_embd",    "token_types",    "ssm_conv1d",
     "shortconv.conv.weight", "attn_rel_b",       "time_mix_first", "time_mix_w0"};
 
-// The chain a shape fallback walks, by ggml name; the first encodable type in
-// the chain whose block fits the row wins (§4.3 "Shape fallback", extended
-// with F16 as the last resort for every type).
-struct FallbackChain {
-  std::string_view from;
-  std::array<std::string_view, 3> to;
-};
-constexpr std::array<FallbackChain, 8> kFallbacks = {{
-    {"IQ4_XS", {"IQ4_NL", "F16", ""}},
-    {"Q2_K", {"Q4_0", "F16", ""}},
-    {"Q3_K", {"Q4_0", "F16", ""}},
-    {"Q4_K", {"Q5_0", "F16", ""}},
-    {"Q5_K", {"Q5_1", "F16", ""}},
-    {"Q6_K", {"Q8_0", "F16", ""}},
-    {"IQ4_NL", {"F16", "", ""}},
-    {"Q8_0", {"F16", "", ""}},
-}};
-
 bool Fits(const formats::Format* f, int64_t row_length) { return f != nullptr && formats::RowFits(*f, row_length); }
 
 // Flux's (and HunyuanVideo's) entry and exit layers (comfyui-gguf.md §2.7 item 4).
@@ -63,14 +45,11 @@ bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile) {
          std::none_of(profile.keep_input_type.begin(), profile.keep_input_type.end(), in_name);
 }
 
+// Walks the format table's shape-fallback chain (ggml-formats.md §4.3), with
+// F16 as the last resort for every type.
 const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length) {
-  if (Fits(&wanted, row_length)) return &wanted;
-  for (const auto& chain : kFallbacks) {
-    if (chain.from != wanted.name) continue;
-    for (std::string_view next : chain.to) {
-      const formats::Format* f = next.empty() ? nullptr : formats::FindFormatByName(next);
-      if (Fits(f, row_length)) return f;
-    }
+  for (const formats::Format* f = &wanted; f != nullptr; f = f->shape_fallback()) {
+    if (Fits(f, row_length)) return f;
   }
   const formats::Format* f16 = formats::FindFormatByName("F16");
   return Fits(f16, row_length) ? f16 : nullptr;
@@ -127,9 +106,9 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
     });
     if (match != rules.overrides.end()) {
       wanted = match->format;
-    } else if (is_output && def->quantized) {
-      // llama.cpp keeps the output head at Q6_K (Q8_0 when that is the default): it is the most sensitive tensor.
-      wanted = def->name == "Q8_0" ? def : formats::FindFormatByName("Q6_K");
+    } else if (is_output && def->output_head() != nullptr) {
+      // llama.cpp keeps the output head higher than the default: it is the most sensitive tensor.
+      wanted = def->output_head();
       if (!Fits(wanted, tensor.ne[0])) wanted = formats::FindFormatByName("Q8_0");
     }
   }

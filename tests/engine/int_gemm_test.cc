@@ -33,7 +33,7 @@ std::vector<uint8_t> QuantizedRows(const formats::Format& f, int64_t rows, int64
 TEST(IntDecoding, ReproducesTheFloatDecoderExactly) {
   for (const char* name : kIntFormats) {
     const formats::Format& f = *formats::FindFormatByName(name);
-    const formats::IntDecoding* id = formats::FindIntDecoding(f);
+    const formats::IntDecoding* id = f.int_decoding;
     ASSERT_NE(id, nullptr) << name;
     const int64_t k = 1024, rows = 16;
     const std::vector<uint8_t> bytes = QuantizedRows(f, rows, k, 3);
@@ -51,7 +51,7 @@ TEST(IntDecoding, ReproducesTheFloatDecoderExactly) {
       }
     }
   }
-  EXPECT_EQ(formats::FindIntDecoding(*formats::FindFormatByName("IQ4_XS")), nullptr);
+  EXPECT_EQ(formats::FindFormatByName("IQ4_XS")->int_decoding, nullptr);
 }
 
 TEST(IntActivations, MatchTheRoundedFloats) {
@@ -89,7 +89,7 @@ TEST_P(IntGemmTest, MatchesReferenceProduct) {
   };
   for (const char* name : kIntFormats) {
     const formats::Format& f = *formats::FindFormatByName(name);
-    const formats::IntDecoding& id = *formats::FindIntDecoding(f);
+    const formats::IntDecoding& id = *f.int_decoding;
     const IntLayout layout = {id.group_elems, id.has_mins};
     const ActRounding rounding = RoundingFor(f);
     const int block = rounding == ActRounding::kQ8_K ? 256 : 32;

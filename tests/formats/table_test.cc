@@ -1,9 +1,13 @@
 // The format table against ggml-formats.md §2.1, and the lookups over it.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "formats/formats.h"
+#include "formats/int_rows.h"
+#include "test_support.h"
 
 namespace mixq::formats {
 namespace {
@@ -82,6 +86,76 @@ TEST(TableTest, EncodableNamesListTheCodecsInTableOrder) {
       EXPECT_TRUE(f.can_decode()) << f.name;
     }
   }
+}
+
+// The columns each kind of entry must fill, so that a new type cannot be half
+// added: every fact about a type lives in its row, and nothing else lists types.
+TEST(TableTest, EveryEntryFillsTheColumnsOfItsKind) {
+  std::set<int32_t> ftypes;
+  for (const Format& f : AllFormats()) {
+    SCOPED_TRACE(std::string(f.name));
+    if (f.removed()) {
+      EXPECT_FALSE(f.can_decode() || f.vec_dot() || f.llama_ftype != kNoType || f.comfyui_gpu || f.int_decoding);
+      continue;
+    }
+    if (f.llama_ftype != kNoType) {
+      EXPECT_TRUE(ftypes.insert(f.llama_ftype).second) << "llama_ftype used twice";
+    }
+    // Every type a file can hold as weights (it decodes) names its file type and
+    // how ggml rounds the activations it is multiplied with.
+    if (f.can_decode() && (f.quantized || f.name == "F16" || f.name == "BF16" || f.name == "F32")) {
+      EXPECT_NE(f.llama_ftype, kNoType);
+    }
+    if (f.quantized && f.can_decode()) {
+      ASSERT_NE(f.vec_dot(), nullptr);
+      EXPECT_TRUE(f.vec_dot()->name == "Q8_0" || f.vec_dot()->name == "Q8_1" || f.vec_dot()->name == "Q8_K");
+      EXPECT_EQ(f.block_elems % f.vec_dot()->block_elems, 0) << "activation blocks must tile the weight blocks";
+    }
+    if (f.quantized && f.can_encode()) {
+      ASSERT_NE(f.output_head(), nullptr);
+      EXPECT_TRUE(f.output_head()->can_encode());
+      EXPECT_GE(f.output_head()->bpw(), f.bpw());
+    }
+    // A fallback chain ends, and each step takes rows the previous one cannot.
+    int steps = 0;
+    for (const Format* g = &f; g->shape_fallback() != nullptr; g = g->shape_fallback()) {
+      EXPECT_TRUE(g->shape_fallback()->can_encode());
+      EXPECT_LT(g->shape_fallback()->block_elems, g->block_elems);
+      ASSERT_LT(++steps, 8) << "fallback chain loops";
+    }
+    if (f.comfyui_gpu || f.default_calibration) {
+      EXPECT_TRUE(f.quantized && f.can_encode());
+    }
+    if (f.int_decoding != nullptr) {
+      EXPECT_TRUE(f.can_decode());
+      EXPECT_EQ(f.block_elems % f.int_decoding->group_elems, 0);
+    }
+  }
+  int n_calibration = 0;
+  for (const Format& f : AllFormats()) n_calibration += f.default_calibration;
+  EXPECT_GE(n_calibration, 1);
+}
+
+// Block geometry and which types need an importance matrix, as the real ggml
+// reports them.
+TEST(TableTest, MatchesGgmlsTypeTraits) {
+  if (testing::OraclePath().empty()) GTEST_SKIP() << "gguf-oracle not configured";
+  auto r = testing::RunCommand(testing::OraclePath() + " types");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  int compared = 0;
+  for (const auto& t : j["types"]) {
+    const Format* f = FindFormat(t["id"].get<uint32_t>());
+    ASSERT_NE(f, nullptr) << t.dump();
+    SCOPED_TRACE(std::string(f->name));
+    EXPECT_FALSE(f->removed());
+    EXPECT_EQ(f->block_elems, t["blck_size"].get<int>());
+    EXPECT_EQ(f->block_bytes, t["type_size"].get<int>());
+    EXPECT_EQ(f->quantized, t["quantized"].get<bool>());
+    EXPECT_EQ(f->needs_imatrix, t["needs_imatrix"].get<bool>());
+    ++compared;
+  }
+  EXPECT_EQ(compared, 35);
 }
 
 TEST(TableTest, RowBytes) {
