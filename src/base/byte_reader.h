@@ -48,22 +48,6 @@ class ByteReader {
     return out;
   }
 
-  Status Skip(uint64_t n_bytes) {
-    if (n_bytes > remaining()) return Truncated(n_bytes);
-    pos_ += n_bytes;
-    return Status::Ok();
-  }
-
-  // Moves the cursor to an absolute position within the span.
-  Status Seek(uint64_t position) {
-    if (position > bytes_.size()) {
-      return Status::Corruption("seek past end of data (offset " + std::to_string(base_offset_ + position) + ", size " +
-                                std::to_string(base_offset_ + bytes_.size()) + ")");
-    }
-    pos_ = position;
-    return Status::Ok();
-  }
-
  private:
   Status Truncated(uint64_t wanted) const {
     return Status::Corruption("truncated data: wanted " + std::to_string(wanted) + " bytes at offset " +

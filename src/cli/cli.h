@@ -3,7 +3,7 @@
 // Each subcommand lives in src/cli/<name>.cc and exposes one Add<Name>
 // function that registers its flag table on the CLI11 app and a callback that
 // returns the process exit code. Shared pieces (exit codes, error printing,
-// --json envelopes, progress bars, size parsing) are declared here.
+// --json envelopes, progress bars, byte formatting) are declared here.
 #ifndef MIXQ_CLI_CLI_H_
 #define MIXQ_CLI_CLI_H_
 
@@ -55,8 +55,6 @@ void Info(const GlobalOptions& global, const std::string& message);
 void EmitJson(const std::string& type, const nlohmann::json& data);
 void EmitJsonBegin(const std::string& command);
 
-// Parses "123", "750MB", "2.1GiB", "4k" into bytes.
-Result<uint64_t> ParseSize(const std::string& text);
 std::string FormatBytes(uint64_t n_bytes);
 
 // A progress bar on stderr, drawn only when stderr is a TTY and not quiet,

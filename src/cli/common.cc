@@ -49,46 +49,6 @@ void EmitJsonBegin(const std::string& command) {
   EmitJson("begin", {{"command", command}, {"mixq_version", MIXQ_VERSION}, {"schema_version", 1}});
 }
 
-Result<uint64_t> ParseSize(const std::string& text) {
-  size_t pos = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &pos);
-  } catch (...) {
-    return Status::InvalidArgument("invalid size '" + text + "'; use bytes or units like 750MB, 2.1GiB");
-  }
-  std::string unit = text.substr(pos);
-  struct UnitScale {
-    const char* name;
-    double scale;
-  };
-  static constexpr UnitScale kUnits[] = {{"", 1},
-                                         {"B", 1},
-                                         {"k", 1e3},
-                                         {"K", 1e3},
-                                         {"KB", 1e3},
-                                         {"kB", 1e3},
-                                         {"M", 1e6},
-                                         {"MB", 1e6},
-                                         {"G", 1e9},
-                                         {"GB", 1e9},
-                                         {"T", 1e12},
-                                         {"TB", 1e12},
-                                         {"KiB", 1024.0},
-                                         {"MiB", 1048576.0},
-                                         {"GiB", 1073741824.0},
-                                         {"TiB", 1099511627776.0}};
-  for (const auto& u : kUnits) {
-    if (unit == u.name) {
-      double bytes = value * u.scale;
-      if (!(bytes >= 0) || bytes > 1.8e19) return Status::InvalidArgument("size '" + text + "' is out of range");
-      return static_cast<uint64_t>(std::floor(bytes));
-    }
-  }
-  return Status::InvalidArgument("unknown size unit '" + unit + "' in '" + text +
-                                 "'; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB");
-}
-
 std::string FormatBytes(uint64_t n_bytes) {
   char buf[64];
   if (n_bytes >= (1ull << 30)) {

@@ -152,8 +152,8 @@ Result<Budget> ParseBpwTarget(std::string_view text);
 Result<Budget> ParseSizeTarget(std::string_view text);
 
 // --keep REGEX=TYPE: every unit whose name, or one of whose tensor names,
-// contains a match of REGEX (POSIX extended syntax, searched, not anchored)
-// gets TYPE. The first matching rule wins.
+// contains a match of REGEX (base/name_pattern.h: llama-quantize's syntax,
+// searched, not anchored) gets TYPE. The first matching rule wins.
 struct KeepRule {
   std::string pattern;
   std::string type;

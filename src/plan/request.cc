@@ -1,46 +1,17 @@
 // Turning a request (budget, keep rules, type bounds) into the knapsack
 // problem the solvers work on.
-#include <regex.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
 
+#include "base/name_pattern.h"
 #include "formats/formats.h"
 #include "plan/problem.h"
 
 namespace mixq::plan {
 namespace {
-
-// POSIX regex: compile errors come back as values, so keep rules need no
-// exception handling.
-class Regex {
- public:
-  Regex() = default;
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-  ~Regex() {
-    if (compiled_) regfree(&re_);
-  }
-
-  Status Compile(const std::string& pattern) {
-    int rc = regcomp(&re_, pattern.c_str(), REG_EXTENDED | REG_NOSUB);
-    if (rc != 0) {
-      char msg[256];
-      regerror(rc, &re_, msg, sizeof(msg));
-      return Status::InvalidArgument("bad regex '" + pattern + "': " + msg);
-    }
-    compiled_ = true;
-    return Status::Ok();
-  }
-  bool Search(const std::string& text) const { return regexec(&re_, text.c_str(), 0, nullptr, 0) == 0; }
-
- private:
-  regex_t re_{};
-  bool compiled_ = false;
-};
 
 bool SameTypeName(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -150,8 +121,7 @@ Result<KeepRule> ParseKeepRule(std::string_view text) {
     return Status::InvalidArgument("bad --keep '" + std::string(text) + "'; use REGEX=TYPE, e.g. attn_v=Q6_K");
   }
   KeepRule rule{std::string(text.substr(0, eq)), std::string(text.substr(eq + 1))};
-  Regex re;
-  MIXQ_TRY(re.Compile(rule.pattern));
+  MIXQ_TRY(NamePattern::Compile(rule.pattern));
   return rule;
 }
 
@@ -167,9 +137,13 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
     return Status::InvalidArgument("--min-type " + constraints.min_type + " is above --max-type " +
                                    constraints.max_type);
   }
-  std::vector<Regex> regexes(constraints.keep.size());
-  for (size_t r = 0; r < regexes.size(); ++r) MIXQ_TRY(regexes[r].Compile(constraints.keep[r].pattern));
-  std::vector<bool> rule_used(regexes.size(), false);
+  std::vector<NamePattern> patterns;
+  for (const KeepRule& k : constraints.keep) {
+    auto pattern = NamePattern::Compile(k.pattern);
+    MIXQ_TRY(pattern);
+    patterns.push_back(std::move(pattern).value());
+  }
+  std::vector<bool> rule_used(patterns.size(), false);
   // Tolerance so that a bound equal to a type's bpw admits that type.
   constexpr double kBpwSlack = 1e-9;
   const bool bounded = !constraints.min_type.empty() || !constraints.max_type.empty();
@@ -178,16 +152,16 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
   p.begin.reserve(m.units.size() + 1);
   p.begin.push_back(0);
   for (const Unit& u : m.units) {
-    size_t rule = regexes.size();
-    for (size_t r = 0; r < regexes.size() && rule == regexes.size(); ++r) {
-      bool hit = regexes[r].Search(u.name);
-      for (size_t t = 0; !hit && t < u.tensors.size(); ++t) hit = regexes[r].Search(u.tensors[t]);
+    size_t rule = patterns.size();
+    for (size_t r = 0; r < patterns.size() && rule == patterns.size(); ++r) {
+      bool hit = patterns[r].Search(u.name);
+      for (size_t t = 0; !hit && t < u.tensors.size(); ++t) hit = patterns[r].Search(u.tensors[t]);
       if (hit) rule = r;
     }
     for (size_t o = 0; o < u.options.size(); ++o) {
       const Option& opt = u.options[o];
       bool allowed;
-      if (rule < regexes.size()) {
+      if (rule < patterns.size()) {
         allowed = SameTypeName(opt.type, constraints.keep[rule].type);
       } else if (bounded) {
         double bpw = OptionBpw(u, opt);
@@ -198,7 +172,7 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
       if (allowed) p.choices.push_back({opt.n_bytes, opt.cost, static_cast<int32_t>(o)});
     }
     if (p.choices.size() == static_cast<size_t>(p.begin.back())) {
-      if (rule < regexes.size()) {
+      if (rule < patterns.size()) {
         const KeepRule& k = constraints.keep[rule];
         return Status::InvalidArgument("--keep " + k.pattern + "=" + k.type + " matches unit '" + u.name +
                                        "', which has no type " + k.type + " (it has: " + TypeList(u) + ")");
@@ -206,10 +180,10 @@ Result<Problem> BuildProblem(const Measurement& m, const Constraints& constraint
       return Status::Infeasible("no type of unit '" + u.name +
                                 "' lies within --min-type/--max-type (it has: " + TypeList(u) + "); widen the bounds");
     }
-    if (rule < regexes.size()) rule_used[rule] = true;
+    if (rule < patterns.size()) rule_used[rule] = true;
     p.begin.push_back(static_cast<int32_t>(p.choices.size()));
   }
-  for (size_t r = 0; r < regexes.size(); ++r) {
+  for (size_t r = 0; r < patterns.size(); ++r) {
     if (!rule_used[r]) {
       return Status::InvalidArgument("--keep " + constraints.keep[r].pattern + "=" + constraints.keep[r].type +
                                      " matches no unit (an earlier rule may have taken them); check the pattern");

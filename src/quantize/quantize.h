@@ -18,12 +18,12 @@
 #include <functional>
 #include <map>
 #include <optional>
-#include <regex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/name_pattern.h"
 #include "base/status.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
@@ -57,7 +57,7 @@ Status SaveImatrix(const Imatrix& imatrix, const std::string& path);
 // ---- type choice ----
 
 struct TensorTypeOverride {
-  std::string pattern;  // ECMAScript regex searched in the tensor name (llama-quantize semantics)
+  NamePattern pattern;  // searched in the tensor name (llama-quantize semantics)
   const formats::Format* format = nullptr;
 };
 // Parses "REGEX=TYPE"; InvalidArgument with the valid type names otherwise.

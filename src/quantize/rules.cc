@@ -60,19 +60,15 @@ Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text) {
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
     return Status::InvalidArgument("tensor type override '" + text + "' is not REGEX=TYPE");
   }
-  TensorTypeOverride o;
-  o.pattern = text.substr(0, eq);
   std::string type = text.substr(eq + 1);
-  o.format = formats::FindFormatByName(type);
-  if (o.format == nullptr || !o.format->can_encode()) {
+  const formats::Format* format = formats::FindFormatByName(type);
+  if (format == nullptr || !format->can_encode()) {
     return Status::InvalidArgument("unknown or unsupported type '" + type + "' in '" + text +
                                    "'; valid types: " + formats::EncodableFormatNames());
   }
-  try {
-    std::regex re(o.pattern);
-  } catch (const std::regex_error&) {
-    return Status::InvalidArgument("invalid regular expression '" + o.pattern + "' in '" + text + "'");
-  }
+  auto pattern = NamePattern::Compile(text.substr(0, eq));
+  MIXQ_TRY(pattern);
+  TensorTypeOverride o{std::move(pattern).value(), format};
   return o;
 }
 
@@ -101,9 +97,8 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
   } else if (is_token_embd && rules.token_embd_format != nullptr) {
     wanted = rules.token_embd_format;
   } else {
-    auto match = std::find_if(rules.overrides.begin(), rules.overrides.end(), [&](const TensorTypeOverride& o) {
-      return std::regex_search(tensor.name, std::regex(o.pattern));
-    });
+    auto match = std::find_if(rules.overrides.begin(), rules.overrides.end(),
+                              [&](const TensorTypeOverride& o) { return o.pattern.Search(tensor.name); });
     if (match != rules.overrides.end()) {
       wanted = match->format;
     } else if (is_output && def->output_head() != nullptr) {
