@@ -1,6 +1,8 @@
-// mixq plan measurement.json (--target 4.5bpw | --target-size 2.1GiB) [--keep REGEX=TYPE] -o plan.json
+// mixq plan measurement.json (--target 4.5bpw | --target-size 2.1GiB | --gpu-budget G --cpu-budget C)
+//   [--keep REGEX=TYPE] -o plan.json
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "cli/diffusion_pipeline.h"
@@ -14,6 +16,8 @@ struct PlanCliOptions {
   std::string format = "mixq";
   std::string target;
   std::string target_size;
+  std::string gpu_budget;
+  std::string cpu_budget;
   std::vector<std::string> keep;
   std::string min_type;
   std::string max_type;
@@ -40,9 +44,16 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
   auto m = LoadAnyMeasurement(opt);
   if (!m) return ReportError(m.error());
   plan::PlanRequest req;
-  auto budget = ParseBudget(opt.target, opt.target_size);
-  if (!budget) return ReportError(budget.error());
-  req.budget = *budget;
+  std::optional<plan::OffloadBudgets> offload;
+  if (!opt.gpu_budget.empty() || !opt.cpu_budget.empty()) {
+    auto budgets = ParseOffloadBudgets(opt.gpu_budget, opt.cpu_budget, opt.target, opt.target_size);
+    if (!budgets) return ReportError(budgets.error());
+    offload = *budgets;
+  } else {
+    auto budget = ParseBudget(opt.target, opt.target_size);
+    if (!budget) return ReportError(budget.error());
+    req.budget = *budget;
+  }
   for (const auto& k : opt.keep) {
     auto rule = plan::ParseKeepRule(k);
     if (!rule) return ReportError(rule.error());
@@ -50,7 +61,10 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
   }
   req.constraints.min_type = opt.min_type;
   req.constraints.max_type = opt.max_type;
-  auto p = opt.greedy ? plan::GreedyPlan(*m, req) : plan::SolvePlan(*m, req);
+  if (offload && opt.greedy) return ReportError(Status::InvalidArgument("--greedy plans under one budget only"));
+  auto p = offload      ? plan::SolveOffloadPlan(*m, *offload, req)
+           : opt.greedy ? plan::GreedyPlan(*m, req)
+                        : plan::SolvePlan(*m, req);
   if (!p) return ReportError(p.error());
   if (!opt.output.empty()) {
     if (Status s = plan::SavePlan(*p, opt.output); !s.ok()) return ReportError(s);
@@ -75,6 +89,7 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
                         {"lower_bound", p->lower_bound},
                         {"optimal", p->optimal}};
     if (args) s["llama_quantize_args"] = *args;
+    if (offload) s.update(OffloadSummary(*p));
     s.update(PlanBreakdown(*p));
     if (is_diffusion) {
       s["file_gib"] = static_cast<double>(p->file_n_bytes) / (1ull << 30);
@@ -93,6 +108,7 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
     for (const auto& a : *args) std::printf("--tensor-type '%s' ", a.c_str());
     std::printf("\n");
   }
+  if (offload) PrintOffloadSummary(*p);
   if (is_diffusion) {
     std::printf("# ComfyUI-GGUF: %s\n", diffusion::FitSummary(static_cast<uint64_t>(p->file_n_bytes), p->bpw).c_str());
   } else if (!global.quiet) {
@@ -113,6 +129,9 @@ void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str();
   sub->add_option("--target", opt->target, "bits per weight over all tensors, e.g. 4.5bpw");
   sub->add_option("--target-size", opt->target_size, "whole output file size, e.g. 2.1GiB or 750MB");
+  sub->add_option("--gpu-budget", opt->gpu_budget,
+                  "MoE offload: bytes on the GPU (everything but the routed experts), e.g. 22GiB");
+  sub->add_option("--cpu-budget", opt->cpu_budget, "MoE offload: bytes of routed experts in system RAM, e.g. 90GiB");
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
   sub->add_option("--min-type", opt->min_type, "no type below this one's bpw");
   sub->add_option("--max-type", opt->max_type, "no type above this one's bpw");

@@ -58,6 +58,35 @@ Result<plan::Budget> ParseBudget(const std::string& target_bpw, const std::strin
   return target_bpw.empty() ? plan::ParseSizeTarget(target_size) : plan::ParseBpwTarget(target_bpw);
 }
 
+Result<plan::OffloadBudgets> ParseOffloadBudgets(const std::string& gpu, const std::string& cpu,
+                                                 const std::string& target_bpw, const std::string& target_size) {
+  if (gpu.empty() || cpu.empty() || !target_bpw.empty() || !target_size.empty()) {
+    return Status::InvalidArgument("give --gpu-budget and --cpu-budget together, without --target or --target-size");
+  }
+  auto g = plan::ParseSizeTarget(gpu);
+  MIXQ_TRY(g);
+  auto c = plan::ParseSizeTarget(cpu);
+  MIXQ_TRY(c);
+  return plan::OffloadBudgets{g->file_n_bytes, c->file_n_bytes};
+}
+
+nlohmann::json OffloadSummary(const plan::Plan& plan) {
+  return {{"gpu_bytes", plan.file_n_bytes - plan.cpu_n_bytes},
+          {"gpu_budget_bytes", plan.budget_file_n_bytes - plan.budget_cpu_n_bytes},
+          {"cpu_bytes", plan.cpu_n_bytes},
+          {"cpu_budget_bytes", plan.budget_cpu_n_bytes},
+          {"llama_flags", plan::OffloadLlamaFlags()}};
+}
+
+void PrintOffloadSummary(const plan::Plan& plan) {
+  const auto gpu = static_cast<uint64_t>(plan.file_n_bytes - plan.cpu_n_bytes);
+  const auto cpu = static_cast<uint64_t>(plan.cpu_n_bytes);
+  std::printf("# GPU: %s of %s; system RAM (routed experts): %s of %s\n", FormatBytes(gpu).c_str(),
+              FormatBytes(static_cast<uint64_t>(plan.budget_file_n_bytes - plan.budget_cpu_n_bytes)).c_str(),
+              FormatBytes(cpu).c_str(), FormatBytes(static_cast<uint64_t>(plan.budget_cpu_n_bytes)).c_str());
+  std::printf("# run with: llama-server -m MODEL.gguf %s\n", plan::OffloadLlamaFlags().c_str());
+}
+
 Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
   quantize::TypeRules rules;
   rules.default_format = formats::FindFormatByName("F16");

@@ -36,6 +36,13 @@ Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& tex
 // Exactly one of --target (bpw) and --target-size must be given.
 Result<plan::Budget> ParseBudget(const std::string& target_bpw, const std::string& target_size);
 
+// --gpu-budget and --cpu-budget, both given, and neither --target nor --target-size.
+Result<plan::OffloadBudgets> ParseOffloadBudgets(const std::string& gpu, const std::string& cpu,
+                                                 const std::string& target_bpw, const std::string& target_size);
+// Where an offload plan's bytes go, and the llama.cpp flags that put them there.
+nlohmann::json OffloadSummary(const plan::Plan& plan);
+void PrintOffloadSummary(const plan::Plan& plan);
+
 // Plan -> exact per-tensor types for quantization.
 Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan);
 

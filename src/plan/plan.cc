@@ -153,6 +153,10 @@ std::string PlanToJson(const Plan& plan) {
   doc["n_units_fixed"] = plan.n_units_fixed;
   doc["n_units_searched"] = plan.n_units_searched;
   doc["n_states"] = plan.n_states;
+  if (plan.budget_cpu_n_bytes > 0) {
+    doc["cpu_n_bytes"] = plan.cpu_n_bytes;
+    doc["budget_cpu_n_bytes"] = plan.budget_cpu_n_bytes;
+  }
   Json units = Json::array();
   for (const UnitPlan& u : plan.units) {
     units.push_back({{"name", u.name},
@@ -203,6 +207,12 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
     return Status::Corruption("plan key 'optimal' is missing or not a boolean");
   }
   plan.optimal = optimal->get<bool>();
+  for (auto [key, dst] :
+       {IntField{"cpu_n_bytes", &plan.cpu_n_bytes}, IntField{"budget_cpu_n_bytes", &plan.budget_cpu_n_bytes}}) {
+    auto v = internal::GetOptionalInt64(*doc, key, where, 0);
+    if (!v.has_value()) return v.status();
+    *dst = *v;
+  }
   auto units = internal::GetArray(*doc, "units", where);
   if (!units.has_value()) return units.status();
   if ((*units)->empty()) return Status::Corruption("the plan has no units");

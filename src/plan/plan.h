@@ -215,6 +215,10 @@ struct Plan {
   int64_t n_units_fixed = 0;
   int64_t n_units_searched = 0;
   int64_t n_states = 0;
+  // Offload plans (SolveOffloadPlan) only, else 0: the bytes of the units kept
+  // in system RAM and that share's budget; the rest of the file is the GPU's.
+  int64_t cpu_n_bytes = 0;
+  int64_t budget_cpu_n_bytes = 0;
 };
 
 // Smallest and largest achievable file sizes under the constraints.
@@ -228,6 +232,31 @@ Result<SizeRange> AchievableSizes(const Measurement& measurement, const Constrai
 // keep rule naming a type a unit does not offer, a rule matching no unit);
 // Infeasible, with the smallest and largest achievable sizes, when no plan fits.
 Result<Plan> SolvePlan(const Measurement& measurement, const PlanRequest& request);
+
+// ---------------------------------------------------------------------------
+// Two budgets for MoE offload. People run large mixture-of-experts models with
+// the routed experts in system RAM and everything else on the GPU (llama.cpp
+// `-ot exps=CPU`). The units whose tensor names contain kCpuTensorPattern (the
+// routed experts' ffn_*_exps) count against the CPU budget, every other byte of
+// the file (header, norms, attention, shared experts, router) against the GPU
+// budget. The two shares are independent knapsacks, each solved exactly.
+inline constexpr std::string_view kCpuTensorPattern = "exps";
+
+struct OffloadBudgets {
+  int64_t gpu_n_bytes = 0;
+  int64_t cpu_n_bytes = 0;
+};
+
+bool KeptOnCpu(const Unit& unit);
+
+// request.budget is ignored; its constraints and limits apply to both shares.
+// InvalidArgument when no unit goes to the CPU; Infeasible, naming the share,
+// when one of them cannot fit.
+Result<Plan> SolveOffloadPlan(const Measurement& measurement, const OffloadBudgets& budgets,
+                              const PlanRequest& request);
+
+// The llama.cpp flags that place the file as an offload plan counted it.
+std::string OffloadLlamaFlags();
 
 // The MixedQuantFlux baseline (seed 003): start every unit at its largest
 // option, prune each unit's chain of options by comparing neighbours, merge
