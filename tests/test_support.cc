@@ -12,9 +12,10 @@
 
 namespace mixq::testing {
 
-std::string SharedDir() { return MIXQ_SHARED_DIR; }
+std::string TestDataPath(const std::string& file) { return std::string(MIXQ_SOURCE_DIR) + "/tests/data/" + file; }
 std::string RefDevModel() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf"; }
-std::string RefVectorPath(const std::string& file) { return SharedDir() + "/refvectors/" + file; }
+std::string RefVectorPath(const std::string& file) { return TestDataPath("refvectors/" + file); }
+std::string SeedPath(const std::string& file) { return TestDataPath("seeds/" + file); }
 
 std::vector<uint8_t> ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

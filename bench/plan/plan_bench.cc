@@ -21,7 +21,7 @@
 namespace mixq::plan {
 namespace {
 
-const std::string kSeeds = std::string(MIXQ_SOURCE_DIR) + "/../shared/seeds/";
+const std::string kSeeds = std::string(MIXQ_SOURCE_DIR) + "/tests/data/seeds/";
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

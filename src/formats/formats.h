@@ -12,13 +12,13 @@
 //    an importance-weighted squared error never larger than quantize_row_ggml's:
 //    sum_j w_j (x_j - y_j)^2 with y the decoded block, w_j = importance[j], or
 //    w_j = 1 without importance (docs/formats.md gives the measured ratios).
-// Decoders exist for every type of shared/refvectors (28); encoders for F32,
+// Decoders exist for every type of tests/data/refvectors (28); encoders for F32,
 // F16, BF16, the legacy types, Q2_K..Q6_K, IQ4_NL and IQ4_XS
 // (EncodableFormatNames(), joined by ", ").
 // `importance` is the per-column imatrix vector (length n_elems, the mean of
 // squared activations), or nullptr. Codecs are pure functions: thread-safe.
 //
-// Format facts are in shared/docs/ggml-formats.md, cited by section.
+// Format facts are in docs/reference/ggml-formats.md, cited by section.
 #ifndef MIXQ_FORMATS_FORMATS_H_
 #define MIXQ_FORMATS_FORMATS_H_
 

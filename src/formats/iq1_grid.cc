@@ -1,5 +1,5 @@
 // ggml's lattice codebooks for IQ1_S and IQ1_M, as data: copied
-// byte for byte from shared/refvectors/tables/ (ggml-common.h, MIT licence,
+// byte for byte from tests/data/refvectors/tables/ (ggml-common.h, MIT licence,
 // (c) the ggml authors), little-endian rows, byte k of a row = element k.
 // Generated from those files by reading them as arrays of u64/u32.
 #include "formats/iq_grids.h"

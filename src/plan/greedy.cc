@@ -1,5 +1,5 @@
 // The benefit/cost greedy of MixedQuantFlux (seed 003; the details follow
-// shared/docs/anchors-optimizers.md section 1.2), kept as the baseline that
+// docs/reference/anchors-optimizers.md section 1.2), kept as the baseline that
 // the exact solver is compared with.
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // Test helpers for the diffusion tests: generating Flux-shaped checkpoints
 // with tools/make_flux_checkpoint, and asserting the checklist of
-// shared/docs/comfyui-gguf.md §6 on a produced GGUF. Header-only: the test
+// docs/reference/comfyui-gguf.md §6 on a produced GGUF. Header-only: the test
 // build compiles only *_test.cc files and test_support.cc.
 #ifndef MIXQ_TESTS_DIFFUSION_FLUX_CHECKLIST_H_
 #define MIXQ_TESTS_DIFFUSION_FLUX_CHECKLIST_H_

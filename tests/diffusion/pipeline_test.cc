@@ -172,7 +172,7 @@ TEST_F(Pipeline, GgmlReadsThePlannedFile) {
 }
 
 TEST_F(Pipeline, SeedTablePlansFluxDevForAGpu) {
-  const std::string table = mixq::testing::SharedDir() + "/seeds/000_b622eb4ec4e2b348.txt";
+  const std::string table = mixq::testing::SeedPath("000_b622eb4ec4e2b348.txt");
   auto r = RunMixq("plan " + table + " --format flux-table --target 3.8bpw -o " + out_.File("p.json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("fits GPUs with 8 GB or more"), std::string::npos) << r.out;

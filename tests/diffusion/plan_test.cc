@@ -152,7 +152,7 @@ class SeedFluxTable : public ::testing::Test {
   void SetUp() override {
     entries_ = FluxLayoutEntries(FluxDims{}, *safetensors::FindDType("BF16"));
     model_ = InspectTensors(entries_, "flux1-dev layout").value();
-    std::ifstream in(mixq::testing::SharedDir() + "/seeds/000_b622eb4ec4e2b348.txt", std::ios::binary);
+    std::ifstream in(mixq::testing::SeedPath("000_b622eb4ec4e2b348.txt"), std::ios::binary);
     std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     auto imported = plan::ImportCostTable(text, plan::FluxDevCostTableSpec());
     ASSERT_TRUE(imported.has_value()) << imported.error().message();

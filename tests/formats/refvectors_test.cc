@@ -1,4 +1,4 @@
-// Judges the codecs against shared/refvectors: bytes and floats written by
+// Judges the codecs against tests/data/refvectors: bytes and floats written by
 // ggml itself (README there). Inputs are regenerated from their recipe and
 // checked against the files before use.
 #include <gtest/gtest.h>

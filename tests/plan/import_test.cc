@@ -1,4 +1,4 @@
-// Importers on the real seed files (shared/seeds), and their error paths.
+// Importers on the real seed files (tests/data/seeds), and their error paths.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -13,7 +13,7 @@ namespace mixq::plan {
 namespace {
 
 std::string ReadSeed(const char* file) {
-  std::ifstream in(testing::SharedDir() + "/seeds/" + file, std::ios::binary);
+  std::ifstream in(testing::SeedPath(file), std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
@@ -23,7 +23,7 @@ TEST(ImportExl2, SeedMeasurement) {
   auto m = ImportExl2Measurement(text, Exl2Cost::kErr);
   ASSERT_TRUE(m.has_value()) << m.error().message();
   // 80 layers x 7 linears, 24 options each, 68,451,041,280 weights
-  // (shared/docs/anchors-optimizers.md).
+  // (docs/reference/anchors-optimizers.md).
   ASSERT_EQ(m->units.size(), 560u);
   EXPECT_EQ(TotalWeights(*m), 68'451'041'280);
   for (const Unit& u : m->units) EXPECT_EQ(u.options.size(), 24u) << u.name;

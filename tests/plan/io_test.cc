@@ -191,7 +191,7 @@ TEST(TensorTypeArgs, ForeignTypesAreNotSupported) {
 }
 
 TEST(LlamaTypeName, SpellsEveryFormatAsGgmlDoes) {
-  // ggml_type_name spellings, as listed in shared/docs/ggml-formats.md 2.1.
+  // ggml_type_name spellings, as listed in docs/reference/ggml-formats.md 2.1.
   const std::set<std::string> ggml = {
       "f32",  "f16",  "q4_0",    "q4_1",   "q5_0",    "q5_1",  "q8_0",   "q8_1",  "q2_K",  "q3_K",   "q4_K", "q5_K",
       "q6_K", "q8_K", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s", "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "i8",   "i16",

@@ -1,5 +1,5 @@
 // The planner on the seed data: the exact solver reaches the optima that an
-// independent solver (shared/docs/anchors-optimizers.md, section 2: HiGHS and
+// independent solver (docs/reference/anchors-optimizers.md, section 2: HiGHS and
 // a Python MCKP solver) found, our greedy reproduces that document's greedy
 // figures, and the exact plan never costs more than the greedy nor exceeds the
 // budget.
@@ -15,7 +15,7 @@ namespace mixq::plan {
 namespace {
 
 std::string ReadSeed(const char* file) {
-  std::ifstream in(testing::SharedDir() + "/seeds/" + file, std::ios::binary);
+  std::ifstream in(testing::SeedPath(file), std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 

@@ -271,7 +271,7 @@ TEST(Greedy, NeverBeatsTheExactSolver) {
   }
 }
 
-// shared/docs/anchors-optimizers.md 1.2/2.4: neighbour-only pruning keeps a
+// docs/reference/anchors-optimizers.md 1.2/2.4: neighbour-only pruning keeps a
 // dominated type (bytes 16/8/6/5, costs 0/5/6/4), so at a budget of 8 bytes
 // the greedy stops at 8 bytes and cost 5 where 5 bytes and cost 4 fit.
 TEST(Greedy, NeighbourPruningKeepsADominatedType) {
