@@ -1,7 +1,8 @@
 // libFuzzer harness: the planner's parsers (measurement JSON, plan JSON,
 // ExLlamaV2 measurement, markdown cost table) must accept or reject any bytes
 // without crashing, and a plan made from an accepted measurement must fit its
-// budget. The first input byte picks the parser.
+// budget (both budgets of an offload plan). The first input byte picks the
+// parser.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -22,6 +23,13 @@ void PlanWithinBudget(const mixq::plan::Measurement& m) {
   if (plan.has_value() && plan->file_n_bytes > mid) std::abort();
   auto greedy = mixq::plan::GreedyPlan(m, req);
   if (greedy.has_value() && greedy->file_n_bytes > mid) std::abort();
+  // Offload plans: each share within its own budget.
+  const mixq::plan::OffloadBudgets b{mid / 2, mid / 2};
+  auto offload = mixq::plan::SolveOffloadPlan(m, b, req);
+  if (offload.has_value() &&
+      (offload->cpu_n_bytes > b.cpu_n_bytes || offload->file_n_bytes - offload->cpu_n_bytes > b.gpu_n_bytes)) {
+    std::abort();
+  }
 }
 
 }  // namespace
