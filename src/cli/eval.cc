@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "base/file_identity.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
@@ -82,6 +83,10 @@ void PrintText(const EvalCliOptions& opt, const engine::EvalResult& r) {
 }
 
 int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.base, opt.base_logits}, {opt.save_logits});
+      !s.ok()) {
+    return ReportError(s);
+  }
   if (opt.text.empty() && opt.base_logits.empty()) {
     return ReportError(Status::InvalidArgument("eval needs --text (or --base-logits, whose tokens are reused)"));
   }

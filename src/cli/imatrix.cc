@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "base/file_identity.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
@@ -21,6 +22,7 @@ struct ImatrixCliOptions {
 };
 
 int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text}, {opt.output}); !s.ok()) return ReportError(s);
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto model = engine::Model::Load(*file);

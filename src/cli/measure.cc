@@ -1,6 +1,7 @@
 // mixq measure MODEL.gguf --text calib.txt [--imatrix F] [--types ...] -o measurement.json
 #include <cstdio>
 
+#include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
@@ -26,6 +27,12 @@ struct MeasureCliOptions {
 };
 
 int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
+  const std::string cache_path = opt.cache.empty() ? opt.output + ".partial" : opt.cache;
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.imatrix, opt.diffusion.cost_table},
+                                          {opt.output, cache_path});
+      !s.ok()) {
+    return ReportError(s);
+  }
   if (auto code = MeasureIfDiffusion(
           global, {opt.model, opt.text, opt.imatrix, opt.output, opt.types, opt.method, opt.threads, opt.diffusion})) {
     return *code;
@@ -59,7 +66,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   mo.n_chunks = opt.chunks;
   mo.bos_id = text->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
-  mo.cache_path = opt.cache.empty() ? opt.output + ".partial" : opt.cache;
+  mo.cache_path = cache_path;
   auto result = MeasureWithProgress(global, *file, text->tokens, mo);
   if (!result) return ReportError(result.error());
   if (Status s = plan::SaveMeasurement(result->measurement, opt.output); !s.ok()) return ReportError(s);

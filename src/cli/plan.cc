@@ -3,6 +3,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
@@ -37,6 +38,7 @@ Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
 }
 
 int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.measurement}, {opt.output}); !s.ok()) return ReportError(s);
   auto m = LoadAnyMeasurement(opt);
   if (!m) return ReportError(m.error());
   plan::PlanRequest req;

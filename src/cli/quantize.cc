@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "base/file_identity.h"
 #include "cli/cli.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
@@ -84,6 +85,9 @@ Status CheckPlanTensors(const QuantizeCliOptions& opt, const quantize::TypeRules
 }
 
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.input, opt.imatrix, opt.plan}, {opt.output}); !s.ok()) {
+    return ReportError(s);
+  }
   QuantizeArgs diffusion_args;
   diffusion_args.input = opt.input;
   diffusion_args.output = opt.output;

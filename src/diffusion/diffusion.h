@@ -47,6 +47,8 @@ class Source {
  public:
   virtual ~Source() = default;
   virtual const std::string& path() const = 0;
+  // Every file read: path() and, for a sharded checkpoint, each shard.
+  virtual std::vector<std::string> files() const = 0;
   virtual const std::vector<safetensors::TensorEntry>& tensors() const = 0;
   // REQUIRES: `tensor` is one of tensors().
   virtual std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const = 0;

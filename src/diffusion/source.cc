@@ -18,6 +18,11 @@ class CheckpointAsSource final : public Source {
  public:
   explicit CheckpointAsSource(Held checkpoint) : checkpoint_(static_cast<Held&&>(checkpoint)) {}
   const std::string& path() const override { return checkpoint_.path(); }
+  std::vector<std::string> files() const override {
+    std::vector<std::string> paths = {checkpoint_.path()};
+    for (const auto& shard : checkpoint_.files()) paths.push_back(shard.path());
+    return paths;
+  }
   const std::vector<safetensors::TensorEntry>& tensors() const override { return checkpoint_.tensors(); }
   std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
     return checkpoint_.Data(tensor);
@@ -63,6 +68,7 @@ class GgufSource final : public Source {
   }
 
   const std::string& path() const override { return file_.path(); }
+  std::vector<std::string> files() const override { return {file_.path()}; }
   const std::vector<safetensors::TensorEntry>& tensors() const override { return entries_; }
   std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
     return file_.TensorData(file_.tensors()[tensor.file_offset]);

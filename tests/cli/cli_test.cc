@@ -88,6 +88,57 @@ TEST(Cli, QuantizeJsonSummary) {
   EXPECT_EQ(s["type_counts"]["F32"], 13);  // 6 layers x 2 norms + output_norm
 }
 
+// No command may write over one of its inputs, by the same name, another
+// spelling, a symlink or a hard link: exit 2 before any work, inputs intact,
+// nothing written.
+TEST(Cli, OutputThatIsAnInputIsRefused) {
+  TempDir dir;
+  const std::string model = dir.File("m.gguf"), text = dir.File("t.txt.gz");
+  std::filesystem::copy_file(testing::RefDevModel(), model);
+  std::filesystem::copy_file(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz", text);
+  std::filesystem::create_symlink(model, dir.File("link.gguf"));
+  std::filesystem::create_hard_link(model, dir.File("hard.gguf"));
+  const auto model_bytes = testing::ReadFileBytes(model);
+  const auto text_bytes = testing::ReadFileBytes(text);
+  const std::string m = Q(model), t = Q(text);
+  const std::string commands[] = {
+      "quantize " + m + " " + m + " --type Q4_K",
+      "quantize " + m + " " + Q(dir.File("link.gguf")),
+      "quantize " + m + " " + Q(dir.File("hard.gguf")),
+      "quantize " + m + " " +
+          Q(dir.path() + "/../" + std::filesystem::path(dir.path()).filename().string() + "/m.gguf"),
+      "quantize " + m + " " + Q(dir.File("o.gguf")) + " --imatrix " + Q(dir.File("o.gguf")),
+      "auto " + m + " --text " + t + " --target 4.5bpw -o " + m,
+      "auto " + m + " --text " + t + " --target 4.5bpw -o " + Q(dir.File("o.gguf")) + " --cache-dir " + m,
+      "auto " + m + " --text " + t + " --target 4.5bpw -o " + Q(dir.File("o.gguf")) + " --eval-text " +
+          Q(dir.File("o.gguf.mixq-cache/plan.json")),
+      "measure " + m + " --text " + t + " -o " + m,
+      "measure " + m + " --text " + t + " -o " + t,
+      "measure " + m + " --text " + t + " -o " + Q(dir.File("a.json")) + " --cache " + m,
+      "imatrix " + m + " --text " + t + " -o " + t,
+      "eval " + m + " --text " + t + " --save-logits " + Q(dir.File("link.gguf")),
+      "plan " + t + " --target 4bpw -o " + t,
+      "convert " + m + " -o " + m,
+  };
+  for (const std::string& command : commands) {
+    auto r = RunMixq("-q " + command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("is the same file as the input"), std::string::npos) << command << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  EXPECT_EQ(testing::ReadFileBytes(model), model_bytes);
+  EXPECT_EQ(testing::ReadFileBytes(text), text_bytes);
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.File("link.gguf")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.gguf")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o.gguf.mixq-cache")));
+
+  // Two outputs on one file: the measurement and its resume cache.
+  auto r =
+      RunMixq("measure " + m + " --text " + t + " -o " + Q(dir.File("a.json")) + " --cache " + Q(dir.File("a.json")));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("are the same file"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace mixq::cli
 
