@@ -254,11 +254,17 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
   sub->add_option("--cache-dir", opt->cache_dir, "where intermediate results are kept (default: OUTPUT.mixq-cache)");
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
-  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "chunks for the imatrix")->capture_default_str();
-  sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")->capture_default_str();
-  sub->add_option("--eval-chunks", opt->eval_chunks, "chunks for the final evaluation")->capture_default_str();
+  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "chunks for the imatrix (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
+  sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--eval-chunks", opt->eval_chunks, "chunks for the final evaluation (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunAuto(global, *opt); }; });
 }
 

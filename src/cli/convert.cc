@@ -136,7 +136,7 @@ void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--method", opt->types.method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
   sub->add_flag("--dry-run", opt->dry_run, "plan and report, write no GGUF");
-  sub->add_option("-t,--threads", opt->types.threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->types.threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunConvert(global, *opt); }; });
 }
 

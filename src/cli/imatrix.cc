@@ -89,10 +89,12 @@ void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--text", opt->text, "calibration text (gzip accepted)")->required();
   sub->add_option("-o,--output", opt->output, "imatrix GGUF to write (atomically)")->required();
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")->capture_default_str();
+  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   sub->add_flag("--no-output", opt->no_output,
                 "skip output.weight (llama-imatrix's default; it collects it only with --process-output)");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunImatrix(global, *opt); }; });
 }
 

@@ -128,8 +128,9 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_option("--method", opt->method, "block search: best or ggml")->capture_default_str();
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");
-  sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction")
+      ->check(CLI::Range(0, 1 << 16));
+  AddThreadsOption(sub, &opt->threads);
   AddDiffusionMeasureFlags(sub, &opt->diffusion);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunMeasure(global, *opt); }; });
 }

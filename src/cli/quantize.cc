@@ -165,7 +165,7 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
                   "their storage unless --type is given)");
   sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;
     *action = [&global, opt] { return RunQuantize(global, *opt); };

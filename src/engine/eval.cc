@@ -95,6 +95,8 @@ KldStats Finish(Sums& s) {
 
 Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_t n_ctx, int64_t n_chunks,
                            const EvalOptions& options, const BaseFn* base) {
+  // Zero chunks would average over nothing: a NaN perplexity.
+  if (options.n_chunks == 0) return Status::InvalidArgument("--chunks must be positive, or -1 for all");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n_vocab = model.config().n_vocab;
   const int64_t first = n_ctx / 2;

@@ -88,6 +88,42 @@ TEST(Cli, QuantizeJsonSummary) {
   EXPECT_EQ(s["type_counts"]["F32"], 13);  // 6 layers x 2 norms + output_norm
 }
 
+// A count of zero would compute nothing (a NaN perplexity, an empty imatrix, a
+// cached state every later run fails on): every such flag is a usage error
+// (exit 2) that writes nothing, while -1 keeps meaning "all chunks".
+TEST(Cli, NonPositiveCountsAreUsageErrors) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 30; ++i) text += "The quick brown fox jumps over the lazy dog, again and again. ";
+  testing::WriteFileBytes(dir.File("t.txt"), std::vector<uint8_t>(text.begin(), text.end()));
+  const std::string m = Q(testing::RefDevModel()), t = Q(dir.File("t.txt"));
+  const std::string o = Q(dir.File("o")), auto_args = " --text " + t + " --target 4.5bpw -o " + o;
+  const std::string commands[] = {
+      "eval " + m + " --text " + t + " --chunks 0",
+      "eval " + m + " --text " + t + " --chunks -2",
+      "eval " + m + " --text " + t + " --ctx 64 -t -1",
+      "imatrix " + m + " --text " + t + " --ctx 64 --chunks 0 -o " + o,
+      "auto " + m + auto_args + " --imatrix-chunks 0",
+      "auto " + m + auto_args + " --measure-chunks 0",
+      "auto " + m + auto_args + " --eval-chunks 0",
+      "auto " + m + auto_args + " --threads -4",
+      "measure " + m + " --text " + t + " --chunks 0 -o " + o,
+      "measure " + m + " --text " + t + " --validate -1 -o " + o,
+      "quantize " + m + " " + o + " --type Q8_0 -t -2",
+      "convert " + m + " -o " + o + " -t -1",
+  };
+  for (const std::string& command : commands) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1) << "only the text is there";
+
+  auto all = RunMixq("imatrix --json " + m + " --text " + t + " --ctx 64 --chunks -1 -o " + o);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_GE(JsonLines(all.out).back()["data"]["n_chunks"].get<int>(), 2);
+}
+
 // No command may write over one of its inputs, by the same name, another
 // spelling, a symlink or a hard link: exit 2 before any work, inputs intact,
 // nothing written.
