@@ -132,8 +132,8 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
     if (!tokens.empty()) {
       const size_t n = base->tokens().size();
       if (tokens.size() < n || !std::equal(base->tokens().begin(), base->tokens().end(), tokens.begin())) {
-        return ReportError(Status::InvalidArgument("--text does not tokenize to the tokens stored in " +
-                                                   opt.base_logits + "; drop --text to reuse the stored tokens"));
+        return ReportError(Status::Corruption("--text does not tokenize to the tokens stored in " + opt.base_logits +
+                                              "; drop --text to reuse the stored tokens"));
       }
     }
     result = engine::EvaluateVsLogits(*model, *base, eo);

@@ -60,7 +60,7 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
     auto p = plan::LoadPlan(opt.plan);
     MIXQ_TRY(p);
     auto rules = RulesFromPlan(*p);
-    MIXQ_TRY(rules);
+    MIXQ_TRY(rules.status().WithContext("plan '" + opt.plan + "'"));
     q.rules.exact = std::move(rules->exact);
   }
   if (opt.method == "ggml") {

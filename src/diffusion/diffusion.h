@@ -59,16 +59,15 @@ class Source {
 // A view of `checkpoint`, which must outlive it.
 std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint);
 
-// A GGUF (recognised by its magic) or else a safetensors checkpoint (a file,
-// or a sharded *.index.json). A GGUF's tensors must be F32, F16 or BF16:
+// A GGUF or a safetensors checkpoint (a file, or a sharded index JSON), told
+// apart by DetectModelFileKind. A GGUF's tensors must be F32, F16 or BF16:
 // re-quantizing a quantized file compounds the errors, so NotSupported says
 // to start from the checkpoint or the stage-1 file.
 Result<std::unique_ptr<Source>> OpenSource(const std::string& path);
 
-// What a model file is, from its first bytes and, for a GGUF, its
-// general.architecture: anything that is not a GGUF is taken for a
-// checkpoint (the checkpoint reader says so if it is not one). IOError when
-// the file cannot be read.
+// What a model file is, from its first bytes (DetectModelFileKind) and, for a
+// GGUF, its general.architecture. IOError when the file cannot be read;
+// Corruption when it is neither a GGUF nor a safetensors file.
 enum class FileKind {
   kCheckpoint,     // safetensors file or index
   kDiffusionGguf,  // a diffusion family (IsDiffusionArchitecture)

@@ -2,9 +2,8 @@
 // were checkpoints, so that measuring, planning and converting a diffusion
 // model need not care which file it came in.
 #include <algorithm>
-#include <cstring>
-#include <fstream>
 
+#include "base/model_file_kind.h"
 #include "diffusion/diffusion.h"
 #include "quantize/quantize.h"
 
@@ -84,14 +83,6 @@ class GgufSource final : public Source {
   std::vector<safetensors::TensorEntry> entries_;
 };
 
-Result<bool> HasGgufMagic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IOError("cannot open '" + path + "'");
-  char magic[4] = {};
-  in.read(magic, sizeof magic);
-  return in.gcount() == sizeof magic && std::memcmp(magic, "GGUF", sizeof magic) == 0;
-}
-
 }  // namespace
 
 std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint) {
@@ -99,9 +90,9 @@ std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoi
 }
 
 Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
-  auto is_gguf = HasGgufMagic(path);
-  MIXQ_TRY(is_gguf);
-  if (*is_gguf) return GgufSource::Open(path);
+  auto kind = DetectModelFileKind(path);
+  MIXQ_TRY(kind);
+  if (*kind == ModelFileKind::kGguf) return GgufSource::Open(path);
   auto checkpoint = safetensors::Checkpoint::Open(path);
   MIXQ_TRY(checkpoint);
   return std::unique_ptr<Source>(
@@ -109,9 +100,9 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
 }
 
 Result<FileKind> ClassifyFile(const std::string& path) {
-  auto is_gguf = HasGgufMagic(path);
-  MIXQ_TRY(is_gguf);
-  if (!*is_gguf) return FileKind::kCheckpoint;
+  auto kind = DetectModelFileKind(path);
+  MIXQ_TRY(kind);
+  if (*kind != ModelFileKind::kGguf) return FileKind::kCheckpoint;
   auto file = gguf::GgufFile::Open(path);
   MIXQ_TRY(file);
   return IsDiffusionArchitecture(file->GetString("general.architecture").value_or("")) ? FileKind::kDiffusionGguf

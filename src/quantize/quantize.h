@@ -44,7 +44,8 @@ struct Imatrix {
   uint32_t chunk_size = 0;
 
   // Per-column importance (mean squared activation) for a weight of row length
-  // n_per_row, or nullopt when absent. InvalidArgument on a length mismatch.
+  // n_per_row, or nullopt when absent. Corruption on a length mismatch (an
+  // imatrix of another model).
   Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
 };
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/workflow.h"
 #include "test_support.h"
 
 namespace mixq::cli {
@@ -86,6 +87,67 @@ TEST(Cli, QuantizeJsonSummary) {
   EXPECT_EQ(s["file_bytes"], std::filesystem::file_size(dir.File("o.gguf")));
   EXPECT_NEAR(s["bpw"].get<double>(), 8.0 * s["tensor_bytes"].get<double>() / 6819072.0, 1e-9);
   EXPECT_EQ(s["type_counts"]["F32"], 13);  // 6 layers x 2 norms + output_norm
+}
+
+// A file that is neither GGUF nor safetensors is called that, by its first
+// bytes, whichever command gets it (not "a diffusion model", not "invalid
+// safetensors"): exit 3, one line, nothing written.
+TEST(Cli, UnknownModelFileKindIsNamedByItsFirstBytes) {
+  TempDir dir;
+  testing::WriteFileBytes(dir.File("empty.gguf"), {});
+  const std::string junk = "not a model";
+  testing::WriteFileBytes(dir.File("junk.gguf"), std::vector<uint8_t>(junk.begin(), junk.end()));
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  for (const char* file : {"empty.gguf", "junk.gguf"}) {
+    const std::string f = Q(dir.File(file)), o = Q(dir.File("o"));
+    for (const std::string& command : {"measure " + f + " --text " + text + " -o " + o, "measure " + f + " -o " + o,
+                                       "quantize " + f + " " + o, "convert " + f + " -o " + o}) {
+      auto r = RunMixq(command);
+      EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+      EXPECT_NE(r.err.find("is neither a GGUF nor a safetensors file"), std::string::npos) << command << "\n" << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+  }
+  auto r = RunMixq("quantize " + Q(dir.File("junk.gguf")) + " " + Q(dir.File("o")));
+  EXPECT_NE(r.err.find("(it starts with \"not a model\")"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("o")));
+}
+
+// A plan whose types are not ones mixq writes is a bad plan file (exit 3).
+TEST(Cli, PlanWithAnUnknownTypeIsBadData) {
+  plan::Plan p;
+  p.units.push_back({});
+  p.units[0].name = "blk.0.attn_q.weight";
+  p.units[0].tensors = {"blk.0.attn_q.weight"};
+  for (const char* type : {"Q9_Z", "IQ2_XXS", "Q4_K"}) {
+    p.units[0].type = type;
+    auto rules = RulesFromPlan(p);
+    if (std::string(type) == "Q4_K") {
+      EXPECT_TRUE(rules.has_value()) << rules.error().message();
+    } else {
+      ASSERT_FALSE(rules.has_value()) << type;
+      EXPECT_EQ(ExitCodeFor(rules.error()), 3) << rules.error().message();
+      EXPECT_NE(rules.error().message().find(type), std::string::npos) << rules.error().message();
+    }
+  }
+}
+
+// Saved base logits and a --text that tokenizes otherwise: the files
+// disagree, so it is bad input (exit 3), not a usage error.
+TEST(Cli, EvalTextThatIsNotTheBaseLogitsTextIsBadData) {
+  TempDir dir;
+  std::string a, b;
+  for (int i = 0; i < 30; ++i) a += "The quick brown fox jumps over the lazy dog, again and again. ";
+  for (int i = 0; i < 30; ++i) b += "Colourless green ideas sleep furiously, said the linguist. ";
+  testing::WriteFileBytes(dir.File("a.txt"), std::vector<uint8_t>(a.begin(), a.end()));
+  testing::WriteFileBytes(dir.File("b.txt"), std::vector<uint8_t>(b.begin(), b.end()));
+  const std::string m = Q(testing::RefDevModel());
+  auto save = RunMixq("eval " + m + " --text " + Q(dir.File("a.txt")) + " --ctx 64 --chunks 1 --save-logits " +
+                      Q(dir.File("a.mqbl")));
+  ASSERT_EQ(save.exit_code, 0) << save.err;
+  auto r = RunMixq("eval " + m + " --text " + Q(dir.File("b.txt")) + " --base-logits " + Q(dir.File("a.mqbl")));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("does not tokenize to the tokens stored"), std::string::npos) << r.err;
 }
 
 // A count of zero would compute nothing (a NaN perplexity, an empty imatrix, a
