@@ -135,9 +135,11 @@ struct QuantizeReport {
   }
 };
 
-// The llama_ftype id (general.file_type) of a file whose dominant type is
-// `type` (ggml name); nullopt for types without one (ggml-formats.md §4.2).
-std::optional<uint32_t> FileTypeId(std::string_view type);
+// general.file_type (the llama_ftype, ggml-formats.md §4.2) of a file of these
+// tensors: that of its dominant type, the quantized type holding the most
+// weights, else the float type holding the most (F16 with F32 norms is F16).
+// nullopt when that type has no llama_ftype.
+std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors);
 
 // Decides every tensor's type without writing anything (used by plans and dry runs).
 Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules);
