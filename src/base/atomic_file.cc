@@ -1,11 +1,14 @@
 #include "base/atomic_file.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 
 namespace mixq {
 namespace {
@@ -31,6 +34,31 @@ int RegisterPending(const std::string& path) {
 void UnregisterPending(const std::string& path) {
   for (int i = 0; i < kMaxPending; ++i) {
     if (g_pending_used[i].load() && path == g_pending_paths[i].data()) g_pending_used[i].store(false);
+  }
+}
+
+// The writer of `<path>.tmp.<pid>` is gone when no process has that pid.
+bool WriterIsGone(std::string_view pid_text) {
+  pid_t pid = 0;
+  auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
+  if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid <= 0 || pid == ::getpid()) return false;
+  return ::kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+// A writer killed by SIGKILL (or a crash) cannot remove its temporary; the
+// next successful write of the same output does. A live pid keeps its file.
+void RemoveStaleTempFiles(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.starts_with(prefix) && WriterIsGone(std::string_view(name).substr(prefix.size()))) {
+      std::error_code ignored;  // another cleaner may have been first
+      fs::remove(it->path(), ignored);
+    }
   }
 }
 
@@ -108,6 +136,7 @@ Status AtomicFile::Commit() {
     return Status::IOError("cannot finish output '" + path_ + "': " + std::strerror(err));
   }
   UnregisterPending(temp_path_);
+  RemoveStaleTempFiles(path_);
   return Status::Ok();
 }
 

@@ -3,7 +3,9 @@
 // Bytes go to "<path>.tmp.<pid>"; Commit() flushes, fsyncs and renames it over
 // <path>. If the object is destroyed without a successful Commit(), or the
 // process is interrupted (see RemovePendingTempFiles), the temporary file is
-// removed and <path> is untouched. Move-only; not thread-safe.
+// removed and <path> is untouched. A process killed outright (SIGKILL) leaves
+// its temporary behind: a successful Commit() removes those of <path> whose pid
+// no longer runs. Move-only; not thread-safe.
 #ifndef MIXQ_BASE_ATOMIC_FILE_H_
 #define MIXQ_BASE_ATOMIC_FILE_H_
 

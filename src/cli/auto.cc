@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "base/file_identity.h"
 #include "cli/workflow.h"
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,21 @@ struct AutoCliOptions {
   int64_t eval_chunks = 20;
   int threads = 0;
   bool no_eval = false;
+};
+
+// What auto keeps between runs, all in one directory.
+struct AutoCache {
+  explicit AutoCache(const AutoCliOptions& opt)
+      : dir(opt.cache_dir.empty() ? opt.output + ".mixq-cache" : opt.cache_dir),
+        imatrix(dir + "/imatrix.gguf"),
+        measure(dir + "/measure.cache"),
+        measurement(dir + "/measurement.json"),
+        plan(dir + "/plan.json") {}
+  std::string dir;
+  std::string imatrix;  // written only when no --imatrix is given
+  std::string measure;
+  std::string measurement;
+  std::string plan;
 };
 
 double SecondsSince(std::chrono::steady_clock::time_point t) {
@@ -68,6 +84,13 @@ Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliO
 
 int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
+  const AutoCache cache(opt);
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
+                                          {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "",
+                                           cache.measure, cache.measurement, cache.plan});
+      !s.ok()) {
+    return ReportError(s);
+  }
   auto budget = ParseBudget(opt.target, opt.target_size);
   if (!budget) return ReportError(budget.error());
   auto types = ParseTypeList(opt.types, "--types");
@@ -90,13 +113,12 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   auto calib = TokenizeText(*file, calib_text);
   if (!calib) return ReportError(calib.error());
 
-  const std::string cache_dir = opt.cache_dir.empty() ? opt.output + ".mixq-cache" : opt.cache_dir;
   std::error_code ec;
-  std::filesystem::create_directories(cache_dir, ec);
-  if (ec) return ReportError(Status::IOError("cannot create cache directory '" + cache_dir + "': " + ec.message()));
+  std::filesystem::create_directories(cache.dir, ec);
+  if (ec) return ReportError(Status::IOError("cannot create cache directory '" + cache.dir + "': " + ec.message()));
 
   auto t0 = std::chrono::steady_clock::now();
-  auto imatrix = GetImatrix(global, opt, *model, *calib, cache_dir + "/imatrix.gguf");
+  auto imatrix = GetImatrix(global, opt, *model, *calib, cache.imatrix);
   if (!imatrix) return ReportError(imatrix.error());
   const double imatrix_s = SecondsSince(t0);
 
@@ -104,15 +126,15 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   measure::MeasureOptions mo;
   mo.types = *types;
   mo.imatrix = &*imatrix;
-  mo.imatrix_path = opt.imatrix.empty() ? cache_dir + "/imatrix.gguf" : opt.imatrix;
+  mo.imatrix_path = opt.imatrix.empty() ? cache.imatrix : opt.imatrix;
   mo.n_ctx = opt.ctx;
   mo.n_chunks = opt.measure_chunks;
   mo.bos_id = calib->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
-  mo.cache_path = cache_dir + "/measure.cache";
+  mo.cache_path = cache.measure;
   auto measured = MeasureWithProgress(global, *file, calib->tokens, mo);
   if (!measured) return ReportError(measured.error());
-  if (Status s = plan::SaveMeasurement(measured->measurement, cache_dir + "/measurement.json"); !s.ok()) {
+  if (Status s = plan::SaveMeasurement(measured->measurement, cache.measurement); !s.ok()) {
     return ReportError(s);
   }
   const double measure_s = SecondsSince(t0);
@@ -126,7 +148,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   }
   auto p = plan::SolvePlan(measured->measurement, req);
   if (!p) return ReportError(p.error());
-  if (Status s = plan::SavePlan(*p, cache_dir + "/plan.json"); !s.ok()) return ReportError(s);
+  if (Status s = plan::SavePlan(*p, cache.plan); !s.ok()) return ReportError(s);
 
   t0 = std::chrono::steady_clock::now();
   quantize::QuantizeOptions qo;
@@ -232,11 +254,17 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
   sub->add_option("--cache-dir", opt->cache_dir, "where intermediate results are kept (default: OUTPUT.mixq-cache)");
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
-  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "chunks for the imatrix")->capture_default_str();
-  sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")->capture_default_str();
-  sub->add_option("--eval-chunks", opt->eval_chunks, "chunks for the final evaluation")->capture_default_str();
+  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "chunks for the imatrix (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
+  sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  sub->add_option("--eval-chunks", opt->eval_chunks, "chunks for the final evaluation (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunAuto(global, *opt); }; });
 }
 

@@ -55,6 +55,12 @@ void Info(const GlobalOptions& global, const std::string& message);
 void EmitJson(const std::string& type, const nlohmann::json& data);
 void EmitJsonBegin(const std::string& command);
 
+// -t/--threads N: worker threads, 0 for all cores; a negative count is a usage error.
+void AddThreadsOption(CLI::App* sub, int* threads);
+// Checks a chunk count flag: a positive count, or -1 for all the text has.
+// Zero would compute nothing (a NaN perplexity, an empty imatrix).
+const CLI::Validator& PositiveOrAll();
+
 std::string FormatBytes(uint64_t n_bytes);
 
 // A progress bar on stderr, drawn only when stderr is a TTY and not quiet,

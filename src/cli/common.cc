@@ -1,6 +1,7 @@
 // Shared CLI plumbing: exit codes, messages, JSON envelopes, sizes, progress.
 #include <unistd.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -47,6 +48,24 @@ void EmitJson(const std::string& type, const nlohmann::json& data) {
 
 void EmitJsonBegin(const std::string& command) {
   EmitJson("begin", {{"command", command}, {"mixq_version", MIXQ_VERSION}, {"schema_version", 1}});
+}
+
+void AddThreadsOption(CLI::App* sub, int* threads) {
+  sub->add_option("-t,--threads", *threads, "worker threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 16));
+}
+
+const CLI::Validator& PositiveOrAll() {
+  static const CLI::Validator kValidator(
+      [](std::string& text) -> std::string {
+        int64_t n = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec == std::errc() && end == text.data() + text.size() && (n > 0 || n == -1)) return "";
+        return "must be a positive count, or -1 for all; got '" + text + "'";
+      },
+      "N > 0, or -1: all", "POSITIVE_OR_ALL");
+  return kValidator;
 }
 
 std::string FormatBytes(uint64_t n_bytes) {

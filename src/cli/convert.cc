@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
 
 namespace mixq::cli {
@@ -61,6 +62,11 @@ Result<plan::Plan> MakePlan(const GlobalOptions& global, const ConvertCliOptions
 }
 
 int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.input, opt.plan, opt.measurement, opt.measure.cost_table},
+                                          {opt.output, opt.save_measurement, opt.save_plan});
+      !s.ok()) {
+    return ReportError(s);
+  }
   const bool has_target = !opt.target_size.empty() || !opt.target_bpw.empty();
   if (!opt.target_size.empty() && !opt.target_bpw.empty()) {
     return ReportError(Status::InvalidArgument("give --target-size or --target, not both"));
@@ -70,7 +76,7 @@ int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   }
   auto options = BuildConvertOptions(opt.types);
   if (!options) return ReportError(options.error());
-  auto input = OpenDiffusionInput(global, opt.input);
+  auto input = OpenDiffusionInput(global, opt.input, {opt.output, opt.save_measurement, opt.save_plan});
   if (!input) return ReportError(input.error());
 
   std::optional<plan::Plan> plan;
@@ -130,7 +136,7 @@ void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--method", opt->types.method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
   sub->add_flag("--dry-run", opt->dry_run, "plan and report, write no GGUF");
-  sub->add_option("-t,--threads", opt->types.threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->types.threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunConvert(global, *opt); }; });
 }
 

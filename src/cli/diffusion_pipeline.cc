@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "base/file_identity.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {
@@ -99,10 +100,12 @@ Result<diffusion::ConvertOptions> BuildConvertOptions(const DiffusionTypeFlags& 
   return c;
 }
 
-Result<DiffusionInput> OpenDiffusionInput(const GlobalOptions& global, const std::string& path) {
+Result<DiffusionInput> OpenDiffusionInput(const GlobalOptions& global, const std::string& path,
+                                          const std::vector<std::string>& outputs) {
   DiffusionInput input;
   auto source = diffusion::OpenSource(path);
   MIXQ_TRY(source);
+  MIXQ_TRY(CheckOutputsAreNotInputs((*source)->files(), outputs));
   input.source = std::move(source).value();
   auto model = diffusion::Inspect(*input.source);
   MIXQ_TRY(model);
@@ -187,7 +190,7 @@ std::optional<int> MeasureIfDiffusion(const GlobalOptions& global, const Measure
   request.method = args.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
   request.threads = args.threads;
   const std::string& output = args.output;
-  auto input = OpenDiffusionInput(global, args.model);
+  auto input = OpenDiffusionInput(global, args.model, {output});
   if (!input) return ReportError(input.error());
   auto m = MeasureDiffusion(global, *input, request);
   if (!m) return ReportError(m.error());
@@ -264,7 +267,7 @@ std::optional<int> QuantizeIfDiffusion(const GlobalOptions& global, const Quanti
   if (types.type.empty() && args.plan.empty()) types.type = "Q4_K";  // quantize's default
   auto options = BuildConvertOptions(types);
   if (!options) return ReportError(options.error());
-  auto input = OpenDiffusionInput(global, args.input);
+  auto input = OpenDiffusionInput(global, args.input, {args.output});
   if (!input) return ReportError(input.error());
   std::optional<plan::Plan> plan;
   if (!args.plan.empty()) {
@@ -293,6 +296,9 @@ int WriteDiffusion(const GlobalOptions& global, const DiffusionInput& input, Dif
                                  ? diffusion::OutputName(input.source->path(), TypeLabel(write.options, predicted),
                                                          write.plan != nullptr, predicted.bpw())
                                  : write.output;
+  if (write.output.empty()) {  // a name made up here was not checked with the command's flags
+    if (Status s = CheckOutputsAreNotInputs(input.source->files(), {output}); !s.ok()) return ReportError(s);
+  }
   quantize::QuantizeReport report = predicted;
   double secs = 0;
   if (!write.dry_run) {

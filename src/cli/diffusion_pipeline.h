@@ -21,8 +21,10 @@ struct DiffusionInput {
   diffusion::Model model;  // points into *source
 };
 // Opens and inspects a checkpoint or stage-1 GGUF; prints what was found and
-// every difference from the Flux.1 layout.
-Result<DiffusionInput> OpenDiffusionInput(const GlobalOptions& global, const std::string& path);
+// every difference from the Flux.1 layout. InvalidArgument when one of
+// `outputs` is one of its files (a shard of an index included).
+Result<DiffusionInput> OpenDiffusionInput(const GlobalOptions& global, const std::string& path,
+                                          const std::vector<std::string>& outputs);
 
 // How tensors are stored: --type (a quantized type for the block weights, or
 // F32/F16/BF16 for everything), --float-type, --tensor-type REGEX=TYPE,

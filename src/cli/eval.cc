@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "base/file_identity.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
@@ -82,6 +83,10 @@ void PrintText(const EvalCliOptions& opt, const engine::EvalResult& r) {
 }
 
 int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.base, opt.base_logits}, {opt.save_logits});
+      !s.ok()) {
+    return ReportError(s);
+  }
   if (opt.text.empty() && opt.base_logits.empty()) {
     return ReportError(Status::InvalidArgument("eval needs --text (or --base-logits, whose tokens are reused)"));
   }
@@ -127,8 +132,8 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
     if (!tokens.empty()) {
       const size_t n = base->tokens().size();
       if (tokens.size() < n || !std::equal(base->tokens().begin(), base->tokens().end(), tokens.begin())) {
-        return ReportError(Status::InvalidArgument("--text does not tokenize to the tokens stored in " +
-                                                   opt.base_logits + "; drop --text to reuse the stored tokens"));
+        return ReportError(Status::Corruption("--text does not tokenize to the tokens stored in " + opt.base_logits +
+                                              "; drop --text to reuse the stored tokens"));
       }
     }
     result = engine::EvaluateVsLogits(*model, *base, eo);
@@ -165,7 +170,9 @@ void AddEval(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("model", opt->model, "GGUF model")->required();
   sub->add_option("--text", opt->text, "UTF-8 text file (gzip accepted); one trailing newline is ignored");
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
-  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")->capture_default_str();
+  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   auto* base = sub->add_option("--base", opt->base, "base GGUF model to compute KLD against (run alongside)");
   auto* base_logits = sub->add_option("--base-logits", opt->base_logits,
                                       "saved base log-probs (from --save-logits, or gguf-oracle LGT2 logits)");
@@ -175,7 +182,7 @@ void AddEval(CLI::App& app, const GlobalOptions& global, Action* action) {
                   "ggml: round activations as llama.cpp's CPU backend does (F16/Q8_0/Q8_K), so results match it; "
                   "f32: exact activations")
       ->capture_default_str();
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunEval(global, *opt); }; });
 }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "base/file_identity.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "engine/engine.h"
@@ -21,6 +22,7 @@ struct ImatrixCliOptions {
 };
 
 int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text}, {opt.output}); !s.ok()) return ReportError(s);
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto model = engine::Model::Load(*file);
@@ -87,10 +89,12 @@ void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--text", opt->text, "calibration text (gzip accepted)")->required();
   sub->add_option("-o,--output", opt->output, "imatrix GGUF to write (atomically)")->required();
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")->capture_default_str();
+  sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   sub->add_flag("--no-output", opt->no_output,
                 "skip output.weight (llama-imatrix's default; it collects it only with --process-output)");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunImatrix(global, *opt); }; });
 }
 

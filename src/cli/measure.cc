@@ -1,6 +1,7 @@
 // mixq measure MODEL.gguf --text calib.txt [--imatrix F] [--types ...] -o measurement.json
 #include <cstdio>
 
+#include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
@@ -26,6 +27,12 @@ struct MeasureCliOptions {
 };
 
 int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
+  const std::string cache_path = opt.cache.empty() ? opt.output + ".partial" : opt.cache;
+  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.imatrix, opt.diffusion.cost_table},
+                                          {opt.output, cache_path});
+      !s.ok()) {
+    return ReportError(s);
+  }
   if (auto code = MeasureIfDiffusion(
           global, {opt.model, opt.text, opt.imatrix, opt.output, opt.types, opt.method, opt.threads, opt.diffusion})) {
     return *code;
@@ -59,7 +66,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   mo.n_chunks = opt.chunks;
   mo.bos_id = text->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
-  mo.cache_path = opt.cache.empty() ? opt.output + ".partial" : opt.cache;
+  mo.cache_path = cache_path;
   auto result = MeasureWithProgress(global, *file, text->tokens, mo);
   if (!result) return ReportError(result.error());
   if (Status s = plan::SaveMeasurement(result->measurement, opt.output); !s.ok()) return ReportError(s);
@@ -121,8 +128,9 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   sub->add_option("--method", opt->method, "block search: best or ggml")->capture_default_str();
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");
-  sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction");
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction")
+      ->check(CLI::Range(0, 1 << 16));
+  AddThreadsOption(sub, &opt->threads);
   AddDiffusionMeasureFlags(sub, &opt->diffusion);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunMeasure(global, *opt); }; });
 }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <sstream>
 
+#include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
 
@@ -41,6 +42,7 @@ Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
 }
 
 int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.measurement}, {opt.output}); !s.ok()) return ReportError(s);
   auto m = LoadAnyMeasurement(opt);
   if (!m) return ReportError(m.error());
   plan::PlanRequest req;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "base/file_identity.h"
 #include "cli/cli.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
@@ -59,7 +60,7 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
     auto p = plan::LoadPlan(opt.plan);
     MIXQ_TRY(p);
     auto rules = RulesFromPlan(*p);
-    MIXQ_TRY(rules);
+    MIXQ_TRY(rules.status().WithContext("plan '" + opt.plan + "'"));
     q.rules.exact = std::move(rules->exact);
   }
   if (opt.method == "ggml") {
@@ -84,6 +85,9 @@ Status CheckPlanTensors(const QuantizeCliOptions& opt, const quantize::TypeRules
 }
 
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
+  if (Status s = CheckOutputsAreNotInputs({opt.input, opt.imatrix, opt.plan}, {opt.output}); !s.ok()) {
+    return ReportError(s);
+  }
   QuantizeArgs diffusion_args;
   diffusion_args.input = opt.input;
   diffusion_args.output = opt.output;
@@ -161,7 +165,7 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
                   "their storage unless --type is given)");
   sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
-  sub->add_option("-t,--threads", opt->threads, "worker threads (0: all cores)")->capture_default_str();
+  AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;
     *action = [&global, opt] { return RunQuantize(global, *opt); };

@@ -92,14 +92,17 @@ Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
   rules.default_format = formats::FindFormatByName("F16");
   for (const auto& unit : plan.units) {
     const formats::Format* f = formats::FindFormatByName(unit.type);
-    if (f == nullptr || !f->can_encode()) {
-      return Status::InvalidArgument("plan unit '" + unit.name + "' has type '" + unit.type +
-                                     "', which mixq cannot encode");
+    if (f == nullptr) {
+      return Status::Corruption("plan unit '" + unit.name + "' has type '" + unit.type + "', which is no ggml type");
+    }
+    if (!f->can_encode()) {
+      return Status::NotSupported("plan unit '" + unit.name + "' has type '" + unit.type +
+                                  "', which mixq cannot encode");
     }
     if (unit.tensors.empty()) {
-      return Status::InvalidArgument("plan unit '" + unit.name +
-                                     "' lists no tensors; plans for quantization come "
-                                     "from `mixq measure` or `mixq plan` on a model measurement");
+      return Status::NotSupported("plan unit '" + unit.name +
+                                  "' lists no tensors; plans for quantization come "
+                                  "from `mixq measure` or `mixq plan` on a model measurement");
     }
     for (const auto& t : unit.tensors) rules.exact[t] = f;
   }

@@ -2,7 +2,6 @@
 // (comfyui-gguf.md §2.3 stage-1 types, §2.6 layout, §2.7 stage-2 rules).
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "base/parallel.h"
 #include "diffusion/convert_internal.h"
@@ -17,22 +16,6 @@ constexpr int64_t kSmallTensorElems = 1024;
 constexpr int64_t kChunkElems = int64_t{1} << 22;
 
 const formats::Format& F32() { return *formats::FindFormatByName("F32"); }
-
-// The dominant type names the file: the quantized type holding most weights,
-// else the float type holding most.
-uint32_t FileType(const quantize::QuantizeReport& report) {
-  std::map<std::string, int64_t> weights;
-  for (const auto& t : report.tensors) weights[t.type] += t.n_weights;
-  std::string best;
-  int64_t most = -1;
-  for (bool quantized : {true, false}) {
-    for (const auto& [type, n] : weights) {
-      if (formats::FindFormatByName(type)->quantized == quantized && n > most) most = n, best = type;
-    }
-    if (!best.empty()) break;
-  }
-  return quantize::FileTypeId(best).value_or(1);
-}
 
 }  // namespace
 
@@ -127,7 +110,7 @@ Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& opt
     plan.report.n_weights += n_weights;
     plan.specs.push_back(std::move(spec));
   }
-  plan.metadata = internal::Metadata(model.architecture, FileType(plan.report));
+  plan.metadata = internal::Metadata(model.architecture, quantize::FileTypeOf(plan.report.tensors).value_or(1));
   auto size = gguf::GgufWriter::FileSize(plan.metadata, plan.specs);
   MIXQ_TRY(size);
   plan.report.file_bytes = *size;

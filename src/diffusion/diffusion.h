@@ -47,6 +47,8 @@ class Source {
  public:
   virtual ~Source() = default;
   virtual const std::string& path() const = 0;
+  // Every file read: path() and, for a sharded checkpoint, each shard.
+  virtual std::vector<std::string> files() const = 0;
   virtual const std::vector<safetensors::TensorEntry>& tensors() const = 0;
   // REQUIRES: `tensor` is one of tensors().
   virtual std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const = 0;
@@ -57,16 +59,15 @@ class Source {
 // A view of `checkpoint`, which must outlive it.
 std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint);
 
-// A GGUF (recognised by its magic) or else a safetensors checkpoint (a file,
-// or a sharded *.index.json). A GGUF's tensors must be F32, F16 or BF16:
+// A GGUF or a safetensors checkpoint (a file, or a sharded index JSON), told
+// apart by DetectModelFileKind. A GGUF's tensors must be F32, F16 or BF16:
 // re-quantizing a quantized file compounds the errors, so NotSupported says
 // to start from the checkpoint or the stage-1 file.
 Result<std::unique_ptr<Source>> OpenSource(const std::string& path);
 
-// What a model file is, from its first bytes and, for a GGUF, its
-// general.architecture: anything that is not a GGUF is taken for a
-// checkpoint (the checkpoint reader says so if it is not one). IOError when
-// the file cannot be read.
+// What a model file is, from its first bytes (DetectModelFileKind) and, for a
+// GGUF, its general.architecture. IOError when the file cannot be read;
+// Corruption when it is neither a GGUF nor a safetensors file.
 enum class FileKind {
   kCheckpoint,     // safetensors file or index
   kDiffusionGguf,  // a diffusion family (IsDiffusionArchitecture)

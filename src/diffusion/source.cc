@@ -2,9 +2,8 @@
 // were checkpoints, so that measuring, planning and converting a diffusion
 // model need not care which file it came in.
 #include <algorithm>
-#include <cstring>
-#include <fstream>
 
+#include "base/model_file_kind.h"
 #include "diffusion/diffusion.h"
 #include "quantize/quantize.h"
 
@@ -18,6 +17,11 @@ class CheckpointAsSource final : public Source {
  public:
   explicit CheckpointAsSource(Held checkpoint) : checkpoint_(static_cast<Held&&>(checkpoint)) {}
   const std::string& path() const override { return checkpoint_.path(); }
+  std::vector<std::string> files() const override {
+    std::vector<std::string> paths = {checkpoint_.path()};
+    for (const auto& shard : checkpoint_.files()) paths.push_back(shard.path());
+    return paths;
+  }
   const std::vector<safetensors::TensorEntry>& tensors() const override { return checkpoint_.tensors(); }
   std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
     return checkpoint_.Data(tensor);
@@ -63,6 +67,7 @@ class GgufSource final : public Source {
   }
 
   const std::string& path() const override { return file_.path(); }
+  std::vector<std::string> files() const override { return {file_.path()}; }
   const std::vector<safetensors::TensorEntry>& tensors() const override { return entries_; }
   std::span<const uint8_t> Data(const safetensors::TensorEntry& tensor) const override {
     return file_.TensorData(file_.tensors()[tensor.file_offset]);
@@ -78,14 +83,6 @@ class GgufSource final : public Source {
   std::vector<safetensors::TensorEntry> entries_;
 };
 
-Result<bool> HasGgufMagic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IOError("cannot open '" + path + "'");
-  char magic[4] = {};
-  in.read(magic, sizeof magic);
-  return in.gcount() == sizeof magic && std::memcmp(magic, "GGUF", sizeof magic) == 0;
-}
-
 }  // namespace
 
 std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoint) {
@@ -93,9 +90,9 @@ std::unique_ptr<Source> CheckpointSource(const safetensors::Checkpoint& checkpoi
 }
 
 Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
-  auto is_gguf = HasGgufMagic(path);
-  MIXQ_TRY(is_gguf);
-  if (*is_gguf) return GgufSource::Open(path);
+  auto kind = DetectModelFileKind(path);
+  MIXQ_TRY(kind);
+  if (*kind == ModelFileKind::kGguf) return GgufSource::Open(path);
   auto checkpoint = safetensors::Checkpoint::Open(path);
   MIXQ_TRY(checkpoint);
   return std::unique_ptr<Source>(
@@ -103,9 +100,9 @@ Result<std::unique_ptr<Source>> OpenSource(const std::string& path) {
 }
 
 Result<FileKind> ClassifyFile(const std::string& path) {
-  auto is_gguf = HasGgufMagic(path);
-  MIXQ_TRY(is_gguf);
-  if (!*is_gguf) return FileKind::kCheckpoint;
+  auto kind = DetectModelFileKind(path);
+  MIXQ_TRY(kind);
+  if (*kind != ModelFileKind::kGguf) return FileKind::kCheckpoint;
   auto file = gguf::GgufFile::Open(path);
   MIXQ_TRY(file);
   return IsDiffusionArchitecture(file->GetString("general.architecture").value_or("")) ? FileKind::kDiffusionGguf

@@ -95,6 +95,8 @@ KldStats Finish(Sums& s) {
 
 Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_t n_ctx, int64_t n_chunks,
                            const EvalOptions& options, const BaseFn* base) {
+  // Zero chunks would average over nothing: a NaN perplexity.
+  if (options.n_chunks == 0) return Status::InvalidArgument("--chunks must be positive, or -1 for all");
   const auto start = std::chrono::steady_clock::now();
   const int64_t n_vocab = model.config().n_vocab;
   const int64_t first = n_ctx / 2;
@@ -224,8 +226,8 @@ Result<EvalResult> Evaluate(Model& model, std::span<const int32_t> tokens, const
 Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const int32_t> tokens,
                                    const EvalOptions& options) {
   if (base.config().n_vocab != model.config().n_vocab) {
-    return Status::InvalidArgument("base vocab " + std::to_string(base.config().n_vocab) + " differs from " +
-                                   std::to_string(model.config().n_vocab));
+    return Status::Corruption("base vocab " + std::to_string(base.config().n_vocab) + " differs from " +
+                              std::to_string(model.config().n_vocab));
   }
   auto n_chunks = ChunkCount(static_cast<int64_t>(tokens.size()), options);
   MIXQ_TRY(n_chunks);
@@ -260,11 +262,11 @@ Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const in
 
 Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const EvalOptions& options) {
   if (base.n_vocab() != model.config().n_vocab) {
-    return Status::InvalidArgument("base logits have a vocab of " + std::to_string(base.n_vocab()) + ", the model " +
-                                   std::to_string(model.config().n_vocab));
+    return Status::Corruption("base logits have a vocab of " + std::to_string(base.n_vocab()) + ", the model " +
+                              std::to_string(model.config().n_vocab));
   }
   if (base.bos_at_chunk_start() && options.bos_id < 0) {
-    return Status::InvalidArgument("the base logits put BOS at chunk starts, but the model's vocab has no BOS");
+    return Status::Corruption("the base logits put BOS at chunk starts, but the model's vocab has no BOS");
   }
   EvalOptions o = options;
   o.n_ctx = base.n_ctx();

@@ -8,6 +8,7 @@ namespace mixq::engine {
 
 Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options) {
   if (options.n_ctx < 2) return Status::InvalidArgument("--ctx must be at least 2");
+  if (options.n_chunks == 0) return Status::InvalidArgument("--chunks must be positive, or -1 for all");
   const int64_t available = static_cast<int64_t>(tokens.size()) / options.n_ctx;
   if (available == 0) {
     return Status::InvalidArgument("the text has " + std::to_string(tokens.size()) +

@@ -192,6 +192,9 @@ Result<TensorInfo> ReadTensorInfo(ByteReader& in) {
                               std::string(t.format->name) + "'s block of " + std::to_string(t.format->block_elems) +
                               where());
   }
+  // Readers size a row and then multiply by the rows; both must fit 64 bits
+  // even when another dimension is 0.
+  if (!formats::RowFits(*t.format, t.ne[0])) return Status::Corruption("tensor row byte size overflows" + where());
   uint64_t n_blocks = n_elems / static_cast<uint64_t>(t.format->block_elems);
   if (MulOverflows(n_blocks, static_cast<uint64_t>(t.format->block_bytes), &t.n_bytes)) {
     return Status::Corruption("tensor byte size overflows" + where());
@@ -287,17 +290,19 @@ Status GgufFile::ParseAll() {
   }
 
   data_offset_ = RoundUp(in.offset(), alignment_);
+  const uint64_t size = bytes_.size();
   uint64_t expected = 0;
   for (const auto& t : tensors_) {
     if (t.offset != expected) {
       return Status::Corruption("tensor '" + t.name + "' has data offset " + std::to_string(t.offset) + ", expected " +
                                 std::to_string(expected) + " (offsets must be dense and aligned)");
     }
-    uint64_t end = data_offset_ + t.offset + t.n_bytes;
-    if (end < data_offset_ || end > bytes_.size()) {
-      return Status::Corruption("tensor '" + t.name + "' data ends at " + std::to_string(end) +
-                                ", past the end of the file (" + std::to_string(bytes_.size()) +
-                                " bytes); the file is truncated");
+    // Compared by subtraction: a lying size must not wrap the end around 2^64.
+    if (data_offset_ > size || t.offset > size - data_offset_ || t.n_bytes > size - data_offset_ - t.offset) {
+      return Status::Corruption("tensor '" + t.name + "' has " + std::to_string(t.n_bytes) + " bytes of data at " +
+                                std::to_string(data_offset_) + " + " + std::to_string(t.offset) +
+                                ", past the end of the file (" + std::to_string(size) +
+                                " bytes); the file is truncated or corrupt");
     }
     expected = RoundUp(t.offset + t.n_bytes, alignment_);
   }

@@ -42,14 +42,19 @@ Status MeasurementCache::Load() {
   auto header = nlohmann::json::parse(line, nullptr, false);
   if (header.is_discarded() || !header.contains("key") || header["key"] != key_) return Status::Ok();
   header_written_ = true;
-  while (std::getline(in, line)) {
+  for (int line_no = 2; std::getline(in, line); ++line_no) {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("tensor") || !j.contains("types")) continue;
     TensorRecord rec;
-    rec.name = j["tensor"].get<std::string>();
-    for (const auto& t : j["types"]) {
-      rec.types.push_back({t.value("type", ""), t.value("n_bytes", int64_t{0}), t.value("error", 0.0),
-                           t.value("kld", -1.0), t.value("local", -1.0)});
+    try {  // JSON of the wrong shape: the accessors throw
+      rec.name = j["tensor"].get<std::string>();
+      for (const auto& t : j["types"]) {
+        rec.types.push_back({t.value("type", ""), t.value("n_bytes", int64_t{0}), t.value("error", 0.0),
+                             t.value("kld", -1.0), t.value("local", -1.0)});
+      }
+    } catch (const nlohmann::json::exception& e) {
+      return Status::Corruption("measurement cache '" + path_ + "' line " + std::to_string(line_no) + " is garbled (" +
+                                e.what() + "); delete the file to measure afresh");
     }
     records_[rec.name] = std::move(rec);
   }

@@ -113,9 +113,9 @@ Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string&
   const ImatrixEntry& e = it->second;
   // A 3-D expert weight would need per-expert slices; mixq handles dense weights.
   if (static_cast<int64_t>(e.in_sum2.size()) != n_per_row || e.counts.size() != 1) {
-    return Status::InvalidArgument("imatrix entry '" + tensor + "' has " + std::to_string(e.in_sum2.size()) +
-                                   " values, the tensor's rows have " + std::to_string(n_per_row) +
-                                   "; was the imatrix made for another model?");
+    return Status::Corruption("imatrix entry '" + tensor + "' has " + std::to_string(e.in_sum2.size()) +
+                              " values, the tensor's rows have " + std::to_string(n_per_row) +
+                              "; was the imatrix made for another model?");
   }
   std::vector<float> mean(e.in_sum2.size(), 1.0f);
   float count = std::round(e.counts[0]);

@@ -2,6 +2,7 @@
 #include "quantize/quantize.h"
 
 namespace mixq::quantize {
+namespace {
 
 std::optional<uint32_t> FileTypeId(std::string_view type) {
   const formats::Format* f = formats::FindFormatByName(type);
@@ -9,13 +10,18 @@ std::optional<uint32_t> FileTypeId(std::string_view type) {
   return static_cast<uint32_t>(f->llama_ftype);
 }
 
-namespace {
-
+// `file_type` nullopt: the dominant type has no llama_ftype, so the input's
+// value, which would now be wrong, is dropped.
 std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const QuantizeOptions& options,
-                                           const std::map<std::string, int>& type_counts, const std::string& dominant) {
+                                           const std::map<std::string, int>& type_counts,
+                                           std::optional<uint32_t> file_type) {
   std::vector<gguf::KeyValue> kvs = input.metadata();
   gguf::EraseKey(kvs, "general.alignment");
-  if (auto ftype = FileTypeId(dominant)) gguf::SetValue(kvs, "general.file_type", gguf::Value::Uint32(*ftype));
+  if (file_type) {
+    gguf::SetValue(kvs, "general.file_type", gguf::Value::Uint32(*file_type));
+  } else {
+    gguf::EraseKey(kvs, "general.file_type");
+  }
   gguf::SetValue(kvs, "general.quantization_version", gguf::Value::Uint32(2));
   gguf::SetValue(kvs, "mixq.version", gguf::Value::String(MIXQ_VERSION));
   gguf::SetValue(kvs, "mixq.method",
@@ -62,6 +68,20 @@ Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, con
 
 }  // namespace
 
+std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors) {
+  std::map<std::string, int64_t> weights_by_type;
+  for (const auto& t : tensors) weights_by_type[t.type] += t.n_weights;
+  std::string dominant;
+  int64_t most = -1;
+  for (bool quantized : {true, false}) {
+    for (const auto& [type, n] : weights_by_type) {
+      if (formats::FindFormatByName(type)->quantized == quantized && n > most) most = n, dominant = type;
+    }
+    if (!dominant.empty()) break;
+  }
+  return FileTypeId(dominant);
+}
+
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads) {
   out->resize(static_cast<size_t>(tensor.n_elems()));
   Status s = formats::DequantizeRows(*tensor.format, file.TensorData(tensor).data(), out->data(), tensor.n_rows(),
@@ -76,7 +96,7 @@ Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptio
   for (const auto& f : formats::AllFormats()) {
     if (f.can_encode()) all_types[std::string(f.name)] = static_cast<int>(input.tensors().size());
   }
-  auto metadata = OutputMetadata(input, options, all_types, "F32");
+  auto metadata = OutputMetadata(input, options, all_types, FileTypeId("F32"));
   const formats::Format* f32 = formats::FindFormat(0);
   std::vector<gguf::TensorSpec> specs;
   uint64_t data = 0;
@@ -97,7 +117,6 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
 
   QuantizeReport report;
   std::vector<gguf::TensorSpec> specs;
-  std::map<std::string, int64_t> weights_by_type;
   for (size_t i = 0; i < input.tensors().size(); ++i) {
     const auto& t = input.tensors()[i];
     const formats::Format* f = (*choices)[i].format;
@@ -108,19 +127,10 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
     uint64_t n_bytes = static_cast<uint64_t>(*row * t.n_rows());
     report.tensors.push_back({t.name, std::string(f->name), t.n_elems(), n_bytes});
     ++report.type_counts[std::string(f->name)];
-    weights_by_type[std::string(f->name)] += t.n_elems();
     report.tensor_bytes += n_bytes;
     report.n_weights += t.n_elems();
   }
-  std::string dominant;
-  int64_t most = -1;
-  for (const auto& [type, n] : weights_by_type) {
-    const formats::Format* f = formats::FindFormatByName(type);
-    if (f->quantized && n > most) most = n, dominant = type;
-  }
-  if (dominant.empty() && !weights_by_type.empty()) dominant = weights_by_type.rbegin()->first;
-
-  auto metadata = OutputMetadata(input, options, report.type_counts, dominant);
+  auto metadata = OutputMetadata(input, options, report.type_counts, FileTypeOf(report.tensors));
   auto writer = gguf::GgufWriter::Begin(output_path, metadata, specs);
   MIXQ_TRY(writer);
   std::vector<float> scratch;

@@ -44,7 +44,8 @@ struct Imatrix {
   uint32_t chunk_size = 0;
 
   // Per-column importance (mean squared activation) for a weight of row length
-  // n_per_row, or nullopt when absent. InvalidArgument on a length mismatch.
+  // n_per_row, or nullopt when absent. Corruption on a length mismatch (an
+  // imatrix of another model).
   Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
 };
 
@@ -134,9 +135,11 @@ struct QuantizeReport {
   }
 };
 
-// The llama_ftype id (general.file_type) of a file whose dominant type is
-// `type` (ggml name); nullopt for types without one (ggml-formats.md §4.2).
-std::optional<uint32_t> FileTypeId(std::string_view type);
+// general.file_type (the llama_ftype, ggml-formats.md §4.2) of a file of these
+// tensors: that of its dominant type, the quantized type holding the most
+// weights, else the float type holding the most (F16 with F32 norms is F16).
+// nullopt when that type has no llama_ftype.
+std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors);
 
 // Decides every tensor's type without writing anything (used by plans and dry runs).
 Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules);

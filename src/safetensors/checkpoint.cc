@@ -5,6 +5,7 @@
 #include <set>
 
 #include "base/byte_reader.h"
+#include "base/model_file_kind.h"
 #include "safetensors/json_parse.h"
 #include "safetensors/safetensors.h"
 
@@ -22,7 +23,9 @@ bool IsPlainFileName(const std::string& name) {
 }  // namespace
 
 Result<Checkpoint> Checkpoint::Open(const std::string& path) {
-  if (!path.ends_with(".json")) {
+  auto kind = DetectModelFileKind(path);
+  MIXQ_TRY(kind);
+  if (*kind != ModelFileKind::kSafetensorsIndex) {
     auto file = SafetensorsFile::Open(path);
     MIXQ_TRY(file);
     Checkpoint c;

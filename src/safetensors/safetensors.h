@@ -92,8 +92,8 @@ class SafetensorsFile {
 
 class Checkpoint {
  public:
-  // `path` is a .safetensors file, or an index JSON (any name ending in
-  // ".json") whose weight_map names the shards.
+  // `path` is a .safetensors file, or an index JSON whose weight_map names
+  // the shards (told apart by DetectModelFileKind).
   static Result<Checkpoint> Open(const std::string& path);
   // The shards of an index given as text (tests, fuzzing); shard names are
   // resolved against `dir`.

@@ -125,5 +125,20 @@ TEST_F(ConvertCli, ExitCodes) {
   EXPECT_FALSE(std::filesystem::exists(dir_.File("cut-BF16.gguf")));
 }
 
+// A shard is an input too, though only the index is named on the command line.
+TEST_F(ConvertCli, OutputThatIsAShardIsRefused) {
+  Generate(dir_.File("sharded.safetensors"), "--shards 2");
+  const std::string index = dir_.File("sharded.safetensors.index.json");
+  const std::string shard = dir_.File("sharded-00002-of-00002.safetensors");
+  const auto shard_bytes = mixq::testing::ReadFileBytes(shard);
+  for (const std::string& command : {"convert " + index + " -o " + shard, "quantize " + index + " " + shard,
+                                     "measure " + index + " --measure-rows 8 -o " + shard}) {
+    auto r = RunMixq("-q " + command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("is the same file as the input"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(mixq::testing::ReadFileBytes(shard), shard_bytes);
+}
+
 }  // namespace
 }  // namespace mixq::diffusion

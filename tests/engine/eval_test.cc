@@ -91,6 +91,21 @@ TEST_F(Eval, TooFewTokensIsAnInvalidArgument) {
   EXPECT_EQ(r.error().kind(), StatusKind::kInvalidArgument);
 }
 
+// Zero chunks score nothing: an error, not a NaN perplexity or an empty imatrix.
+TEST_F(Eval, ZeroChunksIsAnInvalidArgument) {
+  EvalOptions none = options_;
+  none.n_chunks = 0;
+  auto r = Evaluate(*model_, tokens_, none);
+  ASSERT_FALSE(r.has_value()) << "PPL " << r->ppl;
+  EXPECT_EQ(r.error().kind(), StatusKind::kInvalidArgument);
+  ImatrixOptions o;
+  o.n_ctx = 128;
+  o.n_chunks = 0;
+  auto im = CollectImatrix(*model_, tokens_, o);
+  ASSERT_FALSE(im.has_value()) << im->entries.size() << " entries";
+  EXPECT_EQ(im.error().kind(), StatusKind::kInvalidArgument);
+}
+
 TEST_F(Eval, NanWeightsAreReportedNotScored) {
   auto bytes = testing::ReadFileBytes(testing::RefDevModel());
   auto file = gguf::GgufFile::Parse(bytes);

@@ -112,6 +112,27 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
 }
 
+// A cache line of valid JSON but the wrong shape (a hand edit, another
+// version) is bad data in a named file, not an internal error.
+TEST(MeasureTest, GarbledCacheLineIsCorruptionNamingTheFile) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.cache_path = dir.File("cache");
+  Measure(*m.file, m.tokens, o);
+  auto bytes = testing::ReadFileBytes(o.cache_path);
+  std::string text(bytes.begin(), bytes.end());
+  const size_t at = text.find("\"tensor\":\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 10, "\"tensor\":[1],\"x\":\"");
+  testing::WriteFileBytes(o.cache_path, std::vector<uint8_t>(text.begin(), text.end()));
+
+  auto r = MeasureModel(*m.file, m.tokens, o);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(r.error().message().find(o.cache_path), std::string::npos) << r.error().message();
+}
+
 std::vector<double> Ranks(const std::vector<double>& v) {
   std::vector<size_t> idx(v.size());
   std::iota(idx.begin(), idx.end(), 0);

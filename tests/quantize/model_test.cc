@@ -56,6 +56,38 @@ TEST(QuantizeModel, NanWeightIsRejectedAndNothingIsWritten) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+// The dominant type names the file: the quantized type with the most weights
+// even when a float type has more, else the float type with the most.
+TEST(FileTypeOf, DominantQuantizedElseFloatType) {
+  auto file_type = [](std::vector<std::pair<const char*, int64_t>> types) {
+    std::vector<TensorReport> tensors;
+    for (const auto& [type, n] : types) tensors.push_back({"t", type, n, 0});
+    return FileTypeOf(tensors);
+  };
+  EXPECT_EQ(file_type({{"F16", 1000}, {"F32", 10}}), 1u);
+  EXPECT_EQ(file_type({{"F32", 10}, {"BF16", 600}, {"BF16", 600}, {"F16", 1000}}), 32u);
+  EXPECT_EQ(file_type({{"F32", 10}, {"F32", 20}}), 0u);
+  EXPECT_EQ(file_type({{"F16", 5000}, {"Q8_0", 10}, {"F32", 10}}), 7u);
+  EXPECT_EQ(file_type({{"Q4_K", 600}, {"Q6_K", 500}, {"Q6_K", 200}, {"F32", 10}}), 18u);
+  EXPECT_EQ(file_type({{"Q4_K", 600}, {"IQ4_XS", 500}}), 15u);
+  EXPECT_EQ(file_type({{"IQ2_XXS", 600}, {"F16", 500}}), std::nullopt);  // no llama_ftype
+}
+
+// What QuantizeModel writes: float outputs keep their F32 norms but are named
+// by the type of their matrices.
+TEST(QuantizeModel, FileTypeIsThatOfTheDominantType) {
+  auto in = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(in.has_value());
+  testing::TempDir dir;
+  for (const auto& [type, file_type] : {std::pair{"F16", 1}, {"BF16", 32}, {"F32", 0}, {"Q8_0", 7}}) {
+    auto report = QuantizeModel(*in, dir.File("q.gguf"), Options(type));
+    ASSERT_TRUE(report.has_value()) << report.error().message();
+    auto out = gguf::GgufFile::Open(dir.File("q.gguf"));
+    ASSERT_TRUE(out.has_value());
+    EXPECT_EQ(out->GetInt("general.file_type"), file_type) << type;
+  }
+}
+
 TEST(QuantizeModel, ImatrixOfWrongShapeIsRejected) {
   auto in = gguf::GgufFile::Open(testing::RefDevModel());
   ASSERT_TRUE(in.has_value());
@@ -66,7 +98,9 @@ TEST(QuantizeModel, ImatrixOfWrongShapeIsRejected) {
   testing::TempDir dir;
   auto report = QuantizeModel(*in, dir.File("q.gguf"), options);
   ASSERT_FALSE(report.has_value());
-  EXPECT_EQ(report.error().kind(), StatusKind::kInvalidArgument);
+  // Bad data (an imatrix of another model), not a bad flag: exit 3, not 2.
+  EXPECT_EQ(report.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(report.error().message().find("another model"), std::string::npos) << report.error().message();
 }
 
 }  // namespace
