@@ -31,6 +31,7 @@ Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, 
     progress.SetTotal(total);
     progress.Update(done, what);
   };
+  options.on_note = [&](const std::string& note) { Info(global, note); };
   auto result = measure::MeasureModel(file, tokens, options);
   progress.Finish();
   return result;

@@ -141,12 +141,13 @@ Result<Imatrix> LoadImatrix(const std::string& path) {
   return result;
 }
 
-Status SaveImatrix(const Imatrix& imatrix, const std::string& path) {
+Status SaveImatrix(const Imatrix& imatrix, const std::string& path, const std::vector<gguf::KeyValue>& extra_metadata) {
   std::vector<gguf::KeyValue> kvs;
   gguf::SetValue(kvs, "general.type", gguf::Value::String("imatrix"));
   gguf::SetValue(kvs, "imatrix.datasets", gguf::Value::StringArray(imatrix.datasets));
   gguf::SetValue(kvs, "imatrix.chunk_count", gguf::Value::Uint32(imatrix.chunk_count));
   gguf::SetValue(kvs, "imatrix.chunk_size", gguf::Value::Uint32(imatrix.chunk_size));
+  for (const auto& kv : extra_metadata) gguf::SetValue(kvs, kv.key, kv.value);
   const formats::Format* f32 = formats::FindFormat(0);
   std::vector<gguf::TensorSpec> specs;
   std::vector<const std::vector<float>*> data;

@@ -51,8 +51,10 @@ struct Imatrix {
 // Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
 // malformed files and on NaN/Inf values.
 Result<Imatrix> LoadImatrix(const std::string& path);
-// Writes the GGUF imatrix format llama-quantize reads (atomically).
-Status SaveImatrix(const Imatrix& imatrix, const std::string& path);
+// Writes the GGUF imatrix format llama-quantize reads (atomically), with
+// `extra_metadata` after the imatrix's own keys.
+Status SaveImatrix(const Imatrix& imatrix, const std::string& path,
+                   const std::vector<gguf::KeyValue>& extra_metadata = {});
 
 // ---- type choice ----
 

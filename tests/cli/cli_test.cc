@@ -125,5 +125,36 @@ TEST(Cli, AutoFitsTheBudgetAndPlanIsReusable) {
   EXPECT_NE(tiny.err.find("smallest"), std::string::npos) << tiny.err;
 }
 
+// A rerun of auto in the same cache directory reuses nothing that another
+// text or other options would change, and says why in one line per step.
+TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
+  TempDir dir;
+  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  ASSERT_EQ(testing::RunCommand("gzip -dc " + Q(text) + " | tail -n +40 >" + Q(dir.File("other.txt"))).exit_code, 0);
+  auto run = [&](const std::string& text_file, int imatrix_chunks) {
+    return RunMixq("auto " + Q(testing::RefDevModel()) + " --text " + Q(text_file) + " --target 5.0bpw -o " +
+                   Q(dir.File("a.gguf")) + " --cache-dir " + Q(dir.File("cache")) +
+                   " --types Q4_K,Q8_0 --measure-chunks 1 --no-eval --ctx 128 --imatrix-chunks " +
+                   std::to_string(imatrix_chunks));
+  };
+  auto first = run(text, 4);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto same = run(text, 4);
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_NE(same.err.find("imatrix: reusing"), std::string::npos) << same.err;
+  EXPECT_EQ(same.err.find("stale"), std::string::npos) << same.err;
+
+  auto other_text = run(dir.File("other.txt"), 3);
+  ASSERT_EQ(other_text.exit_code, 0) << other_text.err;
+  EXPECT_NE(other_text.err.find("imatrix: cache '" + dir.File("cache/imatrix.gguf") +
+                                "' is stale (calibration tokens changed)"),
+            std::string::npos)
+      << other_text.err;
+  EXPECT_NE(other_text.err.find("measure: cache '" + dir.File("cache/measure.cache") +
+                                "' is stale (calibration tokens changed); measuring afresh"),
+            std::string::npos)
+      << other_text.err;
+}
+
 }  // namespace
 }  // namespace mixq::cli

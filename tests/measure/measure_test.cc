@@ -112,6 +112,51 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
 }
 
+// The cache stands for its inputs' content, not their sizes: other tokens, a
+// same-size model with other weights, or an imatrix with the same entry count
+// and sum, each make the run measure afresh and say why.
+TEST(MeasureTest, CacheIsKeyedByTheContentOfItsInputs) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.cache_path = dir.File("cache");
+  std::vector<std::string> notes;
+  o.on_note = [&](const std::string& note) { notes.push_back(note); };
+  auto measured_afresh = [&](const gguf::GgufFile& file, std::span<const int32_t> tokens, const char* why) {
+    notes.clear();
+    const bool fresh = Measure(file, tokens, o).n_forward_layers > 0;
+    EXPECT_TRUE(notes.empty() || notes[0].find(why) != std::string::npos) << notes[0];
+    return fresh && notes.size() == 1;
+  };
+  EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
+  EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
+
+  std::vector<int32_t> other_tokens = m.tokens;
+  std::swap(other_tokens[5], other_tokens[40]);
+  EXPECT_TRUE(measured_afresh(*m.file, other_tokens, "calibration tokens changed"));
+
+  engine::test::RandomModelSpec spec;
+  spec.seed = 2;
+  engine::test::WriteRandomModel(dir.File("fine-tune.gguf"), spec);
+  auto tuned = gguf::GgufFile::Open(dir.File("fine-tune.gguf"));
+  ASSERT_TRUE(tuned.has_value());
+  ASSERT_EQ(tuned->file_size(), m.file->file_size());
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "model changed"));
+
+  quantize::Imatrix imatrix;
+  std::vector<float> sums(64);
+  std::iota(sums.begin(), sums.end(), 1.0f);
+  imatrix.entries["blk.0.attn_q.weight"] = {sums, {1.0f}};
+  o.imatrix = &imatrix;
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "imatrix changed"));
+  quantize::Imatrix reordered = imatrix;
+  std::reverse(reordered.entries["blk.0.attn_q.weight"].in_sum2.begin(),
+               reordered.entries["blk.0.attn_q.weight"].in_sum2.end());
+  o.imatrix = &reordered;
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "imatrix changed"));
+  EXPECT_EQ(Measure(*tuned, other_tokens, o).n_forward_layers, 0);
+}
+
 std::vector<double> Ranks(const std::vector<double>& v) {
   std::vector<size_t> idx(v.size());
   std::iota(idx.begin(), idx.end(), 0);
