@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "base/content_hash.h"
+#include "base/file_lock.h"
 #include "cli/workflow.h"
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
@@ -127,6 +128,12 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   std::error_code ec;
   std::filesystem::create_directories(cache_dir, ec);
   if (ec) return ReportError(Status::IOError("cannot create cache directory '" + cache_dir + "': " + ec.message()));
+  // One run at a time per cache directory: its files (imatrix, measure cache,
+  // measurement, plan) are one run's consistent set.
+  auto lock = FileLock::Acquire(cache_dir, [&] {
+    Info(global, "auto: waiting for cache directory '" + cache_dir + "', locked by another mixq run");
+  });
+  if (!lock) return ReportError(lock.error());
 
   auto t0 = std::chrono::steady_clock::now();
   auto imatrix = GetImatrix(global, opt, *model, *calib, cache_dir + "/imatrix.gguf");

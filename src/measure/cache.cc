@@ -51,8 +51,13 @@ CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> to
   return key;
 }
 
-Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_stale) {
+Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_note) {
   if (path_.empty()) return Status::Ok();
+  auto lock = FileLock::Acquire(path_, [&] {
+    if (on_note) on_note("measure: waiting for cache '" + path_ + "', locked by another mixq run");
+  });
+  MIXQ_TRY(lock);
+  lock_.emplace(std::move(lock).value());
   std::ifstream in(path_);
   if (!in) return Status::Ok();
   std::string line;
@@ -65,7 +70,7 @@ Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_
     }
   }
   if (std::string why = StaleReason(cached, key_); !why.empty()) {
-    if (on_stale) on_stale("measure: cache '" + path_ + "' is stale (" + why + "); measuring afresh");
+    if (on_note) on_note("measure: cache '" + path_ + "' is stale (" + why + "); measuring afresh");
     return Status::Ok();
   }
   header_written_ = true;

@@ -2,8 +2,10 @@
 // and that failures leave no output behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "test_support.h"
@@ -154,6 +156,56 @@ TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
                                 "' is stale (calibration tokens changed); measuring afresh"),
             std::string::npos)
       << other_text.err;
+}
+
+// Two autos sharing a cache directory with different candidate types: one
+// waits for the other, and neither output (nor a later rerun's) holds a type
+// its run excluded.
+TEST(Cli, ConcurrentAutosSharingACacheKeepTheirOwnTypes) {
+  TempDir dir;
+  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  auto command = [&](const std::string& name, const std::string& types) {
+    return std::string(MIXQ_BINARY) + " auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) +
+           " --target 7.0bpw -o " + Q(dir.File(name + ".gguf")) + " --cache-dir " + Q(dir.File("cache")) + " --types " +
+           types + " --imatrix-chunks 2 --measure-chunks 1 --no-eval --ctx 128 >" + Q(dir.File(name + ".out")) + " 2>" +
+           Q(dir.File(name + ".err"));
+  };
+  auto both = testing::RunCommand(command("a", "Q4_K,Q5_K") + " & " + command("b", "Q6_K,Q8_0") +
+                                  "; b=$?; wait $!; a=$?; exit $((a | b))");
+  ASSERT_EQ(both.exit_code, 0) << testing::RunCommand("cat " + Q(dir.File("a.err")) + " " + Q(dir.File("b.err"))).out;
+  auto rerun = testing::RunCommand(command("c", "Q4_K,Q5_K"));
+  ASSERT_EQ(rerun.exit_code, 0) << testing::RunCommand("cat " + Q(dir.File("c.err"))).out;
+
+  auto types_of = [&](const std::string& name) {
+    std::set<std::string> types;
+    const auto lines = JsonLines(testing::RunCommand("cat " + Q(dir.File(name + ".out"))).out);
+    for (const auto& [type, n] : lines.back()["data"]["type_counts"].items()) types.insert(type);
+    return types;
+  };
+  // Besides its candidates, a run may keep a tensor as stored (F16) or as the F32 of the norms.
+  auto only = [&](const std::string& name, std::set<std::string> allowed) {
+    allowed.insert({"F16", "F32"});
+    const auto types = types_of(name);
+    EXPECT_TRUE(std::includes(allowed.begin(), allowed.end(), types.begin(), types.end()))
+        << name << ": " << nlohmann::json(types).dump();
+    EXPECT_GE(types.size(), 2u) << name;
+  };
+  only("a", {"Q4_K", "Q5_K"});
+  only("b", {"Q6_K", "Q8_0"});
+  only("c", {"Q4_K", "Q5_K"});
+  // The measure cache holds one run's records: each record's types are its key's.
+  const auto cache = JsonLines(testing::RunCommand("cat " + Q(dir.File("cache/measure.cache"))).out);
+  ASSERT_GT(cache.size(), 1u);
+  const std::string key_types = cache[0]["key"]["types"].get<std::string>();
+  for (size_t i = 1; i < cache.size(); ++i) {
+    for (const auto& t : cache[i]["types"]) {
+      EXPECT_NE(key_types.find(t["type"].get<std::string>()), std::string::npos) << cache[i].dump();
+    }
+  }
+  const std::string errs = testing::RunCommand("cat " + Q(dir.File("a.err")) + " " + Q(dir.File("b.err"))).out;
+  EXPECT_NE(errs.find("auto: waiting for cache directory '" + dir.File("cache") + "', locked by another mixq run"),
+            std::string::npos)
+      << errs;
 }
 
 }  // namespace

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <numeric>
 #include <random>
+#include <thread>
 
+#include "base/file_lock.h"
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
 #include "test_support.h"
@@ -155,6 +158,34 @@ TEST(MeasureTest, CacheIsKeyedByTheContentOfItsInputs) {
   o.imatrix = &reordered;
   EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "imatrix changed"));
   EXPECT_EQ(Measure(*tuned, other_tokens, o).n_forward_layers, 0);
+}
+
+// A second run on a cache another process holds waits for it (saying so),
+// instead of truncating the file under it or appending to another key's
+// records; afterwards each run's result holds only its own types.
+TEST(MeasureTest, CacheWaitsWhileAnotherRunHoldsIt) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  auto acquired = FileLock::Acquire(dir.File("cache"), nullptr);  // as another process would hold it
+  ASSERT_TRUE(acquired.has_value());
+  std::optional<FileLock> held(std::move(acquired).value());
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types = {Type("Q4_0")};
+  o.cache_path = dir.File("cache");
+  std::promise<std::string> waiting;
+  o.on_note = [&](const std::string& note) { waiting.set_value(note); };
+  std::optional<MeasureResult> result;
+  std::thread run([&] { result = Measure(*m.file, m.tokens, o); });
+  auto note = waiting.get_future();
+  const bool waited = note.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  held.reset();
+  run.join();
+  ASSERT_TRUE(waited) << "the run did not wait for the lock";
+  EXPECT_EQ(note.get(), "measure: waiting for cache '" + dir.File("cache") + "', locked by another mixq run");
+  EXPECT_GT(result->n_forward_layers, 0);
+  for (const auto& u : result->measurement.units) {
+    for (const auto& option : u.options) EXPECT_TRUE(option.type == "Q4_0" || option.type == "F32") << option.type;
+  }
 }
 
 std::vector<double> Ranks(const std::vector<double>& v) {
