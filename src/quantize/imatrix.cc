@@ -152,6 +152,8 @@ Status SaveImatrix(const Imatrix& imatrix, const std::string& path, const std::v
   std::vector<gguf::TensorSpec> specs;
   std::vector<const std::vector<float>*> data;
   for (const auto& [name, e] : imatrix.entries) {  // std::map: sorted by name, as llama-imatrix writes
+    MIXQ_TRY(CheckFinite(name, e.in_sum2));
+    MIXQ_TRY(CheckFinite(name, e.counts));
     int64_t n_mat = static_cast<int64_t>(e.counts.size());
     specs.push_back(
         {name + std::string(kSumSuffix), {static_cast<int64_t>(e.in_sum2.size()) / n_mat, n_mat, 1, 1}, 2, f32});

@@ -151,8 +151,13 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
 // it to the tensor bytes so that a plan never outgrows a file-size budget.
 Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptions& options);
 
-// Converts one stored tensor to F32 (any decodable type).
+// Converts one stored tensor to F32 (any decodable type). Corruption, naming
+// the tensor and the index, when a value is NaN or infinite (a NaN scale of a
+// quantized block included).
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
+// The same check without keeping the values (decoded about 4 MiB at a time):
+// what every command that reads or copies a stored tensor runs on it.
+Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads);
 
 }  // namespace mixq::quantize
 

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "gguf/gguf.h"
 #include "test_support.h"
 
 namespace mixq::cli {
@@ -206,6 +207,82 @@ TEST(Cli, ConcurrentAutosSharingACacheKeepTheirOwnTypes) {
   EXPECT_NE(errs.find("auto: waiting for cache directory '" + dir.File("cache") + "', locked by another mixq run"),
             std::string::npos)
       << errs;
+}
+
+// A copy of `model` named `name` in `dir` with `patch` written over tensor
+// `tensor`'s data from byte `at` (little-endian values, as GGUF stores them).
+std::string PatchedModel(const TempDir& dir, const std::string& model, const std::string& name,
+                         const std::string& tensor, uint64_t at, const std::vector<uint8_t>& patch) {
+  auto file = gguf::GgufFile::Open(model);
+  EXPECT_TRUE(file.has_value());
+  const gguf::TensorInfo* t = file->FindTensor(tensor);
+  EXPECT_NE(t, nullptr) << tensor;
+  auto bytes = testing::ReadFileBytes(model);
+  std::copy(patch.begin(), patch.end(), bytes.begin() + static_cast<int64_t>(file->data_offset() + t->offset + at));
+  testing::WriteFileBytes(dir.File(name), bytes);
+  return dir.File(name);
+}
+
+const std::vector<uint8_t> kF32NaN = {0x00, 0x00, 0xc0, 0x7f};
+const std::vector<uint8_t> kF16Inf = {0x00, 0x7c};
+const std::vector<uint8_t> kF16NaN = {0x00, 0x7e};
+
+// Every command that reads weights refuses a NaN or infinity in any tensor
+// it uses or copies, naming the tensor and the index, and writes nothing.
+TEST(Cli, NonFiniteWeightsAreRefusedByEveryCommand) {
+  TempDir dir;
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string nan_norm =
+      Q(PatchedModel(dir, testing::RefDevModel(), "nan-norm.gguf", "blk.0.attn_norm.weight", 4 * 7, kF32NaN));
+  const std::string norm_msg = "tensor 'blk.0.attn_norm.weight' holds NaN at index 7 (row 0, column 7)";
+  const std::vector<std::string> commands = {
+      "measure " + nan_norm + " --text " + text + " --ctx 64 --chunks 1 --types Q8_0 -o " + Q(dir.File("m.json")),
+      "imatrix " + nan_norm + " --text " + text + " --ctx 64 --chunks 1 -o " + Q(dir.File("i.gguf")),
+      "quantize " + nan_norm + " " + Q(dir.File("q.gguf")) + " --type F16",
+      "quantize " + nan_norm + " " + Q(dir.File("q.gguf")) + " --type Q4_K",
+      "eval " + nan_norm + " --text " + text + " --ctx 64 --chunks 2",
+  };
+  for (const std::string& command : commands) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find(norm_msg), std::string::npos) << command << "\n" << r.err;
+  }
+
+  const std::string inf_weight =
+      Q(PatchedModel(dir, testing::RefDevModel(), "inf-weight.gguf", "blk.2.ffn_up.weight", 2 * 300, kF16Inf));
+  auto copy = RunMixq("quantize " + inf_weight + " " + Q(dir.File("q.gguf")) + " --type F16");
+  EXPECT_EQ(copy.exit_code, 3) << copy.err;
+  EXPECT_NE(copy.err.find("tensor 'blk.2.ffn_up.weight' holds an infinity at index 300 (row 1, column 44)"),
+            std::string::npos)
+      << copy.err;
+
+  // A quantized input: the F16 scale d of block 3 of a Q8_0 tensor (34-byte blocks).
+  ASSERT_EQ(
+      RunMixq("quantize -q " + Q(testing::RefDevModel()) + " " + Q(dir.File("q8.gguf")) + " --type Q8_0").exit_code, 0);
+  const std::string nan_scale =
+      Q(PatchedModel(dir, dir.File("q8.gguf"), "nan-scale.gguf", "blk.1.attn_k.weight", 34 * 3, kF16NaN));
+  for (const std::string& command : {"eval " + nan_scale + " --text " + text + " --ctx 64 --chunks 2",
+                                     "quantize " + nan_scale + " " + Q(dir.File("q.gguf")) + " --type Q4_K"}) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("tensor 'blk.1.attn_k.weight' holds NaN at index 96 (row 0, column 96)"), std::string::npos)
+        << command << "\n"
+        << r.err;
+  }
+  for (const char* output : {"m.json", "i.gguf", "q.gguf"}) EXPECT_FALSE(std::filesystem::exists(dir.File(output)));
+}
+
+// Finite weights whose activations overflow float: eval names the layer
+// instead of reporting a perplexity.
+TEST(Cli, OverflowingActivationsAreRefused) {
+  TempDir dir;
+  std::vector<uint8_t> huge;  // every weight of the first norm 1e30 (0x7149f2ca)
+  for (int i = 0; i < 256; ++i) huge.insert(huge.end(), {0xca, 0xf2, 0x49, 0x71});
+  const std::string model = PatchedModel(dir, testing::RefDevModel(), "huge.gguf", "blk.0.attn_norm.weight", 0, huge);
+  auto r = RunMixq("eval " + Q(model) + " --text " + Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") +
+                   " --ctx 64 --chunks 2");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("non-finite activation leaving layer 0"), std::string::npos) << r.err;
 }
 
 }  // namespace
