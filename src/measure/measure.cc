@@ -207,6 +207,11 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   for (const auto& t : file.tensors()) {
     if (quantize::IsQuantizable(t)) units.push_back(&t);
   }
+  if (options.imatrix != nullptr) {
+    auto note = quantize::CheckImatrixCoverage(*options.imatrix, units);
+    MIXQ_TRY(note);
+    if (!note->empty() && options.on_note) options.on_note(*note);
+  }
   std::vector<TensorRecord> records;
   for (size_t i = 0; i < units.size(); ++i) {
     const gguf::TensorInfo& t = *units[i];

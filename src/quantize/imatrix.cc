@@ -1,4 +1,5 @@
 // Importance matrices in llama.cpp's two file formats (ggml-formats.md §3.2, §3.3).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -113,9 +114,9 @@ Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string&
   const ImatrixEntry& e = it->second;
   // A 3-D expert weight would need per-expert slices; mixq handles dense weights.
   if (static_cast<int64_t>(e.in_sum2.size()) != n_per_row || e.counts.size() != 1) {
-    return Status::InvalidArgument("imatrix entry '" + tensor + "' has " + std::to_string(e.in_sum2.size()) +
-                                   " values, the tensor's rows have " + std::to_string(n_per_row) +
-                                   "; was the imatrix made for another model?");
+    return Status::Corruption("imatrix entry '" + tensor + "' has " + std::to_string(e.in_sum2.size()) +
+                              " values, the tensor's rows have " + std::to_string(n_per_row) +
+                              "; was the imatrix made for another model?");
   }
   std::vector<float> mean(e.in_sum2.size(), 1.0f);
   float count = std::round(e.counts[0]);
@@ -123,6 +124,30 @@ Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string&
     for (size_t i = 0; i < mean.size(); ++i) mean[i] = e.in_sum2[i] / count;
   }
   return std::optional<std::vector<float>>(std::move(mean));
+}
+
+Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const gguf::TensorInfo* const> tensors) {
+  std::vector<std::string> missing;
+  size_t n_counted = 0;
+  for (const gguf::TensorInfo* t : tensors) {
+    if (t->name == "token_embd.weight") continue;
+    ++n_counted;
+    auto importance = imatrix.Importance(t->name, t->ne[0]);
+    MIXQ_TRY(importance);
+    if (!importance->has_value()) missing.push_back(t->name);
+  }
+  if (missing.empty()) return std::string();
+  if (missing.size() == n_counted) {
+    const std::string first = imatrix.entries.empty() ? "none" : "'" + imatrix.entries.begin()->first + "'";
+    return Status::Corruption("the imatrix has no entry for any of the " + std::to_string(n_counted) +
+                              " tensors to quantize (its first entry: " + first + "); was it made for another model?");
+  }
+  constexpr size_t kListed = 5;
+  std::string note = "imatrix: no entry for " + std::to_string(missing.size()) + " of " + std::to_string(n_counted) +
+                     " tensors to quantize, which get no importance weighting:";
+  for (size_t i = 0; i < std::min(kListed, missing.size()); ++i) note += (i ? ", " : " ") + missing[i];
+  if (missing.size() > kListed) note += " and " + std::to_string(missing.size() - kListed) + " more";
+  return note;
 }
 
 Result<Imatrix> LoadImatrix(const std::string& path) {

@@ -170,6 +170,15 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
     report.tensor_bytes += n_bytes;
     report.n_weights += t.n_elems();
   }
+  if (options.imatrix != nullptr) {
+    std::vector<const gguf::TensorInfo*> weighted;
+    for (size_t i = 0; i < input.tensors().size(); ++i) {
+      if ((*choices)[i].format->quantized) weighted.push_back(&input.tensors()[i]);
+    }
+    auto note = CheckImatrixCoverage(*options.imatrix, weighted);
+    MIXQ_TRY(note);
+    if (!note->empty() && options.on_note) options.on_note(*note);
+  }
   std::string dominant;
   int64_t most = -1;
   for (const auto& [type, n] : weights_by_type) {

@@ -44,9 +44,17 @@ struct Imatrix {
   uint32_t chunk_size = 0;
 
   // Per-column importance (mean squared activation) for a weight of row length
-  // n_per_row, or nullopt when absent. InvalidArgument on a length mismatch.
+  // n_per_row, or nullopt when absent. Corruption on a length mismatch.
   Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
 };
+
+// Checks an imatrix against the tensors that will be quantized with it:
+// Corruption when an entry's length differs from its tensor's rows, or when
+// no entry names any of them (an imatrix made for another model). Returns a
+// one-line note listing the tensors it has no entry for (they are quantized
+// without importance), or "" when it covers them all. token_embd.weight is
+// not counted: a lookup table sees no activations, so no imatrix has it.
+Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const gguf::TensorInfo* const> tensors);
 
 // Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
 // malformed files and on NaN/Inf values.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "gguf/gguf.h"
+#include "quantize/quantize.h"
 #include "test_support.h"
 
 namespace mixq::cli {
@@ -283,6 +284,59 @@ TEST(Cli, OverflowingActivationsAreRefused) {
                    " --ctx 64 --chunks 2");
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("non-finite activation leaving layer 0"), std::string::npos) << r.err;
+}
+
+// An imatrix with `n_values` per entry for each of `names`, saved as `file` in `dir`.
+std::string SavedImatrix(const TempDir& dir, const std::string& file, const std::vector<std::string>& names,
+                         size_t n_values) {
+  quantize::Imatrix im;
+  for (const auto& name : names) im.entries[name] = {std::vector<float>(n_values, 2.0f), {4.0f}};
+  EXPECT_TRUE(quantize::SaveImatrix(im, dir.File(file)).ok());
+  return Q(dir.File(file));
+}
+
+// An imatrix is applied only to the model it was made for: no matching name
+// or a wrong row length is exit 3 before anything is written; partial
+// coverage is said in one line.
+TEST(Cli, ForeignImatricesAreRefused) {
+  TempDir dir;
+  const std::string model = Q(testing::RefDevModel());
+  const std::string out = Q(dir.File("q.gguf"));
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string foreign =
+      SavedImatrix(dir, "foreign.gguf", {"model.layers.0.self_attn.q_proj.weight", "lm_head.weight"}, 256);
+  for (const std::string& command : {"quantize " + model + " " + out + " --type Q4_K --imatrix " + foreign,
+                                     "measure " + model + " --text " + text + " --ctx 64 --chunks 1 --types Q8_0 -o " +
+                                         out + " --imatrix " + foreign}) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("the imatrix has no entry for any of the 43 tensors to quantize (its first entry: "
+                         "'lm_head.weight'); was it made for another model?"),
+              std::string::npos)
+        << r.err;
+  }
+
+  auto wrong_length = RunMixq("quantize " + model + " " + out + " --type Q4_K --imatrix " +
+                              SavedImatrix(dir, "short.gguf", {"blk.0.attn_q.weight", "blk.0.attn_k.weight"}, 128));
+  EXPECT_EQ(wrong_length.exit_code, 3) << wrong_length.err;
+  EXPECT_NE(wrong_length.err.find("imatrix entry 'blk.0.attn_k.weight' has 128 values, the tensor's rows have 256"),
+            std::string::npos)
+      << wrong_length.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("q.gguf")));
+
+  std::vector<std::string> layer0;
+  for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"}) {
+    layer0.push_back("blk.0." + std::string(w) + ".weight");
+  }
+  layer0.push_back("output.weight");
+  auto partial = RunMixq("quantize " + model + " " + out + " --type Q4_K --imatrix " +
+                         SavedImatrix(dir, "partial.gguf", layer0, 256));
+  EXPECT_EQ(partial.exit_code, 0) << partial.err;
+  EXPECT_NE(partial.err.find("mixq: imatrix: no entry for 36 of 43 tensors to quantize, which get no importance "
+                             "weighting: blk.0.ffn_down.weight, blk.1.ffn_down.weight, blk.1.ffn_gate.weight, "
+                             "blk.1.ffn_up.weight, blk.1.attn_k.weight and 31 more\n"),
+            std::string::npos)
+      << partial.err;
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ TEST(MeasureTest, CacheIsKeyedByTheContentOfItsInputs) {
     notes.clear();
     const bool fresh = Measure(file, tokens, o).n_forward_layers > 0;
     EXPECT_TRUE(notes.empty() || notes[0].find(why) != std::string::npos) << notes[0];
-    return fresh && notes.size() == 1;
+    return fresh && !notes.empty();
   };
   EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 0);

@@ -66,7 +66,9 @@ TEST(QuantizeModel, ImatrixOfWrongShapeIsRejected) {
   testing::TempDir dir;
   auto report = QuantizeModel(*in, dir.File("q.gguf"), options);
   ASSERT_FALSE(report.has_value());
-  EXPECT_EQ(report.error().kind(), StatusKind::kInvalidArgument);
+  // Bad input data, not a bad flag: exit 3, and nothing written.
+  EXPECT_EQ(report.error().kind(), StatusKind::kCorruption);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 }  // namespace
