@@ -170,7 +170,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
 
   t0 = std::chrono::steady_clock::now();
   quantize::QuantizeOptions qo;
-  auto rules = RulesFromPlan(*p);
+  auto rules = RulesFromPlan(*p, *file);
   if (!rules) return ReportError(rules.error());
   qo.rules = std::move(rules).value();
   qo.imatrix = &*imatrix;

@@ -59,22 +59,16 @@ Result<plan::Budget> ParseBudget(const std::string& target_bpw, const std::strin
   return target_bpw.empty() ? plan::ParseSizeTarget(target_size) : plan::ParseBpwTarget(target_bpw);
 }
 
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
-  quantize::TypeRules rules;
-  rules.default_format = formats::FindFormatByName("F16");
-  for (const auto& unit : plan.units) {
-    const formats::Format* f = formats::FindFormatByName(unit.type);
-    if (f == nullptr || !f->can_encode()) {
-      return Status::InvalidArgument("plan unit '" + unit.name + "' has type '" + unit.type +
-                                     "', which mixq cannot encode");
-    }
-    if (unit.tensors.empty()) {
-      return Status::InvalidArgument("plan unit '" + unit.name +
-                                     "' lists no tensors; plans for quantization come "
-                                     "from `mixq measure` or `mixq plan` on a model measurement");
-    }
-    for (const auto& t : unit.tensors) rules.exact[t] = f;
+Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model) {
+  const quantize::ArchProfile& profile = quantize::ProfileOf(model);
+  std::vector<plan::PlanTensor> tensors;
+  for (const auto& t : model.tensors()) {
+    tensors.push_back({t.name, t.ne[0], t.n_rows(), quantize::IsQuantizable(t, profile)});
   }
+  auto types = plan::MatchPlanToModel(plan, tensors, gguf::kWriteAlignment);
+  MIXQ_TRY(types);
+  quantize::TypeRules rules;
+  rules.exact = std::move(types).value();
   return rules;
 }
 

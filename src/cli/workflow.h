@@ -36,8 +36,9 @@ Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& tex
 // Exactly one of --target (bpw) and --target-size must be given.
 Result<plan::Budget> ParseBudget(const std::string& target_bpw, const std::string& target_size);
 
-// Plan -> exact per-tensor types for quantization.
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan);
+// Plan -> exact per-tensor types for quantizing `model`; the plan must fit
+// the model exactly (plan::MatchPlanToModel).
+Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model);
 
 // One line per tensor role and per layer: average bits per weight chosen.
 nlohmann::json PlanBreakdown(const plan::Plan& plan);

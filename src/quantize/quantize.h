@@ -85,6 +85,8 @@ struct ArchProfile {
 };
 // The profile of an architecture; the language-model default for unknown ones.
 const ArchProfile& ProfileFor(std::string_view architecture);
+// The profile of a file's general.architecture.
+const ArchProfile& ProfileOf(const gguf::GgufFile& file);
 
 struct TypeRules {
   const formats::Format* default_format = nullptr;      // the --type; nullptr: quantize nothing

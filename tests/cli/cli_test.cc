@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -337,6 +338,76 @@ TEST(Cli, ForeignImatricesAreRefused) {
                              "blk.1.ffn_up.weight, blk.1.attn_k.weight and 31 more\n"),
             std::string::npos)
       << partial.err;
+}
+
+// A plan must fit the model exactly: any edit that leaves a tensor out, names
+// one twice or one kept in float, or breaks a size or cost is exit 3, one
+// line naming the first offending unit, and no output.
+TEST(Cli, EditedPlansAreRefused) {
+  TempDir dir;
+  const std::string model = Q(testing::RefDevModel());
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  ASSERT_EQ(RunMixq("measure -q " + model + " --text " + text + " --ctx 64 --chunks 1 --types Q4_K,Q8_0 -o " +
+                    Q(dir.File("m.json")))
+                .exit_code,
+            0);
+  ASSERT_EQ(RunMixq("plan -q " + Q(dir.File("m.json")) + " --target 6bpw -o " + Q(dir.File("p.json"))).exit_code, 0);
+  const auto plan = nlohmann::json::parse(testing::RunCommand("cat " + Q(dir.File("p.json"))).out);
+  auto quantize_with = [&](const nlohmann::json& edited) {
+    std::ofstream(dir.File("edited.json")) << edited.dump();
+    return RunMixq("quantize " + model + " " + Q(dir.File("q.gguf")) + " --plan " + Q(dir.File("edited.json")));
+  };
+  auto ok = quantize_with(plan);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  std::filesystem::remove(dir.File("q.gguf"));
+
+  auto unit = [&](const std::string& name) {
+    for (const auto& u : plan["units"]) {
+      if (u["name"] == name) return u;
+    }
+    ADD_FAILURE() << name;
+    return nlohmann::json();
+  };
+  auto five_layers = plan;  // what a plan for the 5-layer sibling of ref-dev would hold
+  auto& units = five_layers["units"];
+  units.erase(
+      std::remove_if(units.begin(), units.end(),
+                     [](const nlohmann::json& u) { return u["name"].get<std::string>().starts_with("blk.5."); }),
+      units.end());
+  auto duplicate = plan;
+  duplicate["units"].push_back(unit("blk.0.attn_q.weight"));
+  auto norm = plan;
+  norm["units"].push_back({{"name", "blk.0.attn_norm.weight"},
+                           {"tensors", {"blk.0.attn_norm.weight"}},
+                           {"type", "Q8_0"},
+                           {"n_weights", 256},
+                           {"n_bytes", 288},
+                           {"cost", 0.0}});
+  auto negative = plan;
+  negative["units"][3]["cost"] = -0.5;
+  auto no_bytes = plan;
+  no_bytes["units"][3]["n_bytes"] = 0;
+  auto unknown = plan;
+  unknown["units"][3]["tensors"][0] = "blk.6.attn_q.weight";
+  const std::string third = plan["units"][3]["name"].get<std::string>();
+
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {five_layers, "the plan has no unit for tensor 'blk.5.ffn_down.weight'; was it made for another model?"},
+      {duplicate, "plan unit 'blk.0.attn_q.weight' appears twice"},
+      {norm,
+       "plan unit 'blk.0.attn_norm.weight' gives type Q8_0 to tensor 'blk.0.attn_norm.weight', which is kept "
+       "in float"},
+      {negative, "plan unit '" + third + "' has cost -0.500000; costs are finite and not negative"},
+      {no_bytes, "plan unit '" + third + "' says "},
+      {unknown, "plan unit '" + third + "' names tensor 'blk.6.attn_q.weight', which the model does not have"},
+  };
+  for (const auto& [edited, message] : cases) {
+    auto r = quantize_with(edited);
+    EXPECT_EQ(r.exit_code, 3) << message << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("mixq: error: plan '" + dir.File("edited.json") + "': " + message, 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("q.gguf"))) << message;
+  }
 }
 
 }  // namespace
