@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "base/content_hash.h"
 #include "base/file_identity.h"
+#include "base/file_lock.h"
 #include "cli/workflow.h"
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
@@ -58,12 +60,43 @@ std::pair<std::string, std::string> SplitText(const std::string& text) {
   return {text.substr(0, mid + 1), text.substr(mid + 1)};
 }
 
+// The imatrix cache records the key it was made with in its metadata, so
+// that the file and its key are replaced together.
+constexpr const char* kCacheKeyMetadata = "mixq.cache_key";
+
+CacheKey ImatrixCacheKey(const gguf::GgufFile& file, const AutoCliOptions& opt, const TextTokens& calib) {
+  return {{"mixq version", MIXQ_VERSION},
+          {"model", file.ContentHash()},
+          {"calibration tokens", HashOfValues(std::span<const int32_t>(calib.tokens))},
+          {"n_ctx", std::to_string(opt.ctx)},
+          {"chunks", std::to_string(opt.imatrix_chunks)},
+          {"bos_id", std::to_string(calib.bos_id)}};
+}
+
+// The key a cached imatrix was made with; empty when there is none.
+CacheKey CachedImatrixKey(const std::string& path) {
+  auto file = gguf::GgufFile::Open(path);
+  if (!file) return {};
+  auto json = nlohmann::json::parse(file->GetString(kCacheKeyMetadata).value_or(""), nullptr, false);
+  if (!json.is_object()) return {};
+  CacheKey key;
+  for (const auto& [field, value] : json.items()) {
+    if (value.is_string()) key[field] = value.get<std::string>();
+  }
+  return key;
+}
+
 Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliOptions& opt, engine::Model& model,
                                      const TextTokens& calib, const std::string& cache_file) {
   if (!opt.imatrix.empty()) return quantize::LoadImatrix(opt.imatrix);
+  const CacheKey key = ImatrixCacheKey(model.file(), opt, calib);
   if (std::filesystem::exists(cache_file)) {
-    Info(global, "imatrix: reusing " + cache_file);
-    return quantize::LoadImatrix(cache_file);
+    const std::string why = StaleReason(CachedImatrixKey(cache_file), key);
+    if (why.empty()) {
+      Info(global, "imatrix: reusing " + cache_file);
+      return quantize::LoadImatrix(cache_file);
+    }
+    Info(global, "imatrix: cache '" + cache_file + "' is stale (" + why + "); computing afresh");
   }
   engine::ImatrixOptions io;
   io.n_ctx = opt.ctx;
@@ -78,7 +111,8 @@ Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliO
   };
   auto im = engine::CollectImatrix(model, calib.tokens, io);
   MIXQ_TRY(im);
-  MIXQ_TRY(quantize::SaveImatrix(*im, cache_file));
+  MIXQ_TRY(
+      quantize::SaveImatrix(*im, cache_file, {{kCacheKeyMetadata, gguf::Value::String(nlohmann::json(key).dump())}}));
   return im;
 }
 
@@ -116,6 +150,12 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   std::error_code ec;
   std::filesystem::create_directories(cache.dir, ec);
   if (ec) return ReportError(Status::IOError("cannot create cache directory '" + cache.dir + "': " + ec.message()));
+  // One run at a time per cache directory: its files (imatrix, measure cache,
+  // measurement, plan) are one run's consistent set.
+  auto lock = FileLock::Acquire(cache.dir, [&] {
+    Info(global, "auto: waiting for cache directory '" + cache.dir + "', locked by another mixq run");
+  });
+  if (!lock) return ReportError(lock.error());
 
   auto t0 = std::chrono::steady_clock::now();
   auto imatrix = GetImatrix(global, opt, *model, *calib, cache.imatrix);
@@ -152,7 +192,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
 
   t0 = std::chrono::steady_clock::now();
   quantize::QuantizeOptions qo;
-  auto rules = RulesFromPlan(*p);
+  auto rules = RulesFromPlan(*p, *file);
   if (!rules) return ReportError(rules.error());
   qo.rules = std::move(rules).value();
   qo.imatrix = &*imatrix;

@@ -56,13 +56,6 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
     MIXQ_TRY(f);
     q.rules.token_embd_format = *f;
   }
-  if (!opt.plan.empty()) {
-    auto p = plan::LoadPlan(opt.plan);
-    MIXQ_TRY(p);
-    auto rules = RulesFromPlan(*p);
-    MIXQ_TRY(rules.status().WithContext("plan '" + opt.plan + "'"));
-    q.rules.exact = std::move(rules->exact);
-  }
   if (opt.method == "ggml") {
     q.method = formats::QuantMethod::kGgml;
   } else if (opt.method != "best") {
@@ -72,15 +65,13 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   return q;
 }
 
-// A plan names tensors of the model it was made for; applied to another one
-// its types would silently not take effect.
-Status CheckPlanTensors(const QuantizeCliOptions& opt, const quantize::TypeRules& rules, const gguf::GgufFile& input) {
-  for (const auto& [name, format] : rules.exact) {
-    if (input.FindTensor(name) == nullptr) {
-      return Status::Corruption("plan '" + opt.plan + "' names tensor '" + name + "', which '" + opt.input +
-                                "' does not have; was the plan made for another model?");
-    }
-  }
+// The plan's types, checked against the model it is applied to.
+Status ApplyPlan(const std::string& path, const gguf::GgufFile& input, quantize::TypeRules* rules) {
+  auto p = plan::LoadPlan(path);
+  MIXQ_TRY(p);
+  auto from_plan = RulesFromPlan(*p, input);
+  MIXQ_TRY(from_plan.status().WithContext("plan '" + path + "'"));
+  rules->exact = std::move(from_plan->exact);
   return Status::Ok();
 }
 
@@ -99,7 +90,9 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   if (!options) return ReportError(options.error());
   auto input = gguf::GgufFile::Open(opt.input);
   if (!input) return ReportError(input.error());
-  if (Status s = CheckPlanTensors(opt, options->rules, *input); !s.ok()) return ReportError(s);
+  if (!opt.plan.empty()) {
+    if (Status s = ApplyPlan(opt.plan, *input, &options->rules); !s.ok()) return ReportError(s);
+  }
   std::optional<quantize::Imatrix> imatrix;
   if (!opt.imatrix.empty()) {
     auto im = quantize::LoadImatrix(opt.imatrix);
@@ -161,8 +154,8 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--output-tensor-type", opt->output_type, "type of output.weight (default: Q6_K, or Q8_0)");
   sub->add_option("--token-embedding-type", opt->token_embd_type, "type of token_embd.weight (default: --type)");
   sub->add_option("--plan", opt->plan,
-                  "per-tensor types from `mixq plan` (other tensors follow --type; for a diffusion model they keep "
-                  "their storage unless --type is given)");
+                  "per-tensor types from `mixq plan`, made for this model: it must give a type to exactly the tensors "
+                  "mixq quantizes");
   sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->capture_default_str();
   AddThreadsOption(sub, &opt->threads);

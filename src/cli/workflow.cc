@@ -31,6 +31,7 @@ Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, 
     progress.SetTotal(total);
     progress.Update(done, what);
   };
+  options.on_note = [&](const std::string& note) { Info(global, note); };
   auto result = measure::MeasureModel(file, tokens, options);
   progress.Finish();
   return result;
@@ -87,25 +88,16 @@ void PrintOffloadSummary(const plan::Plan& plan) {
   std::printf("# run with: llama-server -m MODEL.gguf %s\n", plan::OffloadLlamaFlags().c_str());
 }
 
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan) {
-  quantize::TypeRules rules;
-  rules.default_format = formats::FindFormatByName("F16");
-  for (const auto& unit : plan.units) {
-    const formats::Format* f = formats::FindFormatByName(unit.type);
-    if (f == nullptr) {
-      return Status::Corruption("plan unit '" + unit.name + "' has type '" + unit.type + "', which is no ggml type");
-    }
-    if (!f->can_encode()) {
-      return Status::NotSupported("plan unit '" + unit.name + "' has type '" + unit.type +
-                                  "', which mixq cannot encode");
-    }
-    if (unit.tensors.empty()) {
-      return Status::NotSupported("plan unit '" + unit.name +
-                                  "' lists no tensors; plans for quantization come "
-                                  "from `mixq measure` or `mixq plan` on a model measurement");
-    }
-    for (const auto& t : unit.tensors) rules.exact[t] = f;
+Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model) {
+  const quantize::ArchProfile& profile = quantize::ProfileOf(model);
+  std::vector<plan::PlanTensor> tensors;
+  for (const auto& t : model.tensors()) {
+    tensors.push_back({t.name, t.ne[0], t.n_rows(), quantize::IsQuantizable(t, profile)});
   }
+  auto types = plan::MatchPlanToModel(plan, tensors, gguf::kWriteAlignment);
+  MIXQ_TRY(types);
+  quantize::TypeRules rules;
+  rules.exact = std::move(types).value();
   return rules;
 }
 

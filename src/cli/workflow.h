@@ -43,8 +43,9 @@ Result<plan::OffloadBudgets> ParseOffloadBudgets(const std::string& gpu, const s
 nlohmann::json OffloadSummary(const plan::Plan& plan);
 void PrintOffloadSummary(const plan::Plan& plan);
 
-// Plan -> exact per-tensor types for quantization.
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan);
+// Plan -> exact per-tensor types for quantizing `model`; the plan must fit
+// the model exactly (plan::MatchPlanToModel).
+Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model);
 
 // One line per tensor role and per layer: average bits per weight chosen.
 nlohmann::json PlanBreakdown(const plan::Plan& plan);

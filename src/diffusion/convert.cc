@@ -164,28 +164,14 @@ Result<quantize::QuantizeReport> Convert(const Source& source, const Model& mode
 
 Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules* rules) {
   const auto& profile = quantize::ProfileFor(model.architecture);
-  for (const auto& unit : plan.units) {
-    const formats::Format* format = formats::FindFormatByName(unit.type);
-    if (format == nullptr || !format->can_encode()) {
-      return Status::InvalidArgument("plan unit '" + unit.name + "' has type '" + unit.type +
-                                     "', which mixq cannot write; valid types: " + formats::EncodableFormatNames());
-    }
-    int matched = 0;
-    for (const auto& t : model.tensors) {
-      const bool in_unit = unit.tensors.empty()
-                               ? t.name.starts_with(unit.name + ".")
-                               : std::find(unit.tensors.begin(), unit.tensors.end(), t.name) != unit.tensors.end();
-      if (!in_unit) continue;
-      gguf::TensorSpec spec = internal::SpecOf(t, *format);
-      if (!quantize::IsQuantizable(internal::InfoOf(spec), profile)) continue;
-      rules->exact[t.name] = format;
-      ++matched;
-    }
-    if (matched == 0) {
-      return Status::Corruption("plan unit '" + unit.name + "' matches no quantizable tensor of the model; " +
-                                "was the plan made for another model?");
-    }
+  std::vector<plan::PlanTensor> tensors;
+  for (const auto& t : model.tensors) {
+    const gguf::TensorInfo info = internal::InfoOf(internal::SpecOf(t, internal::StorageFormat(t, nullptr)));
+    tensors.push_back({t.name, info.ne[0], info.n_rows(), quantize::IsQuantizable(info, profile)});
   }
+  auto types = plan::MatchPlanToModel(plan, tensors, gguf::kWriteAlignment);
+  MIXQ_TRY(types);
+  rules->exact.insert(types->begin(), types->end());
   return Status::Ok();
 }
 

@@ -170,10 +170,10 @@ Result<quantize::QuantizeReport> Convert(const Source& source, const Model& mode
 Result<quantize::QuantizeReport> Convert(const safetensors::Checkpoint& checkpoint, const Model& model,
                                          const std::string& output_path, const ConvertOptions& options);
 
-// Applies a plan: every tensor of a planned unit gets the unit's type in
-// rules->exact (the unit's tensor list, or its "name." prefix). InvalidArgument
-// when a unit's type is not an encodable ggml type; Corruption (bad input
-// data) when a unit matches no quantizable tensor: a plan for another model.
+// Applies a plan: every quantizable tensor gets its unit's type in
+// rules->exact (the unit's tensor list, or its "name." prefix). The plan must
+// fit the model exactly (plan::MatchPlanToModel): Corruption or NotSupported
+// otherwise, naming the first offending unit.
 Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules* rules);
 
 // ---- measurement ----

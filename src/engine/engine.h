@@ -92,8 +92,9 @@ struct RunOptions {
 class Model {
  public:
   // Reads the architecture metadata and checks every tensor the forward pass
-  // needs (presence, shape, decodable format). NotSupported names the
-  // architecture and lists the supported ones.
+  // needs (presence, shape, decodable format, every value finite: Corruption
+  // names the tensor and index). NotSupported names the architecture and
+  // lists the supported ones.
   static Result<Model> Load(const gguf::GgufFile& file);
 
   Model(Model&&) noexcept;
@@ -123,6 +124,8 @@ class Model {
   // Runs layers [first, last) in place on hidden[n_tokens][n_embd].
   // REQUIRES: 0 <= first <= last <= n_layer; n_tokens a multiple of
   // options.seq_len when that is set (InvalidArgument otherwise).
+  // Corruption, naming the layer, when the activations overflow to NaN or
+  // infinity (Logits likewise for the logits).
   Status RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options);
   // logits[n_tokens][n_vocab] from hidden states leaving the last layer
   // (final norm and output projection); `hidden` is not modified.

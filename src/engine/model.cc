@@ -43,6 +43,17 @@ void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
+// With every weight finite (Load checks them), a NaN or infinity in the
+// activations means they overflowed float; one scan per layer is cheap next
+// to the layer itself. `where` names the values, e.g. "activation leaving layer 3".
+Status CheckFiniteRows(const float* x, int64_t n_rows, int64_t n_cols, const std::string& where) {
+  const int64_t bad = formats::FirstNonFinite(x, n_rows * n_cols);
+  if (bad < 0) return Status::Ok();
+  return Status::Corruption("non-finite " + where + " (" + (std::isnan(x[bad]) ? "NaN" : "an infinity") +
+                            ") at token " + std::to_string(bad / n_cols) + ", element " + std::to_string(bad % n_cols) +
+                            ": the model's activations overflow");
+}
+
 }  // namespace
 
 Result<Weight*> Model::Impl::Add(const std::string& name, std::initializer_list<int64_t> shape, bool required) {
@@ -62,6 +73,9 @@ Result<Weight*> Model::Impl::Add(const std::string& name, std::initializer_list<
     return Status::NotSupported("tensor '" + name + "' is " + std::string(t->format->name) +
                                 ", which mixq cannot decode yet");
   }
+  // Every later result depends on every value: a NaN norm or block scale
+  // would otherwise turn into silently wrong costs or perplexities.
+  MIXQ_TRY(quantize::CheckTensorFinite(*file, *t, 0));
   Weight& w = weights[name];
   w.name = name;
   w.info = t;
@@ -295,7 +309,10 @@ Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_to
     return Status::InvalidArgument(std::to_string(n_tokens) + " rows are not whole sequences of " +
                                    std::to_string(options.seq_len));
   }
-  for (int64_t il = first; il < last; ++il) impl_->RunLayer(il, hidden, n_tokens, options);
+  for (int64_t il = first; il < last; ++il) {
+    impl_->RunLayer(il, hidden, n_tokens, options);
+    MIXQ_TRY(CheckFiniteRows(hidden, n_tokens, impl_->config.n_embd, "activation leaving layer " + std::to_string(il)));
+  }
   return Status::Ok();
 }
 
@@ -307,7 +324,7 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
   m.Hook(options, m.output, m.buffers.norm.data(), n_tokens);
   MatMul({{m.output, nullptr, logits}}, m.buffers.norm.data(), n_tokens, m.buffers, options);
-  return Status::Ok();
+  return CheckFiniteRows(logits, n_tokens, m.config.n_vocab, "logit");
 }
 
 Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,

@@ -113,6 +113,9 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 Status DequantizeRows(const Format& format, const uint8_t* src, float* dst, int64_t n_rows, int64_t n_per_row,
                       int n_threads);
 
+// Index of the first NaN or infinite value among x[0..n), or -1.
+int64_t FirstNonFinite(const float* x, int64_t n);
+
 // IEEE conversions exactly as ggml performs them (ggml-formats.md §2.2).
 float F16ToF32(uint16_t bits);
 uint16_t F32ToF16(float value);

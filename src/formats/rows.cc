@@ -33,15 +33,14 @@ Status CheckShape(const Format& format, const void* src, const void* dst, int64_
   return Status::Ok();
 }
 
-// Index of the first non-finite value, or -1.
+}  // namespace
+
 int64_t FirstNonFinite(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return i;
   }
   return -1;
 }
-
-}  // namespace
 
 Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
                     int64_t n_per_row, const float* importance, int n_threads) {

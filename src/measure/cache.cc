@@ -8,39 +8,71 @@
 
 namespace mixq::measure {
 
-std::string CacheKey(const gguf::GgufFile& file, const MeasureOptions& options,
-                     const std::vector<const formats::Format*>& types,
-                     const std::vector<const formats::Format*>& calibration) {
-  nlohmann::json key;
-  key["file_bytes"] = file.file_size();
-  key["n_tensors"] = file.tensors().size();
-  key["n_ctx"] = options.n_ctx;
-  key["n_chunks"] = options.n_chunks;
-  key["bos_id"] = options.bos_id;
-  key["method"] = options.method == formats::QuantMethod::kGgml ? "ggml" : "best";
-  key["imatrix_entries"] = options.imatrix ? options.imatrix->entries.size() : 0;
-  double imatrix_sum = 0;
-  if (options.imatrix != nullptr) {
-    for (const auto& [name, e] : options.imatrix->entries) {
-      for (float v : e.in_sum2) imatrix_sum += v;
-    }
+namespace {
+
+std::string HashOf(const quantize::Imatrix& imatrix) {
+  ContentHasher h;
+  for (const auto& [name, e] : imatrix.entries) {
+    h.UpdateString(name);
+    h.UpdateValues(std::span<const float>(e.in_sum2));
+    h.UpdateValues(std::span<const float>(e.counts));
   }
-  key["imatrix_sum"] = imatrix_sum;
-  for (auto* f : types) key["types"].push_back(f->name);
-  for (auto* f : calibration) key["calibration"].push_back(f->name);
-  key["scheme"] = options.scheme == CalibrationScheme::kExact ? "exact" : "linear";
-  if (options.scheme == CalibrationScheme::kLinear) key["probe_layers"] = options.probe_layers;
-  return key.dump();
+  return h.HexDigest();
 }
 
-Status MeasurementCache::Load() {
+std::string Names(const std::vector<const formats::Format*>& types) {
+  std::string out;
+  for (auto* f : types) {
+    if (!out.empty()) out += ',';
+    out.append(f->name);
+  }
+  return out;
+}
+
+}  // namespace
+
+CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> tokens, const MeasureOptions& options,
+                         const std::vector<const formats::Format*>& types,
+                         const std::vector<const formats::Format*>& calibration) {
+  CacheKey key = {
+      {"mixq version", MIXQ_VERSION},
+      {"model", file.ContentHash()},
+      {"calibration tokens", HashOfValues(tokens)},
+      {"imatrix", options.imatrix != nullptr ? HashOf(*options.imatrix) : "none"},
+      {"n_ctx", std::to_string(options.n_ctx)},
+      {"n_chunks", std::to_string(options.n_chunks)},
+      {"bos_id", std::to_string(options.bos_id)},
+      {"method", options.method == formats::QuantMethod::kGgml ? "ggml" : "best"},
+      {"types", Names(types)},
+      {"calibration types", Names(calibration)},
+      {"scheme", options.scheme == CalibrationScheme::kExact ? "exact" : "linear"},
+  };
+  if (options.scheme == CalibrationScheme::kLinear) key["probe layers"] = std::to_string(options.probe_layers);
+  return key;
+}
+
+Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_note) {
   if (path_.empty()) return Status::Ok();
+  auto lock = FileLock::Acquire(path_, [&] {
+    if (on_note) on_note("measure: waiting for cache '" + path_ + "', locked by another mixq run");
+  });
+  MIXQ_TRY(lock);
+  lock_.emplace(std::move(lock).value());
   std::ifstream in(path_);
   if (!in) return Status::Ok();
   std::string line;
   if (!std::getline(in, line)) return Status::Ok();
   auto header = nlohmann::json::parse(line, nullptr, false);
-  if (header.is_discarded() || !header.contains("key") || header["key"] != key_) return Status::Ok();
+  CacheKey cached;
+  if (!header.is_discarded() && header.contains("key") && header["key"].is_object()) {
+    for (const auto& [field, value] : header["key"].items()) {
+      if (value.is_string()) cached[field] = value.get<std::string>();
+    }
+  }
+  if (std::string why = StaleReason(cached, key_); !why.empty()) {
+    if (on_note) on_note("measure: cache '" + path_ + "' is stale (" + why + "); measuring afresh");
+    return Status::Ok();
+  }
   header_written_ = true;
   for (int line_no = 2; std::getline(in, line); ++line_no) {
     auto j = nlohmann::json::parse(line, nullptr, false);

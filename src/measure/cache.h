@@ -1,14 +1,21 @@
 // Internal: the resumable measurement cache, one JSON line per measured
-// tensor after a first line that identifies the run (model, text, options).
-// A run with another identity starts the file afresh; a torn last line (the
-// process was killed mid-write) is ignored.
+// tensor after a first line with the run's CacheKey (content hashes of the
+// model, the calibration tokens and the imatrix, and every option that changes
+// a record). A run with another key says why and starts the file afresh; a
+// torn last line (the process was killed mid-write) is ignored. The file is
+// locked from Load to destruction, so that two processes sharing it wait for
+// each other instead of mixing their records.
 #ifndef MIXQ_MEASURE_CACHE_H_
 #define MIXQ_MEASURE_CACHE_H_
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/content_hash.h"
+#include "base/file_lock.h"
 #include "measure/measure.h"
 
 namespace mixq::measure {
@@ -26,21 +33,25 @@ struct TensorRecord {
   std::vector<TypeRecord> types;
 };
 
-std::string CacheKey(const gguf::GgufFile& file, const MeasureOptions& options,
-                     const std::vector<const formats::Format*>& types,
-                     const std::vector<const formats::Format*>& calibration);
+CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> tokens, const MeasureOptions& options,
+                         const std::vector<const formats::Format*>& types,
+                         const std::vector<const formats::Format*>& calibration);
 
 class MeasurementCache {
  public:
-  MeasurementCache(std::string path, std::string key) : path_(std::move(path)), key_(std::move(key)) {}
-  Status Load();
+  MeasurementCache(std::string path, CacheKey key) : path_(std::move(path)), key_(std::move(key)) {}
+  // Locks the file and reads the records made with this key; `on_note` gets
+  // one line when another process holds the lock (Load then waits) and when
+  // the file holds another key's records (which the next Append discards).
+  Status Load(const std::function<void(const std::string&)>& on_note);
   const TensorRecord* Find(const std::string& tensor) const;
   Status Append(const TensorRecord& record);
   size_t size() const { return records_.size(); }
 
  private:
   std::string path_;
-  std::string key_;
+  CacheKey key_;
+  std::optional<FileLock> lock_;
   bool header_written_ = false;
   std::map<std::string, TensorRecord> records_;
 };

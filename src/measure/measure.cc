@@ -202,13 +202,18 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   ctx.probe_layers = ProbeLayers(
       n_layer, options.scheme == CalibrationScheme::kExact ? static_cast<int>(n_layer) : options.probe_layers);
 
-  MeasurementCache cache(options.cache_path, CacheKey(file, options, ctx.types, ctx.calibration));
-  MIXQ_TRY(cache.Load());
+  MeasurementCache cache(options.cache_path, MeasureCacheKey(file, tokens, options, ctx.types, ctx.calibration));
+  MIXQ_TRY(cache.Load(options.on_note));
   std::optional<Calibration> calib;
 
   std::vector<const gguf::TensorInfo*> units;
   for (const auto& t : file.tensors()) {
     if (quantize::IsQuantizable(t)) units.push_back(&t);
+  }
+  if (options.imatrix != nullptr) {
+    auto note = quantize::CheckImatrixCoverage(*options.imatrix, units);
+    MIXQ_TRY(note);
+    if (!note->empty() && options.on_note) options.on_note(*note);
   }
   std::vector<TensorRecord> records;
   for (size_t i = 0; i < units.size(); ++i) {

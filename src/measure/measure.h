@@ -64,6 +64,8 @@ struct MeasureOptions {
   int n_threads = 2;
   std::string cache_path;  // empty: no resume
   std::function<void(size_t done, size_t total, const std::string& what)> on_progress;
+  // Called with one line for each noteworthy event (a stale cache). Optional.
+  std::function<void(const std::string&)> on_note;
 };
 
 struct TensorFit {

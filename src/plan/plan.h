@@ -18,11 +18,14 @@
 #define MIXQ_PLAN_PLAN_H_
 
 #include <cstdint>
+#include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/status.h"
+#include "formats/formats.h"
 
 namespace mixq::plan {
 
@@ -280,6 +283,27 @@ Result<std::vector<std::string>> TensorTypeArgs(const Plan& plan);
 // The type name as ggml prints it (ggml_type_name): lower case except the K
 // of k-quants ("Q4_K" -> "q4_K", "IQ4_XS" -> "iq4_xs").
 std::string LlamaTypeName(std::string_view ggml_name);
+
+// One tensor of the model a plan is applied to.
+struct PlanTensor {
+  std::string name;
+  int64_t row_length = 0;  // elements per row (ne[0])
+  int64_t n_rows = 0;
+  bool quantizable = false;  // false: kept in float; no plan may give it a type
+};
+
+// The type of every quantizable tensor, by name, when `plan` was made for
+// exactly this model: each unit names tensors of the model (a unit without a
+// tensor list covers the quantizable tensors under "name."), none kept in
+// float, none named twice; every quantizable tensor is in a unit; each type
+// is one mixq can encode and fits its tensors' rows; n_weights and n_bytes
+// (each tensor padded to `alignment`) are what the type and shapes give; cost
+// is finite and not negative. Otherwise Corruption (NotSupported for a type
+// mixq cannot encode) naming the first offending unit, or the first tensor no
+// unit covers.
+Result<std::map<std::string, const formats::Format*>> MatchPlanToModel(const Plan& plan,
+                                                                       std::span<const PlanTensor> tensors,
+                                                                       int64_t alignment);
 
 // The unit of `plan` that holds tensor `tensor_name` (by its tensor list, or by
 // the "name." prefix when the list is empty); nullptr when none.

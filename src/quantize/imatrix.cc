@@ -1,4 +1,5 @@
 // Importance matrices in llama.cpp's two file formats (ggml-formats.md §3.2, §3.3).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -125,6 +126,30 @@ Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string&
   return std::optional<std::vector<float>>(std::move(mean));
 }
 
+Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const gguf::TensorInfo* const> tensors) {
+  std::vector<std::string> missing;
+  size_t n_counted = 0;
+  for (const gguf::TensorInfo* t : tensors) {
+    if (t->name == "token_embd.weight") continue;
+    ++n_counted;
+    auto importance = imatrix.Importance(t->name, t->ne[0]);
+    MIXQ_TRY(importance);
+    if (!importance->has_value()) missing.push_back(t->name);
+  }
+  if (missing.empty()) return std::string();
+  if (missing.size() == n_counted) {
+    const std::string first = imatrix.entries.empty() ? "none" : "'" + imatrix.entries.begin()->first + "'";
+    return Status::Corruption("the imatrix has no entry for any of the " + std::to_string(n_counted) +
+                              " tensors to quantize (its first entry: " + first + "); was it made for another model?");
+  }
+  constexpr size_t kListed = 5;
+  std::string note = "imatrix: no entry for " + std::to_string(missing.size()) + " of " + std::to_string(n_counted) +
+                     " tensors to quantize, which get no importance weighting:";
+  for (size_t i = 0; i < std::min(kListed, missing.size()); ++i) note += (i ? ", " : " ") + missing[i];
+  if (missing.size() > kListed) note += " and " + std::to_string(missing.size() - kListed) + " more";
+  return note;
+}
+
 Result<Imatrix> LoadImatrix(const std::string& path) {
   auto mapping = MappedFile::Open(path);
   MIXQ_TRY(mapping);
@@ -141,16 +166,19 @@ Result<Imatrix> LoadImatrix(const std::string& path) {
   return result;
 }
 
-Status SaveImatrix(const Imatrix& imatrix, const std::string& path) {
+Status SaveImatrix(const Imatrix& imatrix, const std::string& path, const std::vector<gguf::KeyValue>& extra_metadata) {
   std::vector<gguf::KeyValue> kvs;
   gguf::SetValue(kvs, "general.type", gguf::Value::String("imatrix"));
   gguf::SetValue(kvs, "imatrix.datasets", gguf::Value::StringArray(imatrix.datasets));
   gguf::SetValue(kvs, "imatrix.chunk_count", gguf::Value::Uint32(imatrix.chunk_count));
   gguf::SetValue(kvs, "imatrix.chunk_size", gguf::Value::Uint32(imatrix.chunk_size));
+  for (const auto& kv : extra_metadata) gguf::SetValue(kvs, kv.key, kv.value);
   const formats::Format* f32 = formats::FindFormat(0);
   std::vector<gguf::TensorSpec> specs;
   std::vector<const std::vector<float>*> data;
   for (const auto& [name, e] : imatrix.entries) {  // std::map: sorted by name, as llama-imatrix writes
+    MIXQ_TRY(CheckFinite(name, e.in_sum2));
+    MIXQ_TRY(CheckFinite(name, e.counts));
     int64_t n_mat = static_cast<int64_t>(e.counts.size());
     specs.push_back(
         {name + std::string(kSumSuffix), {static_cast<int64_t>(e.in_sum2.size()) / n_mat, n_mat, 1, 1}, 2, f32});

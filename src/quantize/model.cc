@@ -1,4 +1,7 @@
 // Whole-model quantization: copy metadata, decide types, stream tensors.
+#include <algorithm>
+#include <cmath>
+
 #include "quantize/quantize.h"
 
 namespace mixq::quantize {
@@ -47,6 +50,7 @@ std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const Qu
 Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, const formats::Format& target,
                      const QuantizeOptions& options, std::vector<float>* scratch, std::vector<uint8_t>* out) {
   if (&target == t.format) {
+    MIXQ_TRY(CheckTensorFinite(input, t, options.n_threads));
     auto bytes = input.TensorData(t);
     out->assign(bytes.begin(), bytes.end());
     return Status::Ok();
@@ -82,11 +86,38 @@ std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors) {
   return FileTypeId(dominant);
 }
 
+namespace {
+
+// Decodes rows [first_row, first_row + n_rows) of `tensor` into `out` and
+// checks them; `out` must hold n_rows rows.
+Status DecodeRows(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int64_t first_row, int64_t n_rows,
+                  float* out, int n_threads) {
+  const int64_t row_bytes = static_cast<int64_t>(tensor.n_bytes) / tensor.n_rows();
+  const uint8_t* src = file.TensorData(tensor).data() + first_row * row_bytes;
+  Status s = formats::DequantizeRows(*tensor.format, src, out, n_rows, tensor.ne[0], n_threads);
+  MIXQ_TRY(s.WithContext("tensor '" + tensor.name + "'"));
+  const int64_t bad = formats::FirstNonFinite(out, n_rows * tensor.ne[0]);
+  if (bad < 0) return Status::Ok();
+  const int64_t index = first_row * tensor.ne[0] + bad;
+  return Status::Corruption("tensor '" + tensor.name + "' holds " + (std::isnan(out[bad]) ? "NaN" : "an infinity") +
+                            " at index " + std::to_string(index) + " (row " + std::to_string(index / tensor.ne[0]) +
+                            ", column " + std::to_string(index % tensor.ne[0]) + ")");
+}
+
+}  // namespace
+
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads) {
   out->resize(static_cast<size_t>(tensor.n_elems()));
-  Status s = formats::DequantizeRows(*tensor.format, file.TensorData(tensor).data(), out->data(), tensor.n_rows(),
-                                     tensor.ne[0], n_threads);
-  return s.WithContext("tensor '" + tensor.name + "'");
+  return DecodeRows(file, tensor, 0, tensor.n_rows(), out->data(), n_threads);
+}
+
+Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads) {
+  const int64_t rows_per_piece = std::max<int64_t>(1, (int64_t{1} << 20) / tensor.ne[0]);
+  std::vector<float> piece(static_cast<size_t>(std::min(rows_per_piece, tensor.n_rows()) * tensor.ne[0]));
+  for (int64_t r0 = 0; r0 < tensor.n_rows(); r0 += rows_per_piece) {
+    MIXQ_TRY(DecodeRows(file, tensor, r0, std::min(rows_per_piece, tensor.n_rows() - r0), piece.data(), n_threads));
+  }
+  return Status::Ok();
 }
 
 Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptions& options) {
@@ -129,6 +160,15 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
     ++report.type_counts[std::string(f->name)];
     report.tensor_bytes += n_bytes;
     report.n_weights += t.n_elems();
+  }
+  if (options.imatrix != nullptr) {
+    std::vector<const gguf::TensorInfo*> weighted;
+    for (size_t i = 0; i < input.tensors().size(); ++i) {
+      if ((*choices)[i].format->quantized) weighted.push_back(&input.tensors()[i]);
+    }
+    auto note = CheckImatrixCoverage(*options.imatrix, weighted);
+    MIXQ_TRY(note);
+    if (!note->empty() && options.on_note) options.on_note(*note);
   }
   auto metadata = OutputMetadata(input, options, report.type_counts, FileTypeOf(report.tensors));
   auto writer = gguf::GgufWriter::Begin(output_path, metadata, specs);

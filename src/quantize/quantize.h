@@ -49,11 +49,21 @@ struct Imatrix {
   Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
 };
 
+// Checks an imatrix against the tensors that will be quantized with it:
+// Corruption when an entry's length differs from its tensor's rows, or when
+// no entry names any of them (an imatrix made for another model). Returns a
+// one-line note listing the tensors it has no entry for (they are quantized
+// without importance), or "" when it covers them all. token_embd.weight is
+// not counted: a lookup table sees no activations, so no imatrix has it.
+Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const gguf::TensorInfo* const> tensors);
+
 // Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
 // malformed files and on NaN/Inf values.
 Result<Imatrix> LoadImatrix(const std::string& path);
-// Writes the GGUF imatrix format llama-quantize reads (atomically).
-Status SaveImatrix(const Imatrix& imatrix, const std::string& path);
+// Writes the GGUF imatrix format llama-quantize reads (atomically), with
+// `extra_metadata` after the imatrix's own keys.
+Status SaveImatrix(const Imatrix& imatrix, const std::string& path,
+                   const std::vector<gguf::KeyValue>& extra_metadata = {});
 
 // ---- type choice ----
 
@@ -76,6 +86,8 @@ struct ArchProfile {
 };
 // The profile of an architecture; the language-model default for unknown ones.
 const ArchProfile& ProfileFor(std::string_view architecture);
+// The profile of a file's general.architecture.
+const ArchProfile& ProfileOf(const gguf::GgufFile& file);
 
 struct TypeRules {
   const formats::Format* default_format = nullptr;      // the --type; nullptr: quantize nothing
@@ -152,8 +164,13 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
 // it to the tensor bytes so that a plan never outgrows a file-size budget.
 Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptions& options);
 
-// Converts one stored tensor to F32 (any decodable type).
+// Converts one stored tensor to F32 (any decodable type). Corruption, naming
+// the tensor and the index, when a value is NaN or infinite (a NaN scale of a
+// quantized block included).
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
+// The same check without keeping the values (decoded about 4 MiB at a time):
+// what every command that reads or copies a stored tensor runs on it.
+Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads);
 
 }  // namespace mixq::quantize
 

@@ -36,6 +36,10 @@ const ArchProfile& ProfileFor(std::string_view architecture) {
   return kProfiles[0];
 }
 
+const ArchProfile& ProfileOf(const gguf::GgufFile& file) {
+  return ProfileFor(file.GetString("general.architecture").value_or(""));
+}
+
 bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile) {
   std::string_view name = tensor.name;
   if (tensor.n_dims < 2 || !EndsWith(name, "weight") || EndsWith(name, "_norm.weight")) return false;
@@ -127,7 +131,7 @@ Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, cons
   bool tied = input.FindTensor("output.weight") == nullptr;
   TypeRules with_profile = rules;
   if (with_profile.profile == nullptr) {
-    with_profile.profile = &ProfileFor(input.GetString("general.architecture").value_or(""));
+    with_profile.profile = &ProfileOf(input);
   }
   std::vector<TypeChoice> out;
   for (const auto& t : input.tensors()) {

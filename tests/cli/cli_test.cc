@@ -2,11 +2,16 @@
 // and that failures leave no output behind.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cli/workflow.h"
+#include "gguf/gguf.h"
+#include "quantize/quantize.h"
 #include "test_support.h"
 
 namespace mixq::cli {
@@ -115,19 +120,22 @@ TEST(Cli, UnknownModelFileKindIsNamedByItsFirstBytes) {
 
 // A plan whose types are not ones mixq writes is a bad plan file (exit 3).
 TEST(Cli, PlanWithAnUnknownTypeIsBadData) {
+  const plan::PlanTensor tensor{"blk.0.attn_q.weight", 256, 256, true};
   plan::Plan p;
   p.units.push_back({});
-  p.units[0].name = "blk.0.attn_q.weight";
-  p.units[0].tensors = {"blk.0.attn_q.weight"};
-  for (const char* type : {"Q9_Z", "IQ2_XXS", "Q4_K"}) {
+  p.units[0].name = tensor.name;
+  p.units[0].tensors = {tensor.name};
+  p.units[0].n_weights = 256 * 256;
+  for (const char* type : {"Q9_Z", "Q8_K", "Q4_K"}) {
     p.units[0].type = type;
-    auto rules = RulesFromPlan(p);
+    p.units[0].n_bytes = 256 * 144;  // Q4_K's, padded
+    auto types = plan::MatchPlanToModel(p, std::span<const plan::PlanTensor>(&tensor, 1), 32);
     if (std::string(type) == "Q4_K") {
-      EXPECT_TRUE(rules.has_value()) << rules.error().message();
+      EXPECT_TRUE(types.has_value()) << types.error().message();
     } else {
-      ASSERT_FALSE(rules.has_value()) << type;
-      EXPECT_EQ(ExitCodeFor(rules.error()), 3) << rules.error().message();
-      EXPECT_NE(rules.error().message().find(type), std::string::npos) << rules.error().message();
+      ASSERT_FALSE(types.has_value()) << type;
+      EXPECT_EQ(ExitCodeFor(types.error()), 3) << types.error().message();
+      EXPECT_NE(types.error().message().find(type), std::string::npos) << types.error().message();
     }
   }
 }
@@ -272,6 +280,286 @@ TEST(Cli, AutoFitsTheBudgetAndPlanIsReusable) {
   auto tiny = RunMixq("plan " + Q(cache + "/measurement.json") + " --target-size 1MB");
   EXPECT_EQ(tiny.exit_code, 3) << tiny.err;
   EXPECT_NE(tiny.err.find("smallest"), std::string::npos) << tiny.err;
+}
+
+// A rerun of auto in the same cache directory reuses nothing that another
+// text or other options would change, and says why in one line per step.
+TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
+  TempDir dir;
+  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  ASSERT_EQ(testing::RunCommand("gzip -dc " + Q(text) + " | tail -n +40 >" + Q(dir.File("other.txt"))).exit_code, 0);
+  auto run = [&](const std::string& text_file, int imatrix_chunks) {
+    return RunMixq("auto " + Q(testing::RefDevModel()) + " --text " + Q(text_file) + " --target 5.0bpw -o " +
+                   Q(dir.File("a.gguf")) + " --cache-dir " + Q(dir.File("cache")) +
+                   " --types Q4_K,Q8_0 --measure-chunks 1 --no-eval --ctx 128 --imatrix-chunks " +
+                   std::to_string(imatrix_chunks));
+  };
+  auto first = run(text, 4);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto same = run(text, 4);
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_NE(same.err.find("imatrix: reusing"), std::string::npos) << same.err;
+  EXPECT_EQ(same.err.find("stale"), std::string::npos) << same.err;
+
+  auto other_text = run(dir.File("other.txt"), 3);
+  ASSERT_EQ(other_text.exit_code, 0) << other_text.err;
+  EXPECT_NE(other_text.err.find("imatrix: cache '" + dir.File("cache/imatrix.gguf") +
+                                "' is stale (calibration tokens changed)"),
+            std::string::npos)
+      << other_text.err;
+  EXPECT_NE(other_text.err.find("measure: cache '" + dir.File("cache/measure.cache") +
+                                "' is stale (calibration tokens changed); measuring afresh"),
+            std::string::npos)
+      << other_text.err;
+}
+
+// Two autos sharing a cache directory with different candidate types: one
+// waits for the other, and neither output (nor a later rerun's) holds a type
+// its run excluded.
+TEST(Cli, ConcurrentAutosSharingACacheKeepTheirOwnTypes) {
+  TempDir dir;
+  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  auto command = [&](const std::string& name, const std::string& types) {
+    return std::string(MIXQ_BINARY) + " auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) +
+           " --target 7.0bpw -o " + Q(dir.File(name + ".gguf")) + " --cache-dir " + Q(dir.File("cache")) + " --types " +
+           types + " --imatrix-chunks 2 --measure-chunks 1 --no-eval --ctx 128 >" + Q(dir.File(name + ".out")) + " 2>" +
+           Q(dir.File(name + ".err"));
+  };
+  auto both = testing::RunCommand(command("a", "Q4_K,Q5_K") + " & " + command("b", "Q6_K,Q8_0") +
+                                  "; b=$?; wait $!; a=$?; exit $((a | b))");
+  ASSERT_EQ(both.exit_code, 0) << testing::RunCommand("cat " + Q(dir.File("a.err")) + " " + Q(dir.File("b.err"))).out;
+  auto rerun = testing::RunCommand(command("c", "Q4_K,Q5_K"));
+  ASSERT_EQ(rerun.exit_code, 0) << testing::RunCommand("cat " + Q(dir.File("c.err"))).out;
+
+  auto types_of = [&](const std::string& name) {
+    std::set<std::string> types;
+    const auto lines = JsonLines(testing::RunCommand("cat " + Q(dir.File(name + ".out"))).out);
+    for (const auto& [type, n] : lines.back()["data"]["type_counts"].items()) types.insert(type);
+    return types;
+  };
+  // Besides its candidates, a run may keep a tensor as stored (F16) or as the F32 of the norms.
+  auto only = [&](const std::string& name, std::set<std::string> allowed) {
+    allowed.insert({"F16", "F32"});
+    const auto types = types_of(name);
+    EXPECT_TRUE(std::includes(allowed.begin(), allowed.end(), types.begin(), types.end()))
+        << name << ": " << nlohmann::json(types).dump();
+    EXPECT_GE(types.size(), 2u) << name;
+  };
+  only("a", {"Q4_K", "Q5_K"});
+  only("b", {"Q6_K", "Q8_0"});
+  only("c", {"Q4_K", "Q5_K"});
+  // The measure cache holds one run's records: each record's types are its key's.
+  const auto cache = JsonLines(testing::RunCommand("cat " + Q(dir.File("cache/measure.cache"))).out);
+  ASSERT_GT(cache.size(), 1u);
+  const std::string key_types = cache[0]["key"]["types"].get<std::string>();
+  for (size_t i = 1; i < cache.size(); ++i) {
+    for (const auto& t : cache[i]["types"]) {
+      EXPECT_NE(key_types.find(t["type"].get<std::string>()), std::string::npos) << cache[i].dump();
+    }
+  }
+  const std::string errs = testing::RunCommand("cat " + Q(dir.File("a.err")) + " " + Q(dir.File("b.err"))).out;
+  EXPECT_NE(errs.find("auto: waiting for cache directory '" + dir.File("cache") + "', locked by another mixq run"),
+            std::string::npos)
+      << errs;
+}
+
+// A copy of `model` named `name` in `dir` with `patch` written over tensor
+// `tensor`'s data from byte `at` (little-endian values, as GGUF stores them).
+std::string PatchedModel(const TempDir& dir, const std::string& model, const std::string& name,
+                         const std::string& tensor, uint64_t at, const std::vector<uint8_t>& patch) {
+  auto file = gguf::GgufFile::Open(model);
+  EXPECT_TRUE(file.has_value());
+  const gguf::TensorInfo* t = file->FindTensor(tensor);
+  EXPECT_NE(t, nullptr) << tensor;
+  auto bytes = testing::ReadFileBytes(model);
+  std::copy(patch.begin(), patch.end(), bytes.begin() + static_cast<int64_t>(file->data_offset() + t->offset + at));
+  testing::WriteFileBytes(dir.File(name), bytes);
+  return dir.File(name);
+}
+
+const std::vector<uint8_t> kF32NaN = {0x00, 0x00, 0xc0, 0x7f};
+const std::vector<uint8_t> kF16Inf = {0x00, 0x7c};
+const std::vector<uint8_t> kF16NaN = {0x00, 0x7e};
+
+// Every command that reads weights refuses a NaN or infinity in any tensor
+// it uses or copies, naming the tensor and the index, and writes nothing.
+TEST(Cli, NonFiniteWeightsAreRefusedByEveryCommand) {
+  TempDir dir;
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string nan_norm =
+      Q(PatchedModel(dir, testing::RefDevModel(), "nan-norm.gguf", "blk.0.attn_norm.weight", 4 * 7, kF32NaN));
+  const std::string norm_msg = "tensor 'blk.0.attn_norm.weight' holds NaN at index 7 (row 0, column 7)";
+  const std::vector<std::string> commands = {
+      "measure " + nan_norm + " --text " + text + " --ctx 64 --chunks 1 --types Q8_0 -o " + Q(dir.File("m.json")),
+      "imatrix " + nan_norm + " --text " + text + " --ctx 64 --chunks 1 -o " + Q(dir.File("i.gguf")),
+      "quantize " + nan_norm + " " + Q(dir.File("q.gguf")) + " --type F16",
+      "quantize " + nan_norm + " " + Q(dir.File("q.gguf")) + " --type Q4_K",
+      "eval " + nan_norm + " --text " + text + " --ctx 64 --chunks 2",
+  };
+  for (const std::string& command : commands) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find(norm_msg), std::string::npos) << command << "\n" << r.err;
+  }
+
+  const std::string inf_weight =
+      Q(PatchedModel(dir, testing::RefDevModel(), "inf-weight.gguf", "blk.2.ffn_up.weight", 2 * 300, kF16Inf));
+  auto copy = RunMixq("quantize " + inf_weight + " " + Q(dir.File("q.gguf")) + " --type F16");
+  EXPECT_EQ(copy.exit_code, 3) << copy.err;
+  EXPECT_NE(copy.err.find("tensor 'blk.2.ffn_up.weight' holds an infinity at index 300 (row 1, column 44)"),
+            std::string::npos)
+      << copy.err;
+
+  // A quantized input: the F16 scale d of block 3 of a Q8_0 tensor (34-byte blocks).
+  ASSERT_EQ(
+      RunMixq("quantize -q " + Q(testing::RefDevModel()) + " " + Q(dir.File("q8.gguf")) + " --type Q8_0").exit_code, 0);
+  const std::string nan_scale =
+      Q(PatchedModel(dir, dir.File("q8.gguf"), "nan-scale.gguf", "blk.1.attn_k.weight", 34 * 3, kF16NaN));
+  for (const std::string& command : {"eval " + nan_scale + " --text " + text + " --ctx 64 --chunks 2",
+                                     "quantize " + nan_scale + " " + Q(dir.File("q.gguf")) + " --type Q4_K"}) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("tensor 'blk.1.attn_k.weight' holds NaN at index 96 (row 0, column 96)"), std::string::npos)
+        << command << "\n"
+        << r.err;
+  }
+  for (const char* output : {"m.json", "i.gguf", "q.gguf"}) EXPECT_FALSE(std::filesystem::exists(dir.File(output)));
+}
+
+// Finite weights whose activations overflow float: eval names the layer
+// instead of reporting a perplexity.
+TEST(Cli, OverflowingActivationsAreRefused) {
+  TempDir dir;
+  std::vector<uint8_t> huge;  // every weight of the first norm 1e30 (0x7149f2ca)
+  for (int i = 0; i < 256; ++i) huge.insert(huge.end(), {0xca, 0xf2, 0x49, 0x71});
+  const std::string model = PatchedModel(dir, testing::RefDevModel(), "huge.gguf", "blk.0.attn_norm.weight", 0, huge);
+  auto r = RunMixq("eval " + Q(model) + " --text " + Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") +
+                   " --ctx 64 --chunks 2");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("non-finite activation leaving layer 0"), std::string::npos) << r.err;
+}
+
+// An imatrix with `n_values` per entry for each of `names`, saved as `file` in `dir`.
+std::string SavedImatrix(const TempDir& dir, const std::string& file, const std::vector<std::string>& names,
+                         size_t n_values) {
+  quantize::Imatrix im;
+  for (const auto& name : names) im.entries[name] = {std::vector<float>(n_values, 2.0f), {4.0f}};
+  EXPECT_TRUE(quantize::SaveImatrix(im, dir.File(file)).ok());
+  return Q(dir.File(file));
+}
+
+// An imatrix is applied only to the model it was made for: no matching name
+// or a wrong row length is exit 3 before anything is written; partial
+// coverage is said in one line.
+TEST(Cli, ForeignImatricesAreRefused) {
+  TempDir dir;
+  const std::string model = Q(testing::RefDevModel());
+  const std::string out = Q(dir.File("q.gguf"));
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string foreign =
+      SavedImatrix(dir, "foreign.gguf", {"model.layers.0.self_attn.q_proj.weight", "lm_head.weight"}, 256);
+  for (const std::string& command : {"quantize " + model + " " + out + " --type Q4_K --imatrix " + foreign,
+                                     "measure " + model + " --text " + text + " --ctx 64 --chunks 1 --types Q8_0 -o " +
+                                         out + " --imatrix " + foreign}) {
+    auto r = RunMixq(command);
+    EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("the imatrix has no entry for any of the 43 tensors to quantize (its first entry: "
+                         "'lm_head.weight'); was it made for another model?"),
+              std::string::npos)
+        << r.err;
+  }
+
+  auto wrong_length = RunMixq("quantize " + model + " " + out + " --type Q4_K --imatrix " +
+                              SavedImatrix(dir, "short.gguf", {"blk.0.attn_q.weight", "blk.0.attn_k.weight"}, 128));
+  EXPECT_EQ(wrong_length.exit_code, 3) << wrong_length.err;
+  EXPECT_NE(wrong_length.err.find("imatrix entry 'blk.0.attn_k.weight' has 128 values, the tensor's rows have 256"),
+            std::string::npos)
+      << wrong_length.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("q.gguf")));
+
+  std::vector<std::string> layer0;
+  for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"}) {
+    layer0.push_back("blk.0." + std::string(w) + ".weight");
+  }
+  layer0.push_back("output.weight");
+  auto partial = RunMixq("quantize " + model + " " + out + " --type Q4_K --imatrix " +
+                         SavedImatrix(dir, "partial.gguf", layer0, 256));
+  EXPECT_EQ(partial.exit_code, 0) << partial.err;
+  EXPECT_NE(partial.err.find("mixq: imatrix: no entry for 36 of 43 tensors to quantize, which get no importance "
+                             "weighting: blk.0.ffn_down.weight, blk.1.ffn_down.weight, blk.1.ffn_gate.weight, "
+                             "blk.1.ffn_up.weight, blk.1.attn_k.weight and 31 more\n"),
+            std::string::npos)
+      << partial.err;
+}
+
+// A plan must fit the model exactly: any edit that leaves a tensor out, names
+// one twice or one kept in float, or breaks a size or cost is exit 3, one
+// line naming the first offending unit, and no output.
+TEST(Cli, EditedPlansAreRefused) {
+  TempDir dir;
+  const std::string model = Q(testing::RefDevModel());
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  ASSERT_EQ(RunMixq("measure -q " + model + " --text " + text + " --ctx 64 --chunks 1 --types Q4_K,Q8_0 -o " +
+                    Q(dir.File("m.json")))
+                .exit_code,
+            0);
+  ASSERT_EQ(RunMixq("plan -q " + Q(dir.File("m.json")) + " --target 6bpw -o " + Q(dir.File("p.json"))).exit_code, 0);
+  const auto plan = nlohmann::json::parse(testing::RunCommand("cat " + Q(dir.File("p.json"))).out);
+  auto quantize_with = [&](const nlohmann::json& edited) {
+    std::ofstream(dir.File("edited.json")) << edited.dump();
+    return RunMixq("quantize " + model + " " + Q(dir.File("q.gguf")) + " --plan " + Q(dir.File("edited.json")));
+  };
+  auto ok = quantize_with(plan);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  std::filesystem::remove(dir.File("q.gguf"));
+
+  auto unit = [&](const std::string& name) {
+    for (const auto& u : plan["units"]) {
+      if (u["name"] == name) return u;
+    }
+    ADD_FAILURE() << name;
+    return nlohmann::json();
+  };
+  auto five_layers = plan;  // what a plan for the 5-layer sibling of ref-dev would hold
+  auto& units = five_layers["units"];
+  units.erase(
+      std::remove_if(units.begin(), units.end(),
+                     [](const nlohmann::json& u) { return u["name"].get<std::string>().starts_with("blk.5."); }),
+      units.end());
+  auto duplicate = plan;
+  duplicate["units"].push_back(unit("blk.0.attn_q.weight"));
+  auto norm = plan;
+  norm["units"].push_back({{"name", "blk.0.attn_norm.weight"},
+                           {"tensors", {"blk.0.attn_norm.weight"}},
+                           {"type", "Q8_0"},
+                           {"n_weights", 256},
+                           {"n_bytes", 288},
+                           {"cost", 0.0}});
+  auto negative = plan;
+  negative["units"][3]["cost"] = -0.5;
+  auto no_bytes = plan;
+  no_bytes["units"][3]["n_bytes"] = 0;
+  auto unknown = plan;
+  unknown["units"][3]["tensors"][0] = "blk.6.attn_q.weight";
+  const std::string third = plan["units"][3]["name"].get<std::string>();
+
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {five_layers, "the plan has no unit for tensor 'blk.5.ffn_down.weight'; was it made for another model?"},
+      {duplicate, "plan unit 'blk.0.attn_q.weight' appears twice"},
+      {norm,
+       "plan unit 'blk.0.attn_norm.weight' gives type Q8_0 to tensor 'blk.0.attn_norm.weight', which is kept "
+       "in float"},
+      {negative, "plan unit '" + third + "' has cost -0.500000; costs are finite and not negative"},
+      {no_bytes, "plan unit '" + third + "' says "},
+      {unknown, "plan unit '" + third + "' names tensor 'blk.6.attn_q.weight', which the model does not have"},
+  };
+  for (const auto& [edited, message] : cases) {
+    auto r = quantize_with(edited);
+    EXPECT_EQ(r.exit_code, 3) << message << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("mixq: error: plan '" + dir.File("edited.json") + "': " + message, 0), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("q.gguf"))) << message;
+  }
 }
 
 }  // namespace

@@ -142,7 +142,31 @@ TEST_F(TinyPlans, PlansFromOtherModelsAreRefused) {
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);  // bad input data: exit code 3
   EXPECT_NE(s.message().find("double_blocks.12"), std::string::npos);
   p.units[0] = {"double_blocks.1", {}, "IQ2_XXS", 0, 0, 0.0};
-  EXPECT_EQ(ApplyPlan(p, *model_, &rules).kind(), StatusKind::kInvalidArgument);
+  EXPECT_EQ(ApplyPlan(p, *model_, &rules).kind(), StatusKind::kNotSupported);  // exit 3 too
+}
+
+// A plan solved for this model, edited: sizes that its types do not give, or
+// a block left out, fail as a whole, naming the unit or the tensor.
+TEST_F(TinyPlans, EditedPlansAreRefused) {
+  plan::PlanRequest request;
+  request.budget = plan::Budget::BitsPerWeight(6.0);
+  auto exact = plan::SolvePlan(*measurement_, request);
+  ASSERT_TRUE(exact.has_value()) << exact.error().message();
+  quantize::TypeRules rules;
+  ASSERT_TRUE(ApplyPlan(*exact, *model_, &rules).ok());
+
+  plan::Plan edited = *exact;
+  edited.units[1].n_bytes += 32;
+  Status s = ApplyPlan(edited, *model_, &rules);
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_EQ(s.message().rfind("plan unit '" + edited.units[1].name + "' says ", 0), 0u) << s.message();
+
+  edited = *exact;
+  const std::string dropped = edited.units.back().tensors.front();
+  edited.units.pop_back();
+  s = ApplyPlan(edited, *model_, &rules);
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_EQ(s.message(), "the plan has no unit for tensor '" + dropped + "'; was it made for another model?");
 }
 
 // The seed Flux.1-dev cost table, fitted to Flux.1-dev's real tensors as

@@ -114,11 +114,9 @@ TEST_F(Eval, NanWeightsAreReportedNotScored) {
   const uint16_t f16_nan = 0x7E00;
   std::memcpy(bytes.data() + file->data_offset() + t->offset + 2 * 1000, &f16_nan, 2);
   auto model = Model::Load(*file);
-  ASSERT_TRUE(model.has_value());
-  auto r = Evaluate(*model, tokens_, options_);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
-  EXPECT_NE(r.error().message().find("non-finite"), std::string::npos) << r.error().message();
+  ASSERT_FALSE(model.has_value());
+  EXPECT_EQ(model.error().kind(), StatusKind::kCorruption);
+  EXPECT_EQ(model.error().message(), "tensor 'blk.2.ffn_down.weight' holds NaN at index 1000 (row 1, column 232)");
 }
 
 TEST_F(Eval, SelfKldIsZero) {

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <numeric>
 #include <random>
+#include <thread>
 
+#include "base/file_lock.h"
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
 #include "test_support.h"
@@ -112,25 +115,77 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
 }
 
-// A cache line of valid JSON but the wrong shape (a hand edit, another
-// version) is bad data in a named file, not an internal error.
-TEST(MeasureTest, GarbledCacheLineIsCorruptionNamingTheFile) {
+// The cache stands for its inputs' content, not their sizes: other tokens, a
+// same-size model with other weights, or an imatrix with the same entry count
+// and sum, each make the run measure afresh and say why.
+TEST(MeasureTest, CacheIsKeyedByTheContentOfItsInputs) {
   testing::TempDir dir;
   SmallModel m(dir, 2);
   MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
   o.cache_path = dir.File("cache");
-  Measure(*m.file, m.tokens, o);
-  auto bytes = testing::ReadFileBytes(o.cache_path);
-  std::string text(bytes.begin(), bytes.end());
-  const size_t at = text.find("\"tensor\":\"");
-  ASSERT_NE(at, std::string::npos) << text;
-  text.replace(at, 10, "\"tensor\":[1],\"x\":\"");
-  testing::WriteFileBytes(o.cache_path, std::vector<uint8_t>(text.begin(), text.end()));
+  std::vector<std::string> notes;
+  o.on_note = [&](const std::string& note) { notes.push_back(note); };
+  auto measured_afresh = [&](const gguf::GgufFile& file, std::span<const int32_t> tokens, const char* why) {
+    notes.clear();
+    const bool fresh = Measure(file, tokens, o).n_forward_layers > 0;
+    EXPECT_TRUE(notes.empty() || notes[0].find(why) != std::string::npos) << notes[0];
+    return fresh && !notes.empty();
+  };
+  EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
+  EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
 
-  auto r = MeasureModel(*m.file, m.tokens, o);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
-  EXPECT_NE(r.error().message().find(o.cache_path), std::string::npos) << r.error().message();
+  std::vector<int32_t> other_tokens = m.tokens;
+  std::swap(other_tokens[5], other_tokens[40]);
+  EXPECT_TRUE(measured_afresh(*m.file, other_tokens, "calibration tokens changed"));
+
+  engine::test::RandomModelSpec spec;
+  spec.seed = 2;
+  engine::test::WriteRandomModel(dir.File("fine-tune.gguf"), spec);
+  auto tuned = gguf::GgufFile::Open(dir.File("fine-tune.gguf"));
+  ASSERT_TRUE(tuned.has_value());
+  ASSERT_EQ(tuned->file_size(), m.file->file_size());
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "model changed"));
+
+  quantize::Imatrix imatrix;
+  std::vector<float> sums(64);
+  std::iota(sums.begin(), sums.end(), 1.0f);
+  imatrix.entries["blk.0.attn_q.weight"] = {sums, {1.0f}};
+  o.imatrix = &imatrix;
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "imatrix changed"));
+  quantize::Imatrix reordered = imatrix;
+  std::reverse(reordered.entries["blk.0.attn_q.weight"].in_sum2.begin(),
+               reordered.entries["blk.0.attn_q.weight"].in_sum2.end());
+  o.imatrix = &reordered;
+  EXPECT_TRUE(measured_afresh(*tuned, other_tokens, "imatrix changed"));
+  EXPECT_EQ(Measure(*tuned, other_tokens, o).n_forward_layers, 0);
+}
+
+// A second run on a cache another process holds waits for it (saying so),
+// instead of truncating the file under it or appending to another key's
+// records; afterwards each run's result holds only its own types.
+TEST(MeasureTest, CacheWaitsWhileAnotherRunHoldsIt) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  auto acquired = FileLock::Acquire(dir.File("cache"), nullptr);  // as another process would hold it
+  ASSERT_TRUE(acquired.has_value());
+  std::optional<FileLock> held(std::move(acquired).value());
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types = {Type("Q4_0")};
+  o.cache_path = dir.File("cache");
+  std::promise<std::string> waiting;
+  o.on_note = [&](const std::string& note) { waiting.set_value(note); };
+  std::optional<MeasureResult> result;
+  std::thread run([&] { result = Measure(*m.file, m.tokens, o); });
+  auto note = waiting.get_future();
+  const bool waited = note.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  held.reset();
+  run.join();
+  ASSERT_TRUE(waited) << "the run did not wait for the lock";
+  EXPECT_EQ(note.get(), "measure: waiting for cache '" + dir.File("cache") + "', locked by another mixq run");
+  EXPECT_GT(result->n_forward_layers, 0);
+  for (const auto& u : result->measurement.units) {
+    for (const auto& option : u.options) EXPECT_TRUE(option.type == "Q4_0" || option.type == "F32") << option.type;
+  }
 }
 
 std::vector<double> Ranks(const std::vector<double>& v) {
@@ -186,6 +241,27 @@ TEST(MeasureTest, LinearRanksRefDevTensorsLikeExact) {
     EXPECT_GT(ratios[22], 0.5) << type;
     EXPECT_LT(ratios[22], 2.0) << type;
   }
+}
+
+// A cache line of valid JSON but the wrong shape (a hand edit, another
+// version) is bad data in a named file, not an internal error.
+TEST(MeasureTest, GarbledCacheLineIsCorruptionNamingTheFile) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.cache_path = dir.File("cache");
+  Measure(*m.file, m.tokens, o);
+  auto bytes = testing::ReadFileBytes(o.cache_path);
+  std::string text(bytes.begin(), bytes.end());
+  const size_t at = text.find("\"tensor\":\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 10, "\"tensor\":[1],\"x\":\"");
+  testing::WriteFileBytes(o.cache_path, std::vector<uint8_t>(text.begin(), text.end()));
+
+  auto r = MeasureModel(*m.file, m.tokens, o);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(r.error().message().find(o.cache_path), std::string::npos) << r.error().message();
 }
 
 }  // namespace

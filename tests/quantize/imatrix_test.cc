@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "quantize/quantize.h"
 #include "test_support.h"
@@ -50,6 +51,18 @@ TEST(Imatrix, GgufRoundTripGivesMeans) {
   EXPECT_FALSE(missing->has_value());
   auto wrong = im->Importance("blk.0.attn_q.weight", 512);
   EXPECT_FALSE(wrong.has_value());
+}
+
+// What LoadImatrix refuses is never written: a NaN entry fails, naming it,
+// and leaves no file behind.
+TEST(Imatrix, SaveRefusesNonFiniteValues) {
+  testing::TempDir dir;
+  Imatrix im = SampleImatrix();
+  im.entries["blk.0.attn_k.weight"].in_sum2[17] = std::nanf("");
+  Status s = SaveImatrix(im, dir.File("im.gguf"));
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_EQ(s.message(), "imatrix entry 'blk.0.attn_k.weight' has a non-finite value at index 17");
+  EXPECT_FALSE(std::filesystem::exists(dir.File("im.gguf")));
 }
 
 TEST(Imatrix, ReadsLegacyDatFormat) {
