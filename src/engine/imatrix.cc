@@ -20,7 +20,7 @@ Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> 
     int64_t count = 0;
   };
   std::map<std::string, Accumulator> acc;
-  ActivationHook hook = [&](const std::string& name, const float* x, int64_t n_tokens, int64_t n_in) {
+  ActivationHook hook = [&](const std::string& name, int64_t, const float* x, int64_t n_tokens, int64_t n_in) {
     if (!name.starts_with("blk.") && !(options.include_output && name == "output.weight")) return;
     Accumulator& a = acc[name];
     a.sum2.resize(static_cast<size_t>(n_in), 0.0);

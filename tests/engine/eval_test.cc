@@ -202,7 +202,7 @@ TEST_F(Eval, ImatrixSumsSquaredInputs) {
 
   // Independently: the hook's inputs of one weight, squared and summed.
   std::vector<double> sum2(256, 0.0);
-  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n, int64_t n_in) {
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
     if (w != "blk.4.ffn_up.weight") return;
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];

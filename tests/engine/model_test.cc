@@ -51,6 +51,49 @@ TEST_F(RefDev, ConfigFromMetadata) {
   EXPECT_EQ(names.back(), "output.weight");
 }
 
+TEST_F(RefDev, EveryTensorIsDescribedByTheArchitecture) {
+  const std::vector<WeightInfo>& weights = model_->Weights();
+  ASSERT_EQ(weights.size(), file_->tensors().size());
+  for (const auto& t : file_->tensors()) {
+    auto it = std::find_if(weights.begin(), weights.end(), [&](const WeightInfo& w) { return w.name == t.name; });
+    EXPECT_NE(it, weights.end()) << t.name;
+  }
+  EXPECT_EQ(weights.front().name, "token_embd.weight");
+  const WeightInfo& down = *std::find_if(weights.begin(), weights.end(),
+                                         [](const WeightInfo& w) { return w.name == "blk.4.ffn_down.weight"; });
+  EXPECT_EQ(down.layer, 4);
+  EXPECT_EQ(down.role, "ffn_down");
+  EXPECT_EQ(down.part, WeightPart::kFfn);
+  EXPECT_FALSE(down.per_expert);
+}
+
+TEST(DescribeWeight, LayerRoleAndExpertsFromTheTensorTables) {
+  auto exps = DescribeWeight("blk.13.ffn_down_exps.weight");
+  ASSERT_TRUE(exps.has_value());
+  EXPECT_EQ(exps->layer, 13);
+  EXPECT_EQ(exps->role, "ffn_down_exps");
+  EXPECT_EQ(exps->part, WeightPart::kExperts);
+  EXPECT_TRUE(exps->per_expert);
+  auto router = DescribeWeight("blk.0.ffn_gate_inp.weight");
+  ASSERT_TRUE(router.has_value());
+  EXPECT_EQ(router->part, WeightPart::kRouter);
+  EXPECT_FALSE(router->per_expert);
+  auto bias = DescribeWeight("blk.2.attn_q.bias");
+  ASSERT_TRUE(bias.has_value());
+  EXPECT_EQ(bias->role, "attn_q.bias");
+  EXPECT_EQ(bias->part, WeightPart::kAttention);
+  auto output = DescribeWeight("output.weight");
+  ASSERT_TRUE(output.has_value());
+  EXPECT_EQ(output->layer, -1);
+  EXPECT_EQ(output->part, WeightPart::kOutput);
+  EXPECT_EQ(DescribeWeight("token_embd.weight")->part, WeightPart::kEmbedding);
+  for (const char* name :
+       {"blk.x.attn_q.weight", "blk.1.attn_x.weight", "blk.1", "blk..attn_q.weight", "blk.-1.attn_q.weight",
+        "attn_q.weight", "blk.1.output.weight", "double_blocks.0.img_attn"}) {
+    EXPECT_FALSE(DescribeWeight(name).has_value()) << name;
+  }
+}
+
 TEST_F(RefDev, SplitPassEqualsWholePass) {
   const ModelConfig& c = model_->config();
   const int64_t n = 96;
@@ -144,7 +187,7 @@ TEST_F(RefDev, HookSeesEveryLinearInputOnce) {
   std::vector<int32_t> tokens = SomeTokens(32, 4096);
   std::map<std::string, int> calls;
   std::map<std::string, std::vector<float>> first_rows;
-  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n_tokens, int64_t n_in) {
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n_tokens, int64_t n_in) {
     ++calls[w];
     EXPECT_EQ(n_tokens, 32);
     first_rows[w].assign(x, x + n_in);
