@@ -43,9 +43,13 @@ struct Imatrix {
   uint32_t chunk_count = 0;
   uint32_t chunk_size = 0;
 
-  // Per-column importance (mean squared activation) for a weight of row length
-  // n_per_row, or nullopt when absent. InvalidArgument on a length mismatch.
-  Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
+  // Per-column importance (mean squared activation) for a weight of n_mat
+  // matrices (3-D tensors of routed experts: ne[2]) with rows of n_per_row:
+  // n_mat slices of n_per_row values, each from its matrix's own token count
+  // (1 for matrices no token reached, as llama-quantize does), or nullopt
+  // when absent. InvalidArgument on a size mismatch.
+  Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row,
+                                                       int64_t n_mat = 1) const;
 };
 
 // Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
@@ -151,6 +155,17 @@ Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptio
 
 // Converts one stored tensor to F32 (any decodable type).
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
+
+// The importance of a tensor's columns from `imatrix` (which may be null),
+// one slice per matrix of a 3-D tensor (Imatrix::Importance).
+Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatrix, const gguf::TensorInfo& tensor);
+
+// Encodes a tensor's F32 values (TensorToF32) in `format` into *out, row by
+// row; each matrix of a 3-D tensor (an expert) with its own slice of
+// `importance` (TensorImportance; may be null).
+Status QuantizeTensor(const gguf::TensorInfo& tensor, const formats::Format& format, formats::QuantMethod method,
+                      const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
+                      int n_threads);
 
 }  // namespace mixq::quantize
 
