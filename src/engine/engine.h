@@ -263,7 +263,9 @@ struct ImatrixOptions {
 
 // Sums of squared input activations per input column, and token counts, for
 // every linear weight in blk.* (and output.weight), over every token of each
-// chunk, as llama-imatrix collects them.
+// chunk, as llama-imatrix collects them. Tensors of routed experts get one
+// slice of sums and one count per expert, from the tokens routed to it; an
+// expert no token reached keeps zeros (llama-quantize then uses 1).
 Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options);
 
 }  // namespace mixq::engine
