@@ -57,9 +57,6 @@ struct RoleSpec {
   bool in_block;
 };
 const RoleSpec& SpecOf(Role role);
-// The role of a tensor name ("blk.3.ffn_up_exps.weight", "output.weight")
-// and its block (-1 outside the blocks); false for names no role has.
-bool ParseTensorName(std::string_view name, Role* role, int64_t* layer);
 
 // A tensor dimension in terms of the config.
 enum class Dim : uint8_t {
@@ -116,7 +113,6 @@ struct Architecture {
 
 // nullptr for architectures the engine does not know.
 const Architecture* FindArchitecture(std::string_view name);
-std::span<const Architecture> AllArchitectures();
 
 }  // namespace mixq::engine
 

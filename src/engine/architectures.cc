@@ -138,6 +138,10 @@ constexpr Architecture kArchitectures[] = {
 
 const RoleSpec& SpecOf(Role role) { return kRoles[static_cast<size_t>(role)]; }
 
+namespace {
+
+// The role of a tensor name ("blk.3.ffn_up_exps.weight", "output.weight")
+// and its block (-1 outside the blocks); false for names no role has.
 bool ParseTensorName(std::string_view name, Role* role, int64_t* layer) {
   *layer = -1;
   constexpr std::string_view kBlock = "blk.";
@@ -159,6 +163,8 @@ bool ParseTensorName(std::string_view name, Role* role, int64_t* layer) {
   }
   return false;
 }
+
+}  // namespace
 
 int64_t DimSize(Dim dim, const ModelConfig& c) {
   switch (dim) {
@@ -192,8 +198,6 @@ const Architecture* FindArchitecture(std::string_view name) {
   }
   return nullptr;
 }
-
-std::span<const Architecture> AllArchitectures() { return kArchitectures; }
 
 std::string_view SupportedArchitectures() {
   static const std::string names = [] {
