@@ -1,6 +1,8 @@
 // mixq imatrix MODEL.gguf --text FILE -o imatrix.gguf [--ctx 512] [--chunks N] [--no-output]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <optional>
 
 #include "base/file_identity.h"
@@ -53,6 +55,14 @@ int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
   auto im = engine::CollectImatrix(*model, tokens, io);
   if (progress) progress->Finish();
   if (!im) return ReportError(im.error());
+  // Entries of expert tensors where some expert saw no token: saved with a
+  // zero count, as llama-imatrix saves them; llama-quantize (and mixq) then
+  // give those experts uniform importance.
+  std::map<std::string, int64_t> unreached;
+  for (const auto& [name, e] : im->entries) {
+    const auto zeros = std::count(e.counts.begin(), e.counts.end(), 0.0f);
+    if (zeros > 0) unreached[name] = zeros;
+  }
   Status saved = quantize::SaveImatrix(*im, opt.output);
   if (!saved.ok()) return ReportError(saved);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -62,11 +72,14 @@ int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
   if (global.json) {
     EmitJsonBegin("imatrix");
     for (const auto& [name, e] : im->entries) {
-      EmitJson("entry", {{"name", name}, {"n_in", e.in_sum2.size()}, {"count", e.counts.empty() ? 0 : e.counts[0]}});
+      nlohmann::json entry = {{"name", name}, {"n_in", e.in_sum2.size() / e.counts.size()}, {"count", e.counts[0]}};
+      if (e.counts.size() > 1) entry["expert_counts"] = e.counts;
+      EmitJson("entry", entry);
     }
     EmitJson("summary", {{"model", opt.model},
                          {"output", opt.output},
                          {"n_entries", im->entries.size()},
+                         {"n_entries_with_unreached_experts", unreached.size()},
                          {"n_chunks", im->chunk_count},
                          {"n_ctx", opt.ctx},
                          {"n_tokens", n_tokens},
@@ -75,6 +88,13 @@ int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
   } else if (!global.quiet) {
     std::fprintf(stderr, "mixq: wrote %s: %zu entries from %u chunks x %lld tokens, %.2f s (%.0f tokens/s)\n",
                  opt.output.c_str(), im->entries.size(), im->chunk_count, static_cast<long long>(opt.ctx), secs, tps);
+    if (!unreached.empty()) {
+      const auto& [name, zeros] = *unreached.begin();
+      std::fprintf(stderr,
+                   "mixq: warning: %zu expert tensors have experts that no token reached (%s: %lld of %zu); "
+                   "quantization gives those experts uniform importance, as llama-quantize does\n",
+                   unreached.size(), name.c_str(), static_cast<long long>(zeros), im->entries.at(name).counts.size());
+    }
   }
   return kExitOk;
 }

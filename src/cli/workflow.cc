@@ -102,14 +102,11 @@ Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::Gg
 }
 
 namespace {
-// "blk.3.attn_v.weight" -> role "attn_v", layer "3"; others -> their name, layer "-".
+// "blk.3.attn_v.weight" -> role "attn_v", layer "3"; names outside the
+// blocks -> layer "-"; names no architecture has -> the name without ".weight".
 std::pair<std::string, std::string> RoleAndLayer(const std::string& tensor) {
-  if (tensor.rfind("blk.", 0) == 0) {
-    size_t dot = tensor.find('.', 4);
-    std::string layer = tensor.substr(4, dot - 4);
-    std::string role = tensor.substr(dot + 1);
-    if (role.size() > 7 && role.ends_with(".weight")) role.resize(role.size() - 7);
-    return {role, layer};
+  if (auto info = engine::DescribeWeight(tensor)) {
+    return {info->role, info->layer >= 0 ? std::to_string(info->layer) : "-"};
   }
   std::string role = tensor;
   if (role.ends_with(".weight")) role.resize(role.size() - 7);

@@ -2,22 +2,11 @@
 // a file may leave out.
 #include <cmath>
 
+#include "engine/architecture.h"
 #include "engine/internal.h"
 
 namespace mixq::engine {
 namespace {
-
-struct ArchTraits {
-  std::string_view name;
-  bool rope_neox;
-  bool qk_norm;
-};
-
-constexpr ArchTraits kArchs[] = {
-    {"llama", false, false},
-    {"qwen2", true, false},
-    {"qwen3", true, true},
-};
 
 Result<int64_t> RequiredInt(const gguf::GgufFile& file, const std::string& key) {
   auto v = file.GetInt(key);
@@ -28,25 +17,55 @@ Result<int64_t> RequiredInt(const gguf::GgufFile& file, const std::string& key) 
   return *v;
 }
 
+// llama.cpp's LLAMA_MAX_EXPERTS.
+constexpr int64_t kMaxExperts = 1024;
+
+// Routed-expert hyperparameters, for architectures that have experts.
+Status ReadExperts(const gguf::GgufFile& file, const Architecture& arch, ModelConfig& c) {
+  const std::string p = c.arch + ".";
+  if (arch.experts == Experts::kNever) return Status::Ok();
+  c.n_expert = file.GetInt(p + "expert_count").value_or(0);
+  if (c.n_expert == 0 && arch.experts == Experts::kOptional) return Status::Ok();
+  if (c.n_expert <= 0 || c.n_expert > kMaxExperts) {
+    return Status::Corruption(p + "expert_count " + std::to_string(c.n_expert) + " is outside 1.." +
+                              std::to_string(kMaxExperts) + ": " + file.path());
+  }
+  auto used = RequiredInt(file, p + "expert_used_count");
+  MIXQ_TRY(used);
+  c.n_expert_used = *used;
+  if (c.n_expert_used > c.n_expert) {
+    return Status::Corruption(p + "expert_used_count " + std::to_string(c.n_expert_used) + " exceeds expert_count " +
+                              std::to_string(c.n_expert) + ": " + file.path());
+  }
+  c.n_ff_exp = c.n_ff;
+  if (arch.reads_ff_exp) {
+    c.n_ff_exp = file.GetInt(p + "expert_feed_forward_length").value_or(c.n_ff / c.n_expert_used);
+    if (c.n_ff_exp <= 0) {
+      return Status::Corruption(p + "expert_feed_forward_length " + std::to_string(c.n_ff_exp) +
+                                " is not positive: " + file.path());
+    }
+  }
+  c.expert_weights_norm = arch.norm_expert_weights;
+  return Status::Ok();
+}
+
 }  // namespace
 
-std::string_view SupportedArchitectures() { return "llama, qwen2, qwen3"; }
-
-Result<ModelConfig> ReadConfig(const gguf::GgufFile& file) {
-  ModelConfig c;
+Result<const Architecture*> ArchitectureOf(const gguf::GgufFile& file) {
   auto arch = file.GetString("general.architecture");
   if (!arch) return Status::Corruption("missing general.architecture: " + file.path());
-  const ArchTraits* traits = nullptr;
-  for (const auto& t : kArchs) {
-    if (t.name == *arch) traits = &t;
-  }
-  if (traits == nullptr) {
+  const Architecture* a = FindArchitecture(*arch);
+  if (a == nullptr) {
     return Status::NotSupported("unsupported architecture '" + *arch + "': " + file.path() +
                                 "; supported: " + std::string(SupportedArchitectures()));
   }
-  c.arch = *arch;
-  c.rope_neox = traits->rope_neox;
-  c.qk_norm = traits->qk_norm;
+  return a;
+}
+
+Result<ModelConfig> ReadConfig(const gguf::GgufFile& file, const Architecture& arch) {
+  ModelConfig c;
+  c.arch = std::string(arch.name);
+  c.rope_neox = arch.rope_neox;
   const std::string p = c.arch + ".";
 
   auto n_layer = RequiredInt(file, p + "block_count");
@@ -97,6 +116,7 @@ Result<ModelConfig> ReadConfig(const gguf::GgufFile& file) {
   if (embd == nullptr) return Status::Corruption("missing tensor 'token_embd.weight': " + file.path());
   c.n_vocab = embd->ne[1];
   c.tied_output = file.FindTensor("output.weight") == nullptr;
+  MIXQ_TRY(ReadExperts(file, arch, c));
   return c;
 }
 

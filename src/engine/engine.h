@@ -3,9 +3,11 @@
 // logits files, and importance-matrix collection as llama-imatrix does it.
 //
 // Architectures: "llama" (Llama 2/3, Mistral: GQA, tied or untied output,
-// rope_freqs factors, linear RoPE scaling), "qwen2" (q/k/v biases, NeoX RoPE),
-// "qwen3" (per-head q/k RMS norms, NeoX RoPE). Optional biases on any linear
-// layer are applied when the file has them.
+// rope_freqs factors, linear RoPE scaling; Mixtral: routed experts),
+// "qwen2" (q/k/v biases, NeoX RoPE), "qwen3" (per-head q/k RMS norms, NeoX
+// RoPE), "qwen3moe" (qwen3 with routed experts). Optional biases on any
+// linear layer are applied when the file has them. Each architecture is one
+// entry of architectures.cc (docs/extending.md).
 //
 // Weights stay in the GGUF mapping in their stored format (any format that
 // src/formats can decode) and are dequantized one row block at a time (at most
@@ -45,8 +47,26 @@
 
 namespace mixq::engine {
 
-// "llama, qwen2, qwen3", for messages.
+// "llama, qwen2, ...", for messages.
 std::string_view SupportedArchitectures();
+
+// What a weight does in the forward pass.
+enum class WeightPart { kEmbedding, kNorm, kAttention, kFfn, kRouter, kExperts, kOutput, kOther };
+// "embedding", "norm", "attention", "ffn", "router", "experts", "output", "other".
+std::string_view WeightPartName(WeightPart part);
+
+struct WeightInfo {
+  std::string name;
+  std::string role;    // the name without "blk.N." and ".weight": "attn_q", "ffn_down_exps", "output", "attn_q.bias"
+  int64_t layer = -1;  // its block; -1 outside the blocks
+  WeightPart part = WeightPart::kOther;
+  bool per_expert = false;  // one slice per routed expert, stacked along the last dimension
+};
+
+// The meaning of a tensor name in the engine's architectures' tensor tables;
+// nullopt for names none of them has. Needs no model: plans and reports that
+// hold only names use it.
+std::optional<WeightInfo> DescribeWeight(std::string_view name);
 
 struct ModelConfig {
   std::string arch;
@@ -63,14 +83,21 @@ struct ModelConfig {
   float rope_freq_base = 10000.0f;
   float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
   bool rope_neox = false;        // rotate (i, i + n_rot/2) pairs instead of (2i, 2i+1)
-  bool qk_norm = false;          // qwen3's per-head RMS norms on q and k
   bool tied_output = false;      // output projection is token_embd.weight
+  // Routed experts (0: a dense feed-forward block).
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;         // experts per token
+  int64_t n_ff_exp = 0;              // feed-forward width of one expert
+  bool expert_weights_norm = false;  // routing weights renormalised over the chosen experts
 };
 
 // Called with the input of each linear layer during RunLayers/Logits: `x` is
 // row-major [n_tokens][n_in] and valid only during the call. Weights that
-// share an input (q/k/v, gate/up) get one call each.
-using ActivationHook = std::function<void(const std::string& weight, const float* x, int64_t n_tokens, int64_t n_in)>;
+// share an input (q/k/v, gate/up) get one call each. For a weight of routed
+// experts, one call per expert that tokens were routed to, with `expert` its
+// index and `x` the inputs of those tokens only; -1 for other weights.
+using ActivationHook =
+    std::function<void(const std::string& weight, int64_t expert, const float* x, int64_t n_tokens, int64_t n_in)>;
 
 // How activations enter products with stored weights. kGgml rounds them the
 // way ggml's CPU backend converts them for its dot products (F16 for F16
@@ -108,6 +135,9 @@ class Model {
   // order (blk.N.attn_q.weight ... output.weight, or token_embd.weight when
   // the output is tied).
   std::vector<std::string> LinearWeights() const;
+  // Every tensor the forward pass reads, outside the blocks first, then block
+  // by block, in the order of the architecture's tensor table.
+  const std::vector<WeightInfo>& Weights() const;
 
   // Replaces one tensor of the file for later calls without touching the
   // file: `bytes` must hold the tensor's shape in `format` (any decodable
@@ -236,7 +266,9 @@ struct ImatrixOptions {
 
 // Sums of squared input activations per input column, and token counts, for
 // every linear weight in blk.* (and output.weight), over every token of each
-// chunk, as llama-imatrix collects them.
+// chunk, as llama-imatrix collects them. Tensors of routed experts get one
+// slice of sums and one count per expert, from the tokens routed to it; an
+// expert no token reached keeps zeros (llama-quantize then uses 1).
 Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options);
 
 }  // namespace mixq::engine

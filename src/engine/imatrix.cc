@@ -1,5 +1,7 @@
 // Importance-matrix collection through the activation hook: per linear weight,
-// the sum over every token of each chunk of its squared input, per column.
+// the sum over every token of each chunk of its squared input, per column;
+// for a tensor of routed experts, per expert over the tokens routed to it,
+// with one token count per expert, as llama-imatrix collects them.
 #include <algorithm>
 
 #include "engine/internal.h"
@@ -17,19 +19,24 @@ Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> 
   const int64_t n_chunks = options.n_chunks < 0 ? available : std::min(available, options.n_chunks);
 
   struct Accumulator {
-    std::vector<double> sum2;
-    int64_t count = 0;
+    std::vector<double> sum2;    // n_mat x n_in
+    std::vector<int64_t> count;  // n_mat
   };
   std::map<std::string, Accumulator> acc;
-  ActivationHook hook = [&](const std::string& name, const float* x, int64_t n_tokens, int64_t n_in) {
+  const int64_t n_expert = model.config().n_expert;
+  ActivationHook hook = [&](const std::string& name, int64_t expert, const float* x, int64_t n_tokens, int64_t n_in) {
     if (!name.starts_with("blk.") && !(options.include_output && name == "output.weight")) return;
     Accumulator& a = acc[name];
-    a.sum2.resize(static_cast<size_t>(n_in), 0.0);
+    const int64_t n_mat = expert < 0 ? 1 : n_expert;
+    a.sum2.resize(static_cast<size_t>(n_in * n_mat), 0.0);
+    a.count.resize(static_cast<size_t>(n_mat), 0);
+    const int64_t m = std::max<int64_t>(expert, 0);
+    double* sum2 = a.sum2.data() + m * n_in;
     for (int64_t t = 0; t < n_tokens; ++t) {
       const float* row = x + t * n_in;
-      for (int64_t j = 0; j < n_in; ++j) a.sum2[j] += static_cast<double>(row[j]) * row[j];
+      for (int64_t j = 0; j < n_in; ++j) sum2[j] += static_cast<double>(row[j]) * row[j];
     }
-    a.count += n_tokens;
+    a.count[m] += n_tokens;
   };
   RunOptions run;
   run.n_threads = options.n_threads;
@@ -67,7 +74,7 @@ Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> 
   for (auto& [name, a] : acc) {
     quantize::ImatrixEntry e;
     e.in_sum2.assign(a.sum2.begin(), a.sum2.end());
-    e.counts = {static_cast<float>(a.count)};
+    e.counts.assign(a.count.begin(), a.count.end());
     im.entries.emplace(name, std::move(e));
   }
   return im;

@@ -15,36 +15,25 @@
 namespace mixq::engine {
 
 // One stored tensor as the forward pass sees it: the file's bytes, or an
-// override's. For matrices, row r (of n_out) holds n_in values.
+// override's. For matrices, row r (of n_out) holds n_in values; a tensor of
+// routed experts holds n_expert such matrices one after another.
 struct Weight {
   std::string name;
   const gguf::TensorInfo* info = nullptr;
   const formats::Format* format = nullptr;
   const uint8_t* data = nullptr;
-  int64_t n_in = 0;   // ne[0]
-  int64_t n_out = 0;  // rows
+  int64_t n_in = 0;      // ne[0]
+  int64_t n_out = 0;     // rows of one matrix: ne[1]
+  int64_t n_expert = 1;  // ne[2]
   int64_t row_bytes = 0;
-};
 
-struct LayerWeights {
-  Weight* attn_norm = nullptr;
-  Weight* wq = nullptr;
-  Weight* wk = nullptr;
-  Weight* wv = nullptr;
-  Weight* wo = nullptr;
-  Weight* bq = nullptr;  // optional biases
-  Weight* bk = nullptr;
-  Weight* bv = nullptr;
-  Weight* bo = nullptr;
-  Weight* q_norm = nullptr;  // qwen3
-  Weight* k_norm = nullptr;
-  Weight* ffn_norm = nullptr;
-  Weight* gate = nullptr;
-  Weight* up = nullptr;
-  Weight* down = nullptr;
-  Weight* b_gate = nullptr;
-  Weight* b_up = nullptr;
-  Weight* b_down = nullptr;
+  // Expert e's matrix, as a 2-D weight of the same name.
+  Weight Expert(int64_t e) const {
+    Weight w = *this;
+    w.data = data + e * n_out * row_bytes;
+    w.n_expert = 1;
+    return w;
+  }
 };
 
 // Per-thread scratch: attention scores, one decoded weight row (as floats,
@@ -67,13 +56,30 @@ struct Buffers {
   std::vector<float> keys, values;  // packed K and Vᵀ per sequence and KV head
   std::vector<float> q, k, v, attn;
   std::vector<float> gate, up;
+  // Routed experts: routing probabilities, the chosen experts and their
+  // weights per token, one expert's gathered inputs and outputs, and every
+  // chosen expert's weighted output per token.
+  std::vector<float> probs;
+  std::vector<int32_t> chosen;
+  std::vector<float> route_weights;
+  std::vector<float> expert_in, expert_y, expert_out;
   std::vector<float> vec;  // a decoded norm or bias vector
   std::vector<float> rope_cos, rope_sin;
   std::vector<ThreadScratch> threads;
   ThreadPool pool;
 };
 
-Result<ModelConfig> ReadConfig(const gguf::GgufFile& file);
+struct Architecture;
+// The hyperparameters of a file whose architecture is `arch`.
+Result<ModelConfig> ReadConfig(const gguf::GgufFile& file, const Architecture& arch);
+// The architecture a file names; NotSupported lists the supported ones.
+Result<const Architecture*> ArchitectureOf(const gguf::GgufFile& file);
+
+// Calls options.hook, when there is one, with the input of `w` (or of its
+// expert `expert`, >= 0).
+inline void Hook(const RunOptions& options, const Weight* w, int64_t expert, const float* x, int64_t n_tokens) {
+  if (options.hook != nullptr && w != nullptr) (*options.hook)(w->name, expert, x, n_tokens, w->n_in);
+}
 
 // One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias).
 struct Product {
@@ -134,6 +140,9 @@ void QuantizeActivations(ActRounding rounding, const float* x, int64_t n, int gr
 void DecodeVector(const Weight& w, std::vector<float>& out);
 // ggml's RMS norm times `weight`, row by row: y = x / sqrt(mean(x²) + eps) · weight.
 void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* y);
+
+// y[i] = silu(gate[i]) · up[i] in place in gate, as ggml's swiglu.
+void Swiglu(float* gate, const float* up, int64_t n);
 
 // Causal multi-head attention within each sequence of seq_len rows:
 // q [n_tokens][n_head*head_dim], k and v [n_tokens][n_head_kv*head_dim],

@@ -1,41 +1,40 @@
-// Model: tensor lookup and validation, weight overrides, and the layer loop.
+// Model: tensors from the architecture's table, checked against the file;
+// weight overrides; the layer loop.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "engine/architecture.h"
+#include "engine/blocks.h"
 #include "engine/internal.h"
 
 namespace mixq::engine {
 
 struct Model::Impl {
   const gguf::GgufFile* file = nullptr;
+  const Architecture* arch = nullptr;
   ModelConfig config;
   std::map<std::string, Weight> weights;  // every tensor the pass reads, by name
   std::map<std::string, std::vector<uint8_t>> overrides;
+  LayerWeights globals;
   std::vector<LayerWeights> layers;
-  Weight* token_embd = nullptr;
-  Weight* output_norm = nullptr;
-  Weight* output = nullptr;
-  Weight* rope_freqs = nullptr;
+  Weight* output = nullptr;  // output.weight, or token_embd.weight when tied
+  std::vector<WeightInfo> infos;
   Buffers buffers;
   std::vector<float> layer_rope_factors;
   std::vector<float> forward_hidden;
   std::vector<float> forward_gathered;
 
-  Result<Weight*> Add(const std::string& name, std::initializer_list<int64_t> shape, bool required);
-  Status AddLayers();
+  Status AddTensors(LayerWeights& slots, int64_t layer);
+  Result<Weight*> Add(const std::string& name, const TensorEntry& entry, bool required);
   void Reset(Weight& w);
-  void Hook(const RunOptions& options, const Weight* w, const float* x, int64_t n_tokens) const {
-    if (options.hook != nullptr && w != nullptr) (*options.hook)(w->name, x, n_tokens, w->n_in);
-  }
-  void RunLayer(int64_t il, float* hidden, int64_t n_tokens, const RunOptions& options);
 };
 
 namespace {
 
-std::string ShapeString(const gguf::TensorInfo& t) {
+std::string ShapeString(std::span<const int64_t> ne) {
   std::string s;
-  for (uint32_t d = 0; d < t.n_dims; ++d) s += (d ? " x " : "") + std::to_string(t.ne[d]);
+  for (size_t d = 0; d < ne.size(); ++d) s += (d ? " x " : "") + std::to_string(ne[d]);
   return s;
 }
 
@@ -54,20 +53,38 @@ Status CheckFiniteRows(const float* x, int64_t n_rows, int64_t n_cols, const std
                             ": the model's activations overflow");
 }
 
+bool Applies(Need need, const ModelConfig& c) {
+  switch (need) {
+    case Need::kRequired:
+    case Need::kOptional:
+      return true;
+    case Need::kDense:
+    case Need::kDenseOptional:
+      return c.n_expert == 0;
+    case Need::kMoe:
+      return c.n_expert > 0;
+  }
+  return false;
+}
+
+bool Required(Need need) { return need == Need::kRequired || need == Need::kDense || need == Need::kMoe; }
+
 }  // namespace
 
-Result<Weight*> Model::Impl::Add(const std::string& name, std::initializer_list<int64_t> shape, bool required) {
+Result<Weight*> Model::Impl::Add(const std::string& name, const TensorEntry& entry, bool required) {
   const gguf::TensorInfo* t = file->FindTensor(name);
   if (t == nullptr) {
     if (required) return Status::Corruption("missing tensor '" + name + "' for " + config.arch + ": " + file->path());
     return static_cast<Weight*>(nullptr);
   }
   std::array<int64_t, 4> want = {1, 1, 1, 1};
-  size_t d = 0;
-  for (int64_t n : shape) want[d++] = n;
+  size_t n_dims = 0;
+  for (Dim d : entry.shape) {
+    if (d != Dim::kNone) want[n_dims++] = DimSize(d, config);
+  }
   if (t->ne != want) {
-    return Status::Corruption("tensor '" + name + "' has shape " + ShapeString(*t) + ", expected " +
-                              std::to_string(want[0]) + (shape.size() > 1 ? " x " + std::to_string(want[1]) : ""));
+    return Status::Corruption("tensor '" + name + "' has shape " + ShapeString({t->ne.data(), t->n_dims}) +
+                              ", expected " + ShapeString({want.data(), n_dims}) + ": " + file->path());
   }
   if (!t->format->can_decode()) {
     return Status::NotSupported("tensor '" + name + "' is " + std::string(t->format->name) +
@@ -87,53 +104,22 @@ void Model::Impl::Reset(Weight& w) {
   w.format = w.info->format;
   w.data = file->TensorData(*w.info).data();
   w.n_in = w.info->ne[0];
-  w.n_out = w.info->n_rows();
-  w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.n_out;
+  w.n_out = w.info->ne[1];
+  w.n_expert = w.info->ne[2];
+  w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.info->n_rows();
 }
 
-Status Model::Impl::AddLayers() {
-  const ModelConfig& c = config;
-  const int64_t q_dim = c.n_head * c.head_dim;
-  const int64_t kv_dim = c.n_head_kv * c.head_dim;
-  layers.resize(static_cast<size_t>(c.n_layer));
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    const std::string p = "blk." + std::to_string(il) + ".";
-    LayerWeights& l = layers[il];
-    struct Slot {
-      Weight** dst;
-      const char* name;
-      std::initializer_list<int64_t> shape;
-      bool required;
-    };
-    const Slot slots[] = {
-        {&l.attn_norm, "attn_norm.weight", {c.n_embd}, true},
-        {&l.wq, "attn_q.weight", {c.n_embd, q_dim}, true},
-        {&l.wk, "attn_k.weight", {c.n_embd, kv_dim}, true},
-        {&l.wv, "attn_v.weight", {c.n_embd, kv_dim}, true},
-        {&l.wo, "attn_output.weight", {q_dim, c.n_embd}, true},
-        {&l.bq, "attn_q.bias", {q_dim}, false},
-        {&l.bk, "attn_k.bias", {kv_dim}, false},
-        {&l.bv, "attn_v.bias", {kv_dim}, false},
-        {&l.bo, "attn_output.bias", {c.n_embd}, false},
-        {&l.q_norm, "attn_q_norm.weight", {c.head_dim}, c.qk_norm},
-        {&l.k_norm, "attn_k_norm.weight", {c.head_dim}, c.qk_norm},
-        {&l.ffn_norm, "ffn_norm.weight", {c.n_embd}, true},
-        {&l.gate, "ffn_gate.weight", {c.n_embd, c.n_ff}, true},
-        {&l.up, "ffn_up.weight", {c.n_embd, c.n_ff}, true},
-        {&l.down, "ffn_down.weight", {c.n_ff, c.n_embd}, true},
-        {&l.b_gate, "ffn_gate.bias", {c.n_ff}, false},
-        {&l.b_up, "ffn_up.bias", {c.n_ff}, false},
-        {&l.b_down, "ffn_down.bias", {c.n_embd}, false},
-    };
-    for (const Slot& s : slots) {
-      auto w = Add(p + s.name, s.shape, s.required);
-      MIXQ_TRY(w);
-      *s.dst = *w;
-    }
-    if (!c.qk_norm) {
-      l.q_norm = nullptr;
-      l.k_norm = nullptr;
-    }
+// The tensors of block `layer` (or, for -1, those outside the blocks) that
+// the architecture's table lists and this config uses.
+Status Model::Impl::AddTensors(LayerWeights& slots, int64_t layer) {
+  const std::string prefix = layer < 0 ? "" : "blk." + std::to_string(layer) + ".";
+  for (const TensorEntry& entry : arch->tensors) {
+    const RoleSpec& spec = SpecOf(entry.role);
+    if (spec.in_block != (layer >= 0) || !Applies(entry.need, config)) continue;
+    auto w = Add(prefix + std::string(spec.name), entry, Required(entry.need));
+    MIXQ_TRY(w);
+    slots.slots[static_cast<size_t>(entry.role)] = *w;
+    if (*w != nullptr) infos.push_back(*DescribeWeight((*w)->name));
   }
   return Status::Ok();
 }
@@ -146,38 +132,31 @@ Model::~Model() = default;
 Result<Model> Model::Load(const gguf::GgufFile& file) {
   auto impl = std::make_unique<Impl>();
   impl->file = &file;
-  auto config = ReadConfig(file);
+  auto arch = ArchitectureOf(file);
+  MIXQ_TRY(arch);
+  impl->arch = *arch;
+  auto config = ReadConfig(file, **arch);
   MIXQ_TRY(config);
   impl->config = *config;
-  const ModelConfig& c = impl->config;
-
-  auto embd = impl->Add("token_embd.weight", {c.n_embd, c.n_vocab}, true);
-  MIXQ_TRY(embd);
-  impl->token_embd = *embd;
-  auto norm = impl->Add("output_norm.weight", {c.n_embd}, true);
-  MIXQ_TRY(norm);
-  impl->output_norm = *norm;
-  if (c.tied_output) {
-    impl->output = impl->token_embd;
-  } else {
-    auto out = impl->Add("output.weight", {c.n_embd, c.n_vocab}, true);
-    MIXQ_TRY(out);
-    impl->output = *out;
-  }
-  auto freqs = impl->Add("rope_freqs.weight", {c.n_rot / 2}, false);
-  MIXQ_TRY(freqs);
-  impl->rope_freqs = *freqs;
-  MIXQ_TRY(impl->AddLayers());
+  MIXQ_TRY(impl->AddTensors(impl->globals, -1));
+  impl->output =
+      impl->globals[Role::kOutput] != nullptr ? impl->globals[Role::kOutput] : impl->globals[Role::kTokenEmbd];
+  impl->layers.resize(static_cast<size_t>(impl->config.n_layer));
+  for (int64_t il = 0; il < impl->config.n_layer; ++il) MIXQ_TRY(impl->AddTensors(impl->layers[il], il));
   return Model(std::move(impl));
 }
 
 const ModelConfig& Model::config() const { return impl_->config; }
 const gguf::GgufFile& Model::file() const { return *impl_->file; }
+const std::vector<WeightInfo>& Model::Weights() const { return impl_->infos; }
 
 std::vector<std::string> Model::LinearWeights() const {
   std::vector<std::string> names;
   for (const LayerWeights& l : impl_->layers) {
-    for (const Weight* w : {l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down}) names.push_back(w->name);
+    for (const TensorEntry& entry : impl_->arch->tensors) {
+      const Weight* w = l[entry.role];
+      if (w != nullptr && entry.shape[1] != Dim::kNone) names.push_back(w->name);
+    }
   }
   names.push_back(impl_->output->name);
   return names;
@@ -228,7 +207,7 @@ void Model::ClearAllWeights() {
 }
 
 Status Model::Embed(std::span<const int32_t> tokens, float* hidden) {
-  const Weight& w = *impl_->token_embd;
+  const Weight& w = *impl_->globals[Role::kTokenEmbd];
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= w.n_out) {
       return Status::InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
@@ -237,66 +216,6 @@ Status Model::Embed(std::span<const int32_t> tokens, float* hidden) {
     w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
   }
   return Status::Ok();
-}
-
-void Model::Impl::RunLayer(int64_t il, float* hidden, int64_t n_tokens, const RunOptions& options) {
-  const ModelConfig& c = config;
-  const LayerWeights& l = layers[il];
-  Buffers& b = buffers;
-  const int nt = options.n_threads;
-  const int64_t q_dim = c.n_head * c.head_dim;
-  const int64_t kv_dim = c.n_head_kv * c.head_dim;
-  Grow(b.norm, n_tokens * std::max(c.n_embd, c.n_ff));
-  Grow(b.q, n_tokens * q_dim);
-  Grow(b.k, n_tokens * kv_dim);
-  Grow(b.v, n_tokens * kv_dim);
-  Grow(b.attn, n_tokens * std::max(q_dim, c.n_embd));
-
-  DecodeVector(*l.attn_norm, b.vec);
-  RmsNorm(hidden, b.vec.data(), n_tokens, c.n_embd, c.rms_eps, b.norm.data());
-  Hook(options, l.wq, b.norm.data(), n_tokens);
-  Hook(options, l.wk, b.norm.data(), n_tokens);
-  Hook(options, l.wv, b.norm.data(), n_tokens);
-  MatMul({{l.wq, l.bq, b.q.data()}, {l.wk, l.bk, b.k.data()}, {l.wv, l.bv, b.v.data()}}, b.norm.data(), n_tokens, b,
-         options);
-  if (l.q_norm != nullptr) {
-    DecodeVector(*l.q_norm, b.vec);
-    RmsNorm(b.q.data(), b.vec.data(), n_tokens * c.n_head, c.head_dim, c.rms_eps, b.q.data());
-    DecodeVector(*l.k_norm, b.vec);
-    RmsNorm(b.k.data(), b.vec.data(), n_tokens * c.n_head_kv, c.head_dim, c.rms_eps, b.k.data());
-  }
-  const float* factors = nullptr;
-  if (rope_freqs != nullptr) {
-    DecodeVector(*rope_freqs, layer_rope_factors);
-    factors = layer_rope_factors.data();
-  }
-  const int64_t seq_len = options.seq_len > 0 ? options.seq_len : n_tokens;
-  ApplyRope(c, b.q.data(), n_tokens, seq_len, c.n_head, factors, b);
-  ApplyRope(c, b.k.data(), n_tokens, seq_len, c.n_head_kv, factors, b);
-  if (options.activations == Activations::kGgml) {
-    // llama.cpp keeps K and V in an F16 cache.
-    RoundActivations(ActRounding::kF16, b.k.data(), n_tokens, kv_dim, b.k.data());
-    RoundActivations(ActRounding::kF16, b.v.data(), n_tokens, kv_dim, b.v.data());
-  }
-  Attention(c, b.q.data(), b.k.data(), b.v.data(), n_tokens, seq_len, b.attn.data(), b, nt);
-  Hook(options, l.wo, b.attn.data(), n_tokens);
-  MatMul({{l.wo, l.bo, b.q.data()}}, b.attn.data(), n_tokens, b, options);
-  for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
-
-  DecodeVector(*l.ffn_norm, b.vec);
-  RmsNorm(hidden, b.vec.data(), n_tokens, c.n_embd, c.rms_eps, b.norm.data());
-  Grow(b.gate, n_tokens * c.n_ff);
-  Grow(b.up, n_tokens * c.n_ff);
-  Hook(options, l.gate, b.norm.data(), n_tokens);
-  Hook(options, l.up, b.norm.data(), n_tokens);
-  MatMul({{l.gate, l.b_gate, b.gate.data()}, {l.up, l.b_up, b.up.data()}}, b.norm.data(), n_tokens, b, options);
-  for (int64_t i = 0; i < n_tokens * c.n_ff; ++i) {
-    const float g = b.gate[i];
-    b.gate[i] = g / (1.0f + std::exp(-g)) * b.up[i];
-  }
-  Hook(options, l.down, b.gate.data(), n_tokens);
-  MatMul({{l.down, l.b_down, b.q.data()}}, b.gate.data(), n_tokens, b, options);
-  for (int64_t i = 0; i < n_tokens * c.n_embd; ++i) hidden[i] += b.q[i];
 }
 
 Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options) {
@@ -309,9 +228,16 @@ Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_to
     return Status::InvalidArgument(std::to_string(n_tokens) + " rows are not whole sequences of " +
                                    std::to_string(options.seq_len));
   }
+  Impl& m = *impl_;
+  const float* rope_factors = nullptr;
+  if (const Weight* freqs = m.globals[Role::kRopeFreqs]) {
+    DecodeVector(*freqs, m.layer_rope_factors);
+    rope_factors = m.layer_rope_factors.data();
+  }
   for (int64_t il = first; il < last; ++il) {
-    impl_->RunLayer(il, hidden, n_tokens, options);
-    MIXQ_TRY(CheckFiniteRows(hidden, n_tokens, impl_->config.n_embd, "activation leaving layer " + std::to_string(il)));
+    LayerContext context{m.config, m.layers[il], rope_factors, hidden, n_tokens, m.buffers, options};
+    m.arch->block(context);
+    MIXQ_TRY(CheckFiniteRows(hidden, n_tokens, m.config.n_embd, "activation leaving layer " + std::to_string(il)));
   }
   return Status::Ok();
 }
@@ -320,9 +246,9 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   Impl& m = *impl_;
   if (n_tokens <= 0) return Status::Ok();
   Grow(m.buffers.norm, n_tokens * m.config.n_embd);
-  DecodeVector(*m.output_norm, m.buffers.vec);
+  DecodeVector(*m.globals[Role::kOutputNorm], m.buffers.vec);
   RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
-  m.Hook(options, m.output, m.buffers.norm.data(), n_tokens);
+  Hook(options, m.output, -1, m.buffers.norm.data(), n_tokens);
   MatMul({{m.output, nullptr, logits}}, m.buffers.norm.data(), n_tokens, m.buffers, options);
   return CheckFiniteRows(logits, n_tokens, m.config.n_vocab, "logit");
 }

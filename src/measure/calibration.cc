@@ -1,7 +1,6 @@
 #include "measure/calibration.h"
 
 #include <cmath>
-#include <cstdlib>
 
 #include "base/parallel.h"
 
@@ -20,9 +19,10 @@ void LogSoftmax(const float* z, int64_t n, float* out) {
 }  // namespace
 
 int64_t FirstLayerOf(const std::string& tensor, int64_t n_layer) {
-  if (tensor.rfind("blk.", 0) == 0) return std::strtoll(tensor.c_str() + 4, nullptr, 10);
-  if (tensor.rfind("token_embd", 0) == 0) return -1;
-  return n_layer;
+  auto info = engine::DescribeWeight(tensor);
+  if (!info) return n_layer;
+  if (info->layer >= 0) return info->layer;
+  return info->part == engine::WeightPart::kEmbedding ? -1 : n_layer;
 }
 
 Result<Calibration> Calibration::Build(engine::Model& model, std::span<const int32_t> tokens,

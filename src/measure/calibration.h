@@ -58,8 +58,8 @@ class Calibration {
   int64_t layer_passes_ = 0;
 };
 
-// Index N of a "blk.N." tensor; -1 for token_embd and tensors before the
-// layers, n_layer for the output head and what follows the layers.
+// The block of a tensor (engine::DescribeWeight); -1 for the token
+// embeddings, n_layer for the output head and names outside the blocks.
 int64_t FirstLayerOf(const std::string& tensor, int64_t n_layer);
 
 }  // namespace mixq::measure

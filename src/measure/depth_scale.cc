@@ -3,6 +3,8 @@
 #include <cmath>
 #include <iterator>
 
+#include "engine/engine.h"
+
 namespace mixq::measure {
 
 std::vector<int64_t> ProbeLayers(int64_t n_layer, int k) {
@@ -21,9 +23,8 @@ std::vector<int64_t> ProbeLayers(int64_t n_layer, int k) {
 }
 
 std::string RoleOf(const std::string& tensor) {
-  if (tensor.rfind("blk.", 0) != 0) return tensor;
-  const size_t dot = tensor.find('.', 4);
-  return dot == std::string::npos ? tensor : tensor.substr(dot + 1);
+  auto info = engine::DescribeWeight(tensor);
+  return info ? info->role : tensor;
 }
 
 void DepthScale::Add(int64_t layer, const std::string& role, const std::string& type, double local, double kld) {

@@ -22,7 +22,9 @@ namespace mixq::measure {
 // (all layers when k >= n_layer).
 std::vector<int64_t> ProbeLayers(int64_t n_layer, int k);
 
-// "attn_q.weight" for "blk.3.attn_q.weight"; the name itself outside blocks.
+// The weight's role (engine::DescribeWeight): "attn_q" for
+// "blk.3.attn_q.weight", "output" for "output.weight"; the name itself for
+// names no architecture has.
 std::string RoleOf(const std::string& tensor);
 
 class DepthScale {

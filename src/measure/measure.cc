@@ -54,20 +54,18 @@ struct Encoded {
   double error = 0;  // importance-weighted squared error
 };
 
+// `imp` holds ne[0] values per matrix (expert) of the tensor.
 Result<Encoded> Encode(const gguf::TensorInfo& t, const std::vector<float>& w, const std::vector<float>& imp,
-                       const formats::Format& f, const MeasureOptions& options, const float* imatrix_values) {
+                       const formats::Format& f, const MeasureOptions& options, const std::vector<float>* imatrix) {
   Encoded e;
-  auto row = formats::RowBytes(f, t.ne[0]);
-  MIXQ_TRY(row);
-  e.bytes.resize(static_cast<size_t>(*row * t.n_rows()));
-  MIXQ_TRY(formats::QuantizeRows(f, options.method, w.data(), e.bytes.data(), t.n_rows(), t.ne[0], imatrix_values,
-                                 options.n_threads));
+  MIXQ_TRY(quantize::QuantizeTensor(t, f, options.method, w, imatrix, &e.bytes, options.n_threads));
   std::vector<float> q(w.size());
   MIXQ_TRY(formats::DequantizeRows(f, e.bytes.data(), q.data(), t.n_rows(), t.ne[0], options.n_threads));
-  const int64_t n = t.ne[0];
+  const size_t n = static_cast<size_t>(t.ne[0]);
+  const size_t per_matrix = n * static_cast<size_t>(t.ne[1]);
   for (size_t i = 0; i < w.size(); ++i) {
     const double d = static_cast<double>(w[i]) - q[i];
-    e.error += imp[i % static_cast<size_t>(n)] * d * d;
+    e.error += imp[(i / per_matrix) * n + i % n] * d * d;
   }
   return e;
 }
@@ -126,19 +124,16 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
   rec.name = t.name;
   std::vector<float> w;
   MIXQ_TRY(quantize::TensorToF32(ctx.file, t, &w, ctx.options.n_threads));
-  std::optional<std::vector<float>> imatrix;
-  if (ctx.options.imatrix != nullptr) {
-    auto imp = ctx.options.imatrix->Importance(t.name, t.ne[0]);
-    MIXQ_TRY(imp);
-    imatrix = std::move(imp).value();
-  }
-  std::vector<float> imp = imatrix ? *imatrix : std::vector<float>(static_cast<size_t>(t.ne[0]), 1.0f);
+  auto imatrix = quantize::TensorImportance(ctx.options.imatrix, t);
+  MIXQ_TRY(imatrix);
+  std::vector<float> imp =
+      imatrix->has_value() ? **imatrix : std::vector<float>(static_cast<size_t>(t.ne[0] * t.ne[2] * t.ne[3]), 1.0f);
   const int64_t n_layer = model.config().n_layer;
   const int64_t layer = FirstLayerOf(t.name, n_layer);
   const bool propagate = Propagates(ctx, layer, n_layer);
   for (const formats::Format* f : ctx.types) {
     if (!formats::RowFits(*f, t.ne[0])) continue;
-    auto enc = Encode(t, w, imp, *f, ctx.options, imatrix ? imatrix->data() : nullptr);
+    auto enc = Encode(t, w, imp, *f, ctx.options, imatrix->has_value() ? &**imatrix : nullptr);
     MIXQ_TRY(enc);
     TypeRecord tr;
     tr.type = std::string(f->name);
@@ -301,15 +296,11 @@ Result<ValidationResult> ValidateMixes(const gguf::GgufFile& file, std::span<con
       if (f == t->format) continue;
       std::vector<float> w;
       MIXQ_TRY(quantize::TensorToF32(file, *t, &w, options.n_threads));
-      std::optional<std::vector<float>> imp;
-      if (options.imatrix != nullptr) {
-        auto i = options.imatrix->Importance(t->name, t->ne[0]);
-        MIXQ_TRY(i);
-        imp = std::move(i).value();
-      }
-      std::vector<uint8_t> enc(static_cast<size_t>(*formats::RowBytes(*f, t->ne[0]) * t->n_rows()));
-      MIXQ_TRY(formats::QuantizeRows(*f, options.method, w.data(), enc.data(), t->n_rows(), t->ne[0],
-                                     imp ? imp->data() : nullptr, options.n_threads));
+      auto imp = quantize::TensorImportance(options.imatrix, *t);
+      MIXQ_TRY(imp);
+      std::vector<uint8_t> enc;
+      MIXQ_TRY(quantize::QuantizeTensor(*t, *f, options.method, w, imp->has_value() ? &**imp : nullptr, &enc,
+                                        options.n_threads));
       MIXQ_TRY(model->SetWeight(t->name, *f, std::move(enc)));
     }
     auto kld = calib->Kld(*model, -1);

@@ -108,20 +108,26 @@ Result<Imatrix> LoadLegacyImatrix(std::span<const uint8_t> bytes) {
 
 }  // namespace
 
-Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string& tensor, int64_t n_per_row) const {
+Result<std::optional<std::vector<float>>> Imatrix::Importance(const std::string& tensor, int64_t n_per_row,
+                                                              int64_t n_mat) const {
   auto it = entries.find(tensor);
   if (it == entries.end()) return std::optional<std::vector<float>>();
   const ImatrixEntry& e = it->second;
-  // A 3-D expert weight would need per-expert slices; mixq handles dense weights.
-  if (static_cast<int64_t>(e.in_sum2.size()) != n_per_row || e.counts.size() != 1) {
+  const int64_t n_counts = static_cast<int64_t>(e.counts.size());
+  // One count for all matrices is what legacy files (and llama-imatrix for
+  // dense weights) hold.
+  if (static_cast<int64_t>(e.in_sum2.size()) != n_per_row * n_mat || (n_counts != 1 && n_counts != n_mat)) {
     return Status::Corruption("imatrix entry '" + tensor + "' has " + std::to_string(e.in_sum2.size()) +
-                              " values, the tensor's rows have " + std::to_string(n_per_row) +
+                              " values and " + std::to_string(n_counts) + " counts, the tensor has " +
+                              std::to_string(n_mat) + " matrices with rows of " + std::to_string(n_per_row) +
                               "; was the imatrix made for another model?");
   }
+  const size_t per_count = e.in_sum2.size() / static_cast<size_t>(n_counts);
   std::vector<float> mean(e.in_sum2.size(), 1.0f);
-  float count = std::round(e.counts[0]);
-  if (count > 0) {
-    for (size_t i = 0; i < mean.size(); ++i) mean[i] = e.in_sum2[i] / count;
+  for (size_t m = 0; m < e.counts.size(); ++m) {
+    const float count = std::round(e.counts[m]);
+    if (count <= 0) continue;
+    for (size_t i = m * per_count; i < (m + 1) * per_count; ++i) mean[i] = e.in_sum2[i] / count;
   }
   return std::optional<std::vector<float>>(std::move(mean));
 }
@@ -132,7 +138,7 @@ Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const
   for (const gguf::TensorInfo* t : tensors) {
     if (t->name == "token_embd.weight") continue;
     ++n_counted;
-    auto importance = imatrix.Importance(t->name, t->ne[0]);
+    auto importance = TensorImportance(&imatrix, *t);
     MIXQ_TRY(importance);
     if (!importance->has_value()) missing.push_back(t->name);
   }

@@ -56,18 +56,10 @@ Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, con
     return Status::Ok();
   }
   MIXQ_TRY(TensorToF32(input, t, scratch, options.n_threads));
-  std::optional<std::vector<float>> importance;
-  if (options.imatrix != nullptr && target.quantized) {
-    auto imp = options.imatrix->Importance(t.name, t.ne[0]);
-    MIXQ_TRY(imp);
-    importance = std::move(imp).value();
-  }
-  auto row_bytes = formats::RowBytes(target, t.ne[0]);
-  MIXQ_TRY(row_bytes);
-  out->resize(static_cast<size_t>(*row_bytes * t.n_rows()));
-  Status s = formats::QuantizeRows(target, options.method, scratch->data(), out->data(), t.n_rows(), t.ne[0],
-                                   importance ? importance->data() : nullptr, options.n_threads);
-  return s.WithContext("tensor '" + t.name + "'");
+  auto importance = TensorImportance(target.quantized ? options.imatrix : nullptr, t);
+  MIXQ_TRY(importance);
+  return QuantizeTensor(t, target, options.method, *scratch, importance->has_value() ? &**importance : nullptr, out,
+                        options.n_threads);
 }
 
 }  // namespace
@@ -116,6 +108,29 @@ Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& ten
   std::vector<float> piece(static_cast<size_t>(std::min(rows_per_piece, tensor.n_rows()) * tensor.ne[0]));
   for (int64_t r0 = 0; r0 < tensor.n_rows(); r0 += rows_per_piece) {
     MIXQ_TRY(DecodeRows(file, tensor, r0, std::min(rows_per_piece, tensor.n_rows() - r0), piece.data(), n_threads));
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatrix, const gguf::TensorInfo& tensor) {
+  if (imatrix == nullptr) return std::optional<std::vector<float>>();
+  return imatrix->Importance(tensor.name, tensor.ne[0], tensor.ne[2] * tensor.ne[3]);
+}
+
+Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, formats::QuantMethod method,
+                      const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
+                      int n_threads) {
+  auto row_bytes = formats::RowBytes(format, t.ne[0]);
+  MIXQ_TRY(row_bytes.status().WithContext("tensor '" + t.name + "'"));
+  out->resize(static_cast<size_t>(*row_bytes * t.n_rows()));
+  // Without an importance, rows are independent whatever matrix they are in.
+  const int64_t n_mat = importance != nullptr ? t.ne[2] * t.ne[3] : 1;
+  const int64_t rows = t.n_rows() / n_mat;
+  for (int64_t m = 0; m < n_mat; ++m) {
+    Status s = formats::QuantizeRows(format, method, values.data() + m * rows * t.ne[0],
+                                     out->data() + m * rows * *row_bytes, rows, t.ne[0],
+                                     importance != nullptr ? importance->data() + m * t.ne[0] : nullptr, n_threads);
+    MIXQ_TRY(s.WithContext("tensor '" + t.name + "'"));
   }
   return Status::Ok();
 }

@@ -43,10 +43,13 @@ struct Imatrix {
   uint32_t chunk_count = 0;
   uint32_t chunk_size = 0;
 
-  // Per-column importance (mean squared activation) for a weight of row length
-  // n_per_row, or nullopt when absent. Corruption on a length mismatch (an
-  // imatrix of another model).
-  Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row) const;
+  // Per-column importance (mean squared activation) for a weight of n_mat
+  // matrices (3-D tensors of routed experts: ne[2]) with rows of n_per_row:
+  // n_mat slices of n_per_row values, each from its matrix's own token count
+  // (1 for matrices no token reached, as llama-quantize does), or nullopt
+  // when absent. Corruption on a size mismatch (an imatrix of another model).
+  Result<std::optional<std::vector<float>>> Importance(const std::string& tensor, int64_t n_per_row,
+                                                       int64_t n_mat = 1) const;
 };
 
 // Checks an imatrix against the tensors that will be quantized with it:
@@ -171,6 +174,17 @@ Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, s
 // The same check without keeping the values (decoded about 4 MiB at a time):
 // what every command that reads or copies a stored tensor runs on it.
 Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads);
+
+// The importance of a tensor's columns from `imatrix` (which may be null),
+// one slice per matrix of a 3-D tensor (Imatrix::Importance).
+Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatrix, const gguf::TensorInfo& tensor);
+
+// Encodes a tensor's F32 values (TensorToF32) in `format` into *out, row by
+// row; each matrix of a 3-D tensor (an expert) with its own slice of
+// `importance` (TensorImportance; may be null).
+Status QuantizeTensor(const gguf::TensorInfo& tensor, const formats::Format& format, formats::QuantMethod method,
+                      const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
+                      int n_threads);
 
 }  // namespace mixq::quantize
 

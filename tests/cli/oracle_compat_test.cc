@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "engine/engine_test_util.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
 #include "quantize/quantize.h"
@@ -133,6 +134,80 @@ TEST_P(OracleCompat, BestMethodLoadsAndDecodesAsOurs) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, OracleCompat, ::testing::ValuesIn(kPresets),
+                         [](const auto& info) { return std::string(info.param.type); });
+
+// A qwen3moe with 4 experts and its imatrix: per expert sums and counts for
+// the 3-D expert tensors (one expert that no token reached), as llama-imatrix
+// writes them.
+void WriteMoe(const TempDir& dir, std::string* model, std::string* imatrix) {
+  *model = dir.File("moe.gguf");
+  engine::test::WriteRandomModel(*model, {.arch = "qwen3moe",
+                                          .n_embd = 256,
+                                          .n_head = 4,
+                                          .head_dim = 64,
+                                          .type = "F16",
+                                          .seed = 21,
+                                          .n_expert = 4,
+                                          .n_expert_used = 2,
+                                          .n_ff_exp = 256});
+  auto file = gguf::GgufFile::Open(*model);
+  ASSERT_TRUE(file.has_value());
+  quantize::Imatrix im;
+  im.datasets = {"synthetic"};
+  im.chunk_count = 1;
+  im.chunk_size = 512;
+  std::mt19937 rng(8);
+  std::gamma_distribution<float> dist(0.7f, 1.0f);
+  for (const auto& t : file->tensors()) {
+    if (t.name.rfind("blk.", 0) != 0 || t.n_dims < 2) continue;
+    quantize::ImatrixEntry e;
+    for (int64_t m = 0; m < t.ne[2]; ++m) {
+      const float count = t.ne[2] == 1 ? 512.0f : m == 2 ? 0.0f : 100.0f * static_cast<float>(m + 1);
+      for (int64_t j = 0; j < t.ne[0]; ++j) e.in_sum2.push_back(count * dist(rng));
+      e.counts.push_back(count);
+    }
+    im.entries[t.name] = std::move(e);
+  }
+  *imatrix = dir.File("moe-imatrix.gguf");
+  ASSERT_TRUE(quantize::SaveImatrix(im, *imatrix).ok());
+}
+
+class OracleCompatMoe : public OracleCompat {};
+
+// Each expert's matrix is quantized with its own slice of the imatrix; the
+// router stays F32 as in llama.cpp.
+TEST_P(OracleCompatMoe, ExpertTensorsAreByteIdentical) {
+  TempDir dir;
+  const Preset& p = GetParam();
+  std::string model, imatrix;
+  WriteMoe(dir, &model, &imatrix);
+  std::string lower = p.type;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(c));
+  if (lower.back() == 'k') lower.back() = 'K';
+  for (const std::string& imat_flag : {std::string(), " --imatrix " + Q(imatrix)}) {
+    std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
+    auto r = testing::RunMixq("quantize -q --method ggml " + Q(model) + " " + Q(ours) + " --type " + p.type +
+                              " --output-tensor-type " + p.type + " --token-embedding-type " + p.type + imat_flag);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto q = Oracle("quantize " + Q(model) + " " + Q(theirs) + " " + p.ftype + " --pure --output-tensor-type " + lower +
+                    " --token-embedding-type " + lower + imat_flag);
+    ASSERT_EQ(q["ok"], true) << q.dump();
+    EXPECT_EQ(q["tensor_types"]["blk.1.ffn_gate_inp.weight"], "f32");
+    EXPECT_EQ(q["tensor_types"]["blk.1.ffn_down_exps.weight"], lower);
+    auto info = Oracle("info " + Q(ours));
+    EXPECT_EQ(info["load_ok"], true) << info.dump();
+    auto cmp = Oracle("tensors " + Q(ours) + " --ref " + Q(theirs));
+    EXPECT_EQ(cmp["all_valid"], true);
+    ASSERT_FALSE(cmp["tensors"].empty());
+    for (const auto& t : cmp["tensors"]) {
+      EXPECT_EQ(t["type"], t["ref_type"]) << t["name"];
+      EXPECT_EQ(t["bytes_equal"], true) << p.type << imat_flag << " " << t["name"];
+    }
+  }
+}
+
+constexpr Preset kMoePresets[] = {{"Q8_0", "Q8_0"}, {"Q4_K", "Q4_K_M"}, {"Q6_K", "Q6_K"}, {"IQ4_XS", "IQ4_XS"}};
+INSTANTIATE_TEST_SUITE_P(SomeTypes, OracleCompatMoe, ::testing::ValuesIn(kMoePresets),
                          [](const auto& info) { return std::string(info.param.type); });
 
 }  // namespace

@@ -99,13 +99,19 @@ struct RandomModelSpec {
   int64_t n_head_kv = 2;
   int64_t head_dim = 16;
   bool tied = false;
-  std::string type = "F32";  // of the 2-D weights
+  std::string type = "F32";  // of the matrices (the router stays F32, as llama.cpp's converter writes it)
   uint32_t seed = 1;
+  // Routed experts instead of the dense feed-forward block when n_expert > 0:
+  // qwen3moe, or llama with experts (Mixtral), whose experts are n_ff wide.
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_ff_exp = 0;  // qwen3moe's expert_feed_forward_length
 };
 
 // A random-weight model with a byte-fallback SPM vocab (<unk>, <s>, </s>,
 // <0x00>..<0xFF>), as make-tiny-llama-gguf.mjs builds for llama, with the
-// extra tensors qwen2 (q/k/v biases) and qwen3 (q/k norms) need.
+// extra tensors qwen2 (q/k/v biases), qwen3 and qwen3moe (q/k norms) and
+// routed experts (router, 3-D expert tensors) need.
 inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) {
   const int64_t n_vocab = 259;
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
@@ -140,6 +146,15 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
       {a + "rope.dimension_count", gguf::Value::Uint32(uint32_t(s.head_dim))},
       {a + "rope.freq_base", gguf::Value::Float32(s.arch == "llama" ? 10000.0f : 1000000.0f)},
       {a + "attention.layer_norm_rms_epsilon", gguf::Value::Float32(1e-6f)},
+  };
+  if (s.n_expert > 0) {
+    kv.push_back({a + "expert_count", gguf::Value::Uint32(uint32_t(s.n_expert))});
+    kv.push_back({a + "expert_used_count", gguf::Value::Uint32(uint32_t(s.n_expert_used))});
+    if (s.arch == "qwen3moe") {
+      kv.push_back({a + "expert_feed_forward_length", gguf::Value::Uint32(uint32_t(s.n_ff_exp))});
+    }
+  }
+  std::vector<gguf::KeyValue> vocab = {
       {"tokenizer.ggml.model", gguf::Value::String("llama")},
       {"tokenizer.ggml.tokens", gguf::Value::StringArray(tokens)},
       {"tokenizer.ggml.scores", score_array},
@@ -147,11 +162,14 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
       {"tokenizer.ggml.bos_token_id", gguf::Value::Uint32(1)},
       {"tokenizer.ggml.eos_token_id", gguf::Value::Uint32(2)},
   };
+  kv.insert(kv.end(), vocab.begin(), vocab.end());
   const int64_t q_dim = s.n_head * s.head_dim, kv_dim = s.n_head_kv * s.head_dim;
   struct T {
     std::string name;
     int64_t n_in, n_out;  // n_out == 0: a vector
     bool norm;
+    int64_t n_mat = 1;  // experts stacked along ne[2]
+    bool f32 = false;   // kept F32 whatever the spec's type
   };
   std::vector<T> ts = {{"token_embd.weight", s.n_embd, n_vocab, false}, {"output_norm.weight", s.n_embd, 0, true}};
   if (!s.tied) ts.push_back({"output.weight", s.n_embd, n_vocab, false});
@@ -166,15 +184,23 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
       ts.push_back({p + "attn_k.bias", kv_dim, 0, false});
       ts.push_back({p + "attn_v.bias", kv_dim, 0, false});
     }
-    if (s.arch == "qwen3") {
+    if (s.arch == "qwen3" || s.arch == "qwen3moe") {
       ts.push_back({p + "attn_q_norm.weight", s.head_dim, 0, true});
       ts.push_back({p + "attn_k_norm.weight", s.head_dim, 0, true});
     }
     ts.push_back({p + "attn_output.weight", q_dim, s.n_embd, false});
     ts.push_back({p + "ffn_norm.weight", s.n_embd, 0, true});
-    ts.push_back({p + "ffn_gate.weight", s.n_embd, s.n_ff, false});
-    ts.push_back({p + "ffn_up.weight", s.n_embd, s.n_ff, false});
-    ts.push_back({p + "ffn_down.weight", s.n_ff, s.n_embd, false});
+    if (s.n_expert > 0) {
+      const int64_t n_ff_exp = s.arch == "qwen3moe" ? s.n_ff_exp : s.n_ff;
+      ts.push_back({p + "ffn_gate_inp.weight", s.n_embd, s.n_expert, false, 1, true});
+      ts.push_back({p + "ffn_gate_exps.weight", s.n_embd, n_ff_exp, false, s.n_expert});
+      ts.push_back({p + "ffn_up_exps.weight", s.n_embd, n_ff_exp, false, s.n_expert});
+      ts.push_back({p + "ffn_down_exps.weight", n_ff_exp, s.n_embd, false, s.n_expert});
+    } else {
+      ts.push_back({p + "ffn_gate.weight", s.n_embd, s.n_ff, false});
+      ts.push_back({p + "ffn_up.weight", s.n_embd, s.n_ff, false});
+      ts.push_back({p + "ffn_down.weight", s.n_ff, s.n_embd, false});
+    }
   }
   const formats::Format* f32 = formats::FindFormatByName("F32");
   const formats::Format* wtype = formats::FindFormatByName(s.type);
@@ -182,9 +208,9 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
   for (const T& t : ts) {
     gguf::TensorSpec spec;
     spec.name = t.name;
-    spec.ne = {t.n_in, t.n_out == 0 ? 1 : t.n_out, 1, 1};
-    spec.n_dims = t.n_out == 0 ? 1 : 2;
-    spec.format = t.n_out == 0 ? f32 : wtype;
+    spec.ne = {t.n_in, t.n_out == 0 ? 1 : t.n_out, t.n_mat, 1};
+    spec.n_dims = t.n_out == 0 ? 1 : t.n_mat > 1 ? 3 : 2;
+    spec.format = t.n_out == 0 || t.f32 ? f32 : wtype;
     specs.push_back(spec);
   }
   auto w = gguf::GgufWriter::Begin(path, kv, specs);
@@ -193,7 +219,7 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (size_t i = 0; i < ts.size(); ++i) {
     const T& t = ts[i];
-    const int64_t n = t.n_in * std::max<int64_t>(1, t.n_out);
+    const int64_t n = t.n_in * std::max<int64_t>(1, t.n_out) * t.n_mat;
     std::vector<float> v(static_cast<size_t>(n));
     const float scale = t.n_out == 0 ? 0.2f : 1.0f / std::sqrt(float(t.n_in));
     for (float& x : v) x = (t.norm ? 1.0f : 0.0f) + scale * normal(rng);

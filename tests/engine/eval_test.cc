@@ -215,7 +215,7 @@ TEST_F(Eval, ImatrixSumsSquaredInputs) {
 
   // Independently: the hook's inputs of one weight, squared and summed.
   std::vector<double> sum2(256, 0.0);
-  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n, int64_t n_in) {
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
     if (w != "blk.4.ffn_up.weight") return;
     for (int64_t t = 0; t < n; ++t) {
       for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];
@@ -237,6 +237,76 @@ TEST_F(Eval, ImatrixSumsSquaredInputs) {
   auto no_out = CollectImatrix(*model_, tokens_, o);
   ASSERT_TRUE(no_out.has_value());
   EXPECT_EQ(no_out->entries.count("output.weight"), 0u);
+}
+
+// A random qwen3moe (2 layers, 4 experts, top 2) and byte tokens of the text.
+test::RandomModelSpec SmallMoe() {
+  return {.arch = "qwen3moe", .seed = 12, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32};
+}
+
+std::vector<int32_t> ByteTokens(const std::string& text, size_t n) {
+  std::vector<int32_t> tokens;
+  for (size_t i = 0; i < n; ++i) tokens.push_back(3 + static_cast<unsigned char>(text[i]));  // <0xXX> ids
+  return tokens;
+}
+
+// Expert tensors get one slice and one count per expert, from the tokens
+// routed to it; the hook's per-expert inputs, squared and summed, agree.
+TEST(MoeImatrix, SumsAndCountsPerExpert) {
+  testing::TempDir dir;
+  test::WriteRandomModel(dir.File("moe.gguf"), SmallMoe());
+  auto file = gguf::GgufFile::Open(dir.File("moe.gguf"));
+  ASSERT_TRUE(file.has_value());
+  auto model = Model::Load(*file);
+  ASSERT_TRUE(model.has_value()) << model.error().message();
+  auto text = tokenizer::ReadTextFile(ValGz());
+  ASSERT_TRUE(text.has_value());
+  const std::vector<int32_t> tokens = ByteTokens(*text, 3 * 64);
+  ImatrixOptions o;
+  o.n_ctx = 64;
+  o.bos_id = 1;
+  auto im = CollectImatrix(*model, tokens, o);
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  const quantize::ImatrixEntry& router = im->entries.at("blk.1.ffn_gate_inp.weight");
+  EXPECT_EQ(router.counts, std::vector<float>{3 * 64});
+  for (const char* name : {"blk.0.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight", "blk.1.ffn_down_exps.weight"}) {
+    const quantize::ImatrixEntry& e = im->entries.at(name);
+    ASSERT_EQ(e.counts.size(), 4u) << name;
+    EXPECT_EQ(e.in_sum2.size(), 4u * (std::string(name).find("down") != std::string::npos ? 32 : 64)) << name;
+    // Every token reaches two experts.
+    EXPECT_EQ(e.counts[0] + e.counts[1] + e.counts[2] + e.counts[3], 2 * 3 * 64) << name;
+  }
+  EXPECT_EQ(im->entries.at("blk.1.ffn_gate_exps.weight").counts, im->entries.at("blk.1.ffn_down_exps.weight").counts);
+
+  // Independently: one expert's hooked inputs, squared and summed.
+  std::vector<double> sum2(32, 0.0);
+  int64_t count = 0;
+  ActivationHook hook = [&](const std::string& w, int64_t expert, const float* x, int64_t n, int64_t n_in) {
+    if (w != "blk.1.ffn_down_exps.weight" || expert != 2) return;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];
+    }
+    count += n;
+  };
+  RunOptions run;
+  run.hook = &hook;
+  for (int c = 0; c < 3; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * 64, tokens.begin() + (c + 1) * 64);
+    chunk[0] = 1;
+    std::vector<float> logits;
+    ASSERT_TRUE(model->Forward(chunk, 64, &logits, run).ok());
+  }
+  const quantize::ImatrixEntry& down = im->entries.at("blk.1.ffn_down_exps.weight");
+  EXPECT_EQ(down.counts[2], count);
+  for (int j = 0; j < 32; ++j) EXPECT_NEAR(down.in_sum2[2 * 32 + j], sum2[j], 1e-4 * sum2[j] + 1e-6) << j;
+
+  // Saved and loaded back, each expert's importance is its own mean.
+  ASSERT_TRUE(quantize::SaveImatrix(*im, dir.File("im.gguf")).ok());
+  auto loaded = quantize::LoadImatrix(dir.File("im.gguf"));
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().message();
+  auto imp = loaded->Importance("blk.1.ffn_down_exps.weight", 32, 4);
+  ASSERT_TRUE(imp.has_value() && imp->has_value());
+  EXPECT_NEAR((**imp)[2 * 32 + 5], sum2[5] / double(count), 1e-4 * sum2[5] / double(count));
 }
 
 TEST(EvalCli, JsonSummaryAndSavedLogits) {
@@ -343,6 +413,69 @@ TEST(ImatrixCli, LlamaCppQuantizesWithOurImatrix) {
   EXPECT_EQ(j["ok"], true) << j.dump();
   EXPECT_EQ(j["imatrix_entries"], 43);
   EXPECT_EQ(j["imatrix_chunks"], 2);
+}
+
+// With every ffn_norm zero, the router sees zeros, all experts tie and the
+// first two win every token: the other two are reported and saved with zero
+// counts, as llama-imatrix saves them.
+TEST(ImatrixCli, ReportsExpertsThatNoTokenReached) {
+  testing::TempDir dir;
+  ValSlice val;
+  test::WriteRandomModel(dir.File("moe.gguf"), SmallMoe());
+  auto bytes = testing::ReadFileBytes(dir.File("moe.gguf"));
+  {
+    auto parsed = gguf::GgufFile::Parse(bytes);
+    ASSERT_TRUE(parsed.has_value());
+    for (const auto& t : parsed->tensors()) {
+      if (t.name.ends_with("ffn_norm.weight")) {
+        std::fill_n(bytes.begin() + static_cast<long>(parsed->data_offset() + t.offset), t.n_bytes, uint8_t{0});
+      }
+    }
+  }
+  testing::WriteFileBytes(dir.File("tied.gguf"), bytes);
+  auto r = testing::RunMixq("imatrix " + Q(dir.File("tied.gguf")) + " --text " + Q(val.path()) +
+                            " --ctx 64 --chunks 2 -o " + Q(dir.File("im.gguf")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: 6 expert tensors have experts that no token reached (blk.0.ffn_down_exps.weight: 2 "
+                       "of 4)"),
+            std::string::npos)
+      << r.err;
+  auto im = quantize::LoadImatrix(dir.File("im.gguf"));
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+  EXPECT_EQ(im->entries.at("blk.1.ffn_up_exps.weight").counts, (std::vector<float>{128, 128, 0, 0}));
+  auto imp = im->Importance("blk.1.ffn_up_exps.weight", 64, 4);
+  ASSERT_TRUE(imp.has_value() && imp->has_value());
+  EXPECT_EQ((**imp)[3 * 64 + 7], 1.0f);
+
+  auto json = testing::RunMixq("imatrix --json " + Q(dir.File("tied.gguf")) + " --text " + Q(val.path()) +
+                               " --ctx 64 --chunks 2 -o " + Q(dir.File("im2.gguf")));
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(JsonLines(json.out).back()["data"]["n_entries_with_unreached_experts"], 6);
+}
+
+// llama.cpp reads our per-expert imatrix: its quantization with it equals ours.
+TEST(ImatrixCli, LlamaCppQuantizesExpertsWithOurImatrixAsWeDo) {
+  if (testing::OraclePath().empty()) GTEST_SKIP() << "gguf-oracle not configured";
+  testing::TempDir dir;
+  ValSlice val;
+  const std::string model = dir.File("moe.gguf");
+  test::WriteRandomModel(model, SmallMoe());
+  auto r = testing::RunMixq("imatrix -q " + Q(model) + " --text " + Q(val.path()) + " --ctx 64 --chunks 4 -o " +
+                            Q(dir.File("im.gguf")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ours = testing::RunMixq("quantize -q --method ggml " + Q(model) + " " + Q(dir.File("ours.gguf")) +
+                               " --type IQ4_NL --output-tensor-type IQ4_NL --token-embedding-type IQ4_NL --imatrix " +
+                               Q(dir.File("im.gguf")));
+  ASSERT_EQ(ours.exit_code, 0) << ours.err;
+  nlohmann::json j = test::RunOracle("quantize " + model + " " + dir.File("theirs.gguf") +
+                                     " IQ4_NL --pure --output-tensor-type iq4_nl --token-embedding-type iq4_nl "
+                                     "--imatrix " +
+                                     dir.File("im.gguf"));
+  ASSERT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["imatrix_entries"], 2 * 8 + 1);
+  nlohmann::json cmp = test::RunOracle("tensors " + dir.File("ours.gguf") + " --ref " + dir.File("theirs.gguf"));
+  for (const auto& t : cmp["tensors"]) EXPECT_EQ(t["bytes_equal"], true) << t["name"];
+  EXPECT_EQ(cmp["tensors"].size(), 27u);
 }
 
 }  // namespace

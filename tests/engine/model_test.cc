@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <set>
 
 #include "engine/engine.h"
 #include "engine_test_util.h"
@@ -49,6 +50,49 @@ TEST_F(RefDev, ConfigFromMetadata) {
   ASSERT_EQ(names.size(), 6u * 7 + 1);
   EXPECT_EQ(names.front(), "blk.0.attn_q.weight");
   EXPECT_EQ(names.back(), "output.weight");
+}
+
+TEST_F(RefDev, EveryTensorIsDescribedByTheArchitecture) {
+  const std::vector<WeightInfo>& weights = model_->Weights();
+  ASSERT_EQ(weights.size(), file_->tensors().size());
+  for (const auto& t : file_->tensors()) {
+    auto it = std::find_if(weights.begin(), weights.end(), [&](const WeightInfo& w) { return w.name == t.name; });
+    EXPECT_NE(it, weights.end()) << t.name;
+  }
+  EXPECT_EQ(weights.front().name, "token_embd.weight");
+  const WeightInfo& down = *std::find_if(weights.begin(), weights.end(),
+                                         [](const WeightInfo& w) { return w.name == "blk.4.ffn_down.weight"; });
+  EXPECT_EQ(down.layer, 4);
+  EXPECT_EQ(down.role, "ffn_down");
+  EXPECT_EQ(down.part, WeightPart::kFfn);
+  EXPECT_FALSE(down.per_expert);
+}
+
+TEST(DescribeWeight, LayerRoleAndExpertsFromTheTensorTables) {
+  auto exps = DescribeWeight("blk.13.ffn_down_exps.weight");
+  ASSERT_TRUE(exps.has_value());
+  EXPECT_EQ(exps->layer, 13);
+  EXPECT_EQ(exps->role, "ffn_down_exps");
+  EXPECT_EQ(exps->part, WeightPart::kExperts);
+  EXPECT_TRUE(exps->per_expert);
+  auto router = DescribeWeight("blk.0.ffn_gate_inp.weight");
+  ASSERT_TRUE(router.has_value());
+  EXPECT_EQ(router->part, WeightPart::kRouter);
+  EXPECT_FALSE(router->per_expert);
+  auto bias = DescribeWeight("blk.2.attn_q.bias");
+  ASSERT_TRUE(bias.has_value());
+  EXPECT_EQ(bias->role, "attn_q.bias");
+  EXPECT_EQ(bias->part, WeightPart::kAttention);
+  auto output = DescribeWeight("output.weight");
+  ASSERT_TRUE(output.has_value());
+  EXPECT_EQ(output->layer, -1);
+  EXPECT_EQ(output->part, WeightPart::kOutput);
+  EXPECT_EQ(DescribeWeight("token_embd.weight")->part, WeightPart::kEmbedding);
+  for (const char* name :
+       {"blk.x.attn_q.weight", "blk.1.attn_x.weight", "blk.1", "blk..attn_q.weight", "blk.-1.attn_q.weight",
+        "attn_q.weight", "blk.1.output.weight", "double_blocks.0.img_attn"}) {
+    EXPECT_FALSE(DescribeWeight(name).has_value()) << name;
+  }
 }
 
 TEST_F(RefDev, SplitPassEqualsWholePass) {
@@ -144,7 +188,7 @@ TEST_F(RefDev, HookSeesEveryLinearInputOnce) {
   std::vector<int32_t> tokens = SomeTokens(32, 4096);
   std::map<std::string, int> calls;
   std::map<std::string, std::vector<float>> first_rows;
-  ActivationHook hook = [&](const std::string& w, const float* x, int64_t n_tokens, int64_t n_in) {
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n_tokens, int64_t n_in) {
     ++calls[w];
     EXPECT_EQ(n_tokens, 32);
     first_rows[w].assign(x, x + n_in);
@@ -198,6 +242,128 @@ TEST(Model, MissingTensorIsCorruption) {
   ASSERT_FALSE(model.has_value());
   EXPECT_EQ(model.error().kind(), StatusKind::kCorruption);
   EXPECT_NE(model.error().message().find("blk.1.attn_k_norm.weight"), std::string::npos) << model.error().message();
+}
+
+// A small qwen3moe (4 experts, top 2) with one metadata key changed or a
+// tensor renamed, loaded back.
+class SmallMoe : public ::testing::Test {
+ protected:
+  static test::RandomModelSpec Spec() {
+    return {.arch = "qwen3moe", .seed = 11, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32};
+  }
+  Status LoadWith(const std::string& key, std::optional<gguf::Value> value, const std::string& rename_from = "",
+                  const std::string& rename_to = "") {
+    test::WriteRandomModel(dir_.File("good.gguf"), Spec());
+    auto good = gguf::GgufFile::Open(dir_.File("good.gguf"));
+    EXPECT_TRUE(good.has_value());
+    std::vector<gguf::KeyValue> kv = good->metadata();
+    if (!key.empty()) {
+      if (value) {
+        gguf::SetValue(kv, key, *value);
+      } else {
+        gguf::EraseKey(kv, key);
+      }
+    }
+    std::vector<gguf::TensorSpec> specs;
+    for (const auto& t : good->tensors()) {
+      specs.push_back({t.name == rename_from ? rename_to : t.name, t.ne, t.n_dims, t.format});
+    }
+    auto writer = gguf::GgufWriter::Begin(dir_.File("bad.gguf"), kv, specs);
+    EXPECT_TRUE(writer.has_value());
+    for (const auto& t : good->tensors()) EXPECT_TRUE(writer->WriteTensor(good->TensorData(t)).ok());
+    EXPECT_TRUE(writer->Finish().ok());
+    file_ = std::make_unique<gguf::GgufFile>(std::move(gguf::GgufFile::Open(dir_.File("bad.gguf")).value()));
+    auto model = Model::Load(*file_);
+    return model.has_value() ? Status::Ok() : model.error();
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<gguf::GgufFile> file_;
+};
+
+TEST_F(SmallMoe, TheUntouchedModelLoads) {
+  Status s = LoadWith("", std::nullopt);
+  EXPECT_TRUE(s.ok()) << s.message();
+  auto model = Model::Load(*file_);
+  ASSERT_TRUE(model.has_value());
+  EXPECT_EQ(model->config().n_expert, 4);
+  EXPECT_EQ(model->config().n_expert_used, 2);
+  EXPECT_EQ(model->config().n_ff_exp, 32);
+  EXPECT_TRUE(model->config().expert_weights_norm);
+  const std::vector<std::string> names = model->LinearWeights();
+  EXPECT_NE(std::find(names.begin(), names.end(), "blk.1.ffn_gate_inp.weight"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "blk.1.ffn_down_exps.weight"), names.end());
+}
+
+// Each token reaches n_expert_used experts; each expert's products see only
+// its tokens, and a token's result does not depend on which other tokens
+// share its experts.
+TEST_F(SmallMoe, ExpertsSeeTheirTokensOnlyAndBatchesDoNotMatter) {
+  ASSERT_TRUE(LoadWith("", std::nullopt).ok());
+  auto model = Model::Load(*file_);
+  ASSERT_TRUE(model.has_value());
+  std::map<std::string, int64_t> rows;
+  std::set<int64_t> experts;
+  ActivationHook hook = [&](const std::string& w, int64_t expert, const float*, int64_t n_tokens, int64_t n_in) {
+    rows[w] += n_tokens;
+    if (w == "blk.0.ffn_down_exps.weight") {
+      experts.insert(expert);
+      EXPECT_EQ(n_in, 32);
+    } else if (w.find("_exps") == std::string::npos) {
+      EXPECT_EQ(expert, -1) << w;
+    }
+  };
+  RunOptions o;
+  o.hook = &hook;
+  std::vector<int32_t> tokens = SomeTokens(64, 259);
+  std::vector<float> both;
+  o.seq_len = 32;
+  ASSERT_TRUE(model->Forward(tokens, 0, &both, o).ok());
+  EXPECT_EQ(rows["blk.0.ffn_gate_inp.weight"], 64);
+  EXPECT_EQ(rows["blk.0.ffn_gate_exps.weight"], 64 * 2);
+  EXPECT_EQ(rows["blk.1.ffn_down_exps.weight"], 64 * 2);
+  EXPECT_GE(experts.size(), 2u);
+  for (int64_t e : experts) EXPECT_TRUE(e >= 0 && e < 4) << e;
+
+  o.hook = nullptr;
+  o.seq_len = 0;
+  std::vector<float> first, second;
+  ASSERT_TRUE(model->Forward(std::span(tokens).first(32), 0, &first, o).ok());
+  ASSERT_TRUE(model->Forward(std::span(tokens).last(32), 0, &second, o).ok());
+  first.insert(first.end(), second.begin(), second.end());
+  EXPECT_EQ(first, both);
+}
+
+TEST_F(SmallMoe, MissingExpertTensor) {
+  Status s = LoadWith("", std::nullopt, "blk.1.ffn_up_exps.weight", "blk.1.ffn_up_expz.weight");
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("missing tensor 'blk.1.ffn_up_exps.weight'"), std::string::npos) << s.message();
+}
+
+TEST_F(SmallMoe, ExpertCountDisagreesWithTheTensors) {
+  Status s = LoadWith("qwen3moe.expert_count", gguf::Value::Uint32(6));
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("'blk.0.ffn_gate_inp.weight' has shape 64 x 4, expected 64 x 6"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(SmallMoe, ExpertWidthDisagreesWithTheTensors) {
+  Status s = LoadWith("qwen3moe.expert_feed_forward_length", gguf::Value::Uint32(48));
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("'blk.0.ffn_gate_exps.weight' has shape 64 x 32 x 4, expected 64 x 48 x 4"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(SmallMoe, MoreExpertsUsedThanThereAre) {
+  Status s = LoadWith("qwen3moe.expert_used_count", gguf::Value::Uint32(5));
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("expert_used_count 5 exceeds expert_count 4"), std::string::npos) << s.message();
+}
+
+TEST_F(SmallMoe, NoExpertCount) {
+  Status s = LoadWith("qwen3moe.expert_count", std::nullopt);
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("qwen3moe.expert_count 0 is outside 1..1024"), std::string::npos) << s.message();
 }
 
 }  // namespace

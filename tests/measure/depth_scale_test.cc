@@ -16,8 +16,10 @@ TEST(ProbeLayersTest, EvenlySpacedWithFirstAndLast) {
 }
 
 TEST(RoleOfTest, StripsTheBlockPrefix) {
-  EXPECT_EQ(RoleOf("blk.12.ffn_down.weight"), "ffn_down.weight");
-  EXPECT_EQ(RoleOf("output.weight"), "output.weight");
+  EXPECT_EQ(RoleOf("blk.12.ffn_down.weight"), "ffn_down");
+  EXPECT_EQ(RoleOf("blk.3.ffn_up_exps.weight"), "ffn_up_exps");
+  EXPECT_EQ(RoleOf("output.weight"), "output");
+  EXPECT_EQ(RoleOf("double_blocks.7.img_mod.lin.weight"), "double_blocks.7.img_mod.lin.weight");
 }
 
 TEST(DepthScaleTest, InterpolatesRatiosGeometricallyAndHoldsThemOutside) {

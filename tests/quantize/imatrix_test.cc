@@ -65,6 +65,29 @@ TEST(Imatrix, SaveRefusesNonFiniteValues) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("im.gguf")));
 }
 
+// 3-D expert tensors: one slice of sums and one count per expert, each
+// slice divided by its own count; experts no token reached get 1.
+TEST(Imatrix, ExpertSlicesUseTheirOwnCounts) {
+  Imatrix im;
+  ImatrixEntry e;
+  for (int m = 0; m < 3; ++m) {
+    for (int j = 0; j < 4; ++j) e.in_sum2.push_back(static_cast<float>(10 * m + j));
+  }
+  e.counts = {2.0f, 0.0f, 5.0f};
+  im.entries["blk.0.ffn_up_exps.weight"] = e;
+  auto v = im.Importance("blk.0.ffn_up_exps.weight", 4, 3);
+  ASSERT_TRUE(v.has_value() && v->has_value()) << (v.has_value() ? "" : v.error().message());
+  EXPECT_EQ(**v, (std::vector<float>{0.0f, 0.5f, 1.0f, 1.5f, 1, 1, 1, 1, 4.0f, 4.2f, 4.4f, 4.6f}));
+  // As a dense weight of 12 columns, or with 4 experts: a size mismatch.
+  EXPECT_FALSE(im.Importance("blk.0.ffn_up_exps.weight", 12).has_value());
+  EXPECT_FALSE(im.Importance("blk.0.ffn_up_exps.weight", 3, 4).has_value());
+  // One count for every expert (legacy files) divides every slice.
+  im.entries["blk.0.ffn_up_exps.weight"].counts = {10.0f};
+  auto shared = im.Importance("blk.0.ffn_up_exps.weight", 4, 3);
+  ASSERT_TRUE(shared.has_value() && shared->has_value());
+  EXPECT_FLOAT_EQ((**shared)[9], 2.1f);
+}
+
 TEST(Imatrix, ReadsLegacyDatFormat) {
   std::vector<uint8_t> dat;
   AppendI32(dat, 1);
