@@ -212,12 +212,12 @@ int RunQuantize(int argc, char** argv) {
     listed.push_back(item.Dump());
   }
   tt.push_back({nullptr, GGML_TYPE_COUNT});
-  if (!overrides.empty()) params.tt_overrides = tt.data();
-  if (!overrides.empty() || output_type || embedding_type) {
+  if (!overrides.empty()) {
+    params.tt_overrides = tt.data();
     j.SetRaw("tensor_type_overrides", JsonArray(listed));
-    if (output_type) j.Str("output_tensor_type", ggml_type_name(params.output_tensor_type));
-    if (embedding_type) j.Str("token_embedding_type", ggml_type_name(params.token_embedding_type));
   }
+  if (output_type) j.Str("output_tensor_type", ggml_type_name(params.output_tensor_type));
+  if (embedding_type) j.Str("token_embedding_type", ggml_type_name(params.token_embedding_type));
 
   Stopwatch clock;
   const bool ok = llama_model_quantize(in.c_str(), out.c_str(), &params) == 0;

@@ -111,15 +111,17 @@ int RunTensors(int argc, char** argv) {
   j.Str("file", path);
   TensorFile file(path);
   j.Bool("gguf_ok", file.ok());
+  if (!file.ok()) {
+    j.Str("error", "not a GGUF file ggml reads");
+    return Finish(j, false);
+  }
   std::optional<TensorFile> ref;
   if (const std::optional<std::string> ref_path = args.Value("--ref")) {
     ref.emplace(*ref_path);
-    j.Str("ref", *ref_path);
-    j.Bool("ref_ok", ref->ok());
-  }
-  if (!file.ok() || (ref && !ref->ok())) {
-    j.Str("error", "not a GGUF file ggml reads");
-    return Finish(j, false);
+    if (!ref->ok()) {
+      j.Str("error", "the reference " + *ref_path + " is not a GGUF file ggml reads");
+      return Finish(j, false);
+    }
   }
   bool all_valid = true, all_compared = true;
   std::vector<std::string> tensors;
