@@ -26,6 +26,7 @@ Args::Args(int argc, char** argv, const std::vector<std::string>& valued, const 
     } else if (contains(valued, a)) {
       if (i + 1 >= argc) throw UsageError(a + " needs a value");
       values_[a].push_back(argv[++i]);
+      in_order_.emplace_back(a, argv[i]);
     } else {
       throw UsageError("unknown option " + a);
     }
@@ -41,6 +42,14 @@ std::optional<std::string> Args::Value(const std::string& name) const {
 std::vector<std::string> Args::Values(const std::string& name) const {
   auto it = values_.find(name);
   return it == values_.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::vector<std::pair<std::string, std::string>> Args::InOrder(const std::vector<std::string>& names) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& item : in_order_) {
+    if (std::find(names.begin(), names.end(), item.first) != names.end()) out.push_back(item);
+  }
+  return out;
 }
 
 int64_t Args::Positive(const std::string& name, int64_t fallback) const {

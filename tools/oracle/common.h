@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gguf.h"
@@ -35,12 +36,15 @@ class Args {
   bool Has(const std::string& name) const { return values_.contains(name); }
   std::optional<std::string> Value(const std::string& name) const;
   std::vector<std::string> Values(const std::string& name) const;
+  // The values of several options, in command-line order, each with its option's name.
+  std::vector<std::pair<std::string, std::string>> InOrder(const std::vector<std::string>& names) const;
   // The value as a positive integer, or `fallback` when the option is absent.
   int64_t Positive(const std::string& name, int64_t fallback) const;
 
  private:
   std::vector<std::string> positional_;
   std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::pair<std::string, std::string>> in_order_;
 };
 
 // Loads the CPU backend (from $GGUF_ORACLE_BACKEND_DIR, or bins/ beside the

@@ -91,13 +91,17 @@ Override ParseOverride(const std::string& item) {
   return {pattern, ParseGgmlType(item.substr(eq + 1))};
 }
 
-// --tensor-type items, then the whitespace-separated items of --tensor-type-file.
+// The items of --tensor-type and of the --tensor-type-file files (whitespace-separated), in command-line order:
+// the first pattern that matches a tensor wins.
 std::vector<Override> ParseOverrides(const Args& args) {
   std::vector<Override> overrides;
-  for (const std::string& item : args.Values("--tensor-type")) overrides.push_back(ParseOverride(item));
-  if (const std::optional<std::string> path = args.Value("--tensor-type-file")) {
-    std::ifstream in(*path);
-    if (!in) throw UsageError("cannot read --tensor-type-file " + *path);
+  for (const auto& [option, value] : args.InOrder({"--tensor-type", "--tensor-type-file"})) {
+    if (option == "--tensor-type") {
+      overrides.push_back(ParseOverride(value));
+      continue;
+    }
+    std::ifstream in(value);
+    if (!in) throw UsageError("cannot read --tensor-type-file " + value);
     for (std::string item; in >> item;) overrides.push_back(ParseOverride(item));
   }
   return overrides;
