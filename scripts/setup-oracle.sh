@@ -29,7 +29,10 @@ fetch() {
   tgz="$(tarball "$pkg")"
   if [ ! -f "$tgz" ] || [ "$(sri_of "$tgz")" != "${integrity[$pkg]}" ]; then
     rm -f "$tgz"
-    (cd "$dir" && npm pack --silent --cache npm-cache "$pkg@$version" > /dev/null)
+    if ! (cd "$dir" && npm pack --loglevel=error --cache npm-cache "$pkg@$version" > /dev/null); then
+      echo "setup-oracle: npm pack $pkg@$version failed (see npm's message above)" >&2
+      exit 1
+    fi
   fi
   local got
   got="$(sri_of "$tgz")"
