@@ -186,6 +186,7 @@ int RunEval(int argc, char** argv) {
   }
   if (args.Has("--text-file") && args.Has("--token-file")) throw UsageError("--text-file or --token-file, not both");
   const int threads = static_cast<int>(args.Positive("--threads", 2));
+  if (args.Positive("--ctx", 512) < 3) throw UsageError("--ctx must be at least 3");
   const std::string path = args.positional(0);
   JsonObject j;
   j.Str("file", path);
@@ -234,7 +235,6 @@ int RunEval(int argc, char** argv) {
   j.Int("first_scored", plan.first());
   j.Int("n_scored", plan.n_chunks * plan.n_scored());
   j.Bool("ctx_exceeds_train", plan.n_ctx > llama_model_n_ctx_train(model.get()));
-  if (plan.n_ctx < 3) throw UsageError("--ctx must be at least 3");
   if (ref) {
     std::string error;
     if (args.Has("--ctx") && args.Positive("--ctx", 0) != plan.n_ctx) error = "the reference has another --ctx";
