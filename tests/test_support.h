@@ -9,8 +9,8 @@
 
 namespace mixq::testing {
 
-std::string TestDataPath(const std::string& file);  // tests/data/ (tests/data/README.md says where each came from)
-std::string RefDevModel();                          // the F16 GGUF the repo ships
+std::string TestDataPath(const std::string& file);   // tests/data/ (tests/data/README.md says where each came from)
+std::string RefDevModel();                           // the F16 GGUF the repo ships
 std::string RefVectorPath(const std::string& file);  // ggml's outputs per block type
 std::string SeedPath(const std::string& file);       // the documents the project started from
 std::vector<uint8_t> ReadFileBytes(const std::string& path);

@@ -14,7 +14,7 @@
 // --threads=N (default 2), --chunks=N (default 8; the synthetic model runs 2),
 // --no_synthetic skips the large model.
 //
-//   build-bench/bench/eval_bench --oracle=/work/.oracle/gguf-oracle --benchmark_repetitions=3
+//   build-bench/bench/eval_bench --oracle=.oracle/gguf-oracle --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

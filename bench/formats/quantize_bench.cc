@@ -9,7 +9,7 @@
 // (libggml-base.so); without it the anchor rows are skipped. --model=PATH
 // reads another F16 GGUF with a token_embd.weight.
 //
-//   build-bench/bench/quantize_bench --ggml_base=/work/.oracle/bins/libggml-base.so
+//   build-bench/bench/quantize_bench --ggml_base=.oracle/bins/libggml-base.so
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 

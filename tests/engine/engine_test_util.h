@@ -24,7 +24,7 @@ inline nlohmann::json RunOracle(const std::string& args) {
   return nlohmann::json::parse(r.out, nullptr, false);
 }
 
-// The oracle's text-mode logits file (README of tools/llama-oracle).
+// The oracle's text-mode logits file (tools/oracle/README.md).
 struct Lgt2 {
   uint32_t n_ctx = 0, n_chunks = 0, n_vocab = 0, first = 0, n_scored = 0;
   std::vector<int32_t> tokens;
@@ -109,9 +109,9 @@ struct RandomModelSpec {
 };
 
 // A random-weight model with a byte-fallback SPM vocab (<unk>, <s>, </s>,
-// <0x00>..<0xFF>), as make-tiny-llama-gguf.mjs builds for llama, with the
-// extra tensors qwen2 (q/k/v biases), qwen3 and qwen3moe (q/k norms) and
-// routed experts (router, 3-D expert tensors) need.
+// <0x00>..<0xFF>: every text tokenizes), with the extra tensors qwen2 (q/k/v
+// biases), qwen3 and qwen3moe (q/k norms) and routed experts (router, 3-D
+// expert tensors) need.
 inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) {
   const int64_t n_vocab = 259;
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
