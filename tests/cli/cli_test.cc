@@ -472,7 +472,8 @@ TEST(Cli, ForeignImatricesAreRefused) {
   auto wrong_length = RunMixq("quantize " + model + " " + out + " --type Q4_K --imatrix " +
                               SavedImatrix(dir, "short.gguf", {"blk.0.attn_q.weight", "blk.0.attn_k.weight"}, 128));
   EXPECT_EQ(wrong_length.exit_code, 3) << wrong_length.err;
-  EXPECT_NE(wrong_length.err.find("imatrix entry 'blk.0.attn_k.weight' has 128 values and 1 counts, the tensor has 1 matrices with rows of 256"),
+  EXPECT_NE(wrong_length.err.find("imatrix entry 'blk.0.attn_k.weight' has 128 values and 1 counts, the tensor has 1 "
+                                  "matrices with rows of 256"),
             std::string::npos)
       << wrong_length.err;
   EXPECT_FALSE(std::filesystem::exists(dir.File("q.gguf")));
