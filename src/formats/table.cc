@@ -18,6 +18,12 @@ constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 
 // One table row, built column by column: B<Block>(...).Decode(...).Encode(...)...
 struct Row {
   Format f;
+  template <typename Edit>
+  constexpr Row Set(Edit edit) const {
+    Row r = *this;
+    edit(r.f);
+    return r;
+  }
   constexpr Row Decode(DequantizeRowFn fn) const {
     return Set([&](Format& x) { x.dequantize_row = fn; });
   }
@@ -50,12 +56,6 @@ struct Row {
   }
   constexpr Row VecDot(int32_t id) const {
     return Set([&](Format& x) { x.vec_dot_id = id; });
-  }
-  template <typename Edit>
-  constexpr Row Set(Edit edit) const {
-    Row r = *this;
-    edit(r.f);
-    return r;
   }
 };
 
