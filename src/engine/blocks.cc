@@ -73,6 +73,30 @@ void Swiglu(float* gate, const float* up, int64_t n) {
   }
 }
 
+namespace {
+
+// One SwiGLU feed-forward, down(silu(gate·x) ⊙ up·x), of n rows of x into y
+// (n × down's outputs). The activation hook sees the inputs under `named`'s
+// weights and `expert` (an expert's slice multiplies, its 3-D tensor is named).
+struct SwigluWeights {
+  const Weight *gate, *up, *down;
+  const Weight *gate_bias = nullptr, *up_bias = nullptr, *down_bias = nullptr;
+};
+void SwigluFfn(const SwigluWeights& w, const SwigluWeights& named, int64_t expert, const float* x, int64_t n, float* y,
+               Buffers& b, const RunOptions& options) {
+  const int64_t n_ff = w.gate->n_out;
+  Grow(b.gate, n * n_ff);
+  Grow(b.up, n * n_ff);
+  Hook(options, named.gate, expert, x, n);
+  Hook(options, named.up, expert, x, n);
+  MatMul({{w.gate, w.gate_bias, b.gate.data()}, {w.up, w.up_bias, b.up.data()}}, x, n, b, options);
+  Swiglu(b.gate.data(), b.up.data(), n * n_ff);
+  Hook(options, named.down, expert, b.gate.data(), n);
+  MatMul({{w.down, w.down_bias, y}}, b.gate.data(), n, b, options);
+}
+
+}  // namespace
+
 void AttentionBlock(LayerContext& c) {
   const ModelConfig& cfg = c.config;
   const LayerWeights& l = c.weights;
@@ -120,25 +144,14 @@ void AttentionBlock(LayerContext& c) {
 }
 
 void FfnBlock(LayerContext& c) {
-  const ModelConfig& cfg = c.config;
   const LayerWeights& l = c.weights;
   Buffers& b = c.buffers;
-  const int64_t n_tokens = c.n_tokens;
   NormInput(c, Role::kFfnNorm);
-  Grow(b.gate, n_tokens * cfg.n_ff);
-  Grow(b.up, n_tokens * cfg.n_ff);
-  Grow(b.q, n_tokens * cfg.n_embd);
-  const Weight* gate = l[Role::kFfnGate];
-  const Weight* up = l[Role::kFfnUp];
-  const Weight* down = l[Role::kFfnDown];
-  Hook(c.options, gate, -1, b.norm.data(), n_tokens);
-  Hook(c.options, up, -1, b.norm.data(), n_tokens);
-  MatMul({{gate, l[Role::kFfnGateBias], b.gate.data()}, {up, l[Role::kFfnUpBias], b.up.data()}}, b.norm.data(),
-         n_tokens, b, c.options);
-  Swiglu(b.gate.data(), b.up.data(), n_tokens * cfg.n_ff);
-  Hook(c.options, down, -1, b.gate.data(), n_tokens);
-  MatMul({{down, l[Role::kFfnDownBias], b.q.data()}}, b.gate.data(), n_tokens, b, c.options);
-  AddResidual(c.hidden, b.q.data(), n_tokens * cfg.n_embd);
+  Grow(b.q, c.n_tokens * c.config.n_embd);
+  const SwigluWeights w{l[Role::kFfnGate],     l[Role::kFfnUp],     l[Role::kFfnDown],
+                        l[Role::kFfnGateBias], l[Role::kFfnUpBias], l[Role::kFfnDownBias]};
+  SwigluFfn(w, w, -1, b.norm.data(), c.n_tokens, b.q.data(), b, c.options);
+  AddResidual(c.hidden, b.q.data(), c.n_tokens * c.config.n_embd);
 }
 
 // Tokens are grouped by expert, so that each expert's weights are decoded
@@ -153,7 +166,6 @@ void MoeBlock(LayerContext& c) {
   const Weight* gate = l[Role::kFfnGateExps];
   const Weight* up = l[Role::kFfnUpExps];
   const Weight* down = l[Role::kFfnDownExps];
-  const int64_t n_ff = gate->n_out;
   NormInput(c, Role::kFfnNorm);
   Route(c);
 
@@ -171,15 +183,8 @@ void MoeBlock(LayerContext& c) {
       std::copy(x, x + n_embd, b.expert_in.data() + i * n_embd);
     }
     const Weight gate_e = gate->Expert(e), up_e = up->Expert(e), down_e = down->Expert(e);
-    Grow(b.gate, n * n_ff);
-    Grow(b.up, n * n_ff);
     Grow(b.expert_y, n * n_embd);
-    Hook(c.options, gate, e, b.expert_in.data(), n);
-    Hook(c.options, up, e, b.expert_in.data(), n);
-    MatMul({{&gate_e, nullptr, b.gate.data()}, {&up_e, nullptr, b.up.data()}}, b.expert_in.data(), n, b, c.options);
-    Swiglu(b.gate.data(), b.up.data(), n * n_ff);
-    Hook(c.options, down, e, b.gate.data(), n);
-    MatMul({{&down_e, nullptr, b.expert_y.data()}}, b.gate.data(), n, b, c.options);
+    SwigluFfn({&gate_e, &up_e, &down_e}, {gate, up, down}, e, b.expert_in.data(), n, b.expert_y.data(), b, c.options);
     for (int64_t i = 0; i < n; ++i) {
       const float w = b.route_weights[rows[i]];
       const float* y = b.expert_y.data() + i * n_embd;

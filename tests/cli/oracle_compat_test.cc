@@ -10,6 +10,7 @@
 #include "engine/engine_test_util.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
+#include "plan/plan.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
 
@@ -37,25 +38,65 @@ nlohmann::json Oracle(const std::string& args) {
   return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
 }
 
-// A deterministic imatrix covering every blk.* linear weight of ref-dev.
-std::string WriteImatrix(const TempDir& dir) {
-  auto model = gguf::GgufFile::Open(testing::RefDevModel());
+// A deterministic imatrix over the blk.* weights of `model` that `include`
+// accepts: gamma-distributed sums, count(tensor, matrix) tokens for each
+// matrix (each expert of a 3-D tensor has its own), saved at `path`.
+template <typename Include, typename Count>
+std::string SaveSyntheticImatrix(const std::string& model, uint32_t seed, Include include, Count count,
+                                 const std::string& path) {
+  auto file = gguf::GgufFile::Open(model);
+  EXPECT_TRUE(file.has_value());
   quantize::Imatrix im;
   im.datasets = {"synthetic"};
   im.chunk_count = 1;
   im.chunk_size = 512;
-  std::mt19937 rng(7);
+  std::mt19937 rng(seed);
   std::gamma_distribution<float> dist(0.7f, 1.0f);
-  for (const auto& t : model->tensors()) {
-    if (t.name.rfind("blk.", 0) != 0 || !quantize::IsQuantizable(t)) continue;
+  for (const auto& t : file->tensors()) {
+    if (t.name.rfind("blk.", 0) != 0 || !include(t)) continue;
     quantize::ImatrixEntry e;
-    for (int64_t j = 0; j < t.ne[0]; ++j) e.in_sum2.push_back(512.0f * dist(rng));
-    e.counts = {512.0f};
+    for (int64_t m = 0; m < t.ne[2]; ++m) {
+      const float n = count(t, m);
+      for (int64_t j = 0; j < t.ne[0]; ++j) e.in_sum2.push_back(n * dist(rng));
+      e.counts.push_back(n);
+    }
     im.entries[t.name] = std::move(e);
   }
-  std::string path = dir.File("imatrix.gguf");
   EXPECT_TRUE(quantize::SaveImatrix(im, path).ok());
   return path;
+}
+
+// Every blk.* linear weight of ref-dev, 512 tokens each.
+std::string WriteImatrix(const TempDir& dir) {
+  return SaveSyntheticImatrix(
+      testing::RefDevModel(), 7, [](const gguf::TensorInfo& t) { return quantize::IsQuantizable(t); },
+      [](const gguf::TensorInfo&, int64_t) { return 512.0f; }, dir.File("imatrix.gguf"));
+}
+
+// `model` quantized by `mixq quantize --method ggml` to `p.type` in every
+// tensor, and by llama.cpp's --pure preset: llama.cpp must load ours, and every
+// tensor must be byte-identical. Returns the oracle's quantize report.
+nlohmann::json CheckBytesEqual(const TempDir& dir, const Preset& p, const std::string& model,
+                               const std::string& imatrix) {
+  const std::string lower = plan::LlamaTypeName(p.type);
+  const std::string imat_flag = imatrix.empty() ? "" : " --imatrix " + Q(imatrix);
+  const std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
+  auto r = testing::RunMixq("quantize -q --method ggml " + Q(model) + " " + Q(ours) + " --type " + p.type +
+                            " --output-tensor-type " + p.type + " --token-embedding-type " + p.type + imat_flag);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto q = Oracle("quantize " + Q(model) + " " + Q(theirs) + " " + p.ftype + " --pure --output-tensor-type " + lower +
+                  " --token-embedding-type " + lower + imat_flag);
+  EXPECT_EQ(q["ok"], true) << q.dump();
+  auto info = Oracle("info " + Q(ours));
+  EXPECT_EQ(info["load_ok"], true) << info.dump();
+  auto cmp = Oracle("tensors " + Q(ours) + " --ref " + Q(theirs));
+  EXPECT_EQ(cmp["all_valid"], true);
+  EXPECT_FALSE(cmp["tensors"].empty());
+  for (const auto& t : cmp["tensors"]) {
+    EXPECT_EQ(t["type"], t["ref_type"]) << t["name"];
+    EXPECT_EQ(t["bytes_equal"], true) << p.type << imat_flag << " " << t["name"];
+  }
+  return q;
 }
 
 class OracleCompat : public ::testing::TestWithParam<Preset> {
@@ -63,37 +104,14 @@ class OracleCompat : public ::testing::TestWithParam<Preset> {
   void SetUp() override {
     if (testing::OraclePath().empty()) GTEST_SKIP() << "no gguf-oracle configured (MIXQ_ORACLE)";
   }
-  void CheckBytesEqual(bool with_imatrix) {
+  void CheckRefDevBytesEqual(bool with_imatrix) {
     TempDir dir;
-    const Preset& p = GetParam();
-    std::string lower = p.type;
-    for (auto& c : lower) c = static_cast<char>(std::tolower(c));
-    if (lower.back() == 'k') lower.back() = 'K';
-    std::string imatrix = with_imatrix ? WriteImatrix(dir) : "";
-    std::string imat_flag = with_imatrix ? " --imatrix " + Q(imatrix) : "";
-    std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
-    auto r =
-        testing::RunMixq("quantize -q --method ggml " + Q(testing::RefDevModel()) + " " + Q(ours) + " --type " +
-                         p.type + " --output-tensor-type " + p.type + " --token-embedding-type " + p.type + imat_flag);
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    auto q = Oracle("quantize " + Q(testing::RefDevModel()) + " " + Q(theirs) + " " + p.ftype +
-                    " --pure --output-tensor-type " + lower + " --token-embedding-type " + lower + imat_flag);
-    ASSERT_EQ(q["ok"], true) << q.dump();
-
-    auto info = Oracle("info " + Q(ours));
-    EXPECT_EQ(info["load_ok"], true) << info.dump();
-    auto cmp = Oracle("tensors " + Q(ours) + " --ref " + Q(theirs));
-    EXPECT_EQ(cmp["all_valid"], true);
-    ASSERT_FALSE(cmp["tensors"].empty());
-    for (const auto& t : cmp["tensors"]) {
-      EXPECT_EQ(t["type"], t["ref_type"]) << t["name"];
-      EXPECT_EQ(t["bytes_equal"], true) << p.type << (with_imatrix ? " imatrix " : " ") << t["name"];
-    }
+    CheckBytesEqual(dir, GetParam(), testing::RefDevModel(), with_imatrix ? WriteImatrix(dir) : "");
   }
 };
 
-TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithoutImatrix) { CheckBytesEqual(false); }
-TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithImatrix) { CheckBytesEqual(true); }
+TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithoutImatrix) { CheckRefDevBytesEqual(false); }
+TEST_P(OracleCompat, GgmlMethodIsByteIdenticalWithImatrix) { CheckRefDevBytesEqual(true); }
 
 // Our own search writes different bytes; llama.cpp must load them and decode
 // them to the same numbers our dequantizer gives.
@@ -150,26 +168,12 @@ void WriteMoe(const TempDir& dir, std::string* model, std::string* imatrix) {
                                           .n_expert = 4,
                                           .n_expert_used = 2,
                                           .n_ff_exp = 256});
-  auto file = gguf::GgufFile::Open(*model);
-  ASSERT_TRUE(file.has_value());
-  quantize::Imatrix im;
-  im.datasets = {"synthetic"};
-  im.chunk_count = 1;
-  im.chunk_size = 512;
-  std::mt19937 rng(8);
-  std::gamma_distribution<float> dist(0.7f, 1.0f);
-  for (const auto& t : file->tensors()) {
-    if (t.name.rfind("blk.", 0) != 0 || t.n_dims < 2) continue;
-    quantize::ImatrixEntry e;
-    for (int64_t m = 0; m < t.ne[2]; ++m) {
-      const float count = t.ne[2] == 1 ? 512.0f : m == 2 ? 0.0f : 100.0f * static_cast<float>(m + 1);
-      for (int64_t j = 0; j < t.ne[0]; ++j) e.in_sum2.push_back(count * dist(rng));
-      e.counts.push_back(count);
-    }
-    im.entries[t.name] = std::move(e);
-  }
-  *imatrix = dir.File("moe-imatrix.gguf");
-  ASSERT_TRUE(quantize::SaveImatrix(im, *imatrix).ok());
+  *imatrix = SaveSyntheticImatrix(
+      *model, 8, [](const gguf::TensorInfo& t) { return t.n_dims >= 2; },
+      [](const gguf::TensorInfo& t, int64_t m) {
+        return t.ne[2] == 1 ? 512.0f : m == 2 ? 0.0f : 100.0f * static_cast<float>(m + 1);
+      },
+      dir.File("moe-imatrix.gguf"));
 }
 
 class OracleCompatMoe : public OracleCompat {};
@@ -178,31 +182,12 @@ class OracleCompatMoe : public OracleCompat {};
 // router stays F32 as in llama.cpp.
 TEST_P(OracleCompatMoe, ExpertTensorsAreByteIdentical) {
   TempDir dir;
-  const Preset& p = GetParam();
   std::string model, imatrix;
   WriteMoe(dir, &model, &imatrix);
-  std::string lower = p.type;
-  for (auto& c : lower) c = static_cast<char>(std::tolower(c));
-  if (lower.back() == 'k') lower.back() = 'K';
-  for (const std::string& imat_flag : {std::string(), " --imatrix " + Q(imatrix)}) {
-    std::string ours = dir.File("ours.gguf"), theirs = dir.File("theirs.gguf");
-    auto r = testing::RunMixq("quantize -q --method ggml " + Q(model) + " " + Q(ours) + " --type " + p.type +
-                              " --output-tensor-type " + p.type + " --token-embedding-type " + p.type + imat_flag);
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    auto q = Oracle("quantize " + Q(model) + " " + Q(theirs) + " " + p.ftype + " --pure --output-tensor-type " + lower +
-                    " --token-embedding-type " + lower + imat_flag);
-    ASSERT_EQ(q["ok"], true) << q.dump();
+  for (const std::string& with : {std::string(), imatrix}) {
+    const nlohmann::json q = CheckBytesEqual(dir, GetParam(), model, with);
     EXPECT_EQ(q["tensor_types"]["blk.1.ffn_gate_inp.weight"], "f32");
-    EXPECT_EQ(q["tensor_types"]["blk.1.ffn_down_exps.weight"], lower);
-    auto info = Oracle("info " + Q(ours));
-    EXPECT_EQ(info["load_ok"], true) << info.dump();
-    auto cmp = Oracle("tensors " + Q(ours) + " --ref " + Q(theirs));
-    EXPECT_EQ(cmp["all_valid"], true);
-    ASSERT_FALSE(cmp["tensors"].empty());
-    for (const auto& t : cmp["tensors"]) {
-      EXPECT_EQ(t["type"], t["ref_type"]) << t["name"];
-      EXPECT_EQ(t["bytes_equal"], true) << p.type << imat_flag << " " << t["name"];
-    }
+    EXPECT_EQ(q["tensor_types"]["blk.1.ffn_down_exps.weight"], plan::LlamaTypeName(GetParam().type));
   }
 }
 

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "plan/plan.h"
 #include "test_support.h"
 
 namespace mixq::cli {
@@ -64,9 +65,7 @@ TEST(TypesVsLlama, BestKldIsNoWorseThanLlamaCpp) {
                              {"IQ4_XS", "IQ4_XS", true}};
   for (const Case& c : kCases) {
     SCOPED_TRACE(std::string(c.type) + (c.imatrix ? " with imatrix" : " without imatrix"));
-    std::string lower = c.type;
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(ch));
-    if (lower.back() == 'k') lower.back() = 'K';
+    const std::string lower = plan::LlamaTypeName(c.type);
     const std::string imat_flag = c.imatrix ? " --imatrix " + Q(imatrix) : "";
     const std::string theirs = dir.File("llama.gguf"), ours = dir.File("best.gguf");
     auto q = Oracle("quantize " + Q(model) + " " + Q(theirs) + " " + c.ftype + " --pure --output-tensor-type " + lower +
