@@ -15,6 +15,7 @@
 #define MIXQ_GGUF_GGUF_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -119,6 +120,12 @@ class GgufFile {
   // 0.1 s per GB once the file is in memory) and kept.
   const std::string& ContentHash() const;
 
+  // Whether `tensor` (one of this file's) was already checked to hold only
+  // finite values, so that the models, measurements and quantizations that
+  // share this file decode it for that check once (quantize::CheckTensorFinite).
+  bool KnownFinite(const TensorInfo& tensor) const;
+  void MarkFinite(const TensorInfo& tensor) const;
+
  private:
   GgufFile() = default;
   Status ParseAll();
@@ -137,6 +144,7 @@ class GgufFile {
   std::vector<KeyValue> metadata_;
   std::vector<TensorInfo> tensors_;
   std::unique_ptr<LazyHash> content_hash_ = std::make_unique<LazyHash>();
+  std::unique_ptr<std::atomic<bool>[]> finite_;  // one flag per tensor, set by ParseAll
 };
 
 // Adds or replaces `key` in `kvs`, keeping the position of an existing key.

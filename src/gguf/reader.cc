@@ -306,7 +306,16 @@ Status GgufFile::ParseAll() {
     }
     expected = RoundUp(t.offset + t.n_bytes, alignment_);
   }
+  finite_ = std::make_unique<std::atomic<bool>[]>(tensors_.size());
   return Status::Ok();
+}
+
+bool GgufFile::KnownFinite(const TensorInfo& tensor) const {
+  return finite_[static_cast<size_t>(&tensor - tensors_.data())].load(std::memory_order_acquire);
+}
+
+void GgufFile::MarkFinite(const TensorInfo& tensor) const {
+  finite_[static_cast<size_t>(&tensor - tensors_.data())].store(true, std::memory_order_release);
 }
 
 const Value* GgufFile::Find(std::string_view key) const {

@@ -104,11 +104,13 @@ Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, s
 }
 
 Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads) {
+  if (file.KnownFinite(tensor)) return Status::Ok();
   const int64_t rows_per_piece = std::max<int64_t>(1, (int64_t{1} << 20) / tensor.ne[0]);
   std::vector<float> piece(static_cast<size_t>(std::min(rows_per_piece, tensor.n_rows()) * tensor.ne[0]));
   for (int64_t r0 = 0; r0 < tensor.n_rows(); r0 += rows_per_piece) {
     MIXQ_TRY(DecodeRows(file, tensor, r0, std::min(rows_per_piece, tensor.n_rows() - r0), piece.data(), n_threads));
   }
+  file.MarkFinite(tensor);
   return Status::Ok();
 }
 

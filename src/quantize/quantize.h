@@ -172,7 +172,8 @@ Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptio
 // quantized block included).
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads);
 // The same check without keeping the values (decoded about 4 MiB at a time):
-// what every command that reads or copies a stored tensor runs on it.
+// what every command that reads or copies a stored tensor runs on it. A
+// tensor already found finite in this GgufFile is not decoded again.
 Status CheckTensorFinite(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, int n_threads);
 
 // The importance of a tensor's columns from `imatrix` (which may be null),

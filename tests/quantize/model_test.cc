@@ -56,6 +56,25 @@ TEST(QuantizeModel, NanWeightIsRejectedAndNothingIsWritten) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+// The finiteness check runs once per tensor and file: a second check of a
+// finite tensor is remembered, a tensor with NaN is refused every time.
+TEST(CheckTensorFinite, RemembersFiniteTensorsOnly) {
+  auto bytes = testing::ReadFileBytes(testing::RefDevModel());
+  auto in = gguf::GgufFile::Parse(bytes);
+  ASSERT_TRUE(in.has_value());
+  const gguf::TensorInfo* good = in->FindTensor("blk.1.attn_q.weight");
+  const gguf::TensorInfo* bad = in->FindTensor("blk.2.attn_q.weight");
+  uint16_t f16_nan = 0x7e00;
+  std::memcpy(bytes.data() + in->data_offset() + bad->offset + 2 * 777, &f16_nan, 2);
+  EXPECT_FALSE(in->KnownFinite(*good));
+  EXPECT_TRUE(CheckTensorFinite(*in, *good, 1).ok());
+  EXPECT_TRUE(in->KnownFinite(*good));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(CheckTensorFinite(*in, *bad, 1).kind(), StatusKind::kCorruption);
+    EXPECT_FALSE(in->KnownFinite(*bad));
+  }
+}
+
 // The dominant type names the file: the quantized type with the most weights
 // even when a float type has more, else the float type with the most.
 TEST(FileTypeOf, DominantQuantizedElseFloatType) {
