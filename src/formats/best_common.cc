@@ -4,15 +4,6 @@
 #include <cmath>
 
 namespace mixq::formats::internal {
-namespace {
-
-Lanes4 Load4(const float* p) {
-  Lanes4 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-}  // namespace
 
 const float* UnitWeights() {
   static const std::array<float, kQKK> kOnes = [] {

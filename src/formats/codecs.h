@@ -79,12 +79,30 @@ void quantize_iq4_nl_best(const float* src, uint8_t* dst, int64_t n_elems, const
 void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_iq4_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 void quantize_iq4_xs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
-// Decode-only types (iq_grid_dequant.cc, small_types_dequant.cc).
+
+// The lattice types (iq_grid_dequant.cc, iq_grid_quants.cc, iq_grid_best.cc).
+// IQ2_XXS and IQ2_XS need importance in ggml; without it they use ones.
 void dequantize_iq2_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_xxs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq2_xs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_xs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq2_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq3_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq3_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq3_xxs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq3_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq3_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
+// Decode-only types (iq_grid_dequant.cc, small_types_dequant.cc).
 void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems);
 void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems);
 void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems);

@@ -12,9 +12,8 @@
 //    an importance-weighted squared error never larger than quantize_row_ggml's:
 //    sum_j w_j (x_j - y_j)^2 with y the decoded block, w_j = importance[j], or
 //    w_j = 1 without importance (docs/formats.md gives the measured ratios).
-// Decoders exist for every type of shared/refvectors (28); encoders for F32,
-// F16, BF16, the legacy types, Q2_K..Q6_K, IQ4_NL and IQ4_XS
-// (EncodableFormatNames(), joined by ", ").
+// Decoders exist for every type of shared/refvectors (28); encoders for the
+// types EncodableFormatNames() lists.
 // `importance` is the per-column imatrix vector (length n_elems, the mean of
 // squared activations), or nullptr. Codecs are pure functions: thread-safe.
 //

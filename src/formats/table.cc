@@ -12,8 +12,8 @@ namespace internal {
 namespace {
 
 // Ids the columns refer to.
-constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9, kQ6_K = 14, kQ8_K = 15, kIQ4_NL = 20,
-                  kBF16 = 30;
+constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15,
+                  kIQ4_NL = 20, kBF16 = 30;
 
 // One table row, built column by column: B<Block>(...).Decode(...).Encode(...)...
 struct Row {
@@ -167,7 +167,12 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .Fallback(kF16)
         .Head(kQ6_K)
         .ComfyGpu(),
-    B<BlockIQ3S>("IQ3_S", 21, kQ8_K).Decode(dequantize_iq3_s).FileType(26),
+    B<BlockIQ3S>("IQ3_S", 21, kQ8_K)
+        .Decode(dequantize_iq3_s)
+        .Encode(quantize_iq3_s_ggml, quantize_iq3_s_best)
+        .FileType(26)
+        .Fallback(kIQ4_NL)
+        .Head(kQ6_K),
     B<BlockIQ2S>("IQ2_S", 22, kQ8_K).Decode(dequantize_iq2_s).FileType(28),
     B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)
         .Decode(dequantize_iq4_xs)
