@@ -158,7 +158,12 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ8K>("Q8_K", 15, kNoType),
     B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K).Decode(dequantize_iq2_xxs).FileType(19).NeedsImatrix(),
     B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K).Decode(dequantize_iq2_xs).FileType(20).NeedsImatrix(),
-    B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K).Decode(dequantize_iq3_xxs).FileType(23),
+    B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K)
+        .Decode(dequantize_iq3_xxs)
+        .Encode(quantize_iq3_xxs_ggml, quantize_iq3_xxs_best)
+        .FileType(23)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
     B<BlockIQ1S>("IQ1_S", 19, kQ8_K).Decode(dequantize_iq1_s).FileType(24).NeedsImatrix(),
     B<BlockIQ4NL>("IQ4_NL", 20, kQ8_0)
         .Decode(dequantize_iq4_nl)
