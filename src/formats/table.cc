@@ -178,7 +178,12 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .FileType(26)
         .Fallback(kIQ4_NL)
         .Head(kQ6_K),
-    B<BlockIQ2S>("IQ2_S", 22, kQ8_K).Decode(dequantize_iq2_s).FileType(28),
+    B<BlockIQ2S>("IQ2_S", 22, kQ8_K)
+        .Decode(dequantize_iq2_s)
+        .Encode(quantize_iq2_s_ggml, quantize_iq2_s_best)
+        .FileType(28)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
     B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)
         .Decode(dequantize_iq4_xs)
         .Encode(quantize_iq4_xs_ggml, quantize_iq4_xs_best)
