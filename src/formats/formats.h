@@ -102,8 +102,9 @@ enum class QuantMethod {
 
 // Encodes n_rows rows of n_per_row floats into dst (n_rows * RowBytes bytes),
 // spreading rows over n_threads (<= 0: all cores). The output does not depend
-// on the thread count. Fails with InvalidArgument for shape mismatches and
-// Corruption when the input holds NaN or Inf (naming the row).
+// on the thread count. Fails with InvalidArgument for shape mismatches,
+// NotSupported for a needs_imatrix type without importance, and Corruption
+// when the input holds NaN or Inf (naming the row).
 // REQUIRES: importance is nullptr or has n_per_row values.
 Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
                     int64_t n_per_row, const float* importance, int n_threads);

@@ -157,7 +157,13 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .ComfyGpu(),
     B<BlockQ8K>("Q8_K", 15, kNoType),
     B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K).Decode(dequantize_iq2_xxs).FileType(19).NeedsImatrix(),
-    B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K).Decode(dequantize_iq2_xs).FileType(20).NeedsImatrix(),
+    B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K)
+        .Decode(dequantize_iq2_xs)
+        .Encode(quantize_iq2_xs_ggml, quantize_iq2_xs_best)
+        .FileType(20)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
     B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K)
         .Decode(dequantize_iq3_xxs)
         .Encode(quantize_iq3_xxs_ggml, quantize_iq3_xxs_best)
