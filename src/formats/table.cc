@@ -156,7 +156,13 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .Int(&kIntQ6K)
         .ComfyGpu(),
     B<BlockQ8K>("Q8_K", 15, kNoType),
-    B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K).Decode(dequantize_iq2_xxs).FileType(19).NeedsImatrix(),
+    B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K)
+        .Decode(dequantize_iq2_xxs)
+        .Encode(quantize_iq2_xxs_ggml, quantize_iq2_xxs_best)
+        .FileType(19)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
     B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K)
         .Decode(dequantize_iq2_xs)
         .Encode(quantize_iq2_xs_ggml, quantize_iq2_xs_best)

@@ -141,8 +141,23 @@ TEST_F(TinyPlans, PlansFromOtherModelsAreRefused) {
   Status s = ApplyPlan(p, *model_, &rules);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);  // bad input data: exit code 3
   EXPECT_NE(s.message().find("double_blocks.12"), std::string::npos);
-  p.units[0] = {"double_blocks.1", {}, "IQ2_XXS", 0, 0, 0.0};
+  p.units[0] = {"double_blocks.1", {}, "Q8_K", 0, 0, 0.0};  // an activation type: no file holds it
   EXPECT_EQ(ApplyPlan(p, *model_, &rules).kind(), StatusKind::kInvalidArgument);
+}
+
+// IQ2_XXS cannot be encoded without an importance matrix, and diffusion
+// models have none: a plan (or --type) asking for it is bad input, naming the
+// tensor and the type, before anything is written.
+TEST_F(TinyPlans, TypesThatNeedAnImatrixAreRefused) {
+  plan::Plan p;
+  p.units.push_back({"double_blocks.1", {}, "IQ2_XXS", 0, 0, 0.0});
+  ConvertOptions options;
+  ASSERT_TRUE(ApplyPlan(p, *model_, &options.rules).ok());
+  auto planned = PlanConversion(*model_, options);
+  ASSERT_FALSE(planned.has_value());
+  EXPECT_EQ(planned.error().kind(), StatusKind::kNotSupported);
+  EXPECT_NE(planned.error().message().find("double_blocks.1."), std::string::npos) << planned.error().message();
+  EXPECT_NE(planned.error().message().find("type IQ2_XXS needs an importance matrix"), std::string::npos);
 }
 
 // The seed Flux.1-dev cost table, fitted to Flux.1-dev's real tensors as
