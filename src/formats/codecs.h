@@ -102,9 +102,17 @@ void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_iq3_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 void quantize_iq3_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
-// Decode-only types (iq_grid_dequant.cc, small_types_dequant.cc).
+// IQ1 (iq_grid_dequant.cc, iq1_quants.cc, iq1_best.cc). IQ1_S needs
+// importance in ggml; without it it uses ones.
 void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq1_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq1_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq1_m_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq1_m_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
+// Decode-only types (small_types_dequant.cc).
 void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems);
 void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems);
 void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems);

@@ -208,7 +208,12 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     P("I32", 26, 4),
     P("I64", 27, 8),
     P("F64", 28, 8),
-    B<BlockIQ1M>("IQ1_M", 29, kQ8_K).Decode(dequantize_iq1_m).FileType(31),
+    B<BlockIQ1M>("IQ1_M", 29, kQ8_K)
+        .Decode(dequantize_iq1_m)
+        .Encode(quantize_iq1_m_ggml, quantize_iq1_m_best)
+        .FileType(31)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
     P("BF16", 30, 2).Decode(dequantize_bf16).Encode(quantize_bf16_ggml, quantize_bf16_ggml).FileType(32).VecDot(kBF16),
     R("Q4_0_4_4", 31),
     R("Q4_0_4_8", 32),
