@@ -176,7 +176,13 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .FileType(23)
         .Fallback(kIQ4_NL)
         .Head(kQ5_K),
-    B<BlockIQ1S>("IQ1_S", 19, kQ8_K).Decode(dequantize_iq1_s).FileType(24).NeedsImatrix(),
+    B<BlockIQ1S>("IQ1_S", 19, kQ8_K)
+        .Decode(dequantize_iq1_s)
+        .Encode(quantize_iq1_s_ggml, quantize_iq1_s_best)
+        .FileType(24)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
     B<BlockIQ4NL>("IQ4_NL", 20, kQ8_0)
         .Decode(dequantize_iq4_nl)
         .Encode(quantize_iq4_nl_ggml, quantize_iq4_nl_best)
