@@ -112,13 +112,31 @@ void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_iq1_m_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 void quantize_iq1_m_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
-// Decode-only types (small_types_dequant.cc).
+// TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0 and Q2_0 (small_types_dequant.cc,
+// small_types.cc, small_types_best.cc); ggml's encoders ignore importance.
 void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_tq1_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_tq1_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_tq2_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_tq2_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_mxfp4_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_mxfp4_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_nvfp4_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_nvfp4_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_q1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_q1_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_q1_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_q2_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_q2_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_q2_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
 }  // namespace mixq::formats::internal
 

@@ -224,8 +224,18 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     R("Q4_0_4_4", 31),
     R("Q4_0_4_8", 32),
     R("Q4_0_8_8", 33),
-    B<BlockTQ1_0>("TQ1_0", 34, kQ8_K).Decode(dequantize_tq1_0).FileType(36),
-    B<BlockTQ2_0>("TQ2_0", 35, kQ8_K).Decode(dequantize_tq2_0).FileType(37),
+    B<BlockTQ1_0>("TQ1_0", 34, kQ8_K)
+        .Decode(dequantize_tq1_0)
+        .Encode(quantize_tq1_0_ggml, quantize_tq1_0_best)
+        .FileType(36)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
+    B<BlockTQ2_0>("TQ2_0", 35, kQ8_K)
+        .Decode(dequantize_tq2_0)
+        .Encode(quantize_tq2_0_ggml, quantize_tq2_0_best)
+        .FileType(37)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
     R("IQ4_NL_4_4", 36),
     R("IQ4_NL_4_8", 37),
     R("IQ4_NL_8_8", 38),
