@@ -241,8 +241,17 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     R("IQ4_NL_8_8", 38),
     B<BlockMXFP4>("MXFP4", 39, kQ8_0).Decode(dequantize_mxfp4).FileType(38),
     B<BlockNVFP4>("NVFP4", 40, kQ8_0).Decode(dequantize_nvfp4).FileType(39),
-    B<BlockQ1_0>("Q1_0", 41, kQ8_0).Decode(dequantize_q1_0).FileType(40),
-    B<BlockQ2_0>("Q2_0", 42, kQ8_0).Decode(dequantize_q2_0).FileType(41),
+    B<BlockQ1_0>("Q1_0", 41, kQ8_0)
+        .Decode(dequantize_q1_0)
+        .Encode(quantize_q1_0_ggml, quantize_q1_0_best)
+        .FileType(40)
+        .Head(kQ6_K),
+    B<BlockQ2_0>("Q2_0", 42, kQ8_0)
+        .Decode(dequantize_q2_0)
+        .Encode(quantize_q2_0_ggml, quantize_q2_0_best)
+        .FileType(41)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
 }};
 
 constexpr std::array<Format, kGgmlTypeCount> Formats() {
