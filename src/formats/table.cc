@@ -239,8 +239,16 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     R("IQ4_NL_4_4", 36),
     R("IQ4_NL_4_8", 37),
     R("IQ4_NL_8_8", 38),
-    B<BlockMXFP4>("MXFP4", 39, kQ8_0).Decode(dequantize_mxfp4).FileType(38),
-    B<BlockNVFP4>("NVFP4", 40, kQ8_0).Decode(dequantize_nvfp4).FileType(39),
+    B<BlockMXFP4>("MXFP4", 39, kQ8_0)
+        .Decode(dequantize_mxfp4)
+        .Encode(quantize_mxfp4_ggml, quantize_mxfp4_best)
+        .FileType(38)
+        .Head(kQ8_0),
+    B<BlockNVFP4>("NVFP4", 40, kQ8_0)
+        .Decode(dequantize_nvfp4)
+        .Encode(quantize_nvfp4_ggml, quantize_nvfp4_best)
+        .FileType(39)
+        .Head(kQ6_K),
     B<BlockQ1_0>("Q1_0", 41, kQ8_0)
         .Decode(dequantize_q1_0)
         .Encode(quantize_q1_0_ggml, quantize_q1_0_best)

@@ -80,7 +80,7 @@ TEST(TableTest, NamesAreCaseInsensitive) {
 TEST(TableTest, EncodableNamesListTheCodecsInTableOrder) {
   EXPECT_EQ(EncodableFormatNames(),
             "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, "
-            "IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, BF16, TQ1_0, TQ2_0, Q1_0, Q2_0");
+            "IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0");
   for (const Format& f : AllFormats()) {
     EXPECT_EQ(f.quantize_row_ggml == nullptr, f.quantize_row_best == nullptr) << f.name;
     if (f.can_encode()) {
