@@ -199,7 +199,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockIQ2S>("IQ2_S", 22, kQ8_K)
         .Decode(dequantize_iq2_s)
         .Encode(quantize_iq2_s_ggml, quantize_iq2_s_best)
-        .FileType(28)
+        .FileType(29)
         .Fallback(kIQ4_NL)
         .Head(kQ5_K),
     B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)

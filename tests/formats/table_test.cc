@@ -137,6 +137,18 @@ TEST(TableTest, EveryEntryFillsTheColumnsOfItsKind) {
   EXPECT_GE(n_calibration, 1);
 }
 
+// The llama_ftype whose default type each type is (llama.h and
+// llama_ftype_get_default_type), spelled out independently of the table: the
+// preset named after a type is not always it (LLAMA_FTYPE_MOSTLY_IQ2_S makes
+// IQ2_XS tensors; IQ2_S tensors come from IQ2_M).
+TEST(TableTest, FileTypesAreTheFtypesWhoseDefaultTypeItIs) {
+  const std::pair<const char*, int32_t> expected[] = {
+      {"Q4_0", 2},     {"Q8_0", 7},   {"Q2_K", 10},   {"Q4_K", 15},  {"Q6_K", 18},  {"IQ2_XXS", 19}, {"IQ2_XS", 20},
+      {"IQ3_XXS", 23}, {"IQ1_S", 24}, {"IQ4_NL", 25}, {"IQ3_S", 26}, {"IQ2_S", 29}, {"IQ4_XS", 30},  {"IQ1_M", 31},
+      {"TQ1_0", 36},   {"TQ2_0", 37}, {"MXFP4", 38},  {"NVFP4", 39}, {"Q1_0", 40},  {"Q2_0", 41}};
+  for (const auto& [name, ftype] : expected) EXPECT_EQ(FindFormatByName(name)->llama_ftype, ftype) << name;
+}
+
 // Block geometry and which types need an importance matrix, as the real ggml
 // reports them.
 TEST(TableTest, MatchesGgmlsTypeTraits) {
