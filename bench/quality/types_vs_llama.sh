@@ -33,7 +33,10 @@ field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const
   console.log(process.argv.slice(1).map(k=>j[k]).join(" "))})' "$@"; }
 
 # The llama_ftype whose base type is the type (with --pure, all tensors get it).
-ftype() { case "$1" in Q3_K | Q4_K | Q5_K) echo "$1_M" ;; MXFP4) echo MXFP4_MOE ;; *) echo "$1" ;; esac; }
+ftype() { case "$1" in Q3_K | Q4_K | Q5_K) echo "$1_M" ;; IQ2_S) echo IQ2_M ;; MXFP4) echo MXFP4_MOE ;; *) echo "$1" ;; esac; }
+# token_embd's type: the imatrix has no entry for it, and IQ2_XXS, IQ2_XS and
+# IQ1_S cannot be encoded without one (llama.cpp's own presets use Q2_K there).
+embd_type() { case "$1" in IQ2_XXS | IQ2_XS | IQ1_S) echo Q2_K ;; *) echo "$1" ;; esac; }
 # Types llama.cpp's quantizer refuses without an imatrix (its tensor_requires_imatrix).
 wants_imatrix() { case "$1" in IQ3_XXS | IQ2_XXS | IQ2_XS | IQ2_S | IQ1_S | IQ1_M) return 0 ;; *) return 1 ;; esac; }
 
@@ -47,11 +50,12 @@ for t in $types; do
     if [ "$imat" = no ] && wants_imatrix "$t"; then continue; fi
     imat_flag=()
     [ "$imat" = yes ] && imat_flag=(--imatrix "$imatrix")
+    embd=$(embd_type "$t")
     "$oracle" quantize "$model" "$work/llama.gguf" "$(ftype "$t")" --pure --output-tensor-type "$lower" \
-      --token-embedding-type "$lower" "${imat_flag[@]}" > /dev/null
+      --token-embedding-type "$(echo "$embd" | tr 'A-Z' 'a-z' | sed 's/_k$/_K/')" "${imat_flag[@]}" > /dev/null
     for method in ggml best; do
       "$build/mixq" quantize -q --method "$method" "$model" "$work/$method.gguf" --type "$t" \
-        --output-tensor-type "$t" --token-embedding-type "$t" "${imat_flag[@]}"
+        --output-tensor-type "$t" --token-embedding-type "$embd" "${imat_flag[@]}"
     done
     equal=$("$oracle" tensors "$work/ggml.gguf" --ref "$work/llama.gguf" | node -e 'let s="";
       process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);

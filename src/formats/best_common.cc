@@ -135,4 +135,26 @@ bool FitScaleOffset(const float* x, const float* w, const float* t, const float*
   return std::isfinite(*s) && std::isfinite(*m);
 }
 
+uint16_t EnergyMatchedScale(const float* x, const float* w, const float* t, int n, uint16_t current) {
+  double sxx = 0, sxt = 0, stt = 0;
+  for (int j = 0; j < n; ++j) {
+    const double wj = w[j];
+    sxx += wj * x[j] * x[j];
+    sxt += wj * x[j] * t[j];
+    stt += wj * t[j] * t[j];
+  }
+  if (!(stt > 0) || !(sxt > 0)) return current;
+  auto error = [&](uint16_t h) {
+    const double d = HalfToFloat(h);
+    return d * (d * stt - 2 * sxt);
+  };
+  const uint16_t h = FloatToHalf(static_cast<float>(std::sqrt(sxx / stt)));
+  uint16_t best = h;
+  for (int k = -2; k <= 2; ++k) {
+    const uint16_t cand = HalfNeighbor(h, k);
+    if (error(cand) < error(best)) best = cand;
+  }
+  return best;
+}
+
 }  // namespace mixq::formats::internal

@@ -7,8 +7,8 @@
 // vector). Each vector's candidates are its current point and, for every
 // multiplier and delta, the rounded point or the points ggml lists for it;
 // their error at any multiplier follows from three sums per candidate, so all
-// trials score the union. Then the super-block scale is refitted by least
-// squares (rounded to f16, with its neighbours).
+// trials score the union. Then the super-block scale is refitted to match the
+// block's energy (EnergyMatchedScale).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -215,30 +215,13 @@ class IQ1Search {
     return {candidates_.point[best_at[lane]], best[lane]};
   }
 
-  // The least-squares d for the block's codes and points, rounded to f16; it
-  // and its neighbours are judged by sum w (x - d t)^2, t the value per unit of d.
   void RefitScale(IQ1Block* b) const {
-    double sxt = 0, stt = 0;
+    float t[kQKK];
     for (int j = 0; j < kQKK; ++j) {
-      const float t =
+      t[j] =
           static_cast<float>(2 * b->code[j / kGroup] + 1) * IQ1Values(table_, b->point[j / 8], b->plus[j / 8])[j % 8];
-      sxt += static_cast<double>(w_[j]) * x_[j] * t;
-      stt += static_cast<double>(w_[j]) * t * t;
     }
-    if (!(stt > 0) || !(sxt > 0)) return;
-    auto error = [&](uint16_t h) {
-      double d = HalfToFloat(h);
-      return d * (d * stt - 2 * sxt);
-    };
-    const uint16_t h = FloatToHalf(static_cast<float>(sxt / stt));
-    double best = error(b->d);
-    for (int k = -2; k <= 2; ++k) {
-      const uint16_t cand = HalfNeighbor(h, k);
-      if (error(cand) < best) {
-        best = error(cand);
-        b->d = cand;
-      }
-    }
+    b->d = EnergyMatchedScale(x_, w_, t, kQKK, b->d);
   }
 
   const LatticeIndex& lattice_;
