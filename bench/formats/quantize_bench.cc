@@ -99,6 +99,7 @@ void RegisterAll(GgmlQuantizeChunkFn anchor) {
   for (const Format& f : AllFormats()) {
     if (!f.can_encode() || f.ggml_id == 0) continue;
     for (bool imat : {false, true}) {
+      if (!imat && f.needs_imatrix) continue;  // ggml_quantize_chunk aborts without importance
       std::string base = "quantize/" + std::string(f.name) + (imat ? "/imat/" : "/noimat/");
       const Format* fp = &f;
       for (QuantMethod method : {QuantMethod::kGgml, QuantMethod::kBest}) {

@@ -98,6 +98,10 @@ Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& opt
     gguf::TensorSpec spec = internal::SpecOf(t, internal::StorageFormat(t, options.float_format));
     auto choice = quantize::ChooseType(internal::InfoOf(spec), rules, /*tied_embeddings=*/false);
     MIXQ_TRY(choice);
+    if (choice->format->needs_imatrix) {
+      return Status::NotSupported("tensor '" + t.name + "': type " + std::string(choice->format->name) +
+                                  " needs an importance matrix, and diffusion models are converted without one");
+    }
     if (!choice->note.empty()) plan.notes.push_back(choice->note);
     spec.format = choice->format;
     auto row = formats::RowBytes(*spec.format, spec.ne[0]);

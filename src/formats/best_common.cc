@@ -4,15 +4,6 @@
 #include <cmath>
 
 namespace mixq::formats::internal {
-namespace {
-
-Lanes4 Load4(const float* p) {
-  Lanes4 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-}  // namespace
 
 const float* UnitWeights() {
   static const std::array<float, kQKK> kOnes = [] {
@@ -142,6 +133,28 @@ bool FitScaleOffset(const float* x, const float* w, const float* t, const float*
   *s = static_cast<float>((sxt * suu - sxu * stu) / det);
   *m = static_cast<float>((sxt * stu - sxu * stt) / det);
   return std::isfinite(*s) && std::isfinite(*m);
+}
+
+uint16_t EnergyMatchedScale(const float* x, const float* w, const float* t, int n, uint16_t current) {
+  double sxx = 0, sxt = 0, stt = 0;
+  for (int j = 0; j < n; ++j) {
+    const double wj = w[j];
+    sxx += wj * x[j] * x[j];
+    sxt += wj * x[j] * t[j];
+    stt += wj * t[j] * t[j];
+  }
+  if (!(stt > 0) || !(sxt > 0)) return current;
+  auto error = [&](uint16_t h) {
+    const double d = HalfToFloat(h);
+    return d * (d * stt - 2 * sxt);
+  };
+  const uint16_t h = FloatToHalf(static_cast<float>(std::sqrt(sxx / stt)));
+  uint16_t best = h;
+  for (int k = -2; k <= 2; ++k) {
+    const uint16_t cand = HalfNeighbor(h, k);
+    if (error(cand) < error(best)) best = cand;
+  }
+  return best;
 }
 
 }  // namespace mixq::formats::internal

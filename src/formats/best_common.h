@@ -80,6 +80,16 @@ float FitScale(const float* x, const float* w, const float* t, int n);
 // y = s * t - m * u: writes s and m; false when the system is singular.
 bool FitScaleOffset(const float* x, const float* w, const float* t, const float* u, int n, float* s, float* m);
 
+// The f16 scale of a block with fixed codes, decoded as d * t_j: the
+// energy-matching d = sqrt(sum w x^2 / sum w t^2) rounded to f16, then of it
+// and its two f16 neighbours on each side the one with the least
+// sum w (x - d t)^2; `current` when the fit is degenerate. The least-squares d
+// (sum w x t / sum w t^2) is smaller by the correlation of x and t: it lowers
+// that error but shrinks the block, which at 1.5-3.5 bits raised the model's
+// KLD (docs/formats.md); ggml's fudge factors on its IQ scales make the same
+// correction by constants.
+uint16_t EnergyMatchedScale(const float* x, const float* w, const float* t, int n, uint16_t current);
+
 inline float SumLanes(Lanes4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 }  // namespace mixq::formats::internal

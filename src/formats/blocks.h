@@ -294,6 +294,14 @@ inline int NearestInt(float x) {
   return (bits & 0x007FFFFF) - 0x00400000;
 }
 
+// C's roundf / lroundf (half away from zero) for |v| <= 2^23, without a libm
+// call: v minus its truncation is exact in that range.
+inline int RoundHalfAway(float v) {
+  int t = static_cast<int>(v);
+  float frac = v - static_cast<float>(t);
+  return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+}
+
 inline constexpr float kGroupMaxEps = 1e-15f;
 
 }  // namespace mixq::formats::internal

@@ -79,20 +79,64 @@ void quantize_iq4_nl_best(const float* src, uint8_t* dst, int64_t n_elems, const
 void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t n_elems);
 void quantize_iq4_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 void quantize_iq4_xs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
-// Decode-only types (iq_grid_dequant.cc, small_types_dequant.cc).
+
+// The lattice types (iq_grid_dequant.cc, iq_grid_quants.cc, iq_grid_best.cc).
+// IQ2_XXS and IQ2_XS need importance in ggml; without it they use ones.
 void dequantize_iq2_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_xxs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq2_xs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_xs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq2_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq2_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq2_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq3_xxs(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq3_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq3_xxs_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq3_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq3_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq3_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
+// IQ1 (iq_grid_dequant.cc, iq1_quants.cc, iq1_best.cc). IQ1_S needs
+// importance in ggml; without it it uses ones.
 void dequantize_iq1_s(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq1_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq1_s_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_iq1_m(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_iq1_m_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_iq1_m_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
+// TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0 and Q2_0 (small_types_dequant.cc,
+// small_types.cc, small_types_best.cc); ggml's encoders ignore importance.
 void dequantize_tq1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_tq1_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_tq1_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_tq2_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_tq2_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_tq2_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_mxfp4_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_mxfp4_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_nvfp4(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_nvfp4_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_nvfp4_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_q1_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_q1_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_q1_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+
 void dequantize_q2_0(const uint8_t* src, float* dst, int64_t n_elems);
+void quantize_q2_0_ggml(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
+void quantize_q2_0_best(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
 }  // namespace mixq::formats::internal
 

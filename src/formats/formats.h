@@ -12,9 +12,8 @@
 //    an importance-weighted squared error never larger than quantize_row_ggml's:
 //    sum_j w_j (x_j - y_j)^2 with y the decoded block, w_j = importance[j], or
 //    w_j = 1 without importance (docs/formats.md gives the measured ratios).
-// Decoders exist for every type of tests/data/refvectors (28); encoders for F32,
-// F16, BF16, the legacy types, Q2_K..Q6_K, IQ4_NL and IQ4_XS
-// (EncodableFormatNames(), joined by ", ").
+// Decoders exist for every type of tests/data/refvectors (28); encoders for the
+// types EncodableFormatNames() lists.
 // `importance` is the per-column imatrix vector (length n_elems, the mean of
 // squared activations), or nullptr. Codecs are pure functions: thread-safe.
 //
@@ -103,8 +102,9 @@ enum class QuantMethod {
 
 // Encodes n_rows rows of n_per_row floats into dst (n_rows * RowBytes bytes),
 // spreading rows over n_threads (<= 0: all cores). The output does not depend
-// on the thread count. Fails with InvalidArgument for shape mismatches and
-// Corruption when the input holds NaN or Inf (naming the row).
+// on the thread count. Fails with InvalidArgument for shape mismatches,
+// NotSupported for a needs_imatrix type without importance, and Corruption
+// when the input holds NaN or Inf (naming the row).
 // REQUIRES: importance is nullptr or has n_per_row values.
 Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
                     int64_t n_per_row, const float* importance, int n_threads);

@@ -1,6 +1,7 @@
 // Decoding of the lattice-codebook types IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
 // IQ3_S, IQ1_S and IQ1_M (ggml-formats.md §2.9), with ggml's float operations
-// in ggml's order. mixq does not encode these types.
+// in ggml's order. The encoders: iq_grid_quants.cc, iq1_quants.cc and their
+// *_best.cc.
 #include <cstring>
 
 #include "formats/blocks.h"

@@ -6,6 +6,7 @@
 #define MIXQ_FORMATS_LANES_H_
 
 #include <cstdint>
+#include <cstring>
 
 namespace mixq::formats::internal {
 
@@ -27,6 +28,31 @@ inline Lanes4 MinLanes(Lanes4 v, Lanes4 hi) { return hi < v ? hi : v; }
 inline Lanes4 AbsLanes(Lanes4 v) { return reinterpret_cast<Lanes4>(reinterpret_cast<Mask4>(v) & 0x7FFFFFFF); }
 
 inline Lanes4 Broadcast(float v) { return Lanes4{} + v; }
+
+inline Lanes4 Load4(const float* p) {
+  Lanes4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// Four 4-float rows to columns: out[c] = {r0[c], r1[c], r2[c], r3[c]}; for
+// working on four table rows (grid points) at a time, one per lane.
+inline void Transpose4(Lanes4 r0, Lanes4 r1, Lanes4 r2, Lanes4 r3, Lanes4* out) {
+  Lanes4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
+  Lanes4 t1 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
+  Lanes4 t2 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
+  Lanes4 t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
+  out[0] = __builtin_shufflevector(t0, t1, 0, 1, 4, 5);
+  out[1] = __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+  out[2] = __builtin_shufflevector(t2, t3, 0, 1, 4, 5);
+  out[3] = __builtin_shufflevector(t2, t3, 2, 3, 6, 7);
+}
+
+// NearestInt of each lane (blocks.h), bit for bit, also out of its exact range.
+inline Mask4 NearestIntLanes(Lanes4 v) {
+  Mask4 bits = reinterpret_cast<Mask4>(v + 12582912.0f);
+  return (bits & 0x007FFFFF) - 0x00400000;
+}
 
 }  // namespace mixq::formats::internal
 

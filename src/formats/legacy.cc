@@ -14,12 +14,6 @@
 namespace mixq::formats::internal {
 namespace {
 
-Lanes4 Load4(const float* p) {
-  Lanes4 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
 // The element of a 32-block with the largest |x| (the first on ties), signed;
 // +0 for an all-zero block. The magnitude is found lane-parallel (a maximum
 // does not depend on the order), then the first element reaching it.
@@ -65,14 +59,6 @@ float RowSigma2(const float* x, int64_t n) {
 
 void ImportanceWeights(const float* x, const float* qw, float sigma2, float* w) {
   for (int j = 0; j < kQK; ++j) w[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
-}
-
-// C roundf (half away from zero) for |v| <= 2^23, without a libm call: v
-// minus its truncation is exact in that range.
-int RoundHalfAway(float v) {
-  int t = static_cast<int>(v);
-  float frac = v - static_cast<float>(t);
-  return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
 }
 
 uint32_t LoadU32(const uint8_t* p) {

@@ -48,6 +48,10 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
     return Status::NotSupported("mixq cannot encode type " + std::string(format.name) +
                                 "; encodable types: " + EncodableFormatNames());
   }
+  if (format.needs_imatrix && importance == nullptr) {
+    return Status::NotSupported("type " + std::string(format.name) +
+                                " needs an importance matrix (--imatrix); ggml cannot encode it without one");
+  }
   int64_t row_bytes = 0;
   MIXQ_TRY(CheckShape(format, src, dst, n_rows, n_per_row, &row_bytes));
   if (importance != nullptr) {

@@ -1,16 +1,14 @@
 // Decoding of TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0 and Q2_0 (ggml-formats.md §2.9),
-// with ggml's float operations. mixq does not encode these types.
+// with ggml's float operations. The encoders: small_types.cc, small_types_best.cc.
 #include <cmath>
 #include <cstring>
 
 #include "formats/blocks.h"
 #include "formats/codecs.h"
+#include "formats/small_types_common.h"
 
 namespace mixq::formats::internal {
 namespace {
-
-// Doubled E2M1 values (MXFP4, NVFP4); the scales carry the matching 1/2.
-constexpr int8_t kFP4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 float LoadHalf(const uint8_t* p) {
   uint16_t h;
@@ -23,24 +21,6 @@ int Trit(uint8_t q, int n) {
   static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
   uint8_t shifted = static_cast<uint8_t>(q * kPow3[n]);
   return (static_cast<uint16_t>(shifted) * 3) >> 8;
-}
-
-// E8M0 exponent e as 2^(e-128): half of the E8M0 value, matching the doubled codebook.
-float E8M0Half(uint8_t e) {
-  uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-// UE4M3 (bias 7, 3 mantissa bits) times 1/2; bytes 0x00 and 0x7F decode to 0.
-float UE4M3Half(uint8_t x) {
-  if (x == 0 || x == 0x7F) return 0.0f;
-  int exponent = (x >> 3) & 0xF;
-  int mantissa = x & 0x7;
-  float raw = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -9)
-                            : std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
-  return raw * 0.5f;
 }
 
 }  // namespace

@@ -12,8 +12,8 @@ namespace internal {
 namespace {
 
 // Ids the columns refer to.
-constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9, kQ6_K = 14, kQ8_K = 15, kIQ4_NL = 20,
-                  kBF16 = 30;
+constexpr int32_t kF16 = 1, kQ4_0 = 2, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15,
+                  kIQ4_NL = 20, kBF16 = 30;
 
 // One table row, built column by column: B<Block>(...).Decode(...).Encode(...)...
 struct Row {
@@ -156,10 +156,33 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .Int(&kIntQ6K)
         .ComfyGpu(),
     B<BlockQ8K>("Q8_K", 15, kNoType),
-    B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K).Decode(dequantize_iq2_xxs).FileType(19).NeedsImatrix(),
-    B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K).Decode(dequantize_iq2_xs).FileType(20).NeedsImatrix(),
-    B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K).Decode(dequantize_iq3_xxs).FileType(23),
-    B<BlockIQ1S>("IQ1_S", 19, kQ8_K).Decode(dequantize_iq1_s).FileType(24).NeedsImatrix(),
+    B<BlockIQ2XXS>("IQ2_XXS", 16, kQ8_K)
+        .Decode(dequantize_iq2_xxs)
+        .Encode(quantize_iq2_xxs_ggml, quantize_iq2_xxs_best)
+        .FileType(19)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
+    B<BlockIQ2XS>("IQ2_XS", 17, kQ8_K)
+        .Decode(dequantize_iq2_xs)
+        .Encode(quantize_iq2_xs_ggml, quantize_iq2_xs_best)
+        .FileType(20)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
+    B<BlockIQ3XXS>("IQ3_XXS", 18, kQ8_K)
+        .Decode(dequantize_iq3_xxs)
+        .Encode(quantize_iq3_xxs_ggml, quantize_iq3_xxs_best)
+        .FileType(23)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
+    B<BlockIQ1S>("IQ1_S", 19, kQ8_K)
+        .Decode(dequantize_iq1_s)
+        .Encode(quantize_iq1_s_ggml, quantize_iq1_s_best)
+        .FileType(24)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K)
+        .NeedsImatrix(),
     B<BlockIQ4NL>("IQ4_NL", 20, kQ8_0)
         .Decode(dequantize_iq4_nl)
         .Encode(quantize_iq4_nl_ggml, quantize_iq4_nl_best)
@@ -167,8 +190,18 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
         .Fallback(kF16)
         .Head(kQ6_K)
         .ComfyGpu(),
-    B<BlockIQ3S>("IQ3_S", 21, kQ8_K).Decode(dequantize_iq3_s).FileType(26),
-    B<BlockIQ2S>("IQ2_S", 22, kQ8_K).Decode(dequantize_iq2_s).FileType(28),
+    B<BlockIQ3S>("IQ3_S", 21, kQ8_K)
+        .Decode(dequantize_iq3_s)
+        .Encode(quantize_iq3_s_ggml, quantize_iq3_s_best)
+        .FileType(26)
+        .Fallback(kIQ4_NL)
+        .Head(kQ6_K),
+    B<BlockIQ2S>("IQ2_S", 22, kQ8_K)
+        .Decode(dequantize_iq2_s)
+        .Encode(quantize_iq2_s_ggml, quantize_iq2_s_best)
+        .FileType(29)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
     B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)
         .Decode(dequantize_iq4_xs)
         .Encode(quantize_iq4_xs_ggml, quantize_iq4_xs_best)
@@ -181,20 +214,52 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     P("I32", 26, 4),
     P("I64", 27, 8),
     P("F64", 28, 8),
-    B<BlockIQ1M>("IQ1_M", 29, kQ8_K).Decode(dequantize_iq1_m).FileType(31),
+    B<BlockIQ1M>("IQ1_M", 29, kQ8_K)
+        .Decode(dequantize_iq1_m)
+        .Encode(quantize_iq1_m_ggml, quantize_iq1_m_best)
+        .FileType(31)
+        .Fallback(kIQ4_NL)
+        .Head(kQ5_K),
     P("BF16", 30, 2).Decode(dequantize_bf16).Encode(quantize_bf16_ggml, quantize_bf16_ggml).FileType(32).VecDot(kBF16),
     R("Q4_0_4_4", 31),
     R("Q4_0_4_8", 32),
     R("Q4_0_8_8", 33),
-    B<BlockTQ1_0>("TQ1_0", 34, kQ8_K).Decode(dequantize_tq1_0).FileType(36),
-    B<BlockTQ2_0>("TQ2_0", 35, kQ8_K).Decode(dequantize_tq2_0).FileType(37),
+    B<BlockTQ1_0>("TQ1_0", 34, kQ8_K)
+        .Decode(dequantize_tq1_0)
+        .Encode(quantize_tq1_0_ggml, quantize_tq1_0_best)
+        .FileType(36)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
+    B<BlockTQ2_0>("TQ2_0", 35, kQ8_K)
+        .Decode(dequantize_tq2_0)
+        .Encode(quantize_tq2_0_ggml, quantize_tq2_0_best)
+        .FileType(37)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
     R("IQ4_NL_4_4", 36),
     R("IQ4_NL_4_8", 37),
     R("IQ4_NL_8_8", 38),
-    B<BlockMXFP4>("MXFP4", 39, kQ8_0).Decode(dequantize_mxfp4).FileType(38),
-    B<BlockNVFP4>("NVFP4", 40, kQ8_0).Decode(dequantize_nvfp4).FileType(39),
-    B<BlockQ1_0>("Q1_0", 41, kQ8_0).Decode(dequantize_q1_0).FileType(40),
-    B<BlockQ2_0>("Q2_0", 42, kQ8_0).Decode(dequantize_q2_0).FileType(41),
+    B<BlockMXFP4>("MXFP4", 39, kQ8_0)
+        .Decode(dequantize_mxfp4)
+        .Encode(quantize_mxfp4_ggml, quantize_mxfp4_best)
+        .FileType(38)
+        .Head(kQ8_0),
+    B<BlockNVFP4>("NVFP4", 40, kQ8_0)
+        .Decode(dequantize_nvfp4)
+        .Encode(quantize_nvfp4_ggml, quantize_nvfp4_best)
+        .FileType(39)
+        .Head(kQ6_K),
+    B<BlockQ1_0>("Q1_0", 41, kQ8_0)
+        .Decode(dequantize_q1_0)
+        .Encode(quantize_q1_0_ggml, quantize_q1_0_best)
+        .FileType(40)
+        .Head(kQ6_K),
+    B<BlockQ2_0>("Q2_0", 42, kQ8_0)
+        .Decode(dequantize_q2_0)
+        .Encode(quantize_q2_0_ggml, quantize_q2_0_best)
+        .FileType(41)
+        .Fallback(kQ4_0)
+        .Head(kQ6_K),
 }};
 
 constexpr std::array<Format, kGgmlTypeCount> Formats() {

@@ -18,12 +18,24 @@ namespace {
 constexpr int64_t kAlign = gguf::kWriteAlignment;
 int64_t Padded(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-std::vector<const formats::Format*> DefaultTypes() {
+// Every encodable quantized type, less those that need an imatrix when there is none.
+std::vector<const formats::Format*> DefaultTypes(bool have_imatrix) {
   std::vector<const formats::Format*> out;
   for (const auto& f : formats::AllFormats()) {
-    if (f.quantized && f.can_encode()) out.push_back(&f);
+    if (f.quantized && f.can_encode() && (have_imatrix || !f.needs_imatrix)) out.push_back(&f);
   }
   return out;
+}
+
+// Asked-for types (candidates or calibration) that cannot be encoded without an imatrix.
+Status CheckTypesEncodable(const std::vector<const formats::Format*>& types, bool have_imatrix) {
+  for (const formats::Format* f : types) {
+    if (f->needs_imatrix && !have_imatrix) {
+      return Status::InvalidArgument("type " + std::string(f->name) +
+                                     " needs an importance matrix: give --imatrix or leave it out of the types");
+    }
+  }
+  return Status::Ok();
 }
 
 // The calibration types: the given ones, else the format table's default
@@ -132,7 +144,7 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
   const int64_t layer = FirstLayerOf(t.name, n_layer);
   const bool propagate = Propagates(ctx, layer, n_layer);
   for (const formats::Format* f : ctx.types) {
-    if (!formats::RowFits(*f, t.ne[0])) continue;
+    if (!formats::RowFits(*f, t.ne[0]) || (f->needs_imatrix && !imatrix->has_value())) continue;
     auto enc = Encode(t, w, imp, *f, ctx.options, imatrix->has_value() ? &**imatrix : nullptr);
     MIXQ_TRY(enc);
     TypeRecord tr;
@@ -189,7 +201,10 @@ plan::Unit MakeUnit(const gguf::TensorInfo& t, const TensorRecord& rec, const Te
 Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const int32_t> tokens,
                                    const MeasureOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  Context ctx{file, options, options.types.empty() ? DefaultTypes() : options.types, {}, {}};
+  const bool have_imatrix = options.imatrix != nullptr;
+  MIXQ_TRY(CheckTypesEncodable(options.types, have_imatrix));
+  MIXQ_TRY(CheckTypesEncodable(options.calibration_types, have_imatrix));
+  Context ctx{file, options, options.types.empty() ? DefaultTypes(have_imatrix) : options.types, {}, {}};
   ctx.calibration = CalibrationTypes(options, ctx.types);
   auto model = engine::Model::Load(file);
   MIXQ_TRY(model);

@@ -46,7 +46,9 @@ enum class CalibrationScheme {
 
 struct MeasureOptions {
   // Candidate types (empty: every encodable quantized type plus the tensor's
-  // stored float type at cost 0).
+  // stored float type at cost 0). Types that need an imatrix (the format
+  // table's needs_imatrix) are candidates only for tensors the imatrix covers;
+  // asking for one without an imatrix is InvalidArgument.
   std::vector<const formats::Format*> types;
   // Types whose real ΔKLD is measured per tensor (empty: Q2_K and Q4_K, or the
   // lowest and a middle candidate).

@@ -96,6 +96,23 @@ Status DecodeRows(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, in
                             ", column " + std::to_string(index % tensor.ne[0]) + ")");
 }
 
+// Types ggml cannot encode without importance need the imatrix to cover every
+// tensor converted to them; checked before anything is written.
+Status CheckImportanceCovers(const gguf::GgufFile& input, const std::vector<TypeChoice>& choices,
+                             const QuantizeOptions& options) {
+  for (size_t i = 0; i < input.tensors().size(); ++i) {
+    const gguf::TensorInfo& t = input.tensors()[i];
+    const formats::Format& f = *choices[i].format;
+    if (!f.needs_imatrix || &f == t.format) continue;
+    const std::string what = "tensor '" + t.name + "': type " + std::string(f.name) + " needs an importance matrix";
+    if (options.imatrix == nullptr) return Status::NotSupported(what + "; give --imatrix or choose another type");
+    auto importance = options.imatrix->Importance(t.name, t.ne[0]);
+    MIXQ_TRY(importance);
+    if (!importance->has_value()) return Status::NotSupported(what + " and the imatrix has no entry for it");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status TensorToF32(const gguf::GgufFile& file, const gguf::TensorInfo& tensor, std::vector<float>* out, int n_threads) {
@@ -162,6 +179,7 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
                                      const QuantizeOptions& options) {
   auto choices = ChooseAllTypes(input, options.rules);
   MIXQ_TRY(choices);
+  MIXQ_TRY(CheckImportanceCovers(input, *choices, options));
 
   QuantizeReport report;
   std::vector<gguf::TensorSpec> specs;

@@ -67,6 +67,19 @@ TEST(Cli, ExitCodes) {
   EXPECT_FALSE(std::filesystem::exists(dir.File("o.gguf")));
 }
 
+// A type ggml cannot encode without an importance matrix, asked for without
+// one: bad input (exit 3), one line naming the tensor and the type, no file.
+TEST(Cli, QuantizeToATypeThatNeedsAnImatrixWithoutOneIsRefused) {
+  TempDir dir;
+  auto r = RunMixq("quantize -q " + Q(testing::RefDevModel()) + " " + Q(dir.File("o.gguf")) + " --type IQ2_XS");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.err.rfind("mixq: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("type IQ2_XS needs an importance matrix"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tensor '"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
 TEST(Cli, QuantizeTruncatedInputWritesNothing) {
   TempDir dir;
   auto bytes = testing::ReadFileBytes(testing::RefDevModel());

@@ -141,7 +141,7 @@ TEST_F(TinyPlans, PlansFromOtherModelsAreRefused) {
   Status s = ApplyPlan(p, *model_, &rules);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);  // bad input data: exit code 3
   EXPECT_NE(s.message().find("double_blocks.12"), std::string::npos);
-  p.units[0] = {"double_blocks.1", {}, "IQ2_XXS", 0, 0, 0.0};
+  p.units[0] = {"double_blocks.1", {}, "Q8_K", 0, 0, 0.0};  // an activation type: no file holds it
   EXPECT_EQ(ApplyPlan(p, *model_, &rules).kind(), StatusKind::kNotSupported);  // exit 3 too
 }
 
@@ -167,6 +167,19 @@ TEST_F(TinyPlans, EditedPlansAreRefused) {
   s = ApplyPlan(edited, *model_, &rules);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);
   EXPECT_EQ(s.message(), "the plan has no unit for tensor '" + dropped + "'; was it made for another model?");
+}
+
+// IQ2_XXS cannot be encoded without an importance matrix, and diffusion
+// models have none: --type (or a plan) asking for it is bad input, naming the
+// tensor and the type, before anything is written.
+TEST_F(TinyPlans, TypesThatNeedAnImatrixAreRefused) {
+  ConvertOptions options;
+  options.rules.overrides.push_back(*quantize::ParseTensorTypeOverride("double_blocks\\.1\\.=IQ2_XXS"));
+  auto planned = PlanConversion(*model_, options);
+  ASSERT_FALSE(planned.has_value());
+  EXPECT_EQ(planned.error().kind(), StatusKind::kNotSupported);
+  EXPECT_NE(planned.error().message().find("double_blocks.1."), std::string::npos) << planned.error().message();
+  EXPECT_NE(planned.error().message().find("type IQ2_XXS needs an importance matrix"), std::string::npos);
 }
 
 // The seed Flux.1-dev cost table, fitted to Flux.1-dev's real tensors as

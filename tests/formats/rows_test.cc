@@ -80,14 +80,32 @@ TEST(RowsTest, ShapeErrorsAreInvalidArgument) {
 }
 
 TEST(RowsTest, TypesWithoutCodecAreNotSupported) {
-  const Format& iq2 = *FindFormatByName("IQ2_XXS");
-  std::vector<float> x(256, 0.5f);
-  std::vector<uint8_t> out(66);
-  EXPECT_EQ(QuantizeRows(iq2, QuantMethod::kGgml, x.data(), out.data(), 1, 256, x.data(), 1).kind(),
-            StatusKind::kNotSupported);
+  // Q8_K is only ever an activation type: ggml has no row quantizer for it in files.
   const Format& q8k = *FindFormatByName("Q8_K");
+  std::vector<float> x(256, 0.5f);
   std::vector<uint8_t> block(292);
+  EXPECT_EQ(QuantizeRows(q8k, QuantMethod::kGgml, x.data(), block.data(), 1, 256, x.data(), 1).kind(),
+            StatusKind::kNotSupported);
   EXPECT_EQ(DequantizeRows(q8k, block.data(), x.data(), 1, 256, 1).kind(), StatusKind::kNotSupported);
+}
+
+// ggml cannot encode IQ2_XXS, IQ2_XS and IQ1_S without importance; neither
+// does mixq, whichever method.
+TEST(RowsTest, TypeThatNeedsAnImatrixIsRefusedWithoutOne) {
+  std::vector<float> x = RandomRows(256, 4);
+  std::vector<uint8_t> out(256);
+  int checked = 0;
+  for (const Format& f : AllFormats()) {
+    if (!f.can_encode() || !f.needs_imatrix) continue;
+    for (QuantMethod method : {QuantMethod::kGgml, QuantMethod::kBest}) {
+      Status s = QuantizeRows(f, method, x.data(), out.data(), 1, 256, nullptr, 1);
+      EXPECT_EQ(s.kind(), StatusKind::kNotSupported) << f.name;
+      EXPECT_NE(s.message().find(std::string(f.name) + " needs an importance matrix"), std::string::npos)
+          << s.message();
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
 }
 
 }  // namespace

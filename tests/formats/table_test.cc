@@ -79,7 +79,8 @@ TEST(TableTest, NamesAreCaseInsensitive) {
 
 TEST(TableTest, EncodableNamesListTheCodecsInTableOrder) {
   EXPECT_EQ(EncodableFormatNames(),
-            "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, BF16");
+            "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, "
+            "IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0");
   for (const Format& f : AllFormats()) {
     EXPECT_EQ(f.quantize_row_ggml == nullptr, f.quantize_row_best == nullptr) << f.name;
     if (f.can_encode()) {
@@ -134,6 +135,18 @@ TEST(TableTest, EveryEntryFillsTheColumnsOfItsKind) {
   int n_calibration = 0;
   for (const Format& f : AllFormats()) n_calibration += f.default_calibration;
   EXPECT_GE(n_calibration, 1);
+}
+
+// The llama_ftype whose default type each type is (llama.h and
+// llama_ftype_get_default_type), spelled out independently of the table: the
+// preset named after a type is not always it (LLAMA_FTYPE_MOSTLY_IQ2_S makes
+// IQ2_XS tensors; IQ2_S tensors come from IQ2_M).
+TEST(TableTest, FileTypesAreTheFtypesWhoseDefaultTypeItIs) {
+  const std::pair<const char*, int32_t> expected[] = {
+      {"Q4_0", 2},     {"Q8_0", 7},   {"Q2_K", 10},   {"Q4_K", 15},  {"Q6_K", 18},  {"IQ2_XXS", 19}, {"IQ2_XS", 20},
+      {"IQ3_XXS", 23}, {"IQ1_S", 24}, {"IQ4_NL", 25}, {"IQ3_S", 26}, {"IQ2_S", 29}, {"IQ4_XS", 30},  {"IQ1_M", 31},
+      {"TQ1_0", 36},   {"TQ2_0", 37}, {"MXFP4", 38},  {"NVFP4", 39}, {"Q1_0", 40},  {"Q2_0", 41}};
+  for (const auto& [name, ftype] : expected) EXPECT_EQ(FindFormatByName(name)->llama_ftype, ftype) << name;
 }
 
 // Block geometry and which types need an importance matrix, as the real ggml

@@ -264,5 +264,37 @@ TEST(MeasureTest, GarbledCacheLineIsCorruptionNamingTheFile) {
   EXPECT_NE(r.error().message().find(o.cache_path), std::string::npos) << r.error().message();
 }
 
+// IQ2_XS cannot be encoded without importance: asked for without an imatrix
+// it is refused, and with one it is a candidate only for the tensors the
+// imatrix covers.
+TEST(MeasureTest, TypesThatNeedAnImatrixAreCandidatesOnlyWhereItCovers) {
+  testing::TempDir dir;
+  engine::test::RandomModelSpec spec;
+  spec.n_embd = 256;
+  spec.n_ff = 256;
+  spec.head_dim = 64;
+  const std::string path = dir.File("wide.gguf");
+  engine::test::WriteRandomModel(path, spec);
+  auto file = gguf::GgufFile::Open(path);
+  ASSERT_TRUE(file.has_value());
+  std::vector<int32_t> tokens(64);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types = {Type("Q4_0"), Type("IQ2_XS")};
+  auto refused = MeasureModel(*file, tokens, o);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().kind(), StatusKind::kInvalidArgument);
+  EXPECT_NE(refused.error().message().find("IQ2_XS needs an importance matrix"), std::string::npos);
+
+  quantize::Imatrix im;
+  im.entries["blk.1.attn_q.weight"] = {std::vector<float>(256, 2.0f), {1.0f}};
+  o.imatrix = &im;
+  MeasureResult r = Measure(*file, tokens, o);
+  std::map<std::string, double> iq2 = CostsOf(r, "IQ2_XS");
+  EXPECT_EQ(iq2.size(), 1u);
+  EXPECT_EQ(iq2.count("blk.1.attn_q.weight"), 1u);
+  EXPECT_GT(CostsOf(r, "Q4_0").size(), 10u);
+}
+
 }  // namespace
 }  // namespace mixq::measure

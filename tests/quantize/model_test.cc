@@ -123,5 +123,37 @@ TEST(QuantizeModel, ImatrixOfWrongShapeIsRejected) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+// IQ2_XS needs an imatrix in ggml: without one, or with one that misses a
+// tensor the type is asked for, quantization stops before writing, naming the
+// tensor and the type.
+TEST(QuantizeModel, TypeThatNeedsAnImatrixIsRefusedWithoutOne) {
+  auto in = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(in.has_value());
+  testing::TempDir dir;
+  auto options = Options("Q8_0");
+  options.rules.overrides.push_back(*ParseTensorTypeOverride("blk\\.1\\.attn_k=IQ2_XS"));
+  auto report = QuantizeModel(*in, dir.File("q.gguf"), options);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().kind(), StatusKind::kNotSupported);
+  EXPECT_NE(report.error().message().find("tensor 'blk.1.attn_k.weight': type IQ2_XS needs an importance matrix"),
+            std::string::npos)
+      << report.error().message();
+
+  Imatrix im;
+  im.entries["blk.0.attn_k.weight"] = {std::vector<float>(256, 1.0f), {1.0f}};
+  options.imatrix = &im;
+  report = QuantizeModel(*in, dir.File("q.gguf"), options);
+  ASSERT_FALSE(report.has_value());
+  EXPECT_NE(report.error().message().find("the imatrix has no entry"), std::string::npos) << report.error().message();
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  im.entries["blk.1.attn_k.weight"] = {std::vector<float>(256, 1.0f), {1.0f}};
+  report = QuantizeModel(*in, dir.File("q.gguf"), options);
+  ASSERT_TRUE(report.has_value()) << report.error().message();
+  auto out = gguf::GgufFile::Open(dir.File("q.gguf"));
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->FindTensor("blk.1.attn_k.weight")->format->name, "IQ2_XS");
+}
+
 }  // namespace
 }  // namespace mixq::quantize

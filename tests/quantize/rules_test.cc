@@ -64,6 +64,15 @@ TEST(TypeRules, ShapeFallbacks) {
   EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 96, 256), Rules("IQ4_XS")), "IQ4_NL");
   EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 96, 256), Rules("Q3_K")), "Q4_0");
   EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 100, 256), Rules("Q4_K")), "F16");
+  // llama.cpp's tensor_type_fallback for the lattice, ternary and 2026 types.
+  for (const char* t : {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"}) {
+    EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 96, 256), Rules(t)), "IQ4_NL") << t;
+  }
+  for (const char* t : {"TQ1_0", "TQ2_0", "Q2_0"}) {
+    EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 96, 256), Rules(t)), "Q4_0") << t;
+  }
+  EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 96, 256), Rules("Q1_0")), "F16");
+  EXPECT_EQ(Choose(Tensor("blk.0.ffn_down.weight", 48, 256), Rules("MXFP4")), "F16");
   auto c = ChooseType(Tensor("blk.0.ffn_down.weight", 96, 256), Rules("Q4_K"), false);
   ASSERT_TRUE(c.has_value());
   EXPECT_NE(c->note.find("does not fit Q4_K"), std::string::npos);
