@@ -141,7 +141,7 @@ TEST_F(TinyPlans, PlansFromOtherModelsAreRefused) {
   Status s = ApplyPlan(p, *model_, &rules);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);  // bad input data: exit code 3
   EXPECT_NE(s.message().find("double_blocks.12"), std::string::npos);
-  p.units[0] = {"double_blocks.1", {}, "Q8_K", 0, 0, 0.0};  // an activation type: no file holds it
+  p.units[0] = {"double_blocks.1", {}, "Q8_K", 0, 0, 0.0};                     // an activation type: no file holds it
   EXPECT_EQ(ApplyPlan(p, *model_, &rules).kind(), StatusKind::kNotSupported);  // exit 3 too
 }
 
