@@ -2,16 +2,19 @@
 # Quality benchmark: llama.cpp's presets (made by the real llama.cpp through
 # gguf-oracle, with the same imatrix) vs `mixq auto` at the same file size,
 # both judged by llama.cpp's own KLD against the F16 model on held-out text.
-# Usage: bench/quality/presets_vs_auto.sh [build-dir] [presets...]
+# Usage: [MODEL=f16.gguf TEXT=val.txt.gz WORK=dir CHUNKS=n] bench/quality/presets_vs_auto.sh [build-dir] [presets...]
+# The text is split in halves: imatrix and mixq's calibration on the first, KLD on the second.
+# With ROLES=1, a table per preset of the bits each tensor role got in both files.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build}"; shift || true
 presets="${*:-Q2_K Q3_K_M Q4_K_M IQ4_XS Q5_K_M Q6_K}"
 oracle="$(scripts/setup-oracle.sh)"
-model=models/ref-dev/ref-dev-f16.gguf
+model="${MODEL:-models/ref-dev/ref-dev-f16.gguf}"
+text="${TEXT:-models/ref-dev/val.txt.gz}"
 work="${WORK:-bench/out/quality}"
 mkdir -p "$work"
-zcat models/ref-dev/val.txt.gz > "$work/all.txt"
+zcat -f "$text" > "$work/all.txt"
 half=$(( $(wc -c < "$work/all.txt") / 2 ))
 head -c "$half" "$work/all.txt" > "$work/calib.txt"
 tail -c +"$((half + 1))" "$work/all.txt" > "$work/eval.txt"
@@ -33,3 +36,9 @@ for p in $presets; do
   change=$(echo "scale=1; 100 * ($ours - $ref) / $ref" | bc)
   printf "| %s | %s | %.5f | %s | %.5f | %s%% | %.1f |\n" "$p" "$size" "$ref" "$ours_size" "$ours" "$change" "$secs"
 done
+if [ "${ROLES:-0}" = 1 ]; then
+  for p in $presets; do
+    printf "\nBits by role at the size of %s:\n\n" "$p"
+    python3 bench/quality/bits_by_role.py "$build/mixq" "$work/mixq-$p.gguf" "$work/$p.gguf"
+  done
+fi

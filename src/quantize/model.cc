@@ -106,7 +106,7 @@ Status CheckImportanceCovers(const gguf::GgufFile& input, const std::vector<Type
     if (!f.needs_imatrix || &f == t.format) continue;
     const std::string what = "tensor '" + t.name + "': type " + std::string(f.name) + " needs an importance matrix";
     if (options.imatrix == nullptr) return Status::NotSupported(what + "; give --imatrix or choose another type");
-    auto importance = options.imatrix->Importance(t.name, t.ne[0]);
+    auto importance = TensorImportance(options.imatrix, t);
     MIXQ_TRY(importance);
     if (!importance->has_value()) return Status::NotSupported(what + " and the imatrix has no entry for it");
   }

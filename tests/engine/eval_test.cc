@@ -309,6 +309,37 @@ TEST(MoeImatrix, SumsAndCountsPerExpert) {
   EXPECT_NEAR((**imp)[2 * 32 + 5], sum2[5] / double(count), 1e-4 * sum2[5] / double(count));
 }
 
+// A type that needs an imatrix (IQ2_XS) on expert tensors takes each
+// expert's slice of a per-expert imatrix, as for any other type.
+TEST(MoeImatrix, TypesThatNeedAnImatrixQuantizeExperts) {
+  testing::TempDir dir;
+  test::RandomModelSpec spec = SmallMoe();
+  spec.n_embd = 256;
+  spec.head_dim = 64;
+  test::WriteRandomModel(dir.File("moe.gguf"), spec);
+  auto file = gguf::GgufFile::Open(dir.File("moe.gguf"));
+  ASSERT_TRUE(file.has_value());
+  auto model = Model::Load(*file);
+  ASSERT_TRUE(model.has_value()) << model.error().message();
+  auto text = tokenizer::ReadTextFile(ValGz());
+  ASSERT_TRUE(text.has_value());
+  ImatrixOptions o;
+  o.n_ctx = 64;
+  o.bos_id = 1;
+  auto im = CollectImatrix(*model, ByteTokens(*text, 2 * 64), o);
+  ASSERT_TRUE(im.has_value()) << im.error().message();
+
+  quantize::QuantizeOptions q;
+  q.rules.default_format = formats::FindFormatByName("Q8_0");
+  q.rules.overrides.push_back(*quantize::ParseTensorTypeOverride("ffn_(gate|up)_exps=IQ2_XS"));
+  q.imatrix = &*im;
+  auto report = quantize::QuantizeModel(*file, dir.File("q.gguf"), q);
+  ASSERT_TRUE(report.has_value()) << report.error().message();
+  auto out = gguf::GgufFile::Open(dir.File("q.gguf"));
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->FindTensor("blk.1.ffn_up_exps.weight")->format->name, "IQ2_XS");
+}
+
 TEST(EvalCli, JsonSummaryAndSavedLogits) {
   testing::TempDir dir;
   ValSlice val;
