@@ -131,7 +131,7 @@ constexpr std::string_view kPageScript = R"JS(
     'measured. On the dashed line the prediction is exact.');
   if (D.validation.length) {
     const all = D.validation.flatMap(v => [v.predicted_kld, v.kld]).filter(v => v > 0);
-    const diag = [{ v: Math.min(...all) }, { v: Math.max(...all) }];
+    const diag = [{ v: Math.min(...all) / 1.5 }, { v: Math.max(...all) * 1.5 }];
     const logAxis = title => ({ type: 'quantitative', scale: { type: 'log' }, title });
     chart('chart-validation', {
       width: 480, height: 360,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "engine/engine.h"
@@ -43,9 +44,28 @@ std::string PartOf(const engine::WeightInfo& w) {
   }
 }
 
+// For names the engine's architectures lack (shared experts of qwen2moe,
+// deepseek, ...): "blk.N.ROLE.weight" read as such, the part by llama.cpp's
+// naming conventions.
+Place PlaceByName(const std::string& tensor, int64_t n_layer) {
+  static const std::regex kBlock(R"(^blk\.(\d+)\.(.+?)(\.weight)?$)");
+  std::smatch m;
+  if (!std::regex_match(tensor, m, kBlock)) return {n_layer, tensor, "norms and other"};
+  const std::string role = m[2];
+  auto has = [&](const char* part) { return role.find(part) != std::string::npos; };
+  const char* part = has("shexp")          ? "shared experts"
+                     : has("exps")         ? "routed experts"
+                     : has("ffn_gate_inp") ? "router"
+                     : has("norm")         ? "norms and other"
+                     : has("attn")         ? "attention"
+                     : has("ffn")          ? "dense FFN"
+                                           : "norms and other";
+  return {std::stoll(m[1]), role, part};
+}
+
 Place PlaceOf(const std::string& tensor, int64_t n_layer) {
   auto w = engine::DescribeWeight(tensor);
-  if (!w) return {n_layer, tensor, "norms and other"};
+  if (!w) return PlaceByName(tensor, n_layer);
   const bool after_blocks = w->layer < 0 && w->part == engine::WeightPart::kOutput;
   return {after_blocks ? n_layer : w->layer, w->role, PartOf(*w)};
 }
