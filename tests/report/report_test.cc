@@ -3,11 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "report/tables.h"
 #include "test_support.h"
@@ -270,6 +272,17 @@ TEST(ReportCli, AMissingMeasurementFailsWithOneLineAndWritesNothing) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_FALSE(std::filesystem::exists(dir.File("r.html")));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+// auto checks for the chart library before its long steps, and leaves nothing behind.
+TEST(ReportCli, AutoWithoutChartLibraryStopsBeforeAnyWork) {
+  TempDir dir;
+  auto r = RunCommand("MIXQ_REPORT_ASSETS=" + dir.File("none") + " " + MIXQ_BINARY + " auto " +
+                      mixq::testing::RefDevModel() + " --text " + MIXQ_SOURCE_DIR + "/models/ref-dev/val.txt.gz" +
+                      " --target 4.5bpw -o " + dir.File("out.gguf") + " --report " + dir.File("out.html"));
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("scripts/setup-report.sh"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "auto wrote files before failing";
 }
 
 }  // namespace
