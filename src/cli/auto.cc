@@ -305,6 +305,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     }
     std::fprintf(stderr, "  time: imatrix %.1f s, measure %.1f s, quantize %.1f s, total %.1f s\n", imatrix_s,
                  measure_s, quantize_s, summary["seconds"].get<double>());
+    if (chart_library) std::fprintf(stderr, "  report: %s\n", opt.report.c_str());
   }
   return kExitOk;
 }
