@@ -3,12 +3,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "base/content_hash.h"
 #include "base/file_identity.h"
 #include "base/file_lock.h"
 #include "cli/workflow.h"
 #include "engine/engine.h"
+#include "report/report.h"
 #include "tokenizer/tokenizer.h"
 
 namespace mixq::cli {
@@ -24,6 +26,7 @@ struct AutoCliOptions {
   std::string imatrix;
   std::string types;
   std::string cache_dir;
+  std::string report;
   std::vector<std::string> keep;
   int64_t ctx = 512;
   int64_t imatrix_chunks = 40;
@@ -116,12 +119,27 @@ Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliO
   return im;
 }
 
+// The report of this run: its measurement, its plan and, when evaluated, its output's KLD.
+Status WriteAutoReport(const AutoCliOptions& opt, const plan::Measurement& measurement, const plan::Plan& plan,
+                       const nlohmann::json& summary, const report::ChartLibrary& library) {
+  report::ReportInputs in;
+  in.measurement = measurement;
+  in.plans.push_back({std::filesystem::path(opt.output).stem().string(), plan});
+  if (summary.contains("kld")) {
+    auto e =
+        report::EvalOfFile(opt.output, summary["kld"].get<double>(), summary["kld_stderr"].get<double>(), plan.cost);
+    MIXQ_TRY(e);
+    in.evals.push_back(std::move(e).value());
+  }
+  return report::WriteReport(in, library, opt.report);
+}
+
 int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   const AutoCache cache(opt);
   if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
                                           {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "",
-                                           cache.measure, cache.measurement, cache.plan});
+                                           cache.measure, cache.measurement, cache.plan, opt.report});
       !s.ok()) {
     return ReportError(s);
   }
@@ -129,6 +147,13 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   if (!budget) return ReportError(budget.error());
   auto types = ParseTypeList(opt.types, "--types");
   if (!types) return ReportError(types.error());
+  // Before the long steps: a missing chart library is found in a second, not after the eval.
+  std::optional<report::ChartLibrary> chart_library;
+  if (!opt.report.empty()) {
+    auto lib = report::LoadChartLibrary(report::DefaultAssetDir());
+    if (!lib) return ReportError(lib.error());
+    chart_library = std::move(lib).value();
+  }
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto model = engine::Model::Load(*file);
@@ -249,6 +274,12 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     summary["eval_chunks"] = ev->n_chunks;
     summary["seconds_eval"] = SecondsSince(t0);
   }
+  if (chart_library) {
+    if (Status s = WriteAutoReport(opt, measured->measurement, *p, summary, *chart_library); !s.ok()) {
+      return ReportError(s);
+    }
+    summary["report"] = opt.report;
+  }
   summary["seconds"] = SecondsSince(start);
 
   if (global.json) {
@@ -274,6 +305,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     }
     std::fprintf(stderr, "  time: imatrix %.1f s, measure %.1f s, quantize %.1f s, total %.1f s\n", imatrix_s,
                  measure_s, quantize_s, summary["seconds"].get<double>());
+    if (chart_library) std::fprintf(stderr, "  report: %s\n", opt.report.c_str());
   }
   return kExitOk;
 }
@@ -304,6 +336,7 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
+  sub->add_option("--report", opt->report, "also write an HTML report of this run (docs/report.md)");
   AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunAuto(global, *opt); }; });
 }

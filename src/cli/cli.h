@@ -43,6 +43,7 @@ void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action);
 void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action);
+void AddReport(CLI::App& app, const GlobalOptions& global, Action* action);
 
 // Prints "mixq: error: <message>" on stderr and returns the exit code for the
 // status kind.

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   mixq::cli::AddMeasure(app, global, &action);
   mixq::cli::AddPlan(app, global, &action);
   mixq::cli::AddAuto(app, global, &action);
+  mixq::cli::AddReport(app, global, &action);
 
   try {
     app.parse(argc, argv);
