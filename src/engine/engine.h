@@ -116,13 +116,27 @@ struct RunOptions {
   Activations activations = Activations::kGgml;
 };
 
+// Where a Model runs its forward pass. The CPU is the reference; CUDA
+// (builds with MIXQ_CUDA, docs/gpu.md) agrees with it to rounding.
+enum class Device { kCpu, kCuda };
+struct LoadOptions {
+  Device device = Device::kCpu;
+  int64_t gpu_mem_bytes = 0;  // CUDA: most device memory to use for weights (0: what the GPU has free)
+};
+// Whether this build has the CUDA backend and a GPU is usable.
+bool CudaUsable();
+// The device a "--device" value names: "cpu", "cuda" (NotSupported when it
+// is not usable, saying why) or "auto"/"" (cuda when usable, else cpu).
+Result<Device> ResolveDevice(std::string_view name);
+std::string_view DeviceName(Device device);
+
 class Model {
  public:
   // Reads the architecture metadata and checks every tensor the forward pass
   // needs (presence, shape, decodable format, every value finite: Corruption
   // names the tensor and index). NotSupported names the architecture and
   // lists the supported ones.
-  static Result<Model> Load(const gguf::GgufFile& file);
+  static Result<Model> Load(const gguf::GgufFile& file, const LoadOptions& options = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
