@@ -12,6 +12,11 @@ Result<std::unique_ptr<Backend>> MakeCudaBackend(const ModelConfig&, int64_t) { 
 
 bool CudaUsable() { return CudaStatus().ok(); }
 
+std::string CudaStatusMessage() {
+  const Status s = CudaStatus();
+  return s.ok() ? "cuda usable" : s.message();
+}
+
 std::string_view DeviceName(Device device) { return device == Device::kCuda ? "cuda" : "cpu"; }
 
 Result<Device> ResolveDevice(std::string_view name) {

@@ -123,8 +123,10 @@ struct LoadOptions {
   Device device = Device::kCpu;
   int64_t gpu_mem_bytes = 0;  // CUDA: most device memory to use for weights (0: what the GPU has free)
 };
-// Whether this build has the CUDA backend and a GPU is usable.
+// Whether this build has the CUDA backend and a GPU is usable, and if not,
+// why not ("cuda usable" when it is).
 bool CudaUsable();
+std::string CudaStatusMessage();
 // The device a "--device" value names: "cpu", "cuda" (NotSupported when it
 // is not usable, saying why) or "auto"/"" (cuda when usable, else cpu).
 Result<Device> ResolveDevice(std::string_view name);

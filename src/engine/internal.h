@@ -26,6 +26,9 @@ struct Weight {
   int64_t n_out = 0;     // rows of one matrix: ne[1]
   int64_t n_expert = 1;  // ne[2]
   int64_t row_bytes = 0;
+  // New whenever `data` or `format` change (NextWeightGeneration), so that a
+  // device's copy of the weight is never mistaken for a later one's.
+  uint64_t generation = 0;
 
   // Expert e's matrix, as a 2-D weight of the same name.
   Weight Expert(int64_t e) const {
@@ -35,6 +38,9 @@ struct Weight {
     return w;
   }
 };
+
+// A number no weight had before (thread-safe).
+uint64_t NextWeightGeneration();
 
 // Per-thread scratch: attention scores, one decoded weight row (as floats,
 // or as int8 values with group scales and mins).

@@ -1,6 +1,7 @@
 // Model: tensors from the architecture's table, checked against the file;
 // weight overrides; the layer loop.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -69,6 +70,11 @@ bool Required(Need need) { return need == Need::kRequired || need == Need::kDens
 
 }  // namespace
 
+uint64_t NextWeightGeneration() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
 Result<Weight*> Model::Impl::Add(const std::string& name, const TensorEntry& entry, bool required) {
   const gguf::TensorInfo* t = file->FindTensor(name);
   if (t == nullptr) {
@@ -105,6 +111,7 @@ void Model::Impl::Reset(Weight& w) {
   w.n_out = w.info->ne[1];
   w.n_expert = w.info->ne[2];
   w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.info->n_rows();
+  w.generation = NextWeightGeneration();
 }
 
 // The tensors of block `layer` (or, for -1, those outside the blocks) that
@@ -188,6 +195,7 @@ Status Model::SetWeight(const std::string& name, const formats::Format& format, 
   w.format = &format;
   w.data = stored.data();
   w.row_bytes = *row_bytes;
+  w.generation = NextWeightGeneration();
   return Status::Ok();
 }
 
