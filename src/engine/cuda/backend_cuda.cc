@@ -1,5 +1,7 @@
 // The CUDA backend: hidden states and scratch stay in device memory; matrix
-// products run through cuBLAS in F16 with F32 accumulation; weights are
+// products run through cuBLAS in F16 with F32 accumulation, their inputs
+// rounded first as the CPU rounds them (Q8_0/Q8_K blocks for quantized
+// weights under Activations::kGgml, then F16); weights are
 // uploaded once as F16 (an F16 file's bytes as they are, other formats
 // decoded on the host) and kept in a cache bounded by the memory budget,
 // least recently used first out, so that a model larger than the budget
@@ -115,12 +117,23 @@ class CudaBackend final : public Backend {
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
     cuda::RmsNorm(F(x), Vector(weight), rows, n, eps, F(y), stream_);
   }
-  void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens, const RunOptions&) override {
+  void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
+              const RunOptions& options) override {
     const int64_t n_in = products.begin()->w->n_in;
     Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n_tokens * n_in) * sizeof(Half)));
-    cuda::ToHalf(F(x), n_tokens * n_in, xh, stream_);
     ++use_;  // the weights of these products stay cached while they run
+    bool prepared = false;
+    ActRounding done = ActRounding::kNone;
     for (const TensorProduct& p : products) {
+      // Activations rounded as the CPU rounds them for this weight (ggml's
+      // vec_dot types), then to F16 for the product.
+      const ActRounding rounding =
+          options.activations == Activations::kGgml ? RoundingFor(*p.w->format) : ActRounding::kNone;
+      if (!prepared || rounding != done) {
+        PrepareInput(F(x), rounding, n_tokens * n_in, xh);
+        prepared = true;
+        done = rounding;
+      }
       const Half* w = Matrix(*p.w);
       const float one = 1.0f, zero = 0.0f;
       Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(p.w->n_out), static_cast<int>(n_tokens),
@@ -183,6 +196,17 @@ class CudaBackend final : public Backend {
   const Half* Matrix(const Weight& w) { return static_cast<const Half*>(Lookup(w, true)); }
   const float* Vector(const Weight& w) { return static_cast<const float*>(Lookup(w, false)); }
   void* Lookup(const Weight& w, bool matrix);
+  void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
+    if (rounding == ActRounding::kNone || rounding == ActRounding::kF16) {
+      cuda::ToHalf(x, n, xh, stream_);
+      return;
+    }
+    float* r = static_cast<float*>(rounded_.Get(static_cast<size_t>(n) * sizeof(float)));
+    if (rounding == ActRounding::kQ8_0) cuda::RoundQ8_0(x, n, r, stream_);
+    if (rounding == ActRounding::kQ8_K) cuda::RoundQ8_K(x, n, r, stream_);
+    if (rounding == ActRounding::kBF16) cuda::RoundBf16(x, n, r, stream_);
+    cuda::ToHalf(r, n, xh, stream_);
+  }
   void* Upload(const Weight& w, bool matrix, size_t bytes);
   void MakeRoom(size_t bytes);
   void RopeTables(int64_t seq_len, const float* freq_factors);
@@ -198,7 +222,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   unsigned long long* flag_ = nullptr;
   std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
-  DeviceBuffer half_x_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
+  DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
   DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_;
   int64_t rope_seq_len_ = -1;
   const float* rope_factors_ = nullptr;

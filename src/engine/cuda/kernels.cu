@@ -39,6 +39,59 @@ __global__ void RoundToHalfKernel(float* x, int64_t n) {
   if (i < n) x[i] = __half2float(__float2half_rn(x[i]));
 }
 
+// Round half to even for |v| < 2^22, as RoundToInt in internal.h.
+__device__ float RoundToInt(float v) { return __fsub_rn(__fadd_rn(v, 12582912.0f), 12582912.0f); }
+
+// One thread per block of 32.
+__global__ void RoundQ8_0Kernel(const float* x, int64_t n_blocks, float* y) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= n_blocks) return;
+  const float* xb = x + b * 32;
+  float* yb = y + b * 32;
+  float amax = 0.0f;
+  for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(xb[j]));
+  const float id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+  const float d = __half2float(__float2half_rn(__fdiv_rn(amax, 127.0f)));
+  for (int j = 0; j < 32; ++j) {
+    const float q = static_cast<float>(static_cast<int8_t>(RoundToInt(__fmul_rn(xb[j], id))));
+    yb[j] = __fmul_rn(d, q);
+  }
+}
+
+// One thread per block of 256; the scale comes from the first value of
+// largest magnitude, as ggml's x86 code picks it.
+__global__ void RoundQ8_KKernel(const float* x, int64_t n_blocks, float* y) {
+  const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (b >= n_blocks) return;
+  const float* xb = x + b * 256;
+  float* yb = y + b * 256;
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < 256; ++j) {
+    const float ax = fabsf(xb[j]);
+    if (ax > amax) {
+      amax = ax;
+      max = xb[j];
+    }
+  }
+  if (amax == 0.0f) {
+    for (int j = 0; j < 256; ++j) yb[j] = 0.0f;
+    return;
+  }
+  const float iscale = __fdiv_rn(-127.0f, max);
+  const float d = __fdiv_rn(1.0f, iscale);
+  for (int j = 0; j < 256; ++j) {
+    const float q = static_cast<float>(static_cast<int8_t>(fminf(127.0f, RoundToInt(__fmul_rn(iscale, xb[j])))));
+    yb[j] = __fmul_rn(d, q);
+  }
+}
+
+__global__ void RoundBf16Kernel(const float* x, int64_t n, float* y) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const uint32_t u = __float_as_uint(x[i]);
+  y[i] = (u & 0x7FFFFFFFu) > 0x7F800000u ? x[i] : __uint_as_float((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+}
+
 __global__ void AddBiasKernel(float* y, const float* bias, int64_t total, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < total) y[i] = __fadd_rn(y[i], bias[i % n]);
@@ -146,6 +199,15 @@ void ToHalf(const float* x, int64_t n, Half* y, cudaStream_t s) {
 }
 void RoundToHalf(float* x, int64_t n, cudaStream_t s) {
   if (n > 0) RoundToHalfKernel<<<Blocks(n), kThreads, 0, s>>>(x, n);
+}
+void RoundQ8_0(const float* x, int64_t n, float* y, cudaStream_t s) {
+  if (n > 0) RoundQ8_0Kernel<<<Blocks(n / 32), kThreads, 0, s>>>(x, n / 32, y);
+}
+void RoundQ8_K(const float* x, int64_t n, float* y, cudaStream_t s) {
+  if (n > 0) RoundQ8_KKernel<<<Blocks(n / 256), kThreads, 0, s>>>(x, n / 256, y);
+}
+void RoundBf16(const float* x, int64_t n, float* y, cudaStream_t s) {
+  if (n > 0) RoundBf16Kernel<<<Blocks(n), kThreads, 0, s>>>(x, n, y);
 }
 void AddBias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t s) {
   if (rows * n > 0) AddBiasKernel<<<Blocks(rows * n), kThreads, 0, s>>>(y, bias, rows * n, n);

@@ -18,6 +18,12 @@ void RmsNorm(const float* x, const float* w, int64_t rows, int64_t n, float eps,
 void ToHalf(const float* x, int64_t n, Half* y, cudaStream_t s);
 // x[i] = x[i] rounded to F16, as a float.
 void RoundToHalf(float* x, int64_t n, cudaStream_t s);
+// y[n] = x[n] rounded as ggml's CPU backend rounds activations for a dot
+// product (activation_rounding.cc, bit for bit): blocks of 32 to Q8_0, blocks
+// of 256 to Q8_K (each value d·q as a float), or each value to BF16.
+void RoundQ8_0(const float* x, int64_t n, float* y, cudaStream_t s);
+void RoundQ8_K(const float* x, int64_t n, float* y, cudaStream_t s);
+void RoundBf16(const float* x, int64_t n, float* y, cudaStream_t s);
 // y[rows][n] += bias[n].
 void AddBias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t s);
 // h[i] += d[i].
