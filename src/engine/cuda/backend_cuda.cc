@@ -36,7 +36,7 @@ namespace {
 using cuda::Half;
 
 [[noreturn]] void Fail(const char* what, const char* detail) {
-  std::fprintf(stderr, "mixq: CUDA error in %s: %s\n", what, detail);
+  std::fprintf(stderr, "mixq: error: CUDA error in %s: %s\n", what, detail);
   std::exit(4);
 }
 void Check(cudaError_t e, const char* what) {
