@@ -26,8 +26,9 @@ struct Weight {
   int64_t n_out = 0;     // rows of one matrix: ne[1]
   int64_t n_expert = 1;  // ne[2]
   int64_t row_bytes = 0;
-  // New whenever `data` or `format` change (NextWeightGeneration), so that a
-  // device's copy of the weight is never mistaken for a later one's.
+  // 0 for the file's bytes; a new number for each override
+  // (NextWeightGeneration), so that a device's copy of an earlier override is
+  // never mistaken for a later one at the same address.
   uint64_t generation = 0;
 
   // Expert e's matrix, as a 2-D weight of the same name.

@@ -111,7 +111,9 @@ void Model::Impl::Reset(Weight& w) {
   w.n_out = w.info->ne[1];
   w.n_expert = w.info->ne[2];
   w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.info->n_rows();
-  w.generation = NextWeightGeneration();
+  // The file's bytes never change: a device keeps its copy of them across
+  // overrides (measure restores every weight it substitutes).
+  w.generation = 0;
 }
 
 // The tensors of block `layer` (or, for -1, those outside the blocks) that
