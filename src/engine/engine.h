@@ -1,6 +1,8 @@
-// engine: a CPU forward pass for llama-family GGUF models, and what is built
-// on it: perplexity/KLD evaluation as llama-perplexity computes it, base
-// logits files, and importance-matrix collection as llama-imatrix does it.
+// engine: a forward pass for llama-family GGUF models, and what is built on
+// it: perplexity/KLD evaluation as llama-perplexity computes it, base logits
+// files, and importance-matrix collection as llama-imatrix does it. It runs on
+// the CPU (the reference) or, in builds with MIXQ_CUDA, on a CUDA GPU
+// (LoadOptions; backend.h, docs/gpu.md).
 //
 // Architectures: "llama" (Llama 2/3, Mistral: GQA, tied or untied output,
 // rope_freqs factors, linear RoPE scaling; Mixtral: routed experts),
