@@ -33,6 +33,7 @@ struct AutoCliOptions {
   int64_t measure_chunks = 4;
   int64_t eval_chunks = 20;
   int threads = 0;
+  DeviceCliOptions device;
   bool no_eval = false;
 };
 
@@ -67,9 +68,12 @@ std::pair<std::string, std::string> SplitText(const std::string& text) {
 // that the file and its key are replaced together.
 constexpr const char* kCacheKeyMetadata = "mixq.cache_key";
 
-CacheKey ImatrixCacheKey(const gguf::GgufFile& file, const AutoCliOptions& opt, const TextTokens& calib) {
+CacheKey ImatrixCacheKey(const gguf::GgufFile& file, engine::Device device, const AutoCliOptions& opt,
+                         const TextTokens& calib) {
   return {{"mixq version", MIXQ_VERSION},
           {"model", file.ContentHash()},
+          // The devices' forward passes agree to rounding only.
+          {"device", std::string(engine::DeviceName(device))},
           {"calibration tokens", HashOfValues(std::span<const int32_t>(calib.tokens))},
           {"n_ctx", std::to_string(opt.ctx)},
           {"chunks", std::to_string(opt.imatrix_chunks)},
@@ -89,10 +93,10 @@ CacheKey CachedImatrixKey(const std::string& path) {
   return key;
 }
 
-Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliOptions& opt, engine::Model& model,
-                                     const TextTokens& calib, const std::string& cache_file) {
+Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliOptions& opt, engine::Device device,
+                                     engine::Model& model, const TextTokens& calib, const std::string& cache_file) {
   if (!opt.imatrix.empty()) return quantize::LoadImatrix(opt.imatrix);
-  const CacheKey key = ImatrixCacheKey(model.file(), opt, calib);
+  const CacheKey key = ImatrixCacheKey(model.file(), device, opt, calib);
   if (std::filesystem::exists(cache_file)) {
     const std::string why = StaleReason(CachedImatrixKey(cache_file), key);
     if (why.empty()) {
@@ -154,9 +158,11 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     if (!lib) return ReportError(lib.error());
     chart_library = std::move(lib).value();
   }
+  auto load = ResolveDeviceOptions(global, opt.device);
+  if (!load) return ReportError(load.error());
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file);
+  auto model = engine::Model::Load(*file, *load);
   if (!model) return ReportError(model.error());
 
   auto text = tokenizer::ReadTextFile(opt.text);
@@ -183,7 +189,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   if (!lock) return ReportError(lock.error());
 
   auto t0 = std::chrono::steady_clock::now();
-  auto imatrix = GetImatrix(global, opt, *model, *calib, cache.imatrix);
+  auto imatrix = GetImatrix(global, opt, load->device, *model, *calib, cache.imatrix);
   if (!imatrix) return ReportError(imatrix.error());
   const double imatrix_s = SecondsSince(t0);
 
@@ -196,6 +202,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   mo.n_chunks = opt.measure_chunks;
   mo.bos_id = calib->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
+  mo.load = *load;
   mo.cache_path = cache.measure;
   auto measured = MeasureWithProgress(global, *file, calib->tokens, mo);
   if (!measured) return ReportError(measured.error());
@@ -247,7 +254,7 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
     t0 = std::chrono::steady_clock::now();
     auto out_file = gguf::GgufFile::Open(opt.output);
     if (!out_file) return ReportError(out_file.error());
-    auto out_model = engine::Model::Load(*out_file);
+    auto out_model = engine::Model::Load(*out_file, *load);
     if (!out_model) return ReportError(out_model.error());
     auto eval_tokens = TokenizeText(*file, eval_text);
     if (!eval_tokens) return ReportError(eval_tokens.error());
@@ -336,8 +343,9 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
-  sub->add_option("--report", opt->report, "also write an HTML report of this run (docs/report.md)");
+  sub->add_option("--report", opt->report, "also write an HTML report of this run");
   AddThreadsOption(sub, &opt->threads);
+  AddDeviceOptions(sub, &opt->device);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunAuto(global, *opt); }; });
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "engine/engine.h"
 
 namespace mixq::cli {
 
@@ -61,6 +62,17 @@ void AddThreadsOption(CLI::App* sub, int* threads);
 // Checks a chunk count flag: a positive count, or -1 for all the text has.
 // Zero would compute nothing (a NaN perplexity, an empty imatrix).
 const CLI::Validator& PositiveOrAll();
+
+// --device cpu|cuda|auto and --gpu-mem SIZE, for the commands that run
+// forward passes.
+struct DeviceCliOptions {
+  std::string device = "auto";
+  std::string gpu_mem;  // empty: what the GPU has free
+};
+void AddDeviceOptions(CLI::App* sub, DeviceCliOptions* options);
+// The device the flags name (auto: cuda when a GPU is usable, else cpu),
+// said in one line on stderr, and the memory cap.
+Result<engine::LoadOptions> ResolveDeviceOptions(const GlobalOptions& global, const DeviceCliOptions& options);
 
 std::string FormatBytes(uint64_t n_bytes);
 

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "plan/plan.h"
 
 namespace mixq::cli {
 
@@ -54,6 +55,30 @@ void AddThreadsOption(CLI::App* sub, int* threads) {
   sub->add_option("-t,--threads", *threads, "worker threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 16));
+}
+
+void AddDeviceOptions(CLI::App* sub, DeviceCliOptions* options) {
+  sub->add_option("--device", options->device, "where forward passes run: cpu, cuda, or auto (cuda when usable)")
+      ->capture_default_str();
+  sub->add_option("--gpu-mem", options->gpu_mem, "cuda: most GPU memory to use, e.g. 24GiB (default: all free)");
+}
+
+Result<engine::LoadOptions> ResolveDeviceOptions(const GlobalOptions& global, const DeviceCliOptions& options) {
+  engine::LoadOptions load;
+  auto device = engine::ResolveDevice(options.device);
+  MIXQ_TRY(device);
+  load.device = *device;
+  if (!options.gpu_mem.empty()) {
+    auto bytes = plan::ParseSizeTarget(options.gpu_mem);
+    if (!bytes) return Status::InvalidArgument("bad --gpu-mem '" + options.gpu_mem + "'; use e.g. 24GiB");
+    load.gpu_mem_bytes = bytes->file_n_bytes;
+  }
+  std::string line = "device: " + std::string(engine::DeviceName(load.device));
+  if (load.device == engine::Device::kCpu && options.device != "cpu") {
+    line += " (" + engine::CudaStatusMessage() + ")";
+  }
+  Info(global, line);
+  return load;
 }
 
 const CLI::Validator& PositiveOrAll() {

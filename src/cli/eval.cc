@@ -21,6 +21,7 @@ struct EvalCliOptions {
   std::string save_logits;
   std::string activations = "ggml";
   int threads = 0;
+  DeviceCliOptions device;
 };
 
 std::string ProgressDetail(int64_t done, int64_t total, int64_t tokens, std::chrono::steady_clock::time_point start) {
@@ -96,9 +97,11 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
   if (opt.activations != "ggml" && opt.activations != "f32") {
     return ReportError(Status::InvalidArgument("--activations must be 'ggml' or 'f32', not '" + opt.activations + "'"));
   }
+  auto load = ResolveDeviceOptions(global, opt.device);
+  if (!load) return ReportError(load.error());
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file);
+  auto model = engine::Model::Load(*file, *load);
   if (!model) return ReportError(model.error());
   auto tok = tokenizer::Tokenizer::FromGguf(*file);
   if (!tok) return ReportError(tok.error());
@@ -140,7 +143,7 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
   } else if (!opt.base.empty()) {
     auto base_file = gguf::GgufFile::Open(opt.base);
     if (!base_file) return ReportError(base_file.error());
-    auto base_model = engine::Model::Load(*base_file);
+    auto base_model = engine::Model::Load(*base_file, *load);
     if (!base_model) return ReportError(base_model.error());
     result = engine::EvaluateVsModel(*model, *base_model, tokens, eo);
   } else {
@@ -183,6 +186,7 @@ void AddEval(CLI::App& app, const GlobalOptions& global, Action* action) {
                   "f32: exact activations")
       ->capture_default_str();
   AddThreadsOption(sub, &opt->threads);
+  AddDeviceOptions(sub, &opt->device);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunEval(global, *opt); }; });
 }
 

@@ -21,13 +21,16 @@ struct ImatrixCliOptions {
   int64_t chunks = -1;
   bool no_output = false;
   int threads = 0;
+  DeviceCliOptions device;
 };
 
 int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
   if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text}, {opt.output}); !s.ok()) return ReportError(s);
+  auto load = ResolveDeviceOptions(global, opt.device);
+  if (!load) return ReportError(load.error());
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file);
+  auto model = engine::Model::Load(*file, *load);
   if (!model) return ReportError(model.error());
   auto tok = tokenizer::Tokenizer::FromGguf(*file);
   if (!tok) return ReportError(tok.error());
@@ -115,6 +118,7 @@ void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_flag("--no-output", opt->no_output,
                 "skip output.weight (llama-imatrix's default; it collects it only with --process-output)");
   AddThreadsOption(sub, &opt->threads);
+  AddDeviceOptions(sub, &opt->device);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunImatrix(global, *opt); }; });
 }
 

@@ -23,6 +23,7 @@ struct MeasureCliOptions {
   int64_t chunks = 4;
   int validate = 0;
   int threads = 0;
+  DeviceCliOptions device;
   DiffusionMeasureFlags diffusion;
 };
 
@@ -37,11 +38,14 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
           global, {opt.model, opt.text, opt.imatrix, opt.output, opt.types, opt.method, opt.threads, opt.diffusion})) {
     return *code;
   }
+  auto load = ResolveDeviceOptions(global, opt.device);
+  if (!load) return ReportError(load.error());
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
   auto text = TokenizeTextFile(*file, opt.text);
   if (!text) return ReportError(text.error());
   measure::MeasureOptions mo;
+  mo.load = *load;
   auto types = ParseTypeList(opt.types, "--types");
   if (!types) return ReportError(types.error());
   mo.types = *types;
@@ -131,6 +135,7 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction")
       ->check(CLI::Range(0, 1 << 16));
   AddThreadsOption(sub, &opt->threads);
+  AddDeviceOptions(sub, &opt->device);
   AddDiffusionMeasureFlags(sub, &opt->diffusion);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunMeasure(global, *opt); }; });
 }

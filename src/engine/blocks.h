@@ -6,17 +6,17 @@
 #define MIXQ_ENGINE_BLOCKS_H_
 
 #include "engine/architecture.h"
-#include "engine/internal.h"
+#include "engine/backend.h"
 
 namespace mixq::engine {
 
 struct LayerContext {
   const ModelConfig& config;
   const LayerWeights& weights;  // this block's
-  const float* rope_factors;    // n_rot / 2 values, or null
-  float* hidden;                // [n_tokens][n_embd]
+  const float* rope_factors;    // n_rot / 2 values on the host, or null
+  Tensor hidden;                // [n_tokens][n_embd]
   int64_t n_tokens;
-  Buffers& buffers;
+  Backend& ops;
   const RunOptions& options;
 };
 

@@ -1,6 +1,8 @@
-// engine: a CPU forward pass for llama-family GGUF models, and what is built
-// on it: perplexity/KLD evaluation as llama-perplexity computes it, base
-// logits files, and importance-matrix collection as llama-imatrix does it.
+// engine: a forward pass for llama-family GGUF models, and what is built on
+// it: perplexity/KLD evaluation as llama-perplexity computes it, base logits
+// files, and importance-matrix collection as llama-imatrix does it. It runs on
+// the CPU (the reference) or, in builds with MIXQ_CUDA, on a CUDA GPU
+// (LoadOptions; backend.h, docs/gpu.md).
 //
 // Architectures: "llama" (Llama 2/3, Mistral: GQA, tied or untied output,
 // rope_freqs factors, linear RoPE scaling; Mixtral: routed experts),
@@ -116,13 +118,29 @@ struct RunOptions {
   Activations activations = Activations::kGgml;
 };
 
+// Where a Model runs its forward pass. The CPU is the reference; CUDA
+// (builds with MIXQ_CUDA, docs/gpu.md) agrees with it to rounding.
+enum class Device { kCpu, kCuda };
+struct LoadOptions {
+  Device device = Device::kCpu;
+  int64_t gpu_mem_bytes = 0;  // CUDA: most device memory to use for weights (0: what the GPU has free)
+};
+// Whether this build has the CUDA backend and a GPU is usable, and if not,
+// why not ("cuda usable" when it is).
+bool CudaUsable();
+std::string CudaStatusMessage();
+// The device a "--device" value names: "cpu", "cuda" (NotSupported when it
+// is not usable, saying why) or "auto"/"" (cuda when usable, else cpu).
+Result<Device> ResolveDevice(std::string_view name);
+std::string_view DeviceName(Device device);
+
 class Model {
  public:
   // Reads the architecture metadata and checks every tensor the forward pass
   // needs (presence, shape, decodable format, every value finite: Corruption
   // names the tensor and index). NotSupported names the architecture and
   // lists the supported ones.
-  static Result<Model> Load(const gguf::GgufFile& file);
+  static Result<Model> Load(const gguf::GgufFile& file, const LoadOptions& options = {});
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

@@ -26,6 +26,10 @@ struct Weight {
   int64_t n_out = 0;     // rows of one matrix: ne[1]
   int64_t n_expert = 1;  // ne[2]
   int64_t row_bytes = 0;
+  // 0 for the file's bytes; a new number for each override
+  // (NextWeightGeneration), so that a device's copy of an earlier override is
+  // never mistaken for a later one at the same address.
+  uint64_t generation = 0;
 
   // Expert e's matrix, as a 2-D weight of the same name.
   Weight Expert(int64_t e) const {
@@ -35,6 +39,9 @@ struct Weight {
     return w;
   }
 };
+
+// A number no weight had before (thread-safe).
+uint64_t NextWeightGeneration();
 
 // Per-thread scratch: attention scores, one decoded weight row (as floats,
 // or as int8 values with group scales and mins).
@@ -56,12 +63,9 @@ struct Buffers {
   std::vector<float> keys, values;  // packed K and Vᵀ per sequence and KV head
   std::vector<float> q, k, v, attn;
   std::vector<float> gate, up;
-  // Routed experts: routing probabilities, the chosen experts and their
-  // weights per token, one expert's gathered inputs and outputs, and every
-  // chosen expert's weighted output per token.
+  // Routed experts: routing probabilities, one expert's gathered inputs and
+  // outputs, and every chosen expert's weighted output per token.
   std::vector<float> probs;
-  std::vector<int32_t> chosen;
-  std::vector<float> route_weights;
   std::vector<float> expert_in, expert_y, expert_out;
   std::vector<float> vec;  // a decoded norm or bias vector
   std::vector<float> rope_cos, rope_sin;
@@ -140,6 +144,13 @@ void QuantizeActivations(ActRounding rounding, const float* x, int64_t n, int gr
 void DecodeVector(const Weight& w, std::vector<float>& out);
 // ggml's RMS norm times `weight`, row by row: y = x / sqrt(mean(x²) + eps) · weight.
 void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* y);
+
+// Routing of every token from its router logits probs[n_tokens][n_expert]
+// (turned into probabilities in place): the chosen experts in order of falling
+// probability (ggml's argsort, descending) and their weights, renormalised over
+// the chosen ones when config.expert_weights_norm says so.
+void RouteTokens(const ModelConfig& config, float* probs, int64_t n_tokens, std::span<int32_t> chosen,
+                 std::span<float> weights);
 
 // y[i] = silu(gate[i]) · up[i] in place in gate, as ggml's swiglu.
 void Swiglu(float* gate, const float* up, int64_t n);

@@ -179,6 +179,13 @@ void DecodeVector(const Weight& w, std::vector<float>& out) {
     w.format->dequantize_row(w.data + r * w.row_bytes, out.data() + r * w.n_in, w.n_in);
 }
 
+void Swiglu(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
 void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, float eps, float* y) {
   for (int64_t r = 0; r < n_rows; ++r) {
     const float* xr = x + r * n;

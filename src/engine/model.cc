@@ -1,10 +1,12 @@
 // Model: tensors from the architecture's table, checked against the file;
 // weight overrides; the layer loop.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
 #include "engine/architecture.h"
+#include "engine/backend.h"
 #include "engine/blocks.h"
 #include "engine/internal.h"
 
@@ -20,7 +22,7 @@ struct Model::Impl {
   std::vector<LayerWeights> layers;
   Weight* output = nullptr;  // output.weight, or token_embd.weight when tied
   std::vector<WeightInfo> infos;
-  Buffers buffers;
+  std::unique_ptr<Backend> backend;
   std::vector<float> layer_rope_factors;
   std::vector<float> forward_hidden;
   std::vector<float> forward_gathered;
@@ -38,18 +40,15 @@ std::string ShapeString(std::span<const int64_t> ne) {
   return s;
 }
 
-void Grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-}
-
 // With every weight finite (Load checks them), a NaN or infinity in the
 // activations means they overflowed float; one scan per layer is cheap next
 // to the layer itself. `where` names the values, e.g. "activation leaving layer 3".
-Status CheckFiniteRows(const float* x, int64_t n_rows, int64_t n_cols, const std::string& where) {
-  const int64_t bad = formats::FirstNonFinite(x, n_rows * n_cols);
+Status CheckFiniteRows(Backend& ops, Tensor x, int64_t n_rows, int64_t n_cols, const std::string& where) {
+  float value = 0;
+  const int64_t bad = ops.FirstNonFinite(x, n_rows * n_cols, &value);
   if (bad < 0) return Status::Ok();
-  return Status::Corruption("non-finite " + where + " (" + (std::isnan(x[bad]) ? "NaN" : "an infinity") +
-                            ") at token " + std::to_string(bad / n_cols) + ", element " + std::to_string(bad % n_cols) +
+  return Status::Corruption("non-finite " + where + " (" + (std::isnan(value) ? "NaN" : "an infinity") + ") at token " +
+                            std::to_string(bad / n_cols) + ", element " + std::to_string(bad % n_cols) +
                             ": the model's activations overflow");
 }
 
@@ -70,6 +69,11 @@ bool Applies(Need need, const ModelConfig& c) {
 bool Required(Need need) { return need == Need::kRequired || need == Need::kDense || need == Need::kMoe; }
 
 }  // namespace
+
+uint64_t NextWeightGeneration() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
 
 Result<Weight*> Model::Impl::Add(const std::string& name, const TensorEntry& entry, bool required) {
   const gguf::TensorInfo* t = file->FindTensor(name);
@@ -107,6 +111,9 @@ void Model::Impl::Reset(Weight& w) {
   w.n_out = w.info->ne[1];
   w.n_expert = w.info->ne[2];
   w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.info->n_rows();
+  // The file's bytes never change: a device keeps its copy of them across
+  // overrides (measure restores every weight it substitutes).
+  w.generation = 0;
 }
 
 // The tensors of block `layer` (or, for -1, those outside the blocks) that
@@ -129,7 +136,7 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
-Result<Model> Model::Load(const gguf::GgufFile& file) {
+Result<Model> Model::Load(const gguf::GgufFile& file, const LoadOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->file = &file;
   auto arch = ArchitectureOf(file);
@@ -143,6 +150,13 @@ Result<Model> Model::Load(const gguf::GgufFile& file) {
       impl->globals[Role::kOutput] != nullptr ? impl->globals[Role::kOutput] : impl->globals[Role::kTokenEmbd];
   impl->layers.resize(static_cast<size_t>(impl->config.n_layer));
   for (int64_t il = 0; il < impl->config.n_layer; ++il) MIXQ_TRY(impl->AddTensors(impl->layers[il], il));
+  if (options.device == Device::kCuda) {
+    auto backend = MakeCudaBackend(impl->config, options.gpu_mem_bytes);
+    MIXQ_TRY(backend);
+    impl->backend = std::move(backend).value();
+  } else {
+    impl->backend = MakeCpuBackend(impl->config);
+  }
   return Model(std::move(impl));
 }
 
@@ -183,6 +197,7 @@ Status Model::SetWeight(const std::string& name, const formats::Format& format, 
   w.format = &format;
   w.data = stored.data();
   w.row_bytes = *row_bytes;
+  w.generation = NextWeightGeneration();
   return Status::Ok();
 }
 
@@ -234,23 +249,32 @@ Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_to
     DecodeVector(*freqs, m.layer_rope_factors);
     rope_factors = m.layer_rope_factors.data();
   }
+  Backend& ops = *m.backend;
+  const Tensor h = ops.Attach(Slot::kHidden, hidden, n_tokens * m.config.n_embd, true);
   for (int64_t il = first; il < last; ++il) {
-    LayerContext context{m.config, m.layers[il], rope_factors, hidden, n_tokens, m.buffers, options};
+    LayerContext context{m.config, m.layers[il], rope_factors, h, n_tokens, ops, options};
     m.arch->block(context);
-    MIXQ_TRY(CheckFiniteRows(hidden, n_tokens, m.config.n_embd, "activation leaving layer " + std::to_string(il)));
+    MIXQ_TRY(CheckFiniteRows(ops, h, n_tokens, m.config.n_embd, "activation leaving layer " + std::to_string(il)));
   }
+  ops.Download(h, n_tokens * m.config.n_embd, hidden);
   return Status::Ok();
 }
 
 Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options) {
   Impl& m = *impl_;
   if (n_tokens <= 0) return Status::Ok();
-  Grow(m.buffers.norm, n_tokens * m.config.n_embd);
-  DecodeVector(*m.globals[Role::kOutputNorm], m.buffers.vec);
-  RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
-  Hook(options, m.output, -1, m.buffers.norm.data(), n_tokens);
-  MatMul({{m.output, nullptr, logits}}, m.buffers.norm.data(), n_tokens, m.buffers, options);
-  return CheckFiniteRows(logits, n_tokens, m.config.n_vocab, "logit");
+  Backend& ops = *m.backend;
+  const int64_t n_embd = m.config.n_embd;
+  // The hidden states are only read.
+  const Tensor h = ops.Attach(Slot::kHidden, const_cast<float*>(hidden), n_tokens * n_embd, true);
+  const Tensor norm = ops.Scratch(Slot::kNorm, n_tokens * n_embd);
+  ops.RmsNorm(h, *m.globals[Role::kOutputNorm], n_tokens, n_embd, m.config.rms_eps, norm);
+  ops.Hook(options, m.output, -1, norm, n_tokens);
+  const Tensor out = ops.Attach(Slot::kLogits, logits, n_tokens * m.config.n_vocab, false);
+  ops.MatMul({{m.output, nullptr, out}}, norm, n_tokens, options);
+  MIXQ_TRY(CheckFiniteRows(ops, out, n_tokens, m.config.n_vocab, "logit"));
+  ops.Download(out, n_tokens * m.config.n_vocab, logits);
+  return Status::Ok();
 }
 
 Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,
@@ -267,12 +291,17 @@ Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std:
   std::vector<float>& hidden = impl_->forward_hidden;
   hidden.resize(static_cast<size_t>(n * c.n_embd));
   MIXQ_TRY(Embed(tokens, hidden.data()));
-  if (layer_inputs != nullptr) layer_inputs->assign(static_cast<size_t>(c.n_layer + 1), {});
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    if (layer_inputs != nullptr) (*layer_inputs)[il] = hidden;
-    MIXQ_TRY(RunLayers(il, il + 1, hidden.data(), n, options));
+  if (layer_inputs != nullptr) {
+    layer_inputs->assign(static_cast<size_t>(c.n_layer + 1), {});
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      (*layer_inputs)[il] = hidden;
+      MIXQ_TRY(RunLayers(il, il + 1, hidden.data(), n, options));
+    }
+    (*layer_inputs)[c.n_layer] = hidden;
+  } else {
+    // One call keeps the hidden states in the backend's memory throughout.
+    MIXQ_TRY(RunLayers(0, c.n_layer, hidden.data(), n, options));
   }
-  if (layer_inputs != nullptr) (*layer_inputs)[c.n_layer] = hidden;
   // Gather the rows that want logits so that one product serves them all.
   const int64_t n_seqs = n / seq_len;
   const int64_t per_seq = seq_len - logits_from;

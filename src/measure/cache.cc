@@ -46,6 +46,8 @@ CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> to
       {"types", Names(types)},
       {"calibration types", Names(calibration)},
       {"scheme", options.scheme == CalibrationScheme::kExact ? "exact" : "linear"},
+      // The devices' forward passes agree to rounding only.
+      {"device", std::string(engine::DeviceName(options.load.device))},
   };
   if (options.scheme == CalibrationScheme::kLinear) key["probe layers"] = std::to_string(options.probe_layers);
   return key;

@@ -206,7 +206,7 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   MIXQ_TRY(CheckTypesEncodable(options.calibration_types, have_imatrix));
   Context ctx{file, options, options.types.empty() ? DefaultTypes(have_imatrix) : options.types, {}, {}};
   ctx.calibration = CalibrationTypes(options, ctx.types);
-  auto model = engine::Model::Load(file);
+  auto model = engine::Model::Load(file, options.load);
   MIXQ_TRY(model);
   const int64_t n_layer = model->config().n_layer;
   ctx.probe_layers = ProbeLayers(
@@ -284,7 +284,7 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
 Result<ValidationResult> ValidateMixes(const gguf::GgufFile& file, std::span<const int32_t> tokens,
                                        const MeasureResult& measured, const MeasureOptions& options, int n_mixes,
                                        uint64_t seed) {
-  auto model = engine::Model::Load(file);
+  auto model = engine::Model::Load(file, options.load);
   MIXQ_TRY(model);
   auto calib = Calibration::Build(*model, tokens, options);
   MIXQ_TRY(calib);

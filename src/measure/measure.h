@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "engine/engine.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
 #include "plan/plan.h"
@@ -64,7 +65,8 @@ struct MeasureOptions {
   int64_t n_chunks = 4;  // calibration chunks of n_ctx tokens
   int32_t bos_id = -1;   // >= 0: replaces each chunk's first token, as in evaluation
   int n_threads = 2;
-  std::string cache_path;  // empty: no resume
+  engine::LoadOptions load;  // the device the forward passes run on
+  std::string cache_path;    // empty: no resume
   std::function<void(size_t done, size_t total, const std::string& what)> on_progress;
   // Called with one line for each noteworthy event (a stale cache). Optional.
   std::function<void(const std::string&)> on_note;

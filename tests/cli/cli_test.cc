@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/workflow.h"
+#include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
@@ -65,6 +66,34 @@ TEST(Cli, ExitCodes) {
   EXPECT_EQ(q.exit_code, 2);
   EXPECT_NE(q.err.find("IQ4_XS"), std::string::npos) << "lists valid types: " << q.err;
   EXPECT_FALSE(std::filesystem::exists(dir.File("o.gguf")));
+}
+
+// --device and --gpu-mem: bad values are usage errors; cuda where it cannot
+// run is bad input naming the reason; the device in use is said on stderr.
+TEST(Cli, DeviceFlags) {
+  TempDir dir;
+  const std::string eval = "eval " + Q(testing::RefDevModel()) + " --text " +
+                           Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") + " --chunks 1 --ctx 64 ";
+  auto bogus = RunMixq(eval + "--device tpu");
+  EXPECT_EQ(bogus.exit_code, 2);
+  EXPECT_NE(bogus.err.find("--device must be 'cpu', 'cuda' or 'auto', not 'tpu'"), std::string::npos) << bogus.err;
+  auto mem = RunMixq(eval + "--device cpu --gpu-mem lots");
+  EXPECT_EQ(mem.exit_code, 2);
+  EXPECT_NE(mem.err.find("bad --gpu-mem 'lots'"), std::string::npos) << mem.err;
+  auto cpu = RunMixq(eval + "--device cpu");
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.err;
+  EXPECT_NE(cpu.err.find("mixq: device: cpu\n"), std::string::npos) << cpu.err;
+  if (!engine::CudaUsable()) {
+    auto cuda = RunMixq("imatrix " + Q(testing::RefDevModel()) + " --text " +
+                        Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") + " -o " +
+                        Q(dir.File("im.gguf")) + " --device cuda");
+    EXPECT_EQ(cuda.exit_code, 3);
+    EXPECT_EQ(cuda.err.rfind("mixq: error: --device cuda: ", 0), 0u) << cuda.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("im.gguf")));
+    auto fallback = RunMixq(eval);
+    EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
+    EXPECT_NE(fallback.err.find("mixq: device: cpu ("), std::string::npos) << fallback.err;
+  }
 }
 
 // A type ggml cannot encode without an importance matrix, asked for without

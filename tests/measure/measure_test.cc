@@ -12,6 +12,7 @@
 #include "base/file_lock.h"
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
+#include "measure/cache.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 
@@ -118,6 +119,21 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
 // The cache stands for its inputs' content, not their sizes: other tokens, a
 // same-size model with other weights, or an imatrix with the same entry count
 // and sum, each make the run measure afresh and say why.
+// The devices' forward passes agree to rounding only: a cache made on one is
+// stale on the other.
+TEST(MeasureTest, CacheIsKeyedByTheDevice) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  const MeasureOptions cpu = SmallOptions(CalibrationScheme::kLinear);
+  MeasureOptions cuda = cpu;
+  cuda.load.device = engine::Device::kCuda;
+  const std::vector<const formats::Format*> types = {formats::FindFormatByName("Q4_K")};
+  const CacheKey on_cpu = MeasureCacheKey(*m.file, m.tokens, cpu, types, types);
+  const CacheKey on_cuda = MeasureCacheKey(*m.file, m.tokens, cuda, types, types);
+  EXPECT_NE(on_cpu, on_cuda);
+  EXPECT_EQ(on_cuda.at("device"), "cuda");
+}
+
 TEST(MeasureTest, CacheIsKeyedByTheContentOfItsInputs) {
   testing::TempDir dir;
   SmallModel m(dir, 2);

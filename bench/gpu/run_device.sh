@@ -1,0 +1,56 @@
+#!/bin/bash
+# The GPU bench and agreement checks, run on the GPU machine from the
+# repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
+# logs. Steps: agree MODEL_DIR | bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS
+set -u
+BIN=${BIN:-.devrun/gpu}
+RESULTS=${RESULTS:-/tmp/gpu-results}
+mkdir -p "$RESULTS"
+# cuBLAS from the CUDA toolkit or PyTorch's wheel, whichever is there.
+CUBLAS=$(python3 -c "import nvidia.cublas as m; print(list(m.__path__)[0] + '/lib')" 2>/dev/null)
+export LD_LIBRARY_PATH=$BIN:/usr/local/cuda/lib64:${CUBLAS}:${LD_LIBRARY_PATH:-}
+
+# Peak GPU memory in use (MiB) while a command runs, sampled every 0.2 s.
+with_gpu_peak() {
+  local log=$1
+  shift
+  (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 0.2; done) >"$log.gpumem" &
+  local sampler=$!
+  /usr/bin/time -v "$@" 2>"$log.time" >"$log"
+  local rc=$?
+  kill $sampler
+  echo "peak GPU MiB: $(sort -n "$log.gpumem" | tail -1), peak host RSS KiB: $(grep 'Maximum resident' "$log.time" | awk '{print $6}'), exit $rc"
+}
+
+case "$1" in
+  agree)  # PPL and KLD of a Q4_K quant against its F16 base, CPU (16 threads) and CUDA
+    dir=$2
+    for xz in "$dir"/*.gguf.xz; do [ -e "$xz" ] && python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], 'wb'))" "$xz"; done
+    f16=$(ls "$dir"/*-f16.gguf)
+    q=$RESULTS/$(basename "$dir")-q4k.gguf
+    "$BIN"/mixq --quiet quantize "$f16" "$q" --type Q4_K >/dev/null
+    for dev in cpu cuda; do
+      echo "== $(basename "$dir") $dev"
+      "$BIN"/mixq --json eval "$q" --base "$f16" --text "$dir"/val.txt.gz --chunks 8 --device $dev -t 16 | tail -1 |
+        tee "$RESULTS/$(basename "$dir")-$dev.json"
+    done
+    ;;
+  bench)  # the 8B-shaped llama: PyTorch bf16, mixq cuda (two lengths: the difference is the
+    # steady rate, without the one-time weight upload), mixq cpu (16 threads)
+    layers=$2 short=$3 long=$4 cpu_chunks=$5
+    model=/tmp/llama8b-$layers.gguf
+    text=models/ref-dev/val.txt.gz
+    PYTHONUNBUFFERED=1 python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --chunks "$((long - short))" |
+      tee "$RESULTS/torch-$layers.json"
+    for n in "$short" "$long"; do
+      echo "== mixq eval --device cuda, $n chunks"
+      with_gpu_peak "$RESULTS/cuda-$layers-$n.json" "$BIN"/mixq --json eval "$model" --text $text --chunks "$n" \
+        --device cuda
+      tail -1 "$RESULTS/cuda-$layers-$n.json"
+    done
+    echo "== mixq eval --device cpu -t 16, $cpu_chunks chunks"
+    with_gpu_peak "$RESULTS/cpu-$layers.json" "$BIN"/mixq --json eval "$model" --text $text --chunks "$cpu_chunks" \
+      --device cpu -t 16
+    tail -1 "$RESULTS/cpu-$layers.json"
+    ;;
+esac

@@ -1,0 +1,174 @@
+// The CPU backend: tensors are host floats, and every operation is the
+// engine's reference kernel (kernels.cc, gemm.cc, activation_rounding.cc).
+#include <algorithm>
+#include <array>
+#include <numeric>
+
+#include "engine/backend.h"
+#include "engine/gemm.h"
+#include "engine/internal.h"
+
+namespace mixq::engine {
+namespace {
+
+float* F(Tensor t) { return static_cast<float*>(t.handle); }
+
+void Grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const ModelConfig& config) : config_(config) {}
+
+  Tensor Scratch(Slot slot, int64_t n) override {
+    std::vector<float>& v = SlotVector(slot);
+    Grow(v, n);
+    return {v.data()};
+  }
+  Tensor Attach(Slot, float* host, int64_t, bool) override { return {host}; }
+  void Download(Tensor x, int64_t n, float* host) override {
+    if (F(x) != host) std::copy_n(F(x), n, host);
+  }
+  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
+    const int64_t bad = formats::FirstNonFinite(F(x), n);
+    if (bad >= 0) *value = F(x)[bad];
+    return bad;
+  }
+
+  void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
+    DecodeVector(weight, b_.vec);
+    engine::RmsNorm(F(x), b_.vec.data(), rows, n, eps, F(y));
+  }
+  void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
+              const RunOptions& options) override {
+    // At most the three products of q/k/v share an input.
+    std::array<Product, 3> p{};
+    size_t n = 0;
+    for (const TensorProduct& t : products) p[n++] = {t.w, t.bias, F(t.y)};
+    switch (n) {
+      case 1:
+        engine::MatMul({p[0]}, F(x), n_tokens, b_, options);
+        break;
+      case 2:
+        engine::MatMul({p[0], p[1]}, F(x), n_tokens, b_, options);
+        break;
+      default:
+        engine::MatMul({p[0], p[1], p[2]}, F(x), n_tokens, b_, options);
+        break;
+    }
+  }
+  void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
+    engine::Hook(options, w, expert, F(x), n_tokens);
+  }
+  void Rope(Tensor x, int64_t n_tokens, int64_t seq_len, int64_t n_heads, const float* freq_factors) override {
+    ApplyRope(config_, F(x), n_tokens, seq_len, n_heads, freq_factors, b_);
+  }
+  void RoundToF16(Tensor x, int64_t n) override { RoundActivations(ActRounding::kF16, F(x), 1, n, F(x)); }
+  void Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
+                 const RunOptions& options) override {
+    engine::Attention(config_, F(q), F(k), F(v), n_tokens, seq_len, F(out), b_, options.n_threads);
+  }
+  void Swiglu(Tensor gate, Tensor up, int64_t n) override { engine::Swiglu(F(gate), F(up), n); }
+  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override {
+    float* h = F(hidden);
+    const float* d = F(delta);
+    for (int64_t i = 0; i < n; ++i) h[i] += d[i];
+  }
+
+  void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
+    RouteTokens(config_, F(probs), n_tokens, chosen, weights);
+  }
+  void GatherRows(Tensor src, std::span<const int64_t> slots, int64_t k, int64_t n, Tensor dst) override {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const float* x = F(src) + (slots[i] / k) * n;
+      std::copy(x, x + n, F(dst) + static_cast<int64_t>(i) * n);
+    }
+  }
+  void ScatterWeighted(Tensor y, std::span<const int64_t> slots, std::span<const float> weights, int64_t n,
+                       Tensor out) override {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      const float w = weights[slots[i]];
+      const float* yi = F(y) + static_cast<int64_t>(i) * n;
+      float* o = F(out) + slots[i] * n;
+      for (int64_t j = 0; j < n; ++j) o[j] = yi[j] * w;
+    }
+  }
+  void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) override {
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* o = F(out) + t * k * n;
+      float* h = F(hidden) + t * n;
+      for (int64_t j = 0; j < n; ++j) {
+        float sum = o[j];
+        for (int64_t r = 1; r < k; ++r) sum += o[r * n + j];
+        h[j] = sum + h[j];
+      }
+    }
+  }
+
+ private:
+  std::vector<float>& SlotVector(Slot slot) {
+    switch (slot) {
+      case Slot::kNorm:
+        return b_.norm;
+      case Slot::kQ:
+        return b_.q;
+      case Slot::kK:
+        return b_.k;
+      case Slot::kV:
+        return b_.v;
+      case Slot::kAttn:
+        return b_.attn;
+      case Slot::kGate:
+        return b_.gate;
+      case Slot::kUp:
+        return b_.up;
+      case Slot::kProbs:
+        return b_.probs;
+      case Slot::kExpertIn:
+        return b_.expert_in;
+      case Slot::kExpertY:
+        return b_.expert_y;
+      case Slot::kExpertOut:
+        return b_.expert_out;
+      default:
+        return other_[static_cast<size_t>(slot)];
+    }
+  }
+
+  const ModelConfig& config_;
+  Buffers b_;
+  std::array<std::vector<float>, static_cast<size_t>(Slot::kCount)> other_;
+};
+
+}  // namespace
+
+void RouteTokens(const ModelConfig& cfg, float* probs, int64_t n_tokens, std::span<int32_t> chosen_out,
+                 std::span<float> weights_out) {
+  const int64_t n_expert = cfg.n_expert;
+  const int64_t k = cfg.n_expert_used;
+  std::vector<int32_t> order(static_cast<size_t>(n_expert));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float* p = probs + t * n_expert;
+    SoftmaxRow(p, n_expert, 1.0f);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [p](int32_t x, int32_t y) { return p[x] > p[y]; });
+    int32_t* chosen = chosen_out.data() + t * k;
+    float* w = weights_out.data() + t * k;
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      chosen[j] = order[j];
+      w[j] = p[order[j]];
+      sum += w[j];
+    }
+    if (cfg.expert_weights_norm) {
+      // ggml sums rows in double and clamps the sum to the smallest F16 normal.
+      const float total = std::max(static_cast<float>(sum), 6.103515625e-5f);
+      for (int64_t j = 0; j < k; ++j) w[j] /= total;
+    }
+  }
+}
+
+std::unique_ptr<Backend> MakeCpuBackend(const ModelConfig& config) { return std::make_unique<CpuBackend>(config); }
+
+}  // namespace mixq::engine

@@ -1,0 +1,405 @@
+// The CUDA backend: hidden states and scratch stay in device memory; matrix
+// products run through cuBLAS in F16 with F32 accumulation, their inputs
+// rounded first as the CPU rounds them (Q8_0/Q8_K blocks for quantized
+// weights under Activations::kGgml, then F16); weights are
+// uploaded once as F16 (an F16 file's bytes as they are, other formats
+// decoded on the host) and kept in a cache bounded by the memory budget,
+// least recently used first out, so that a model larger than the budget
+// streams its layers. Attention is two batched cuBLAS products per group of
+// sequences around a causal softmax kernel. Routing choices are made on the
+// host from the device's router logits (RouteTokens, as on the CPU).
+//
+// A CUDA error is not recoverable here: it is reported in one line and mixq
+// exits with status 4 (internal error).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "base/parallel.h"
+#include "engine/backend.h"
+#include "engine/cuda/kernels.h"
+#include "engine/internal.h"
+
+namespace mixq::engine {
+namespace {
+
+using cuda::Half;
+
+[[noreturn]] void Fail(const char* what, const char* detail) {
+  std::fprintf(stderr, "mixq: error: CUDA error in %s: %s\n", what, detail);
+  std::exit(4);
+}
+void Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) Fail(what, cudaGetErrorString(e));
+}
+void Check(cublasStatus_t e, const char* what) {
+  if (e != CUBLAS_STATUS_SUCCESS) Fail(what, cublasGetStatusString(e));
+}
+
+float* F(Tensor t) { return static_cast<float*>(t.handle); }
+
+// Device memory that grows on demand and is never shrunk.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  void* Get(size_t bytes) {
+    if (bytes > bytes_) {
+      if (ptr_ != nullptr) Check(cudaFree(ptr_), "cudaFree");
+      ptr_ = nullptr;
+      Check(cudaMalloc(&ptr_, bytes), "cudaMalloc (scratch)");
+      bytes_ = bytes;
+    }
+    return ptr_;
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& config, int64_t budget) : config_(config), budget_(budget) {
+    Check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    Check(cublasCreate(&blas_), "cublasCreate");
+    Check(cublasSetStream(blas_, stream_), "cublasSetStream");
+    Check(cudaMalloc(&flag_, sizeof(unsigned long long)), "cudaMalloc");
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (auto& [key, c] : cache_) cudaFree(c.ptr);
+    cudaFree(flag_);
+    cublasDestroy(blas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  Tensor Scratch(Slot slot, int64_t n) override {
+    return {slots_[static_cast<size_t>(slot)].Get(static_cast<size_t>(n) * sizeof(float))};
+  }
+  Tensor Attach(Slot slot, float* host, int64_t n, bool copy_in) override {
+    const Tensor t = Scratch(slot, n);
+    if (copy_in) {
+      Check(cudaMemcpyAsync(t.handle, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+    }
+    return t;
+  }
+  void Download(Tensor x, int64_t n, float* host) override {
+    Check(cudaMemcpyAsync(host, x.handle, n * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
+    Check(cudaStreamSynchronize(stream_), "download");
+  }
+  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
+    unsigned long long first = std::numeric_limits<unsigned long long>::max();
+    Check(cudaMemcpyAsync(flag_, &first, sizeof first, cudaMemcpyHostToDevice, stream_), "upload");
+    cuda::FirstNonFinite(F(x), n, flag_, stream_);
+    Check(cudaMemcpyAsync(&first, flag_, sizeof first, cudaMemcpyDeviceToHost, stream_), "download");
+    Check(cudaStreamSynchronize(stream_), "FirstNonFinite");
+    if (first == std::numeric_limits<unsigned long long>::max()) return -1;
+    Check(cudaMemcpy(value, F(x) + first, sizeof(float), cudaMemcpyDeviceToHost), "download");
+    return static_cast<int64_t>(first);
+  }
+
+  void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
+    cuda::RmsNorm(F(x), Vector(weight), rows, n, eps, F(y), stream_);
+  }
+  void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
+              const RunOptions& options) override {
+    const int64_t n_in = products.begin()->w->n_in;
+    Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n_tokens * n_in) * sizeof(Half)));
+    ++use_;  // the weights of these products stay cached while they run
+    bool prepared = false;
+    ActRounding done = ActRounding::kNone;
+    for (const TensorProduct& p : products) {
+      // Activations rounded as the CPU rounds them for this weight (ggml's
+      // vec_dot types), then to F16 for the product.
+      const ActRounding rounding =
+          options.activations == Activations::kGgml ? RoundingFor(*p.w->format) : ActRounding::kNone;
+      if (!prepared || rounding != done) {
+        PrepareInput(F(x), rounding, n_tokens * n_in, xh);
+        prepared = true;
+        done = rounding;
+      }
+      const Half* w = Matrix(*p.w);
+      const float one = 1.0f, zero = 0.0f;
+      Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(p.w->n_out), static_cast<int>(n_tokens),
+                         static_cast<int>(n_in), &one, w, CUDA_R_16F, static_cast<int>(n_in), xh, CUDA_R_16F,
+                         static_cast<int>(n_in), &zero, p.y.handle, CUDA_R_32F, static_cast<int>(p.w->n_out),
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+      if (p.bias != nullptr) cuda::AddBias(F(p.y), Vector(*p.bias), n_tokens, p.w->n_out, stream_);
+    }
+  }
+  void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
+    if (options.hook == nullptr || w == nullptr) return;
+    host_.resize(static_cast<size_t>(n_tokens * w->n_in));
+    Download(x, n_tokens * w->n_in, host_.data());
+    engine::Hook(options, w, expert, host_.data(), n_tokens);
+  }
+  void Rope(Tensor x, int64_t n_tokens, int64_t seq_len, int64_t n_heads, const float* freq_factors) override {
+    const int64_t half = config_.n_rot / 2;
+    RopeTables(seq_len, freq_factors);
+    cuda::Rope(F(x), static_cast<float*>(rope_cos_.Get(0)), static_cast<float*>(rope_sin_.Get(0)), n_tokens, seq_len,
+               n_heads, config_.head_dim, half, config_.rope_neox, stream_);
+  }
+  void RoundToF16(Tensor x, int64_t n) override { cuda::RoundToHalf(F(x), n, stream_); }
+  void Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
+                 const RunOptions&) override;
+  void Swiglu(Tensor gate, Tensor up, int64_t n) override { cuda::Swiglu(F(gate), F(up), n, stream_); }
+  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override { cuda::Add(F(hidden), F(delta), n, stream_); }
+
+  void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
+    host_.resize(static_cast<size_t>(n_tokens * config_.n_expert));
+    Download(probs, n_tokens * config_.n_expert, host_.data());
+    RouteTokens(config_, host_.data(), n_tokens, chosen, weights);
+  }
+  void GatherRows(Tensor src, std::span<const int64_t> slots, int64_t k, int64_t n, Tensor dst) override {
+    const int64_t* s = UploadSlots(slots);
+    cuda::GatherRows(F(src), s, static_cast<int64_t>(slots.size()), k, n, F(dst), stream_);
+  }
+  void ScatterWeighted(Tensor y, std::span<const int64_t> slots, std::span<const float> weights, int64_t n,
+                       Tensor out) override {
+    const int64_t* s = UploadSlots(slots);
+    std::vector<float> w(slots.size());
+    for (size_t i = 0; i < slots.size(); ++i) w[i] = weights[slots[i]];
+    float* wd = static_cast<float*>(slot_weights_.Get(w.size() * sizeof(float)));
+    Check(cudaMemcpyAsync(wd, w.data(), w.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+    cuda::ScatterWeighted(F(y), s, wd, static_cast<int64_t>(slots.size()), n, F(out), stream_);
+  }
+  void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) override {
+    cuda::AddRanks(F(out), n_tokens, k, n, F(hidden), stream_);
+  }
+
+ private:
+  struct Cached {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+    uint64_t last_use = 0;
+  };
+  // A weight's device copy: its data, generation and form (matrix or vector).
+  using Key = std::tuple<const uint8_t*, uint64_t, bool>;
+
+  const Half* Matrix(const Weight& w) { return static_cast<const Half*>(Lookup(w, true)); }
+  const float* Vector(const Weight& w) { return static_cast<const float*>(Lookup(w, false)); }
+  void* Lookup(const Weight& w, bool matrix);
+  void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
+    if (rounding == ActRounding::kNone || rounding == ActRounding::kF16) {
+      cuda::ToHalf(x, n, xh, stream_);
+      return;
+    }
+    float* r = static_cast<float*>(rounded_.Get(static_cast<size_t>(n) * sizeof(float)));
+    if (rounding == ActRounding::kQ8_0) cuda::RoundQ8_0(x, n, r, stream_);
+    if (rounding == ActRounding::kQ8_K) cuda::RoundQ8_K(x, n, r, stream_);
+    if (rounding == ActRounding::kBF16) cuda::RoundBf16(x, n, r, stream_);
+    cuda::ToHalf(r, n, xh, stream_);
+  }
+  void* Upload(const Weight& w, bool matrix, size_t bytes);
+  void MakeRoom(size_t bytes);
+  void RopeTables(int64_t seq_len, const float* freq_factors);
+  const int64_t* UploadSlots(std::span<const int64_t> slots) {
+    int64_t* d = static_cast<int64_t*>(slot_ids_.Get(slots.size() * sizeof(int64_t)));
+    Check(cudaMemcpyAsync(d, slots.data(), slots.size() * sizeof(int64_t), cudaMemcpyHostToDevice, stream_), "upload");
+    return d;
+  }
+
+  const ModelConfig& config_;
+  const int64_t budget_;  // bytes of weights kept on the device
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  unsigned long long* flag_ = nullptr;
+  std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
+  DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
+  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_;
+  int64_t rope_seq_len_ = -1;
+  const float* rope_factors_ = nullptr;
+  std::vector<float> host_;
+  std::map<Key, Cached> cache_;
+  size_t cached_bytes_ = 0;
+  uint64_t use_ = 0;
+  const int n_threads_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+};
+
+void* CudaBackend::Lookup(const Weight& w, bool matrix) {
+  const Key key{w.data, w.generation, matrix};
+  auto it = cache_.find(key);
+  if (it == cache_.end()) {
+    const size_t elems = static_cast<size_t>(w.n_in * w.n_out);
+    const size_t bytes = elems * (matrix ? sizeof(Half) : sizeof(float));
+    MakeRoom(bytes);
+    it = cache_.emplace(key, Cached{Upload(w, matrix, bytes), bytes, use_}).first;
+    cached_bytes_ += bytes;
+  }
+  it->second.last_use = use_;
+  return it->second.ptr;
+}
+
+// Evicts the least recently used weights until `bytes` more fit the budget;
+// those of the products now running (last_use == use_) stay.
+void CudaBackend::MakeRoom(size_t bytes) {
+  while (cached_bytes_ + bytes > static_cast<size_t>(budget_)) {
+    auto oldest = cache_.end();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+      if (it->second.last_use < use_ && (oldest == cache_.end() || it->second.last_use < oldest->second.last_use)) {
+        oldest = it;
+      }
+    }
+    if (oldest == cache_.end()) break;  // only weights in use: exceed the budget rather than fail
+    Check(cudaStreamSynchronize(stream_), "evict");
+    Check(cudaFree(oldest->second.ptr), "cudaFree");
+    cached_bytes_ -= oldest->second.bytes;
+    cache_.erase(oldest);
+  }
+}
+
+// An F16 matrix is copied as stored; anything else is decoded on the host to
+// F32 in slices, uploaded and converted to F16 on the device (vectors stay F32).
+void* CudaBackend::Upload(const Weight& w, bool matrix, size_t bytes) {
+  void* dst = nullptr;
+  Check(cudaMalloc(&dst, bytes), "cudaMalloc (weights)");
+  if (matrix && w.format->name == "F16") {
+    Check(cudaMemcpyAsync(dst, w.data, bytes, cudaMemcpyHostToDevice, stream_), "upload");
+    return dst;
+  }
+  constexpr int64_t kSliceFloats = int64_t{16} << 20;
+  const int64_t rows_per_slice = std::max<int64_t>(1, kSliceFloats / w.n_in);
+  std::vector<float> host(static_cast<size_t>(std::min(w.n_out, rows_per_slice) * w.n_in));
+  for (int64_t r0 = 0; r0 < w.n_out; r0 += rows_per_slice) {
+    const int64_t rows = std::min(rows_per_slice, w.n_out - r0);
+    ParallelFor(rows, 16, n_threads_, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        w.format->dequantize_row(w.data + (r0 + r) * w.row_bytes, host.data() + r * w.n_in, w.n_in);
+      }
+    });
+    const size_t n = static_cast<size_t>(rows * w.n_in);
+    if (matrix) {
+      float* stage = static_cast<float*>(staging_.Get(n * sizeof(float)));
+      Check(cudaMemcpyAsync(stage, host.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+      cuda::ToHalf(stage, static_cast<int64_t>(n), static_cast<Half*>(dst) + r0 * w.n_in, stream_);
+    } else {
+      Check(cudaMemcpyAsync(static_cast<float*>(dst) + r0 * w.n_in, host.data(), n * sizeof(float),
+                            cudaMemcpyHostToDevice, stream_),
+            "upload");
+    }
+    Check(cudaStreamSynchronize(stream_), "upload");  // `host` is reused
+  }
+  return dst;
+}
+
+// The CPU's tables (ApplyRope), computed the same way on the host.
+void CudaBackend::RopeTables(int64_t seq_len, const float* freq_factors) {
+  if (seq_len == rope_seq_len_ && freq_factors == rope_factors_) return;
+  const int64_t half = config_.n_rot / 2;
+  std::vector<float> cs(static_cast<size_t>(seq_len * half)), sn(cs.size());
+  const float theta_scale = std::pow(config_.rope_freq_base, -2.0f / static_cast<float>(config_.n_rot));
+  for (int64_t pos = 0; pos < seq_len; ++pos) {
+    float theta = static_cast<float>(pos);
+    for (int64_t i = 0; i < half; ++i) {
+      const float ff = freq_factors != nullptr ? freq_factors[i] : 1.0f;
+      const float angle = config_.rope_freq_scale * (theta / ff);
+      cs[pos * half + i] = std::cos(angle);
+      sn[pos * half + i] = std::sin(angle);
+      theta *= theta_scale;
+    }
+  }
+  const size_t bytes = cs.size() * sizeof(float);
+  Check(cudaMemcpy(rope_cos_.Get(bytes), cs.data(), bytes, cudaMemcpyHostToDevice), "upload");
+  Check(cudaMemcpy(rope_sin_.Get(bytes), sn.data(), bytes, cudaMemcpyHostToDevice), "upload");
+  rope_seq_len_ = seq_len;
+  rope_factors_ = freq_factors;
+}
+
+// Per group of sequences: S = K·Qᵀ for every (sequence, head) in one batched
+// product, the causal softmax into F16 P, then out = P·V in a second.
+void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
+                            const RunOptions&) {
+  const ModelConfig& c = config_;
+  const int64_t hd = c.head_dim, L = seq_len;
+  const int64_t q_stride = c.n_head * hd, kv_stride = c.n_head_kv * hd;
+  const int64_t group = c.n_head / c.n_head_kv;
+  const int64_t n_seqs = n_tokens / L;
+  Half* qh = static_cast<Half*>(half_q_.Get(static_cast<size_t>(n_tokens * q_stride) * sizeof(Half)));
+  Half* kh = static_cast<Half*>(half_k_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
+  Half* vh = static_cast<Half*>(half_v_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
+  cuda::ToHalf(F(q), n_tokens * q_stride, qh, stream_);
+  cuda::ToHalf(F(k), n_tokens * kv_stride, kh, stream_);
+  cuda::ToHalf(F(v), n_tokens * kv_stride, vh, stream_);
+  // Scores of at most ~512 MiB at a time.
+  const int64_t per_seq = c.n_head * L * L;
+  const int64_t seqs_per_group = std::clamp<int64_t>((int64_t{512} << 20) / (6 * per_seq), 1, n_seqs);
+  float* scores = static_cast<float*>(scores_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(float)));
+  Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(Half)));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (int64_t s0 = 0; s0 < n_seqs; s0 += seqs_per_group) {
+    const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
+    const int64_t batch = ns * c.n_head;
+    // Pointer arrays: A, B, C of the first product, then of the second.
+    std::vector<const void*> ptrs(static_cast<size_t>(6 * batch));
+    for (int64_t s = 0; s < ns; ++s) {
+      for (int64_t h = 0; h < c.n_head; ++h) {
+        const int64_t i = s * c.n_head + h;
+        const int64_t row0 = (s0 + s) * L;
+        ptrs[i] = kh + row0 * kv_stride + (h / group) * hd;
+        ptrs[batch + i] = qh + row0 * q_stride + h * hd;
+        ptrs[2 * batch + i] = scores + i * L * L;
+        ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
+        ptrs[4 * batch + i] = probs + i * L * L;
+        ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+      }
+    }
+    void** d = static_cast<void**>(pointers_.Get(ptrs.size() * sizeof(void*)));
+    Check(cudaMemcpyAsync(d, ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_), "upload");
+    const float one = 1.0f, zero = 0.0f;
+    const int L32 = static_cast<int>(L), hd32 = static_cast<int>(hd), b32 = static_cast<int>(batch);
+    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, d, CUDA_R_16F,
+                              static_cast<int>(kv_stride), d + batch, CUDA_R_16F, static_cast<int>(q_stride), &zero,
+                              d + 2 * batch, CUDA_R_32F, L32, b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmBatchedEx (scores)");
+    cuda::CausalSoftmax(scores, batch * L, L, scale, probs, stream_);
+    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, d + 3 * batch, CUDA_R_16F,
+                              static_cast<int>(kv_stride), d + 4 * batch, CUDA_R_16F, L32, &zero, d + 5 * batch,
+                              CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmBatchedEx (values)");
+    // `ptrs` is reused by the next group only after the copy has been taken.
+    Check(cudaStreamSynchronize(stream_), "attention");
+  }
+}
+
+}  // namespace
+
+Status CudaStatus() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) return Status::NotSupported(std::string("no usable CUDA GPU: ") + cudaGetErrorString(e));
+  if (n == 0) return Status::NotSupported("no CUDA GPU found");
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Backend>> MakeCudaBackend(const ModelConfig& config, int64_t gpu_mem_bytes) {
+  MIXQ_TRY(CudaStatus());
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) return Status::NotSupported("cannot read the GPU's memory");
+  // Scratch (activations, attention scores) takes what the budget leaves.
+  const int64_t reserve = int64_t{3} << 30;
+  const int64_t cap =
+      gpu_mem_bytes > 0 ? std::min<int64_t>(gpu_mem_bytes, static_cast<int64_t>(free)) : static_cast<int64_t>(free);
+  if (cap <= reserve) {
+    return Status::InvalidArgument("--gpu-mem leaves no room for weights: give more than 3 GiB");
+  }
+  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(config, cap - reserve));
+}
+
+}  // namespace mixq::engine
