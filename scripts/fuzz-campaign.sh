@@ -3,9 +3,10 @@
 #   scripts/fuzz-campaign.sh pack DIR   here, after building build-fuzz (scripts/test.sh's fuzzing step): puts the
 #                                       fuzzers, the shared libraries they need, the seeds and the vocabulary into
 #                                       DIR/fuzzers.tar.xz beside a copy of this script (no compiler needed there)
-#   DIR/fuzz-campaign.sh run            there: every target at once, WORKERS (2) processes each sharing one corpus,
-#                                       for SECONDS_EACH (300) s; prints executions, time and crash files per target
-#                                       and leaves logs, crashes and the grown corpora in $OUT/fuzz-results.tar.gz
+#   DIR/fuzz-campaign.sh run            there: every target at once, WORKERS (2) processes each (WORKERS_<target>
+#                                       for one) sharing one corpus, for SECONDS_EACH (300) s; prints executions,
+#                                       time and crash files per target and leaves logs, crashes and the grown
+#                                       corpora in $OUT/fuzz-results.tar.gz
 set -euo pipefail
 case "${1:-}" in
 pack)
@@ -39,7 +40,8 @@ run)
     t=$(basename "$f")
     mkdir -p "$work/corpus/$t" "$work/crashes/$t" "$work/logs/$t"
     cp "$work/seeds/${t%_fuzz}"/* "$work/corpus/$t/" 2>/dev/null || true  # safetensors_fuzz has none
-    for i in $(seq 1 "${WORKERS:-2}"); do
+    workers="WORKERS_$t"  # e.g. WORKERS_plan_inputs_fuzz=4; else WORKERS
+    for i in $(seq 1 "${!workers:-${WORKERS:-2}}"); do
       "$f" -max_total_time="${SECONDS_EACH:-300}" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 -close_fd_mask=3 \
         -seed="$i" -artifact_prefix="$work/crashes/$t/" "$work/corpus/$t" > "$work/logs/$t/worker$i.log" 2>&1 &
     done
@@ -59,7 +61,7 @@ run)
   [ "$(stat -c %s "$out")" -lt 15000000 ] || tar -C "$work" -czf "$out" logs crashes
   ;;
 *)
-  sed -n 2,9p "$0"
+  sed -n 2,10p "$0"
   exit 2
   ;;
 esac
