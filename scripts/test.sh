@@ -36,6 +36,6 @@ for f in $fuzzers; do
   mkdir -p "$corpus"
   cp -f tests/fuzz/seeds/"${f%_fuzz}"/* "$corpus"/ 2>/dev/null || true
   echo "-- $f"
-  "build-fuzz/tests/$f" -max_total_time="${FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
+  "build-fuzz/tests/$f" -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -print_final_stats=1 "$corpus" 2>&1 | tail -n 3
 done
 echo "== all tests passed in ${SECONDS} s"

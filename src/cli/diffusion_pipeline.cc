@@ -228,13 +228,6 @@ std::optional<int> MeasureIfDiffusion(const GlobalOptions& global, const Measure
   return kExitOk;
 }
 
-Result<plan::Measurement> FitToFluxDev(const plan::Measurement& table) {
-  const auto entries = diffusion::FluxLayoutEntries(diffusion::FluxDims{}, *safetensors::FindDType("BF16"));
-  auto model = diffusion::InspectTensors(entries, "the Flux.1-dev layout");
-  MIXQ_TRY(model);
-  return diffusion::FitMeasurement(table, *model);
-}
-
 bool IsDiffusionPlan(const plan::Plan& plan) {
   for (const auto& u : plan.units) {
     if (!diffusion::BlockOf(u.name).empty()) return true;

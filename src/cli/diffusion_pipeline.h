@@ -72,10 +72,6 @@ struct MeasureArgs {
 };
 std::optional<int> MeasureIfDiffusion(const GlobalOptions& global, const MeasureArgs& args);
 
-// The seed table (plan::FluxDevCostTableSpec) fitted to the Flux.1-dev layout
-// as `mixq convert` stores a BF16 checkpoint, so bytes are those of that file.
-Result<plan::Measurement> FitToFluxDev(const plan::Measurement& table);
-
 // Whether a plan's units are diffusion blocks or tensors (double_blocks.N, ...).
 bool IsDiffusionPlan(const plan::Plan& plan);
 

@@ -36,7 +36,7 @@ Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
   if (opt.format == "flux-table") {
     auto table = plan::ImportCostTable(text.str(), plan::FluxDevCostTableSpec());
     MIXQ_TRY(table);
-    return FitToFluxDev(*table);
+    return diffusion::FitToFluxDev(*table);
   }
   return Status::InvalidArgument("--format must be mixq, exl2 or flux-table, not '" + opt.format + "'");
 }

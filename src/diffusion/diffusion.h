@@ -187,6 +187,10 @@ Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules
 // quantizable tensor of the model (a measurement of another model).
 Result<plan::Measurement> FitMeasurement(const plan::Measurement& measurement, const Model& model);
 
+// The seed table (plan::FluxDevCostTableSpec) fitted to the Flux.1-dev layout
+// as `mixq convert` stores a BF16 checkpoint, so bytes are those of that file.
+Result<plan::Measurement> FitToFluxDev(const plan::Measurement& table);
+
 struct MeasureOptions {
   // Candidate types; empty: the quantized types ComfyUI-GGUF dequantizes on
   // the GPU that mixq can encode (comfyui-gguf.md §3.3).

@@ -158,6 +158,13 @@ Result<plan::Measurement> FitMeasurement(const plan::Measurement& measurement, c
   return m;
 }
 
+Result<plan::Measurement> FitToFluxDev(const plan::Measurement& table) {
+  const auto entries = FluxLayoutEntries(FluxDims{}, *safetensors::FindDType("BF16"));
+  auto model = InspectTensors(entries, "the Flux.1-dev layout");
+  MIXQ_TRY(model);
+  return FitMeasurement(table, *model);
+}
+
 Result<plan::Measurement> Measure(const safetensors::Checkpoint& checkpoint, const Model& model,
                                   const MeasureOptions& options) {
   return Measure(*CheckpointSource(checkpoint), model, options);

@@ -14,6 +14,7 @@
 // carry no mass that matters to KLD.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "base/atomic_file.h"
@@ -101,6 +102,12 @@ Result<BaseLogits> BaseLogits::Open(const std::string& path) {
                               std::to_string(b.first) + ", n_scored " + std::to_string(b.n_scored) + "): " + path);
   }
   const uint64_t n_tokens = uint64_t{b.n_chunks} * b.n_ctx;
+  // From the file's size first: a forged header must not size an allocation.
+  if (in.remaining() / sizeof(int32_t) < n_tokens) {
+    return Status::Corruption("base logits header promises " + std::to_string(n_tokens) + " tokens (" +
+                              std::to_string(b.n_chunks) + " chunks of " + std::to_string(b.n_ctx) +
+                              "), the file holds " + std::to_string(in.remaining()) + " bytes after it: " + path);
+  }
   b.tokens.resize(n_tokens);
   MIXQ_TRY(in.ReadInto(b.tokens.data(), n_tokens * sizeof(int32_t)).WithContext(path));
   for (int32_t t : b.tokens) {
@@ -141,6 +148,16 @@ Status BaseAccess::ReadChunk(const BaseLogits& base, int64_t chunk, BaseRows* ro
       for (float x : logits) {
         if (!std::isfinite(x))
           return Status::Corruption("non-finite logit in base logits chunk " + std::to_string(chunk));
+      }
+      // Log-probs are logit - max - log(sum) in float: finite only when the
+      // logits span less than the float range.
+      const auto [lo, hi] = std::minmax_element(logits.begin(), logits.end());
+      if (!std::isfinite(*lo - *hi)) {
+        char range[64];
+        std::snprintf(range, sizeof range, "%g to %g", *lo, *hi);
+        return Status::Corruption("logits from " + std::string(range) + " in base logits chunk " +
+                                  std::to_string(chunk) + " row " + std::to_string(k) +
+                                  " give log-probs beyond the float range");
       }
       LogSoftmaxRow(logits.data(), b.n_vocab, target, lp, &rows->argmax[k], &rows->nll[k]);
       continue;

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace mixq::measure {
 
@@ -60,8 +62,13 @@ Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_
   });
   MIXQ_TRY(lock);
   lock_.emplace(std::move(lock).value());
-  std::ifstream in(path_);
-  if (!in) return Status::Ok();
+  std::ifstream file(path_, std::ios::binary);
+  if (!file) return Status::Ok();
+  const std::string text(std::istreambuf_iterator<char>(file), {});
+  // A process killed mid-write leaves a torn last line: the next record must
+  // start a line of its own, or it would be glued to the torn one and lost.
+  torn_tail_ = !text.empty() && text.back() != '\n';
+  std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line)) return Status::Ok();
   auto header = nlohmann::json::parse(line, nullptr, false);
@@ -106,7 +113,11 @@ Status MeasurementCache::Append(const TensorRecord& record) {
   std::FILE* f = std::fopen(path_.c_str(), header_written_ ? "a" : "w");
   if (f == nullptr) return Status::IOError("cannot write measurement cache '" + path_ + "': " + std::strerror(errno));
   std::string text;
-  if (!header_written_) text = nlohmann::json{{"key", key_}}.dump() + "\n";
+  if (!header_written_) {
+    text = nlohmann::json{{"key", key_}}.dump() + "\n";
+  } else if (torn_tail_) {
+    text = "\n";  // ends the torn line, which Load ignores
+  }
   nlohmann::json j;
   j["tensor"] = record.name;
   j["types"] = nlohmann::json::array();
@@ -118,6 +129,7 @@ Status MeasurementCache::Append(const TensorRecord& record) {
   const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
   if (std::fclose(f) != 0 || !ok) return Status::IOError("cannot write measurement cache '" + path_ + "'");
   header_written_ = true;
+  torn_tail_ = false;
   return Status::Ok();
 }
 

@@ -53,6 +53,7 @@ class MeasurementCache {
   CacheKey key_;
   std::optional<FileLock> lock_;
   bool header_written_ = false;
+  bool torn_tail_ = false;  // the file ends inside a line (see Load)
   std::map<std::string, TensorRecord> records_;
 };
 

@@ -13,10 +13,17 @@ namespace {
 constexpr std::string_view kSumSuffix = ".in_sum2";
 constexpr std::string_view kCountSuffix = ".counts";
 
-Status CheckFinite(const std::string& name, const std::vector<float>& values) {
+// Sums of squared activations and token counts: finite and never negative (a
+// negative importance weight turns the quantizers' weighted searches into NaN).
+Status CheckValues(const std::string& name, const std::vector<float>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
       return Status::Corruption("imatrix entry '" + name + "' has a non-finite value at index " + std::to_string(i));
+    }
+    if (values[i] < 0) {
+      return Status::Corruption("imatrix entry '" + name + "' has a negative value (" + std::to_string(values[i]) +
+                                ") at index " + std::to_string(i) +
+                                "; sums of squared activations and token counts are never negative");
     }
   }
   return Status::Ok();
@@ -54,8 +61,8 @@ Result<Imatrix> LoadGgufImatrix(const gguf::GgufFile& file) {
       return Status::Corruption("imatrix entry '" + weight + "' has " + std::to_string(e.counts.size()) +
                                 " counts for " + std::to_string(e.in_sum2.size()) + " values");
     }
-    MIXQ_TRY(CheckFinite(weight, e.in_sum2));
-    MIXQ_TRY(CheckFinite(weight, e.counts));
+    MIXQ_TRY(CheckValues(weight, e.in_sum2));
+    MIXQ_TRY(CheckValues(weight, e.counts));
     im.entries.emplace(std::move(weight), std::move(e));
   }
   if (im.entries.empty()) return Status::Corruption("GGUF file holds no imatrix entries (*.in_sum2)");
@@ -91,7 +98,7 @@ Result<Imatrix> LoadLegacyImatrix(std::span<const uint8_t> bytes) {
     e.in_sum2.resize(*nval);
     MIXQ_TRY(in.ReadInto(e.in_sum2.data(), static_cast<uint64_t>(*nval) * sizeof(float)));
     e.counts = {*ncall > 0 ? static_cast<float>(*ncall) : 1.0f};
-    MIXQ_TRY(CheckFinite(name, e.in_sum2));
+    MIXQ_TRY(CheckValues(name, e.in_sum2));
     im.entries[name] = std::move(e);
   }
   if (in.remaining() >= 8) {
@@ -156,20 +163,23 @@ Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const
   return note;
 }
 
-Result<Imatrix> LoadImatrix(const std::string& path) {
-  auto mapping = MappedFile::Open(path);
-  MIXQ_TRY(mapping);
-  auto bytes = mapping->bytes();
+Result<Imatrix> ParseImatrix(std::span<const uint8_t> bytes, const std::string& name) {
   Result<Imatrix> result = Status::Internal("unreachable");
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
-    auto file = gguf::GgufFile::Parse(bytes, path);
+    auto file = gguf::GgufFile::Parse(bytes, name);
     if (!file) return file.error();
     result = LoadGgufImatrix(*file);
   } else {
     result = LoadLegacyImatrix(bytes);
   }
-  if (!result) return result.error().WithContext("invalid imatrix '" + path + "'");
+  if (!result) return result.error().WithContext("invalid imatrix '" + name + "'");
   return result;
+}
+
+Result<Imatrix> LoadImatrix(const std::string& path) {
+  auto mapping = MappedFile::Open(path);
+  MIXQ_TRY(mapping);
+  return ParseImatrix(mapping->bytes(), path);
 }
 
 Status SaveImatrix(const Imatrix& imatrix, const std::string& path, const std::vector<gguf::KeyValue>& extra_metadata) {
@@ -183,8 +193,8 @@ Status SaveImatrix(const Imatrix& imatrix, const std::string& path, const std::v
   std::vector<gguf::TensorSpec> specs;
   std::vector<const std::vector<float>*> data;
   for (const auto& [name, e] : imatrix.entries) {  // std::map: sorted by name, as llama-imatrix writes
-    MIXQ_TRY(CheckFinite(name, e.in_sum2));
-    MIXQ_TRY(CheckFinite(name, e.counts));
+    MIXQ_TRY(CheckValues(name, e.in_sum2));
+    MIXQ_TRY(CheckValues(name, e.counts));
     int64_t n_mat = static_cast<int64_t>(e.counts.size());
     specs.push_back(
         {name + std::string(kSumSuffix), {static_cast<int64_t>(e.in_sum2.size()) / n_mat, n_mat, 1, 1}, 2, f32});

@@ -61,8 +61,10 @@ struct Imatrix {
 Result<std::string> CheckImatrixCoverage(const Imatrix& imatrix, std::span<const gguf::TensorInfo* const> tensors);
 
 // Reads a GGUF imatrix, falling back to the legacy .dat format. Corruption on
-// malformed files and on NaN/Inf values.
+// malformed files and on NaN/Inf or negative values.
 Result<Imatrix> LoadImatrix(const std::string& path);
+// The same for an in-memory image (tests, fuzzing); `name` goes into errors.
+Result<Imatrix> ParseImatrix(std::span<const uint8_t> bytes, const std::string& name);
 // Writes the GGUF imatrix format llama-quantize reads (atomically), with
 // `extra_metadata` after the imatrix's own keys.
 Status SaveImatrix(const Imatrix& imatrix, const std::string& path,

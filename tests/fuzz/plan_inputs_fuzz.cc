@@ -13,7 +13,7 @@ namespace {
 
 void PlanWithinBudget(const mixq::plan::Measurement& m) {
   mixq::plan::PlanRequest req;
-  req.limits.max_states = 20000;
+  req.limits.max_states = 1000;  // small: a capped search must keep the budget too
   auto range = mixq::plan::AchievableSizes(m, req.constraints);
   if (!range.has_value()) return;
   int64_t mid = range->min_file_n_bytes / 2 + range->max_file_n_bytes / 2;

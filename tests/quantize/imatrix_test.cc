@@ -125,5 +125,33 @@ TEST(Imatrix, ReadsLegacyDatFormat) {
   EXPECT_NE(r.error().message().find("non-finite"), std::string::npos);
 }
 
+// A sum of squares below zero is corruption, like NaN: as an importance
+// weight it made the quantizers' weighted searches produce non-finite or
+// failed rows (found by imatrix_fuzz; seed tests/fuzz/seeds/imatrix/negative-sum.dat).
+TEST(Imatrix, NegativeValuesAreRefused) {
+  Imatrix im = SampleImatrix();
+  im.entries["blk.0.attn_q.weight"].in_sum2[3] = -1.5f;
+  testing::TempDir dir;
+  const Status saved = SaveImatrix(im, dir.File("neg.gguf"));
+  ASSERT_FALSE(saved.ok());
+  EXPECT_NE(saved.message().find("negative value"), std::string::npos) << saved.message();
+
+  std::vector<uint8_t> dat;
+  AppendI32(dat, 1);
+  const std::string name = "blk.0.attn_k.weight";
+  AppendI32(dat, static_cast<int32_t>(name.size()));
+  dat.insert(dat.end(), name.begin(), name.end());
+  AppendI32(dat, 512);  // ncall
+  AppendI32(dat, 256);  // nval
+  for (int j = 0; j < 256; ++j) Append(dat, j == 3 ? -1.5f : 2.0f);
+  testing::WriteFileBytes(dir.File("neg.dat"), dat);
+  auto r = LoadImatrix(dir.File("neg.dat"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  EXPECT_EQ(r.error().message(), "invalid imatrix '" + dir.File("neg.dat") + "': imatrix entry '" + name +
+                                     "' has a negative value (-1.500000) at index 3; sums of squared activations "
+                                     "and token counts are never negative");
+}
+
 }  // namespace
 }  // namespace mixq::quantize
