@@ -69,7 +69,8 @@ struct ModelConfig {
 
 // Called with the input of each linear layer during RunLayers/Logits: `x` is
 // row-major [n_tokens][n_in] and valid only during the call. Weights that
-// share an input (q/k/v, gate/up) get one call each.
+// share an input (q/k/v, gate/up) get one call each, one after the other, with
+// the same `x`.
 using ActivationHook = std::function<void(const std::string& weight, const float* x, int64_t n_tokens, int64_t n_in)>;
 
 // How activations enter products with stored weights. kGgml rounds them the
@@ -125,7 +126,8 @@ class Model {
   // options.seq_len when that is set (InvalidArgument otherwise).
   Status RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options);
   // logits[n_tokens][n_vocab] from hidden states leaving the last layer
-  // (final norm and output projection); `hidden` is not modified.
+  // (final norm and output projection); `hidden` is not modified. With
+  // logits == nullptr only the hook sees the projection's input.
   Status Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options);
 
   // The whole pass: logits for positions logits_from..n_tokens-1 in
@@ -235,6 +237,25 @@ struct ImatrixOptions {
 // every linear weight in blk.* (and output.weight), over every token of each
 // chunk, as llama-imatrix collects them.
 Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options);
+
+// ---- input covariances ----
+
+struct CovarianceOptions {
+  int64_t n_ctx = 512;
+  int64_t n_chunks = -1;  // -1: every whole chunk
+  int n_threads = 2;
+  int32_t bos_id = -1;  // as in EvalOptions
+};
+
+// H = Σ x xᵀ of the input of every linear weight, one layer per pass (pass L
+// runs layer L; pass n_layer the output projection's input), over every token
+// of each chunk, the way CollectImatrix sees them: its diagonal is the
+// imatrix. The tokens go through `model` as it is when each pass runs (its
+// file's weights unless SetWeight replaced some). Holds the hidden states of
+// all tokens (n_tokens x n_embd floats) and one pass's covariances. `model`
+// must outlive the source.
+Result<std::unique_ptr<quantize::CovarianceSource>> LayerCovariances(Model& model, std::span<const int32_t> tokens,
+                                                                     const CovarianceOptions& options);
 
 }  // namespace mixq::engine
 

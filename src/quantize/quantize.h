@@ -54,6 +54,36 @@ Result<Imatrix> LoadImatrix(const std::string& path);
 // Writes the GGUF imatrix format llama-quantize reads (atomically).
 Status SaveImatrix(const Imatrix& imatrix, const std::string& path);
 
+// ---- input covariances (for error-feedback quantization) ----
+
+// H = Σ x xᵀ over the calibration tokens of one linear layer's input x: n_in ×
+// n_in, row-major, symmetric. Weights that read the same input share one.
+struct InputCovariance {
+  int64_t n_in = 0;
+  int64_t n_tokens = 0;
+  std::vector<double> sums;
+
+  // The mean squared input per column: the imatrix of the same tokens.
+  std::vector<float> MeanDiagonal() const;
+};
+
+// Covariances delivered pass by pass (e.g. a forward pass one layer at a
+// time), so that only one pass's matrices are ever held: a 14336-wide FFN
+// input alone takes 1.6 GB in double.
+class CovarianceSource {
+ public:
+  virtual ~CovarianceSource() = default;
+  virtual int64_t n_passes() const = 0;
+  // The pass that sees `tensor`'s input; -1 when none does (token_embd, norms).
+  virtual int64_t PassOf(const std::string& tensor) const = 0;
+  // Runs pass p. REQUIRES: passes run in order 0, 1, ...; each drops the
+  // covariances of the one before.
+  virtual Status Run(int64_t pass) = 0;
+  // The covariance of `tensor`'s input from the pass run last; nullptr when
+  // that pass did not see it.
+  virtual const InputCovariance* Find(const std::string& tensor) const = 0;
+};
+
 // ---- type choice ----
 
 struct TensorTypeOverride {
