@@ -134,11 +134,25 @@ const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_le
 
 // ---- whole-model quantization ----
 
+// GPTQ's damping: H + 1% of its mean diagonal. It makes H invertible when
+// inputs are rank deficient (fewer tokens than columns, dead or collinear
+// channels) and bounds how far one column's error is pushed onto the others:
+// damping → ∞ turns the feedback off (plain rounding at best's scales).
+// docs/gptq.md has the measured choice.
+inline constexpr double kFeedbackDamp = 0.01;
+
 struct QuantizeOptions {
   TypeRules rules;
   const Imatrix* imatrix = nullptr;
   std::string imatrix_path;
   formats::QuantMethod method = formats::QuantMethod::kBest;
+  // Non-null: error-feedback rounding (formats::QuantizeRowsFeedback, "gptq")
+  // for every tensor whose input the source measures and whose type has it;
+  // the others get `method`. Tensors are then written in the order of the
+  // passes that measure their inputs, and the importance is the imatrix when
+  // given, else H's diagonal.
+  CovarianceSource* covariances = nullptr;
+  double feedback_damp = kFeedbackDamp;
   int n_threads = 0;
   // Called after each tensor with (tensors done, total, name). Optional.
   std::function<void(size_t, size_t, const std::string&)> on_progress;
@@ -151,6 +165,7 @@ struct TensorReport {
   std::string type;
   int64_t n_weights = 0;
   uint64_t n_bytes = 0;
+  double seconds = 0;  // converting it (with feedback: its factor too, when it is the first to need it)
 };
 
 struct QuantizeReport {
@@ -158,6 +173,7 @@ struct QuantizeReport {
   std::map<std::string, int> type_counts;
   uint64_t tensor_bytes = 0;
   uint64_t file_bytes = 0;
+  double covariance_seconds = 0;  // the covariance passes
   int64_t n_weights = 0;
   double bpw() const {
     return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0;
