@@ -156,6 +156,10 @@ class LayerCovarianceSource final : public quantize::CovarianceSource {
 Result<std::unique_ptr<quantize::CovarianceSource>> LayerCovariances(Model& model, std::span<const int32_t> tokens,
                                                                      const CovarianceOptions& options) {
   if (options.n_ctx < 2) return Status::InvalidArgument("--ctx must be at least 2");
+  if (options.n_chunks == 0 || options.n_chunks < -1) {
+    return Status::InvalidArgument("--chunks must be at least 1, or -1 for all, not " +
+                                   std::to_string(options.n_chunks));
+  }
   const int64_t available = static_cast<int64_t>(tokens.size()) / options.n_ctx;
   if (available == 0) {
     return Status::InvalidArgument("the calibration text has " + std::to_string(tokens.size()) +

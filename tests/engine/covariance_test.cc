@@ -124,6 +124,14 @@ TEST_F(Covariances, RejectsTooFewTokens) {
   auto source = LayerCovariances(*model_, tokens_, options_);
   ASSERT_FALSE(source.has_value());
   EXPECT_EQ(source.error().kind(), StatusKind::kInvalidArgument);
+  // No chunks would mean no covariances, and silently no feedback.
+  options_.n_ctx = 128;
+  for (int64_t chunks : {0, -2}) {
+    options_.n_chunks = chunks;
+    source = LayerCovariances(*model_, tokens_, options_);
+    ASSERT_FALSE(source.has_value());
+    EXPECT_EQ(source.error().message(), "--chunks must be at least 1, or -1 for all, not " + std::to_string(chunks));
+  }
 }
 
 }  // namespace
