@@ -249,6 +249,7 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   DecodeVector(*m.globals[Role::kOutputNorm], m.buffers.vec);
   RmsNorm(hidden, m.buffers.vec.data(), n_tokens, m.config.n_embd, m.config.rms_eps, m.buffers.norm.data());
   Hook(options, m.output, -1, m.buffers.norm.data(), n_tokens);
+  if (logits == nullptr) return Status::Ok();
   MatMul({{m.output, nullptr, logits}}, m.buffers.norm.data(), n_tokens, m.buffers, options);
   return CheckFiniteRows(logits, n_tokens, m.config.n_vocab, "logit");
 }
