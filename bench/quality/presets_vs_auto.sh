@@ -3,6 +3,7 @@
 # gguf-oracle, with the same imatrix) vs `mixq auto` at the same file size,
 # both judged by llama.cpp's own KLD against the F16 model on held-out text.
 # Usage: bench/quality/presets_vs_auto.sh [build-dir] [presets...]
+#   env: AUTO_ARGS (extra arguments of mixq auto, e.g. "--method best" or "--imatrix-chunks -1")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build}"; shift || true
@@ -26,7 +27,7 @@ for p in $presets; do
   ref=$("$oracle" eval "$work/$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
   t0=$(date +%s.%N)
   "$build/mixq" auto "$model" --text "$work/calib.txt" --imatrix "$imatrix" --target-size "$size" \
-    -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q
+    -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q ${AUTO_ARGS:-}
   secs=$(echo "$(date +%s.%N) - $t0" | bc)
   ours_size=$(stat -c %s "$work/mixq-$p.gguf")
   ours=$("$oracle" eval "$work/mixq-$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')

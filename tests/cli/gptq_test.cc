@@ -166,6 +166,29 @@ TEST(Gptq, MoeExpertTensorsFallBackToBest) {
   EXPECT_EQ(fed_back, 4);
 }
 
+// auto has calibration text, so its final quantization is gptq unless
+// --method best asks for the plain search; the file says which it got.
+TEST(Gptq, AutoQuantizesWithGptqByDefault) {
+  TempDir dir;
+  const std::string text = WriteCalibration(dir);
+  auto method_of = [&](const std::string& extra) {
+    auto r = RunMixq("auto -q " + Q(testing::RefDevModel()) + " --text " + Q(text) + " --target 5.0bpw -o " +
+                     Q(dir.File("a.gguf")) + " --cache-dir " + Q(dir.File("cache")) +
+                     " --types Q4_K,Q8_0 --measure-chunks 1 --imatrix-chunks 2 --no-eval --ctx 128" + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto f = gguf::GgufFile::Open(dir.File("a.gguf"));
+    EXPECT_TRUE(f.has_value());
+    const gguf::Value* method = f.has_value() ? f->Find("mixq.method") : nullptr;
+    return method != nullptr ? *method : gguf::Value::String("(none)");
+  };
+  EXPECT_EQ(method_of(""), gguf::Value::String("gptq"));
+  EXPECT_EQ(method_of(" --method best"), gguf::Value::String("best"));
+  auto r = RunMixq("auto " + Q(testing::RefDevModel()) + " --text " + Q(text) + " --target 5.0bpw -o " +
+                   Q(dir.File("b.gguf")) + " --method gptx");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("b.gguf")));
+}
+
 nlohmann::json Oracle(const std::string& args) {
   auto r = testing::RunCommand(Q(testing::OraclePath()) + " " + args);
   EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
