@@ -54,6 +54,12 @@ TEST(Gptq, NeedsCalibrationTextAndOnlyUsesItWithGptq) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("fewer than one chunk of 100000"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out));
+  // The calibration text is an input: the output may not replace it.
+  const auto size = std::filesystem::file_size(text);
+  r = RunMixq("quantize " + Q(testing::RefDevModel()) + " " + Q(text) + " --type Q4_K --method gptq --text " + Q(text));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is the same file as the input"), std::string::npos) << r.err;
+  EXPECT_EQ(std::filesystem::file_size(text), size);
 }
 
 // Σ over rows of Δwᵀ H Δw for one tensor of `quantized` against the F16 original.
