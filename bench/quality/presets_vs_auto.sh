@@ -5,6 +5,7 @@
 # Usage: [MODEL=f16.gguf TEXT=val.txt.gz WORK=dir CHUNKS=n] bench/quality/presets_vs_auto.sh [build-dir] [presets...]
 # The text is split in halves: imatrix and mixq's calibration on the first, KLD on the second.
 # With ROLES=1, a table per preset of the bits each tensor role got in both files.
+#   env: AUTO_ARGS (extra arguments of mixq auto, e.g. "--method best" or "--imatrix-chunks -1")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build}"; shift || true
@@ -29,7 +30,7 @@ for p in $presets; do
   ref=$("$oracle" eval "$work/$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
   t0=$(date +%s.%N)
   "$build/mixq" auto "$model" --text "$work/calib.txt" --imatrix "$imatrix" --target-size "$size" \
-    -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q
+    -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q ${AUTO_ARGS:-}
   secs=$(echo "$(date +%s.%N) - $t0" | bc)
   ours_size=$(stat -c %s "$work/mixq-$p.gguf")
   ours=$("$oracle" eval "$work/mixq-$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')

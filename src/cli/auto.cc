@@ -31,6 +31,7 @@ struct AutoCliOptions {
   int64_t ctx = 512;
   int64_t imatrix_chunks = 40;
   int64_t measure_chunks = 4;
+  std::string method = "gptq";
   int64_t eval_chunks = 20;
   int threads = 0;
   DeviceCliOptions device;
@@ -138,6 +139,16 @@ Status WriteAutoReport(const AutoCliOptions& opt, const plan::Measurement& measu
   return report::WriteReport(in, library, opt.report);
 }
 
+// gptq's covariances come from the imatrix's calibration chunks.
+engine::CovarianceOptions CovarianceOptionsFor(const AutoCliOptions& opt, const TextTokens& calib) {
+  engine::CovarianceOptions co;
+  co.n_ctx = opt.ctx;
+  co.n_chunks = opt.imatrix_chunks;
+  co.n_threads = ResolveThreadCount(opt.threads);
+  co.bos_id = calib.bos_id;
+  return co;
+}
+
 int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   const AutoCache cache(opt);
@@ -230,6 +241,13 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   qo.imatrix = &*imatrix;
   qo.imatrix_path = mo.imatrix_path;
   qo.n_threads = ResolveThreadCount(opt.threads);
+  std::unique_ptr<quantize::CovarianceSource> covariances;
+  if (opt.method == "gptq") {
+    auto source = engine::LayerCovariances(*model, calib->tokens, CovarianceOptionsFor(opt, *calib));
+    if (!source) return ReportError(source.error());
+    covariances = std::move(source).value();
+    qo.covariances = covariances.get();
+  }
   Progress qprogress(global, "quantize", file->tensors().size());
   qo.on_progress = [&](size_t done, size_t, const std::string& name) { qprogress.Update(done, name); };
   auto report = quantize::QuantizeModel(*file, opt.output, qo);
@@ -247,7 +265,9 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
                             {"type_counts", report->type_counts},
                             {"seconds_imatrix", imatrix_s},
                             {"seconds_measure", measure_s},
-                            {"seconds_quantize", quantize_s}};
+                            {"seconds_quantize", quantize_s},
+                            {"method", opt.method},
+                            {"covariance_seconds", report->covariance_seconds}};
   summary.update(PlanBreakdown(*p));
 
   if (!opt.no_eval) {
@@ -333,7 +353,12 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
   sub->add_option("--cache-dir", opt->cache_dir, "where intermediate results are kept (default: OUTPUT.mixq-cache)");
   sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
-  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "chunks for the imatrix (-1: all)")
+  sub->add_option("--method", opt->method,
+                  "rounding of the final quantization: gptq (error feedback through the calibration text's input "
+                  "covariances; docs/gptq.md) or best")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gptq", "best"}));
+  sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "calibration chunks for the imatrix and gptq (-1: all)")
       ->capture_default_str()
       ->check(PositiveOrAll());
   sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")

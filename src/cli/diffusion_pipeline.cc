@@ -253,7 +253,7 @@ std::optional<int> QuantizeIfDiffusion(const GlobalOptions& global, const Quanti
   if (*kind == diffusion::FileKind::kDiffusionGguf && args.plan.empty()) return std::nullopt;
   if (args.llm_flags) {
     return ReportError(Status::InvalidArgument(
-        "--imatrix, --output-tensor-type and --token-embedding-type are for language models; '" + args.input +
+        "--imatrix, --text, --output-tensor-type and --token-embedding-type are for language models; '" + args.input +
         "' is a diffusion model"));
   }
   DiffusionTypeFlags types = args.types;

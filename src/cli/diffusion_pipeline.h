@@ -89,7 +89,7 @@ struct QuantizeArgs {
   std::string output;
   std::string plan;
   DiffusionTypeFlags types;  // types.type empty: not given
-  bool llm_flags = false;    // --imatrix, --output-tensor-type or --token-embedding-type given
+  bool llm_flags = false;    // --imatrix, --text, --output-tensor-type or --token-embedding-type given
 };
 std::optional<int> QuantizeIfDiffusion(const GlobalOptions& global, const QuantizeArgs& args);
 

@@ -5,9 +5,11 @@
 #include <cstdio>
 
 #include "base/file_identity.h"
+#include "base/parallel.h"
 #include "cli/cli.h"
 #include "cli/diffusion_pipeline.h"
 #include "cli/workflow.h"
+#include "engine/engine.h"
 #include "gguf/gguf.h"
 
 namespace mixq::cli {
@@ -22,6 +24,9 @@ struct QuantizeCliOptions {
   std::string output_type;
   std::string token_embd_type;
   std::string method = "best";
+  std::string text;  // calibration text of --method gptq
+  int64_t ctx = 512;
+  int64_t chunks = -1;
   std::string plan;
   int threads = 0;
   bool type_given = false;
@@ -58,8 +63,12 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   }
   if (opt.method == "ggml") {
     q.method = formats::QuantMethod::kGgml;
-  } else if (opt.method != "best") {
-    return Status::InvalidArgument("--method must be 'best' or 'ggml', not '" + opt.method + "'");
+  } else if (opt.method != "best" && opt.method != "gptq") {
+    return Status::InvalidArgument("--method must be 'best', 'ggml' or 'gptq', not '" + opt.method + "'");
+  }
+  if ((opt.method == "gptq") != !opt.text.empty()) {
+    return Status::InvalidArgument(opt.text.empty() ? "--method gptq needs calibration text (--text FILE)"
+                                                    : "--text is the calibration text of --method gptq only");
   }
   q.n_threads = opt.threads;
   return q;
@@ -76,7 +85,7 @@ Status ApplyPlan(const std::string& path, const gguf::GgufFile& input, quantize:
 }
 
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
-  if (Status s = CheckOutputsAreNotInputs({opt.input, opt.imatrix, opt.plan}, {opt.output}); !s.ok()) {
+  if (Status s = CheckOutputsAreNotInputs({opt.input, opt.imatrix, opt.plan, opt.text}, {opt.output}); !s.ok()) {
     return ReportError(s);
   }
   QuantizeArgs diffusion_args;
@@ -84,7 +93,8 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   diffusion_args.output = opt.output;
   diffusion_args.plan = opt.plan;
   diffusion_args.types = {opt.type_given ? opt.type : "", "", opt.tensor_types, opt.method, opt.threads};
-  diffusion_args.llm_flags = !opt.imatrix.empty() || !opt.output_type.empty() || !opt.token_embd_type.empty();
+  diffusion_args.llm_flags =
+      !opt.imatrix.empty() || !opt.output_type.empty() || !opt.token_embd_type.empty() || !opt.text.empty();
   if (auto code = QuantizeIfDiffusion(global, diffusion_args)) return *code;
   auto options = BuildOptions(opt);
   if (!options) return ReportError(options.error());
@@ -102,6 +112,25 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
     options->imatrix_path = opt.imatrix;
     Info(global, "imatrix: " + std::to_string(imatrix->entries.size()) + " entries from " + opt.imatrix);
   }
+  // The covariance passes run the model through the engine; it must outlive the quantization.
+  std::optional<engine::Model> model;
+  std::unique_ptr<quantize::CovarianceSource> covariances;
+  if (opt.method == "gptq") {
+    auto m = engine::Model::Load(*input);
+    if (!m) return ReportError(m.error());
+    model.emplace(std::move(m).value());
+    auto text = TokenizeTextFile(*input, opt.text);
+    if (!text) return ReportError(text.error());
+    engine::CovarianceOptions co;
+    co.n_ctx = opt.ctx;
+    co.n_chunks = opt.chunks;
+    co.n_threads = ResolveThreadCount(opt.threads);
+    co.bos_id = text->bos_id;
+    auto source = engine::LayerCovariances(*model, text->tokens, co);
+    if (!source) return ReportError(source.error());
+    covariances = std::move(source).value();
+    options->covariances = covariances.get();
+  }
   Progress progress(global, "quantize", input->tensors().size());
   options->on_progress = [&](size_t done, size_t, const std::string& name) { progress.Update(done, name); };
   options->on_note = [&](const std::string& note) { Info(global, note); };
@@ -115,7 +144,11 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   if (global.json) {
     EmitJsonBegin("quantize");
     for (const auto& t : report->tensors) {
-      EmitJson("tensor", {{"name", t.name}, {"type", t.type}, {"n_weights", t.n_weights}, {"size_bytes", t.n_bytes}});
+      EmitJson("tensor", {{"name", t.name},
+                          {"type", t.type},
+                          {"n_weights", t.n_weights},
+                          {"size_bytes", t.n_bytes},
+                          {"seconds", t.seconds}});
     }
     EmitJson("summary", {{"input", opt.input},
                          {"output", opt.output},
@@ -125,13 +158,20 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
                          {"n_weights", report->n_weights},
                          {"bpw", report->bpw()},
                          {"type_counts", report->type_counts},
+                         {"covariance_seconds", report->covariance_seconds},
                          {"seconds", secs}});
   } else if (!global.quiet) {
     std::string types;
     for (const auto& [type, n] : report->type_counts) types += " " + type + " x" + std::to_string(n);
-    std::fprintf(stderr, "mixq: wrote %s: %s (%llu bytes), %.4f bpw, %.2f s;%s\n", opt.output.c_str(),
+    std::string passes;
+    if (covariances) {
+      char text[64];
+      std::snprintf(text, sizeof(text), " (covariance passes %.2f s)", report->covariance_seconds);
+      passes = text;
+    }
+    std::fprintf(stderr, "mixq: wrote %s: %s (%llu bytes), %.4f bpw, %.2f s%s;%s\n", opt.output.c_str(),
                  FormatBytes(report->file_bytes).c_str(), static_cast<unsigned long long>(report->file_bytes),
-                 report->bpw(), secs, types.c_str());
+                 report->bpw(), secs, passes.c_str(), types.c_str());
   }
   return kExitOk;
 }
@@ -156,8 +196,15 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--plan", opt->plan,
                   "per-tensor types from `mixq plan`, made for this model: it must give a type to exactly the tensors "
                   "mixq quantizes");
-  sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
+  sub->add_option("--method", opt->method,
+                  "block search: best (mixq's, default), ggml (byte-identical) or gptq (error feedback through the "
+                  "input covariance of the --text; same formats)")
       ->capture_default_str();
+  sub->add_option("--text", opt->text, "calibration text of --method gptq (gzip accepted)");
+  sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk (--method gptq)")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1 << 20));
+  sub->add_option("--chunks", opt->chunks, "use at most N calibration chunks (-1: all)")->capture_default_str();
   AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;

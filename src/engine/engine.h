@@ -176,7 +176,8 @@ class Model {
   // infinity (Logits likewise for the logits).
   Status RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_tokens, const RunOptions& options);
   // logits[n_tokens][n_vocab] from hidden states leaving the last layer
-  // (final norm and output projection); `hidden` is not modified.
+  // (final norm and output projection); `hidden` is not modified. With
+  // logits == nullptr only the hook sees the projection's input.
   Status Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options);
 
   // The whole pass: logits for positions logits_from..n_tokens-1 in
@@ -288,6 +289,25 @@ struct ImatrixOptions {
 // slice of sums and one count per expert, from the tokens routed to it; an
 // expert no token reached keeps zeros (llama-quantize then uses 1).
 Result<quantize::Imatrix> CollectImatrix(Model& model, std::span<const int32_t> tokens, const ImatrixOptions& options);
+
+// ---- input covariances ----
+
+struct CovarianceOptions {
+  int64_t n_ctx = 512;
+  int64_t n_chunks = -1;  // -1: every whole chunk
+  int n_threads = 2;
+  int32_t bos_id = -1;  // as in EvalOptions
+};
+
+// H = Σ x xᵀ of the input of every linear weight, one layer per pass (pass L
+// runs layer L; pass n_layer the output projection's input), over every token
+// of each chunk, the way CollectImatrix sees them: its diagonal is the
+// imatrix. The tokens go through `model` as it is when each pass runs (its
+// file's weights unless SetWeight replaced some). Holds the hidden states of
+// all tokens (n_tokens x n_embd floats) and one pass's covariances. `model`
+// must outlive the source.
+Result<std::unique_ptr<quantize::CovarianceSource>> LayerCovariances(Model& model, std::span<const int32_t> tokens,
+                                                                     const CovarianceOptions& options);
 
 }  // namespace mixq::engine
 

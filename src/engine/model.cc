@@ -270,6 +270,7 @@ Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const
   const Tensor norm = ops.Scratch(Slot::kNorm, n_tokens * n_embd);
   ops.RmsNorm(h, *m.globals[Role::kOutputNorm], n_tokens, n_embd, m.config.rms_eps, norm);
   ops.Hook(options, m.output, -1, norm, n_tokens);
+  if (logits == nullptr) return Status::Ok();
   const Tensor out = ops.Attach(Slot::kLogits, logits, n_tokens * m.config.n_vocab, false);
   ops.MatMul({{m.output, nullptr, out}}, norm, n_tokens, options);
   MIXQ_TRY(CheckFiniteRows(ops, out, n_tokens, m.config.n_vocab, "logit"));

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -33,7 +34,8 @@ namespace mixq::formats {
 using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t n_elems);
 using QuantizeRowFn = void (*)(const float* src, uint8_t* dst, int64_t n_elems, const float* importance);
 
-struct IntDecoding;  // formats/int_rows.h
+struct IntDecoding;    // formats/int_rows.h
+struct FeedbackCodec;  // formats/feedback.h
 
 // An absent id in the columns that name another type or a llama_ftype.
 inline constexpr int32_t kNoType = -1;
@@ -68,10 +70,13 @@ struct Format {
   bool default_calibration = false;
   // Integer form for the engine's integer products; nullptr: none.
   const IntDecoding* int_decoding = nullptr;
+  // Its error-feedback encoder (QuantizeRowsFeedback); nullptr: none.
+  const FeedbackCodec* feedback = nullptr;
 
   double bpw() const { return block_elems > 0 ? 8.0 * block_bytes / block_elems : 0.0; }
   bool can_encode() const { return quantize_row_ggml != nullptr; }
   bool can_decode() const { return dequantize_row != nullptr; }
+  bool can_feedback() const { return feedback != nullptr; }
   bool removed() const { return block_elems == 0; }
   // The formats the id columns name; nullptr for kNoType.
   const Format* vec_dot() const;
@@ -108,6 +113,33 @@ enum class QuantMethod {
 // REQUIRES: importance is nullptr or has n_per_row values.
 Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
                     int64_t n_per_row, const float* importance, int n_threads);
+
+// ---- error feedback (GPTQ/OBQ) ----
+//
+// Rounding that knows the whole second moment H = Σ x xᵀ of a weight's inputs
+// x, not only its diagonal, to lower the output error tr(ΔW H ΔWᵀ) (GPTQ,
+// Frantar et al. 2022). Each row's columns (input dimensions) are quantized
+// in order; the error of each is spread over the columns not yet quantized
+// through the factor U below. A block's scales are fixed when its first
+// column is reached: quantize_row_best on the weights as updated so far, with
+// the importance (H's diagonal) as its weights; then its columns are rounded
+// one by one to the nearest value those scales allow. The unit of the
+// sequential step is the format's block (32 or 256 columns); its sub-block
+// scales are chosen together by the block search. The output is the format
+// itself: every GGUF loader decodes it.
+
+// U, upper triangular with Uᵀ U = (H + damp · mean(diag H) · I)⁻¹: n x n
+// floats, row-major. H is n x n, row-major, symmetric. An all-zero H gives the
+// identity (no feedback: plain rounding at the best scales). When rounding
+// leaves the damped H indefinite, the damping grows tenfold, up to three
+// times; Corruption after that, and for non-finite H.
+Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp);
+
+// As QuantizeRows with the error-feedback encoder; NotSupported for formats
+// without one (can_feedback()).
+// REQUIRES: factor from FeedbackFactor for n_per_row; importance nullptr or n_per_row values.
+Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n_per_row,
+                            const float* importance, const float* factor, int n_threads);
 
 // Decodes n_rows rows; NotSupported when the format has no decoder.
 Status DequantizeRows(const Format& format, const uint8_t* src, float* dst, int64_t n_rows, int64_t n_per_row,

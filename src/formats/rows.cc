@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/parallel.h"
+#include "formats/feedback.h"
 #include "formats/formats.h"
 
 namespace mixq::formats {
@@ -42,6 +43,27 @@ int64_t FirstNonFinite(const float* x, int64_t n) {
   return -1;
 }
 
+namespace {
+
+Status CheckImportance(const float* importance, int64_t n_per_row) {
+  if (importance == nullptr) return Status::Ok();
+  for (int64_t j = 0; j < n_per_row; ++j) {
+    if (!std::isfinite(importance[j]) || importance[j] < 0) {
+      return Status::InvalidArgument("importance value " + std::to_string(j) +
+                                     " is negative or not finite; check the imatrix");
+    }
+  }
+  return Status::Ok();
+}
+
+Status NonFiniteWeight(const float* src, int64_t row, int64_t n_per_row) {
+  int64_t col = FirstNonFinite(src + row * n_per_row, n_per_row);
+  return Status::Corruption("weight is NaN or infinite: row " + std::to_string(row) + ", element " +
+                            std::to_string(col) + " (value " + std::to_string(src[row * n_per_row + col]) + ")");
+}
+
+}  // namespace
+
 Status QuantizeRows(const Format& format, QuantMethod method, const float* src, uint8_t* dst, int64_t n_rows,
                     int64_t n_per_row, const float* importance, int n_threads) {
   if (!format.can_encode()) {
@@ -54,14 +76,7 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
   }
   int64_t row_bytes = 0;
   MIXQ_TRY(CheckShape(format, src, dst, n_rows, n_per_row, &row_bytes));
-  if (importance != nullptr) {
-    for (int64_t j = 0; j < n_per_row; ++j) {
-      if (!std::isfinite(importance[j]) || importance[j] < 0) {
-        return Status::InvalidArgument("importance value " + std::to_string(j) +
-                                       " is negative or not finite; check the imatrix");
-      }
-    }
-  }
+  MIXQ_TRY(CheckImportance(importance, n_per_row));
   QuantizeRowFn fn = method == QuantMethod::kGgml ? format.quantize_row_ggml : format.quantize_row_best;
   // The smallest bad row is reported, whatever order the threads ran in.
   std::atomic<int64_t> bad_row{n_rows};
@@ -78,11 +93,30 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
     }
   });
   int64_t row = bad_row.load();
-  if (row < n_rows) {
-    int64_t col = FirstNonFinite(src + row * n_per_row, n_per_row);
-    return Status::Corruption("weight is NaN or infinite: row " + std::to_string(row) + ", element " +
-                              std::to_string(col) + " (value " + std::to_string(src[row * n_per_row + col]) + ")");
+  if (row < n_rows) return NonFiniteWeight(src, row, n_per_row);
+  return Status::Ok();
+}
+
+Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n_per_row,
+                            const float* importance, const float* factor, int n_threads) {
+  if (!format.can_feedback()) {
+    return Status::NotSupported("mixq has no error-feedback encoder for type " + std::string(format.name));
   }
+  int64_t row_bytes = 0;
+  MIXQ_TRY(CheckShape(format, src, dst, n_rows, n_per_row, &row_bytes));
+  MIXQ_TRY(CheckImportance(importance, n_per_row));
+  if (n_rows > 0 && factor == nullptr) return Status::InvalidArgument("null feedback factor");
+  // Every row is checked first: an error spreads within its row only, but a
+  // failed call should write nothing it would not write on good input.
+  for (int64_t r = 0; r < n_rows; ++r) {
+    if (FirstNonFinite(src + r * n_per_row, n_per_row) >= 0) return NonFiniteWeight(src, r, n_per_row);
+  }
+  // Tiles of rows share each read of the factor's rows.
+  constexpr int64_t kTileRows = 16;
+  ParallelFor(n_rows, kTileRows, n_threads, [&](int64_t begin, int64_t end) {
+    internal::QuantizeRowsWithFeedback(format, src + begin * n_per_row, dst + begin * row_bytes, end - begin, n_per_row,
+                                       row_bytes, importance, factor);
+  });
   return Status::Ok();
 }
 

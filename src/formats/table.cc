@@ -5,6 +5,7 @@
 
 #include "formats/blocks.h"
 #include "formats/codecs.h"
+#include "formats/feedback.h"
 #include "formats/formats.h"
 
 namespace mixq::formats {
@@ -45,6 +46,9 @@ struct Row {
   constexpr Row Int(const IntDecoding* d) const {
     return Set([&](Format& x) { x.int_decoding = d; });
   }
+  constexpr Row Feedback(const FeedbackCodec* c) const {
+    return Set([&](Format& x) { x.feedback = c; });
+  }
   constexpr Row NeedsImatrix() const {
     return Set([](Format& x) { x.needs_imatrix = true; });
   }
@@ -83,6 +87,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ4_0>("Q4_0", 2, kQ8_0)
         .Decode(dequantize_q4_0)
         .Encode(quantize_q4_0_ggml, quantize_q4_0_best)
+        .Feedback(&kFeedbackQ4_0)
         .FileType(2)
         .Head(kQ6_K)
         .ComfyGpu(),
@@ -109,6 +114,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ8_0>("Q8_0", 8, kQ8_0)
         .Decode(dequantize_q8_0)
         .Encode(quantize_q8_0_ggml, quantize_q8_0_best)
+        .Feedback(&kFeedbackQ8_0)
         .FileType(7)
         .Fallback(kF16)
         .Head(kQ8_0)
@@ -118,6 +124,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ2K>("Q2_K", 10, kQ8_K)
         .Decode(dequantize_q2_k)
         .Encode(quantize_q2_k_ggml, quantize_q2_k_best)
+        .Feedback(&kFeedbackQ2K)
         .FileType(10)
         .Fallback(kQ4_0)
         .Head(kQ6_K)
@@ -126,6 +133,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ3K>("Q3_K", 11, kQ8_K)
         .Decode(dequantize_q3_k)
         .Encode(quantize_q3_k_ggml, quantize_q3_k_best)
+        .Feedback(&kFeedbackQ3K)
         .FileType(12)
         .Fallback(kQ4_0)
         .Head(kQ6_K)
@@ -133,6 +141,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ4K>("Q4_K", 12, kQ8_K)
         .Decode(dequantize_q4_k)
         .Encode(quantize_q4_k_ggml, quantize_q4_k_best)
+        .Feedback(&kFeedbackQ4K)
         .FileType(15)
         .Fallback(kQ5_0)
         .Head(kQ6_K)
@@ -142,6 +151,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ5K>("Q5_K", 13, kQ8_K)
         .Decode(dequantize_q5_k)
         .Encode(quantize_q5_k_ggml, quantize_q5_k_best)
+        .Feedback(&kFeedbackQ5K)
         .FileType(17)
         .Fallback(kQ5_1)
         .Head(kQ6_K)
@@ -150,6 +160,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockQ6K>("Q6_K", 14, kQ8_K)
         .Decode(dequantize_q6_k)
         .Encode(quantize_q6_k_ggml, quantize_q6_k_best)
+        .Feedback(&kFeedbackQ6K)
         .FileType(18)
         .Fallback(kQ8_0)
         .Head(kQ6_K)
@@ -205,6 +216,7 @@ constexpr std::array<Row, kGgmlTypeCount> kRows = {{
     B<BlockIQ4XS>("IQ4_XS", 23, kQ8_K)
         .Decode(dequantize_iq4_xs)
         .Encode(quantize_iq4_xs_ggml, quantize_iq4_xs_best)
+        .Feedback(&kFeedbackIQ4XS)
         .FileType(30)
         .Fallback(kIQ4_NL)
         .Head(kQ6_K)

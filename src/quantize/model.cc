@@ -1,5 +1,6 @@
 // Whole-model quantization: copy metadata, decide types, stream tensors.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "quantize/quantize.h"
@@ -28,7 +29,9 @@ std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const Qu
   gguf::SetValue(kvs, "general.quantization_version", gguf::Value::Uint32(2));
   gguf::SetValue(kvs, "mixq.version", gguf::Value::String(MIXQ_VERSION));
   gguf::SetValue(kvs, "mixq.method",
-                 gguf::Value::String(options.method == formats::QuantMethod::kGgml ? "ggml" : "best"));
+                 gguf::Value::String(options.covariances != nullptr                  ? "gptq"
+                                     : options.method == formats::QuantMethod::kGgml ? "ggml"
+                                                                                     : "best"));
   std::vector<std::string> counts;
   for (const auto& [type, n] : type_counts) counts.push_back(type + "=" + std::to_string(n));
   gguf::SetValue(kvs, "mixq.type_counts", gguf::Value::StringArray(counts));
@@ -46,9 +49,65 @@ std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const Qu
   return kvs;
 }
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The feedback factors of one pass's covariances, each computed once for the
+// weights that share it (q/k/v, gate/up).
+class FeedbackFactors {
+ public:
+  Result<const std::vector<float>*> For(const InputCovariance& cov, double damp) {
+    auto it = factors_.find(&cov);
+    if (it == factors_.end()) {
+      auto u = formats::FeedbackFactor(cov.sums, cov.n_in, damp);
+      MIXQ_TRY(u);
+      it = factors_.emplace(&cov, std::move(u).value()).first;
+    }
+    return &it->second;
+  }
+  void Clear() { factors_.clear(); }
+
+ private:
+  std::map<const InputCovariance*, std::vector<float>> factors_;
+};
+
+// The order tensors are converted and written in: the input's, except that
+// with covariances each tensor waits for the pass that measures its input.
+std::vector<size_t> ConversionOrder(const gguf::GgufFile& input, const CovarianceSource* covariances) {
+  std::vector<size_t> order(input.tensors().size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (covariances == nullptr) return order;
+  std::vector<int64_t> pass(order.size());
+  for (size_t i = 0; i < order.size(); ++i) pass[i] = covariances->PassOf(input.tensors()[i].name);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pass[a] < pass[b]; });
+  return order;
+}
+
+// The feedback factor `t` is rounded with, or nullptr for plain rounding: a
+// tensor gets feedback when the last pass measured its input and its type has
+// a feedback encoder. Expert tensors (3-D) never do: the passes collect no
+// per-expert covariances (docs/gptq.md). Without an imatrix the importance
+// becomes H's diagonal.
+Result<const float*> FeedbackFactorOf(const gguf::TensorInfo& t, const formats::Format& target,
+                                      const QuantizeOptions& options, FeedbackFactors* factors,
+                                      std::optional<std::vector<float>>* importance) {
+  const InputCovariance* cov = options.covariances != nullptr ? options.covariances->Find(t.name) : nullptr;
+  if (cov == nullptr || !target.can_feedback() || t.ne[2] * t.ne[3] != 1) return nullptr;
+  if (cov->n_in != t.ne[0]) {
+    return Status::Internal("tensor '" + t.name + "' has rows of " + std::to_string(t.ne[0]) +
+                            " but an input covariance of " + std::to_string(cov->n_in));
+  }
+  if (!importance->has_value()) *importance = cov->MeanDiagonal();
+  auto u = factors->For(*cov, options.feedback_damp);
+  MIXQ_TRY(u.status().WithContext("tensor '" + t.name + "'"));
+  return (*u)->data();
+}
+
 // Converts one tensor to its chosen type into *out.
 Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, const formats::Format& target,
-                     const QuantizeOptions& options, std::vector<float>* scratch, std::vector<uint8_t>* out) {
+                     const QuantizeOptions& options, FeedbackFactors* factors, std::vector<float>* scratch,
+                     std::vector<uint8_t>* out) {
   if (&target == t.format) {
     MIXQ_TRY(CheckTensorFinite(input, t, options.n_threads));
     auto bytes = input.TensorData(t);
@@ -58,8 +117,10 @@ Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, con
   MIXQ_TRY(TensorToF32(input, t, scratch, options.n_threads));
   auto importance = TensorImportance(target.quantized ? options.imatrix : nullptr, t);
   MIXQ_TRY(importance);
+  auto factor = FeedbackFactorOf(t, target, options, factors, &*importance);
+  MIXQ_TRY(factor);
   return QuantizeTensor(t, target, options.method, *scratch, importance->has_value() ? &**importance : nullptr, out,
-                        options.n_threads);
+                        options.n_threads, *factor);
 }
 
 }  // namespace
@@ -138,10 +199,17 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 
 Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads) {
+                      int n_threads, const float* feedback_factor) {
   auto row_bytes = formats::RowBytes(format, t.ne[0]);
   MIXQ_TRY(row_bytes.status().WithContext("tensor '" + t.name + "'"));
   out->resize(static_cast<size_t>(*row_bytes * t.n_rows()));
+  if (feedback_factor != nullptr) {
+    if (t.ne[2] * t.ne[3] != 1) return Status::Internal("tensor '" + t.name + "': error feedback on a 3-D tensor");
+    return formats::QuantizeRowsFeedback(format, values.data(), out->data(), t.n_rows(), t.ne[0],
+                                         importance != nullptr ? importance->data() : nullptr, feedback_factor,
+                                         n_threads)
+        .WithContext("tensor '" + t.name + "'");
+  }
   // Without an importance, rows are independent whatever matrix they are in.
   const int64_t n_mat = importance != nullptr ? t.ne[2] * t.ne[3] : 1;
   const int64_t rows = t.n_rows() / n_mat;
@@ -183,7 +251,8 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
 
   QuantizeReport report;
   std::vector<gguf::TensorSpec> specs;
-  for (size_t i = 0; i < input.tensors().size(); ++i) {
+  const std::vector<size_t> order = ConversionOrder(input, options.covariances);
+  for (size_t i : order) {
     const auto& t = input.tensors()[i];
     const formats::Format* f = (*choices)[i].format;
     if (!(*choices)[i].note.empty() && options.on_note) options.on_note((*choices)[i].note);
@@ -210,11 +279,23 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
   MIXQ_TRY(writer);
   std::vector<float> scratch;
   std::vector<uint8_t> encoded;
-  for (size_t i = 0; i < input.tensors().size(); ++i) {
-    const auto& t = input.tensors()[i];
-    MIXQ_TRY(ConvertTensor(input, t, *specs[i].format, options, &scratch, &encoded));
+  FeedbackFactors factors;
+  int64_t passes_run = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const auto& t = input.tensors()[order[k]];
+    if (options.covariances != nullptr) {
+      const auto start = std::chrono::steady_clock::now();
+      for (const int64_t need = options.covariances->PassOf(t.name); passes_run <= need; ++passes_run) {
+        factors.Clear();
+        MIXQ_TRY(options.covariances->Run(passes_run));
+      }
+      report.covariance_seconds += SecondsSince(start);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    MIXQ_TRY(ConvertTensor(input, t, *specs[k].format, options, &factors, &scratch, &encoded));
+    report.tensors[k].seconds = SecondsSince(start);
     MIXQ_TRY(writer->WriteTensor(encoded));
-    if (options.on_progress) options.on_progress(i + 1, input.tensors().size(), t.name);
+    if (options.on_progress) options.on_progress(k + 1, order.size(), t.name);
   }
   report.file_bytes = writer->bytes_written();
   MIXQ_TRY(writer->Finish());

@@ -70,6 +70,36 @@ Result<Imatrix> ParseImatrix(std::span<const uint8_t> bytes, const std::string& 
 Status SaveImatrix(const Imatrix& imatrix, const std::string& path,
                    const std::vector<gguf::KeyValue>& extra_metadata = {});
 
+// ---- input covariances (for error-feedback quantization) ----
+
+// H = Σ x xᵀ over the calibration tokens of one linear layer's input x: n_in ×
+// n_in, row-major, symmetric. Weights that read the same input share one.
+struct InputCovariance {
+  int64_t n_in = 0;
+  int64_t n_tokens = 0;
+  std::vector<double> sums;
+
+  // The mean squared input per column: the imatrix of the same tokens.
+  std::vector<float> MeanDiagonal() const;
+};
+
+// Covariances delivered pass by pass (e.g. a forward pass one layer at a
+// time), so that only one pass's matrices are ever held: a 14336-wide FFN
+// input alone takes 1.6 GB in double.
+class CovarianceSource {
+ public:
+  virtual ~CovarianceSource() = default;
+  virtual int64_t n_passes() const = 0;
+  // The pass that sees `tensor`'s input; -1 when none does (token_embd, norms).
+  virtual int64_t PassOf(const std::string& tensor) const = 0;
+  // Runs pass p. REQUIRES: passes run in order 0, 1, ...; each drops the
+  // covariances of the one before.
+  virtual Status Run(int64_t pass) = 0;
+  // The covariance of `tensor`'s input from the pass run last; nullptr when
+  // that pass did not see it.
+  virtual const InputCovariance* Find(const std::string& tensor) const = 0;
+};
+
 // ---- type choice ----
 
 struct TensorTypeOverride {
@@ -122,11 +152,25 @@ const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_le
 
 // ---- whole-model quantization ----
 
+// GPTQ's damping: H + 1% of its mean diagonal. It makes H invertible when
+// inputs are rank deficient (fewer tokens than columns, dead or collinear
+// channels) and bounds how far one column's error is pushed onto the others:
+// damping → ∞ turns the feedback off (plain rounding at best's scales).
+// docs/gptq.md has the measured choice.
+inline constexpr double kFeedbackDamp = 0.01;
+
 struct QuantizeOptions {
   TypeRules rules;
   const Imatrix* imatrix = nullptr;
   std::string imatrix_path;
   formats::QuantMethod method = formats::QuantMethod::kBest;
+  // Non-null: error-feedback rounding (formats::QuantizeRowsFeedback, "gptq")
+  // for every tensor whose input the source measures and whose type has it;
+  // the others get `method`. Tensors are then written in the order of the
+  // passes that measure their inputs, and the importance is the imatrix when
+  // given, else H's diagonal.
+  CovarianceSource* covariances = nullptr;
+  double feedback_damp = kFeedbackDamp;
   int n_threads = 0;
   // Called after each tensor with (tensors done, total, name). Optional.
   std::function<void(size_t, size_t, const std::string&)> on_progress;
@@ -139,6 +183,7 @@ struct TensorReport {
   std::string type;
   int64_t n_weights = 0;
   uint64_t n_bytes = 0;
+  double seconds = 0;  // converting it (with feedback: its factor too, when it is the first to need it)
 };
 
 struct QuantizeReport {
@@ -146,6 +191,7 @@ struct QuantizeReport {
   std::map<std::string, int> type_counts;
   uint64_t tensor_bytes = 0;
   uint64_t file_bytes = 0;
+  double covariance_seconds = 0;  // the covariance passes
   int64_t n_weights = 0;
   double bpw() const {
     return n_weights ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(n_weights) : 0;
@@ -184,10 +230,12 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 
 // Encodes a tensor's F32 values (TensorToF32) in `format` into *out, row by
 // row; each matrix of a 3-D tensor (an expert) with its own slice of
-// `importance` (TensorImportance; may be null).
+// `importance` (TensorImportance; may be null). With a `feedback_factor`
+// (formats::FeedbackFactor of the tensor's input covariance; 2-D tensors
+// only) the rows are rounded with error feedback instead of by `method`.
 Status QuantizeTensor(const gguf::TensorInfo& tensor, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads);
+                      int n_threads, const float* feedback_factor = nullptr);
 
 }  // namespace mixq::quantize
 

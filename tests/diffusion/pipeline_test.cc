@@ -238,6 +238,13 @@ TEST_F(Pipeline, InputsOfTheWrongKindAreRefused) {
   r = RunMixq("measure " + mixq::testing::RefDevModel() + " --text x.txt --per-tensor -o " + out_.File("m.json"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_FALSE(std::filesystem::exists(out_.File("m.json")));
+  // Error-feedback quantization needs a language model's forward pass over its text.
+  r = RunMixq("quantize " + Tiny() + " " + out_.File("x.gguf") + " --method gptq --text x.txt");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--text, --output-tensor-type and --token-embedding-type are for language models"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out_.File("x.gguf")));
 }
 
 }  // namespace

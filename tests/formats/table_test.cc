@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "formats/feedback.h"
 #include "formats/formats.h"
 #include "formats/int_rows.h"
 #include "test_support.h"
@@ -130,6 +131,13 @@ TEST(TableTest, EveryEntryFillsTheColumnsOfItsKind) {
     if (f.int_decoding != nullptr) {
       EXPECT_TRUE(f.can_decode());
       EXPECT_EQ(f.block_elems % f.int_decoding->group_elems, 0);
+    }
+    if (f.feedback != nullptr) {
+      // The feedback encoder starts with the best search and moves in
+      // batches of 256 columns made of whole blocks.
+      EXPECT_TRUE(f.quantized && f.can_encode() && f.can_decode());
+      EXPECT_EQ(256 % f.block_elems, 0);
+      EXPECT_EQ(f.block_elems % f.feedback->group_size, 0);
     }
   }
   int n_calibration = 0;

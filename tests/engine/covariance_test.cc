@@ -1,0 +1,138 @@
+// Input covariances, layer by layer, on ref-dev: shared inputs share one
+// matrix, the diagonal is the imatrix of the same tokens, off-diagonal sums
+// match the hook's inputs multiplied out directly, and each pass drops the
+// one before.
+#include <gtest/gtest.h>
+
+#include "engine/engine.h"
+#include "quantize/quantize.h"
+#include "test_support.h"
+
+namespace mixq::engine {
+namespace {
+
+class Covariances : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = gguf::GgufFile::Open(testing::RefDevModel());
+    ASSERT_TRUE(f.has_value());
+    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    auto m = Model::Load(*file_);
+    ASSERT_TRUE(m.has_value());
+    model_ = std::make_unique<Model>(std::move(m).value());
+    auto tok = tokenizer::Tokenizer::FromGguf(*file_);
+    ASSERT_TRUE(tok.has_value());
+    auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+    ASSERT_TRUE(text.has_value());
+    tokens_ = TokenizeForEval(*tok, text->substr(0, 8000));
+    options_.n_ctx = 128;
+    options_.n_chunks = 3;
+    options_.bos_id = 1;
+  }
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> tokens_;
+  CovarianceOptions options_;
+};
+
+TEST_F(Covariances, LayerByLayerWithSharedInputs) {
+  auto source = LayerCovariances(*model_, tokens_, options_);
+  ASSERT_TRUE(source.has_value()) << source.error().message();
+  quantize::CovarianceSource& s = **source;
+  EXPECT_EQ(s.n_passes(), 7);
+  EXPECT_EQ(s.PassOf("blk.3.ffn_down.weight"), 3);
+  EXPECT_EQ(s.PassOf("output.weight"), 6);
+  EXPECT_EQ(s.PassOf("token_embd.weight"), -1);
+  EXPECT_EQ(s.PassOf("blk.0.attn_norm.weight"), -1);
+  EXPECT_FALSE(s.Run(1).ok());  // out of order
+
+  ImatrixOptions io;
+  io.n_ctx = options_.n_ctx;
+  io.n_chunks = options_.n_chunks;
+  io.bos_id = options_.bos_id;
+  auto im = CollectImatrix(*model_, tokens_, io);
+  ASSERT_TRUE(im.has_value());
+
+  for (int64_t pass = 0; pass < s.n_passes(); ++pass) {
+    ASSERT_TRUE(s.Run(pass).ok());
+    const std::string p = "blk." + std::to_string(pass) + ".";
+    if (pass < 6) {
+      const quantize::InputCovariance* q = s.Find(p + "attn_q.weight");
+      ASSERT_NE(q, nullptr);
+      EXPECT_EQ(q, s.Find(p + "attn_k.weight"));
+      EXPECT_EQ(q, s.Find(p + "attn_v.weight"));
+      EXPECT_EQ(s.Find(p + "ffn_gate.weight"), s.Find(p + "ffn_up.weight"));
+      EXPECT_NE(q, s.Find(p + "ffn_gate.weight"));
+      EXPECT_NE(q, s.Find(p + "attn_output.weight"));
+      EXPECT_EQ(s.Find(p + "ffn_down.weight")->n_in, 768);
+      EXPECT_EQ(s.Find("output.weight"), nullptr);
+      if (pass > 0) {
+        EXPECT_EQ(s.Find("blk." + std::to_string(pass - 1) + ".attn_q.weight"), nullptr);
+      }
+    }
+    for (const std::string& name : model_->LinearWeights()) {
+      if (s.PassOf(name) != pass) continue;
+      const quantize::InputCovariance* h = s.Find(name);
+      ASSERT_NE(h, nullptr) << name;
+      EXPECT_EQ(h->n_tokens, 3 * 128) << name;
+      std::vector<float> diag = h->MeanDiagonal();
+      auto want = im->Importance(name, h->n_in);
+      ASSERT_TRUE(want.has_value() && want->has_value()) << name;
+      for (int64_t j = 0; j < h->n_in; ++j) {
+        EXPECT_NEAR(diag[j], (**want)[j], 1e-4 * (**want)[j] + 1e-9) << name << " " << j;
+        EXPECT_EQ(h->sums[j * h->n_in + (j + 5) % h->n_in], h->sums[((j + 5) % h->n_in) * h->n_in + j]) << name;
+      }
+    }
+  }
+}
+
+TEST_F(Covariances, OffDiagonalSumsMatchTheHookInputs) {
+  const std::string target = "blk.2.ffn_down.weight";
+  std::vector<double> direct(768 * 768, 0.0);
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
+    if (w != target) return;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t i = 0; i < n_in; ++i) {
+        for (int64_t j = 0; j < n_in; ++j) direct[i * n_in + j] += double(x[t * n_in + i]) * x[t * n_in + j];
+      }
+    }
+  };
+  RunOptions run;
+  run.hook = &hook;
+  run.seq_len = 128;
+  std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + 3 * 128);
+  for (int c = 0; c < 3; ++c) input[c * 128] = 1;
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->Forward(input, 127, &logits, run).ok());
+
+  auto source = LayerCovariances(*model_, tokens_, options_);
+  ASSERT_TRUE(source.has_value());
+  for (int64_t pass = 0; pass <= 2; ++pass) ASSERT_TRUE((*source)->Run(pass).ok());
+  const quantize::InputCovariance* h = (*source)->Find(target);
+  ASSERT_NE(h, nullptr);
+  double scale = 0;
+  for (int64_t j = 0; j < 768; ++j) scale = std::max(scale, direct[j * 768 + j]);
+  for (int64_t i = 0; i < 768; i += 37) {
+    for (int64_t j = 0; j < 768; j += 11) {
+      EXPECT_NEAR(h->sums[i * 768 + j], direct[i * 768 + j], 1e-5 * scale) << i << "," << j;
+    }
+  }
+}
+
+TEST_F(Covariances, RejectsTooFewTokens) {
+  options_.n_ctx = static_cast<int64_t>(tokens_.size()) + 1;
+  auto source = LayerCovariances(*model_, tokens_, options_);
+  ASSERT_FALSE(source.has_value());
+  EXPECT_EQ(source.error().kind(), StatusKind::kInvalidArgument);
+  // No chunks would mean no covariances, and silently no feedback.
+  options_.n_ctx = 128;
+  for (int64_t chunks : {0, -2}) {
+    options_.n_chunks = chunks;
+    source = LayerCovariances(*model_, tokens_, options_);
+    ASSERT_FALSE(source.has_value());
+    EXPECT_EQ(source.error().message(), "--chunks must be at least 1, or -1 for all, not " + std::to_string(chunks));
+  }
+}
+
+}  // namespace
+}  // namespace mixq::engine

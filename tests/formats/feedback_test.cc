@@ -1,0 +1,217 @@
+// The error-feedback encoder (QuantizeRowsFeedback) against mixq's best on
+// random row blocks whose inputs are correlated: the output error
+// tr(ΔW H ΔWᵀ) must be lower for every type that has one. With uncorrelated
+// inputs there is nothing to feed forward, and the result must be best's
+// scales with nearest rounding: never a larger weighted error than best's,
+// which also checks that each format's grid and packing decode as assumed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/formats.h"
+
+namespace mixq::formats {
+namespace {
+
+constexpr double kDamp = 0.01;
+
+struct Problem {
+  int64_t rows = 0;
+  int64_t n = 0;
+  std::vector<float> w;           // rows x n
+  std::vector<double> h;          // n x n
+  std::vector<float> importance;  // diag(h) / tokens
+};
+
+// Inputs like a transformer's: per-column scales spread over two decades and
+// a few strong shared directions (activations are far from isotropic).
+Problem MakeProblem(int64_t rows, int64_t n, int64_t tokens, int n_factors, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Problem p;
+  p.rows = rows;
+  p.n = n;
+  p.w.resize(static_cast<size_t>(rows * n));
+  for (float& v : p.w) v = 0.02f * normal(rng) * (rng() % 64 == 0 ? 4.0f : 1.0f);
+  std::vector<float> scale(n), loading(static_cast<size_t>(n_factors * n));
+  for (float& s : scale) s = std::exp(1.2f * normal(rng));
+  for (float& c : loading) c = 1.5f * normal(rng);
+  std::vector<float> x(static_cast<size_t>(tokens * n));
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::vector<float> u(n_factors);
+    for (float& v : u) v = normal(rng);
+    for (int64_t j = 0; j < n; ++j) {
+      float v = normal(rng);
+      for (int f = 0; f < n_factors; ++f) v += u[f] * loading[f * n + j];
+      x[t * n + j] = scale[j] * v;
+    }
+  }
+  p.h.assign(static_cast<size_t>(n * n), 0.0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* xt = x.data() + t * n;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) p.h[i * n + j] += static_cast<double>(xt[i]) * xt[j];
+    }
+  }
+  p.importance.resize(n);
+  for (int64_t j = 0; j < n; ++j) p.importance[j] = static_cast<float>(p.h[j * n + j] / static_cast<double>(tokens));
+  return p;
+}
+
+// Σ over rows of Δwᵀ H Δw, Δw the decoded row minus the original.
+double OutputError(const Format& f, const Problem& p, const std::vector<uint8_t>& q) {
+  std::vector<float> y(p.w.size());
+  EXPECT_TRUE(DequantizeRows(f, q.data(), y.data(), p.rows, p.n, 1).ok());
+  double total = 0;
+  std::vector<double> d(p.n);
+  for (int64_t r = 0; r < p.rows; ++r) {
+    for (int64_t j = 0; j < p.n; ++j) d[j] = static_cast<double>(y[r * p.n + j]) - p.w[r * p.n + j];
+    for (int64_t i = 0; i < p.n; ++i) {
+      double s = 0;
+      for (int64_t j = 0; j < p.n; ++j) s += p.h[i * p.n + j] * d[j];
+      total += d[i] * s;
+    }
+  }
+  return total;
+}
+
+std::vector<uint8_t> Best(const Format& f, const Problem& p) {
+  std::vector<uint8_t> q(static_cast<size_t>(*RowBytes(f, p.n) * p.rows));
+  EXPECT_TRUE(QuantizeRows(f, QuantMethod::kBest, p.w.data(), q.data(), p.rows, p.n, p.importance.data(), 2).ok());
+  return q;
+}
+
+std::vector<uint8_t> Feedback(const Format& f, const Problem& p, int n_threads = 2) {
+  auto u = FeedbackFactor(p.h, p.n, kDamp);
+  EXPECT_TRUE(u.has_value());
+  std::vector<uint8_t> q(static_cast<size_t>(*RowBytes(f, p.n) * p.rows));
+  Status s = QuantizeRowsFeedback(f, p.w.data(), q.data(), p.rows, p.n, p.importance.data(), u->data(), n_threads);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return q;
+}
+
+std::vector<const Format*> FeedbackFormats() {
+  std::vector<const Format*> out;
+  for (const Format& f : AllFormats()) {
+    if (f.can_feedback()) out.push_back(&f);
+  }
+  return out;
+}
+
+TEST(FeedbackTest, TheTypesThatHaveIt) {
+  std::string names;
+  for (const Format* f : FeedbackFormats()) names += std::string(f->name) + " ";
+  EXPECT_EQ(names, "Q4_0 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS ");
+}
+
+TEST(FeedbackTest, FactorInvertsTheDampedCovariance) {
+  Problem p = MakeProblem(1, 64, 200, 4, 3);
+  auto u = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(u.has_value());
+  const int64_t n = p.n;
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += p.h[i * n + i] / n;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < i; ++j) EXPECT_EQ((*u)[i * n + j], 0.0f);
+    EXPECT_GT((*u)[i * n + i], 0.0f);
+  }
+  // (Uᵀ U) (H + damp·mean·I) = I.
+  std::vector<double> inv(n * n, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t k = 0; k <= std::min(i, j); ++k) inv[i * n + j] += double((*u)[k * n + i]) * (*u)[k * n + j];
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < n; ++k) s += inv[i * n + k] * (p.h[k * n + j] + (k == j ? kDamp * mean : 0.0));
+      EXPECT_NEAR(s, i == j ? 1.0 : 0.0, 1e-4) << i << "," << j;
+    }
+  }
+}
+
+TEST(FeedbackTest, FactorEdgeCases) {
+  std::vector<double> zero(16, 0.0);
+  auto u = FeedbackFactor(zero, 4, kDamp);
+  ASSERT_TRUE(u.has_value());
+  for (int i = 0; i < 4; ++i) {
+    for (int j = 0; j < 4; ++j) EXPECT_EQ((*u)[i * 4 + j], i == j ? 1.0f : 0.0f);
+  }
+  // Eigenvalues -999 and 1001: no damping within a thousand times mean(diag) cures it.
+  std::vector<double> indefinite = {1, 1000, 1000, 1};
+  auto bad = FeedbackFactor(indefinite, 2, kDamp);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().kind(), StatusKind::kCorruption);
+  std::vector<double> nan = {NAN, 0, 0, 1};
+  EXPECT_FALSE(FeedbackFactor(nan, 2, kDamp).has_value());
+  EXPECT_FALSE(FeedbackFactor(zero, 3, kDamp).has_value());  // 16 values are not 3 x 3
+}
+
+TEST(FeedbackTest, LowerOutputErrorThanBestWithCorrelatedInputs) {
+  Problem p = MakeProblem(24, 512, 700, 8, 1);
+  for (const Format* f : FeedbackFormats()) {
+    const double best = OutputError(*f, p, Best(*f, p));
+    const double feedback = OutputError(*f, p, Feedback(*f, p));
+    std::printf("%-7s tr(dW H dW^T): best %.4g, feedback %.4g (%.3f)\n", std::string(f->name).c_str(), best, feedback,
+                feedback / best);
+    EXPECT_LT(feedback, 0.9 * best) << f->name;
+  }
+}
+
+TEST(FeedbackTest, UncorrelatedInputsGiveBestScalesWithNearestRounding) {
+  Problem p = MakeProblem(8, 512, 700, 0, 2);
+  for (int64_t i = 0; i < p.n; ++i) {
+    for (int64_t j = 0; j < p.n; ++j) {
+      if (i != j) p.h[i * p.n + j] = 0;
+    }
+  }
+  for (const Format* f : FeedbackFormats()) {
+    // best block by block, as the feedback encoder calls it (the legacy
+    // types' ggml start, which best refines, depends on the whole row).
+    const int64_t be = f->block_elems;
+    std::vector<uint8_t> best(static_cast<size_t>(*RowBytes(*f, p.n) * p.rows));
+    for (int64_t b = 0; b < p.rows * p.n / be; ++b) {
+      ASSERT_TRUE(QuantizeRows(*f, QuantMethod::kBest, p.w.data() + b * be, best.data() + b * f->block_bytes, 1, be,
+                               p.importance.data() + b * be % p.n, 1)
+                      .ok());
+    }
+    std::vector<float> yb(p.w.size()), yf(p.w.size());
+    ASSERT_TRUE(DequantizeRows(*f, best.data(), yb.data(), p.rows, p.n, 1).ok());
+    ASSERT_TRUE(DequantizeRows(*f, Feedback(*f, p).data(), yf.data(), p.rows, p.n, 1).ok());
+    for (int64_t b = 0; b < p.rows * p.n / be; ++b) {
+      double eb = 0, ef = 0;
+      for (int64_t j = b * be; j < (b + 1) * be; ++j) {
+        const double w = p.importance[j % p.n];
+        eb += w * (yb[j] - p.w[j]) * (yb[j] - p.w[j]);
+        ef += w * (yf[j] - p.w[j]) * (yf[j] - p.w[j]);
+      }
+      EXPECT_LE(ef, eb * (1 + 1e-6)) << f->name << " block " << b;
+    }
+  }
+}
+
+TEST(FeedbackTest, BytesDoNotDependOnThreads) {
+  Problem p = MakeProblem(40, 256, 300, 4, 4);
+  for (const Format* f : FeedbackFormats()) EXPECT_EQ(Feedback(*f, p, 1), Feedback(*f, p, 3)) << f->name;
+}
+
+TEST(FeedbackTest, RejectsWhatItCannotEncode) {
+  Problem p = MakeProblem(2, 256, 300, 2, 5);
+  auto u = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(u.has_value());
+  std::vector<uint8_t> q(4096);
+  Status s = QuantizeRowsFeedback(*FindFormatByName("Q4_1"), p.w.data(), q.data(), 2, 256, nullptr, u->data(), 1);
+  EXPECT_EQ(s.kind(), StatusKind::kNotSupported);
+  p.w[256 + 9] = NAN;
+  s = QuantizeRowsFeedback(*FindFormatByName("Q4_K"), p.w.data(), q.data(), 2, 256, nullptr, u->data(), 1);
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("row 1, element 9"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace mixq::formats
