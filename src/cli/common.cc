@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "cli/cli.h"
 
@@ -54,6 +55,18 @@ void AddThreadsOption(CLI::App* sub, int* threads) {
   sub->add_option("-t,--threads", *threads, "worker threads (0: all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 16));
+}
+
+void AddMethodOption(CLI::App* sub, formats::QuantMethod* method) {
+  const std::map<std::string, formats::QuantMethod> methods = {{"best", formats::QuantMethod::kBest},
+                                                               {"ggml", formats::QuantMethod::kGgml}};
+  sub->add_option("--method", *method, "block search: best (mixq's, default) or ggml (byte-identical)")
+      ->default_str("best")
+      ->transform(CLI::CheckedTransformer(methods));
+}
+
+void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help) {
+  sub->add_option("--ctx", *ctx, help)->capture_default_str()->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
 }
 
 const CLI::Validator& PositiveOrAll() {

@@ -21,55 +21,35 @@ struct QuantizeCliOptions {
   std::vector<std::string> tensor_types;
   std::string output_type;
   std::string token_embd_type;
-  std::string method = "best";
+  formats::QuantMethod method = formats::QuantMethod::kBest;
   std::string plan;
   int threads = 0;
   bool type_given = false;
 };
 
-Result<const formats::Format*> ParseType(const std::string& name, const char* flag) {
-  const formats::Format* f = formats::FindFormatByName(name);
-  if (f == nullptr || !f->can_encode()) {
-    return Status::InvalidArgument(std::string(flag) + ": unknown or unsupported type '" + name +
-                                   "'; valid types: " + formats::EncodableFormatNames());
-  }
-  return f;
-}
-
 Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   quantize::QuantizeOptions q;
-  auto def = ParseType(opt.type, "--type");
-  MIXQ_TRY(def);
-  q.rules.default_format = *def;
+  MIXQ_ASSIGN_OR_RETURN(q.rules.default_format, quantize::ParseTypeName(opt.type, "--type"));
   for (const auto& text : opt.tensor_types) {
-    auto o = quantize::ParseTensorTypeOverride(text);
-    MIXQ_TRY(o);
-    q.rules.overrides.push_back(std::move(o).value());
+    MIXQ_ASSIGN_OR_RETURN(auto o, quantize::ParseTensorTypeOverride(text));
+    q.rules.overrides.push_back(std::move(o));
   }
   if (!opt.output_type.empty()) {
-    auto f = ParseType(opt.output_type, "--output-tensor-type");
-    MIXQ_TRY(f);
-    q.rules.output_format = *f;
+    MIXQ_ASSIGN_OR_RETURN(q.rules.output_format, quantize::ParseTypeName(opt.output_type, "--output-tensor-type"));
   }
   if (!opt.token_embd_type.empty()) {
-    auto f = ParseType(opt.token_embd_type, "--token-embedding-type");
-    MIXQ_TRY(f);
-    q.rules.token_embd_format = *f;
+    MIXQ_ASSIGN_OR_RETURN(q.rules.token_embd_format,
+                          quantize::ParseTypeName(opt.token_embd_type, "--token-embedding-type"));
   }
-  if (opt.method == "ggml") {
-    q.method = formats::QuantMethod::kGgml;
-  } else if (opt.method != "best") {
-    return Status::InvalidArgument("--method must be 'best' or 'ggml', not '" + opt.method + "'");
-  }
+  q.method = opt.method;
   q.n_threads = opt.threads;
   return q;
 }
 
 // The plan's types, checked against the model it is applied to.
 Status ApplyPlan(const std::string& path, const gguf::GgufFile& input, quantize::TypeRules* rules) {
-  auto p = plan::LoadPlan(path);
-  MIXQ_TRY(p);
-  auto from_plan = RulesFromPlan(*p, input);
+  MIXQ_ASSIGN_OR_RETURN(plan::Plan p, plan::LoadPlan(path));
+  auto from_plan = pipeline::RulesFromPlan(p, input);
   MIXQ_TRY(from_plan.status().WithContext("plan '" + path + "'"));
   rules->exact = std::move(from_plan->exact);
   return Status::Ok();
@@ -119,7 +99,7 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
     }
     EmitJson("summary", {{"input", opt.input},
                          {"output", opt.output},
-                         {"method", opt.method},
+                         {"method", quantize::MethodName(opt.method)},
                          {"file_bytes", report->file_bytes},
                          {"tensor_bytes", report->tensor_bytes},
                          {"n_weights", report->n_weights},
@@ -156,8 +136,7 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--plan", opt->plan,
                   "per-tensor types from `mixq plan`, made for this model: it must give a type to exactly the tensors "
                   "mixq quantizes");
-  sub->add_option("--method", opt->method, "block search: best (mixq's, default) or ggml (byte-identical)")
-      ->capture_default_str();
+  AddMethodOption(sub, &opt->method);
   AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;
