@@ -103,9 +103,9 @@ Status ToStatus(const Result<T>& r) {
 // be an existing variable. Not usable as the body of an unbraced if.
 #define MIXQ_ASSIGN_OR_RETURN(lhs, ...) \
   MIXQ_ASSIGN_OR_RETURN_IMPL_(MIXQ_STATUS_CONCAT_(mixq_result_, __LINE__), lhs, __VA_ARGS__)
-#define MIXQ_ASSIGN_OR_RETURN_IMPL_(result, lhs, ...)    \
-  auto result = (__VA_ARGS__);                           \
-  if (!result.has_value()) return result.error();        \
+#define MIXQ_ASSIGN_OR_RETURN_IMPL_(result, lhs, ...) \
+  auto result = (__VA_ARGS__);                        \
+  if (!result.has_value()) return result.error();     \
   lhs = std::move(result).value()
 
 #endif  // MIXQ_BASE_STATUS_H_

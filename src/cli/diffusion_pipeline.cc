@@ -42,8 +42,8 @@ void PrintSummary(const GlobalOptions& global, const pipeline::DiffusionInput& i
   }
 }
 
-void PrintMeasurement(const GlobalOptions& global, const pipeline::DiffusionInput& input,
-                      const plan::Measurement& m, const plan::SizeRange& sizes, const std::string& output) {
+void PrintMeasurement(const GlobalOptions& global, const pipeline::DiffusionInput& input, const plan::Measurement& m,
+                      const plan::SizeRange& sizes, const std::string& output) {
   const double weights = static_cast<double>(plan::TotalWeights(m));
   auto bpw = [&](int64_t file_bytes) {
     // Tensor bytes of a plan of this size: the file less its non-tensor bytes.

@@ -90,7 +90,6 @@ Status CheckArrayTypes(const std::string& key, const Value& v) {
   return Status::Ok();
 }
 
-
 // Encodes everything before the data section, padded to the alignment.
 Result<std::vector<uint8_t>> EncodeHeader(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors,
                                           std::vector<uint64_t>* sizes) {
@@ -149,7 +148,8 @@ Result<uint64_t> TensorDataBytes(const TensorSpec& t) {
   return n_rows * static_cast<uint64_t>(*row);
 }
 
-Result<uint64_t> GgufWriter::HeaderBytes(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors) {
+Result<uint64_t> GgufWriter::HeaderBytes(const std::vector<KeyValue>& metadata,
+                                         const std::vector<TensorSpec>& tensors) {
   auto header = EncodeHeader(metadata, tensors, nullptr);
   MIXQ_TRY(header);
   return header->size();

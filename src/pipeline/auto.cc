@@ -121,9 +121,9 @@ Result<engine::EvalResult> EvaluateOutput(const AutoOptions& opt, const gguf::Gg
 Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   const auto start = std::chrono::steady_clock::now();
   const AutoCache cache(opt);
-  MIXQ_TRY(CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
-                                    {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "", cache.measure,
-                                     cache.measurement, cache.plan}));
+  MIXQ_TRY(CheckOutputsAreNotInputs(
+      {opt.model, opt.text, opt.eval_text, opt.imatrix},
+      {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "", cache.measure, cache.measurement, cache.plan}));
   MIXQ_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(opt.model));
   MIXQ_ASSIGN_OR_RETURN(auto model, engine::Model::Load(file));
 
@@ -141,10 +141,10 @@ Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   if (ec) return Status::IOError("cannot create cache directory '" + cache.dir + "': " + ec.message());
   // One run at a time per cache directory: its files (imatrix, measure cache,
   // measurement, plan) are one run's consistent set.
-  MIXQ_ASSIGN_OR_RETURN(auto lock, FileLock::Acquire(cache.dir, [&] {
-                          hooks.Note("auto: waiting for cache directory '" + cache.dir +
-                                     "', locked by another mixq run");
-                        }));
+  MIXQ_ASSIGN_OR_RETURN(
+      auto lock, FileLock::Acquire(cache.dir, [&] {
+        hooks.Note("auto: waiting for cache directory '" + cache.dir + "', locked by another mixq run");
+      }));
 
   AutoResult result;
   auto t0 = std::chrono::steady_clock::now();

@@ -133,10 +133,9 @@ Result<DiffusionWritten> WriteDiffusion(const DiffusionInput& input, DiffusionWr
                std::to_string(predicted.file_bytes));
   }
   DiffusionWritten out;
-  out.output = write.output.empty()
-                   ? diffusion::OutputName(input.source->path(), TypeLabel(write.options, predicted),
-                                           write.plan != nullptr, predicted.bpw())
-                   : write.output;
+  out.output = write.output.empty() ? diffusion::OutputName(input.source->path(), TypeLabel(write.options, predicted),
+                                                            write.plan != nullptr, predicted.bpw())
+                                    : write.output;
   if (write.output.empty()) {  // a name made up here was not checked with the command's flags
     MIXQ_TRY(CheckOutputsAreNotInputs(input.source->files(), {out.output}));
   }

@@ -134,9 +134,9 @@ struct DiffusionTypes {
 Result<diffusion::ConvertOptions> BuildConvertOptions(const DiffusionTypes& types);
 
 struct DiffusionMeasureRequest {
-  bool per_tensor = false;    // one unit per tensor, not per block
+  bool per_tensor = false;     // one unit per tensor, not per block
   int64_t measure_rows = 256;  // rows measured per tensor (0: all)
-  std::string cost_table;     // the seed's Flux.1-dev cost table, fitted to the model instead of measuring
+  std::string cost_table;      // the seed's Flux.1-dev cost table, fitted to the model instead of measuring
   std::vector<const formats::Format*> types;  // empty: ComfyUI-GGUF's GPU types
   formats::QuantMethod method = formats::QuantMethod::kBest;
   int threads = 0;

@@ -162,11 +162,10 @@ Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::str
     MIXQ_ASSIGN_OR_RETURN(std::string note, CheckImatrixCoverage(*options.imatrix, weighted));
     if (!note.empty() && options.on_note) options.on_note(note);
   }
-  MIXQ_ASSIGN_OR_RETURN(
-      OutputPlan plan,
-      PlanOutput(std::move(specs), [&](const std::map<std::string, int>& type_counts, std::optional<uint32_t> ftype) {
-        return OutputMetadata(input, options, type_counts, ftype);
-      }));
+  MIXQ_ASSIGN_OR_RETURN(OutputPlan plan, PlanOutput(std::move(specs), [&](const std::map<std::string, int>& type_counts,
+                                                                          std::optional<uint32_t> ftype) {
+                          return OutputMetadata(input, options, type_counts, ftype);
+                        }));
   std::vector<float> scratch;
   MIXQ_TRY(WriteOutput(
       plan, output_path,

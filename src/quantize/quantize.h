@@ -188,9 +188,8 @@ struct OutputPlan {
   QuantizeReport report;                // file_bytes is the exact size written
 };
 // The metadata of a file of this mix: `file_type` is FileTypeOf the tensors.
-using OutputMetadataFn =
-    std::function<std::vector<gguf::KeyValue>(const std::map<std::string, int>& type_counts,
-                                              std::optional<uint32_t> file_type)>;
+using OutputMetadataFn = std::function<std::vector<gguf::KeyValue>(const std::map<std::string, int>& type_counts,
+                                                                   std::optional<uint32_t> file_type)>;
 // Sizes every tensor of `specs`, decides general.file_type, and sizes the file.
 Result<OutputPlan> PlanOutput(std::vector<gguf::TensorSpec> specs, const OutputMetadataFn& metadata);
 
