@@ -3,8 +3,8 @@
 #include <cctype>
 #include <cstdio>
 
-#include "formats/formats.h"
 #include "base/json.h"
+#include "formats/formats.h"
 #include "plan/problem.h"
 
 namespace mixq::plan {
@@ -229,9 +229,7 @@ Result<Plan> LoadPlan(const std::string& path) {
   return plan;
 }
 
-Status SavePlan(const Plan& plan, const std::string& path) {
-  return json::WriteTextFileAtomic(path, PlanToJson(plan));
-}
+Status SavePlan(const Plan& plan, const std::string& path) { return json::WriteTextFileAtomic(path, PlanToJson(plan)); }
 
 std::string LlamaTypeName(std::string_view ggml_name) {
   std::string out;
