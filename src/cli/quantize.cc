@@ -46,15 +46,6 @@ Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   return q;
 }
 
-// The plan's types, checked against the model it is applied to.
-Status ApplyPlan(const std::string& path, const gguf::GgufFile& input, quantize::TypeRules* rules) {
-  MIXQ_ASSIGN_OR_RETURN(plan::Plan p, plan::LoadPlan(path));
-  auto from_plan = pipeline::RulesFromPlan(p, input);
-  MIXQ_TRY(from_plan.status().WithContext("plan '" + path + "'"));
-  rules->exact = std::move(from_plan->exact);
-  return Status::Ok();
-}
-
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   if (Status s = CheckOutputsAreNotInputs({opt.input, opt.imatrix, opt.plan}, {opt.output}); !s.ok()) {
     return ReportError(s);
@@ -68,27 +59,9 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   if (auto code = QuantizeIfDiffusion(global, diffusion_args)) return *code;
   auto options = BuildOptions(opt);
   if (!options) return ReportError(options.error());
-  auto input = gguf::GgufFile::Open(opt.input);
-  if (!input) return ReportError(input.error());
-  if (!opt.plan.empty()) {
-    if (Status s = ApplyPlan(opt.plan, *input, &options->rules); !s.ok()) return ReportError(s);
-  }
-  std::optional<quantize::Imatrix> imatrix;
-  if (!opt.imatrix.empty()) {
-    auto im = quantize::LoadImatrix(opt.imatrix);
-    if (!im) return ReportError(im.error());
-    imatrix = std::move(im).value();
-    options->imatrix = &*imatrix;
-    options->imatrix_path = opt.imatrix;
-    Info(global, "imatrix: " + std::to_string(imatrix->entries.size()) + " entries from " + opt.imatrix);
-  }
-  Progress progress(global, "quantize", input->tensors().size());
-  options->on_progress = [&](size_t done, size_t, const std::string& name) { progress.Update(done, name); };
-  options->on_note = [&](const std::string& note) { Info(global, note); };
-
+  pipeline::QuantizeRequest request{opt.input, opt.output, std::move(options).value(), opt.plan, opt.imatrix};
   auto start = std::chrono::steady_clock::now();
-  auto report = quantize::QuantizeModel(*input, opt.output, *options);
-  progress.Finish();
+  auto report = pipeline::QuantizeLanguageModel(request, CliHooks(global));
   if (!report) return ReportError(report.error());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

@@ -34,4 +34,29 @@ Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::Gg
   return rules;
 }
 
+Result<quantize::QuantizeReport> QuantizeLanguageModel(QuantizeRequest request, const Hooks& hooks) {
+  MIXQ_ASSIGN_OR_RETURN(auto input, gguf::GgufFile::Open(request.input));
+  quantize::QuantizeOptions& options = request.options;
+  if (!request.plan.empty()) {
+    MIXQ_ASSIGN_OR_RETURN(plan::Plan p, plan::LoadPlan(request.plan));
+    auto from_plan = RulesFromPlan(p, input);
+    MIXQ_TRY(from_plan.status().WithContext("plan '" + request.plan + "'"));
+    options.rules.exact = std::move(from_plan->exact);
+  }
+  std::optional<quantize::Imatrix> imatrix;
+  if (!request.imatrix.empty()) {
+    MIXQ_ASSIGN_OR_RETURN(imatrix, quantize::LoadImatrix(request.imatrix));
+    options.imatrix = &*imatrix;
+    options.imatrix_path = request.imatrix;
+    hooks.Note("imatrix: " + std::to_string(imatrix->entries.size()) + " entries from " + request.imatrix);
+  }
+  options.on_progress = [&](size_t done, size_t total, const std::string& name) {
+    hooks.Progress("quantize", done, total, name);
+  };
+  options.on_note = [&](const std::string& note) { hooks.Note(note); };
+  auto report = quantize::QuantizeModel(input, request.output, options);
+  hooks.StageDone("quantize");
+  return report;
+}
+
 }  // namespace mixq::pipeline

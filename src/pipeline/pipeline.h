@@ -74,6 +74,17 @@ Result<measure::MeasureResult> MeasureLanguageModel(const gguf::GgufFile& file, 
 // the model exactly (plan::MatchPlanToModel).
 Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model);
 
+struct QuantizeRequest {
+  std::string input;
+  std::string output;
+  quantize::QuantizeOptions options;  // rules, method, threads; the hooks and the imatrix are set here
+  std::string plan;                   // a plan's exact types on top of the rules (must fit the model)
+  std::string imatrix;
+};
+// Quantizes a GGUF language model (or a diffusion GGUF without a plan) as
+// stage "quantize".
+Result<quantize::QuantizeReport> QuantizeLanguageModel(QuantizeRequest request, const Hooks& hooks);
+
 struct AutoOptions {
   std::string model;
   std::string text;

@@ -349,7 +349,7 @@ TEST(MeasureTest, MeasuredBytesAreTheBytesQuantizeWritesForEveryType) {
     EXPECT_EQ(predicted - static_cast<int64_t>(*header_bound), size - static_cast<int64_t>(written->data_offset()));
     EXPECT_LE(written->data_offset(), *header_bound);
   }
-  EXPECT_GT(n_types, 25);
+  EXPECT_GE(n_types, 25);  // every quantized type of the table mixq encodes
 }
 
 }  // namespace
