@@ -2,7 +2,8 @@
 // diffusion models, below the command line.
 //
 //  - language models: tokenizing calibration text, measuring with progress,
-//    a plan's types as quantize::TypeRules, and `auto` (imatrix -> measure ->
+//    a plan's types as quantize::TypeRules, quantizing (with a plan and an
+//    imatrix), and `auto` (imatrix -> measure ->
 //    plan -> quantize -> eval, caching the expensive steps);
 //  - diffusion models: opening and inspecting a checkpoint, conversion
 //    options, measuring (or fitting the seed cost table), applying a plan and
