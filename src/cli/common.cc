@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
-#include <map>
 
 #include "cli/cli.h"
 
@@ -58,11 +57,18 @@ void AddThreadsOption(CLI::App* sub, int* threads) {
 }
 
 void AddMethodOption(CLI::App* sub, formats::QuantMethod* method) {
-  const std::map<std::string, formats::QuantMethod> methods = {{"best", formats::QuantMethod::kBest},
-                                                               {"ggml", formats::QuantMethod::kGgml}};
+  // Maps the name to the enum's value for CLI11's conversion; nothing else passes.
+  const CLI::Validator names(
+      [](std::string& text) -> std::string {
+        if (text != "best" && text != "ggml") return "must be 'best' or 'ggml', not '" + text + "'";
+        const auto value = text == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
+        text = std::to_string(static_cast<int>(value));
+        return "";
+      },
+      "best|ggml", "METHOD");
   sub->add_option("--method", *method, "block search: best (mixq's, default) or ggml (byte-identical)")
       ->default_str("best")
-      ->transform(CLI::CheckedTransformer(methods));
+      ->transform(names);
 }
 
 void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help) {
