@@ -95,4 +95,17 @@ Status ToStatus(const Result<T>& r) {
     if (!mixq_try_status_.ok()) return mixq_try_status_;                \
   } while (0)
 
+#define MIXQ_STATUS_CONCAT_INNER_(a, b) a##b
+#define MIXQ_STATUS_CONCAT_(a, b) MIXQ_STATUS_CONCAT_INNER_(a, b)
+
+// `MIXQ_ASSIGN_OR_RETURN(auto x, MakeX());` declares x from the value of a
+// Result, or returns its Status from the enclosing function. `lhs` may also
+// be an existing variable. Not usable as the body of an unbraced if.
+#define MIXQ_ASSIGN_OR_RETURN(lhs, ...) \
+  MIXQ_ASSIGN_OR_RETURN_IMPL_(MIXQ_STATUS_CONCAT_(mixq_result_, __LINE__), lhs, __VA_ARGS__)
+#define MIXQ_ASSIGN_OR_RETURN_IMPL_(result, lhs, ...) \
+  auto result = (__VA_ARGS__);                        \
+  if (!result.has_value()) return result.error();     \
+  lhs = std::move(result).value()
+
 #endif  // MIXQ_BASE_STATUS_H_

@@ -1,17 +1,12 @@
 // mixq auto MODEL.gguf (--target 4.5bpw | --target-size 2GiB) --text calib.txt -o OUT.gguf
-// imatrix -> measure -> plan -> quantize -> eval, caching the expensive steps.
-#include <chrono>
+// imatrix -> measure -> plan -> quantize -> eval (pipeline::RunAuto), then the summary.
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 
-#include "base/content_hash.h"
 #include "base/file_identity.h"
-#include "base/file_lock.h"
 #include "cli/workflow.h"
-#include "engine/engine.h"
 #include "report/report.h"
-#include "tokenizer/tokenizer.h"
 
 namespace mixq::cli {
 namespace {
@@ -38,130 +33,111 @@ struct AutoCliOptions {
   bool no_eval = false;
 };
 
-// What auto keeps between runs, all in one directory.
-struct AutoCache {
-  explicit AutoCache(const AutoCliOptions& opt)
-      : dir(opt.cache_dir.empty() ? opt.output + ".mixq-cache" : opt.cache_dir),
-        imatrix(dir + "/imatrix.gguf"),
-        measure(dir + "/measure.cache"),
-        measurement(dir + "/measurement.json"),
-        plan(dir + "/plan.json") {}
-  std::string dir;
-  std::string imatrix;  // written only when no --imatrix is given
-  std::string measure;
-  std::string measurement;
-  std::string plan;
-};
-
-double SecondsSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-// Without --eval-text the text is split at the line nearest its middle: the
-// first half calibrates, the second evaluates, so the reported KLD is held out.
-std::pair<std::string, std::string> SplitText(const std::string& text) {
-  size_t mid = text.find('\n', text.size() / 2);
-  if (mid == std::string::npos) mid = text.size() / 2;
-  return {text.substr(0, mid + 1), text.substr(mid + 1)};
-}
-
-// The imatrix cache records the key it was made with in its metadata, so
-// that the file and its key are replaced together.
-constexpr const char* kCacheKeyMetadata = "mixq.cache_key";
-
-CacheKey ImatrixCacheKey(const gguf::GgufFile& file, engine::Device device, const AutoCliOptions& opt,
-                         const TextTokens& calib) {
-  return {{"mixq version", MIXQ_VERSION},
-          {"model", file.ContentHash()},
-          // The devices' forward passes agree to rounding only.
-          {"device", std::string(engine::DeviceName(device))},
-          {"calibration tokens", HashOfValues(std::span<const int32_t>(calib.tokens))},
-          {"n_ctx", std::to_string(opt.ctx)},
-          {"chunks", std::to_string(opt.imatrix_chunks)},
-          {"bos_id", std::to_string(calib.bos_id)}};
-}
-
-// The key a cached imatrix was made with; empty when there is none.
-CacheKey CachedImatrixKey(const std::string& path) {
-  auto file = gguf::GgufFile::Open(path);
-  if (!file) return {};
-  auto json = nlohmann::json::parse(file->GetString(kCacheKeyMetadata).value_or(""), nullptr, false);
-  if (!json.is_object()) return {};
-  CacheKey key;
-  for (const auto& [field, value] : json.items()) {
-    if (value.is_string()) key[field] = value.get<std::string>();
+Result<pipeline::AutoOptions> ToAutoOptions(const AutoCliOptions& opt) {
+  pipeline::AutoOptions o;
+  o.model = opt.model;
+  o.text = opt.text;
+  o.eval_text = opt.eval_text;
+  o.output = opt.output;
+  MIXQ_ASSIGN_OR_RETURN(o.budget, ParseBudget(opt.target, opt.target_size));
+  o.imatrix = opt.imatrix;
+  MIXQ_ASSIGN_OR_RETURN(o.types, ParseTypeList(opt.types, "--types"));
+  o.cache_dir = opt.cache_dir;
+  for (const auto& k : opt.keep) {
+    MIXQ_ASSIGN_OR_RETURN(plan::KeepRule rule, plan::ParseKeepRule(k));
+    o.keep.push_back(std::move(rule));
   }
-  return key;
+  o.ctx = opt.ctx;
+  o.imatrix_chunks = opt.imatrix_chunks;
+  o.measure_chunks = opt.measure_chunks;
+  o.eval_chunks = opt.eval_chunks;
+  o.threads = opt.threads;
+  o.eval = !opt.no_eval;
+  o.gptq = opt.method == "gptq";
+  return o;
 }
 
-Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliOptions& opt, engine::Device device,
-                                     engine::Model& model, const TextTokens& calib, const std::string& cache_file) {
-  if (!opt.imatrix.empty()) return quantize::LoadImatrix(opt.imatrix);
-  const CacheKey key = ImatrixCacheKey(model.file(), device, opt, calib);
-  if (std::filesystem::exists(cache_file)) {
-    const std::string why = StaleReason(CachedImatrixKey(cache_file), key);
-    if (why.empty()) {
-      Info(global, "imatrix: reusing " + cache_file);
-      return quantize::LoadImatrix(cache_file);
+nlohmann::json Summary(const pipeline::AutoOptions& options, const pipeline::AutoResult& r) {
+  nlohmann::json summary = {{"output", options.output},
+                            {"file_bytes", r.report.file_bytes},
+                            {"budget_bytes", r.plan.budget_file_n_bytes},
+                            {"tensor_bytes", r.report.tensor_bytes},
+                            {"bpw", r.report.bpw()},
+                            {"predicted_kld", r.plan.cost},
+                            {"plan_optimal", r.plan.optimal},
+                            {"type_counts", r.report.type_counts},
+                            {"seconds_imatrix", r.seconds_imatrix},
+                            {"seconds_measure", r.seconds_measure},
+                            {"seconds_quantize", r.seconds_quantize},
+                            {"method", options.gptq ? "gptq" : "best"},
+                            {"covariance_seconds", r.report.covariance_seconds}};
+  summary.update(PlanBreakdown(r.plan));
+  if (r.eval) {
+    summary["ppl"] = r.eval->ppl;
+    summary["ppl_stderr"] = r.eval->ppl_stderr;
+    summary["base_ppl"] = r.eval->kld->base_ppl;
+    summary["kld"] = r.eval->kld->kld_mean;
+    summary["kld_stderr"] = r.eval->kld->kld_stderr;
+    summary["kld_p99"] = r.eval->kld->kld_p99;
+    summary["same_top"] = r.eval->kld->same_top;
+    summary["eval_chunks"] = r.eval->n_chunks;
+    summary["seconds_eval"] = r.seconds_eval;
+  }
+  summary["seconds"] = r.seconds;
+  return summary;
+}
+
+void PrintResult(const GlobalOptions& global, const pipeline::AutoOptions& options, const pipeline::AutoResult& r) {
+  const nlohmann::json summary = Summary(options, r);
+  const plan::Plan& p = r.plan;
+  const quantize::QuantizeReport& report = r.report;
+  if (global.json) {
+    EmitJsonBegin("auto");
+    for (const auto& u : p.units) EmitJson("tensor", {{"name", u.name}, {"type", u.type}, {"size_bytes", u.n_bytes}});
+    EmitJson("summary", summary);
+  } else if (!global.quiet) {
+    std::fprintf(stderr, "mixq: wrote %s: %s (%llu bytes, budget %llu), %.4f bpw\n", options.output.c_str(),
+                 FormatBytes(report.file_bytes).c_str(), static_cast<unsigned long long>(report.file_bytes),
+                 static_cast<unsigned long long>(p.budget_file_n_bytes), report.bpw());
+    std::string types_line;
+    for (const auto& [type, n] : report.type_counts) types_line += " " + type + " x" + std::to_string(n);
+    std::fprintf(stderr, "  types:%s\n", types_line.c_str());
+    PrintPlanBreakdown(p);
+    if (summary.contains("kld")) {
+      std::fprintf(stderr,
+                   "  held-out text (%lld chunks of %lld): KLD %.5f ± %.5f (predicted %.5f), p99 %.4f, "
+                   "same top %.2f%%, PPL %.4f (base %.4f)\n",
+                   static_cast<long long>(summary["eval_chunks"].get<int64_t>()), static_cast<long long>(options.ctx),
+                   summary["kld"].get<double>(), summary["kld_stderr"].get<double>(), p.cost,
+                   summary["kld_p99"].get<double>(), 100 * summary["same_top"].get<double>(),
+                   summary["ppl"].get<double>(), summary["base_ppl"].get<double>());
     }
-    Info(global, "imatrix: cache '" + cache_file + "' is stale (" + why + "); computing afresh");
+    std::fprintf(stderr, "  time: imatrix %.1f s, measure %.1f s, quantize %.1f s, total %.1f s\n", r.seconds_imatrix,
+                 r.seconds_measure, r.seconds_quantize, r.seconds);
   }
-  engine::ImatrixOptions io;
-  io.n_ctx = opt.ctx;
-  io.n_chunks = opt.imatrix_chunks;
-  io.n_threads = ResolveThreadCount(opt.threads);
-  io.bos_id = calib.bos_id;
-  io.dataset = opt.text;
-  Progress progress(global, "imatrix", 1);
-  io.on_progress = [&](int64_t done, int64_t total, int64_t) {
-    progress.SetTotal(static_cast<uint64_t>(total));
-    progress.Update(static_cast<uint64_t>(done));
-  };
-  auto im = engine::CollectImatrix(model, calib.tokens, io);
-  MIXQ_TRY(im);
-  MIXQ_TRY(
-      quantize::SaveImatrix(*im, cache_file, {{kCacheKeyMetadata, gguf::Value::String(nlohmann::json(key).dump())}}));
-  return im;
 }
 
 // The report of this run: its measurement, its plan and, when evaluated, its output's KLD.
-Status WriteAutoReport(const AutoCliOptions& opt, const plan::Measurement& measurement, const plan::Plan& plan,
-                       const nlohmann::json& summary, const report::ChartLibrary& library) {
+Status WriteAutoReport(const AutoCliOptions& opt, const pipeline::AutoResult& r, const report::ChartLibrary& library) {
   report::ReportInputs in;
-  in.measurement = measurement;
-  in.plans.push_back({std::filesystem::path(opt.output).stem().string(), plan});
-  if (summary.contains("kld")) {
-    auto e =
-        report::EvalOfFile(opt.output, summary["kld"].get<double>(), summary["kld_stderr"].get<double>(), plan.cost);
-    MIXQ_TRY(e);
-    in.evals.push_back(std::move(e).value());
+  in.measurement = r.measurement;
+  in.plans.push_back({std::filesystem::path(opt.output).stem().string(), r.plan});
+  if (r.eval && r.eval->kld) {
+    MIXQ_ASSIGN_OR_RETURN(auto e,
+                          report::EvalOfFile(opt.output, r.eval->kld->kld_mean, r.eval->kld->kld_stderr, r.plan.cost));
+    in.evals.push_back(std::move(e));
   }
   return report::WriteReport(in, library, opt.report);
 }
 
-// gptq's covariances come from the imatrix's calibration chunks.
-engine::CovarianceOptions CovarianceOptionsFor(const AutoCliOptions& opt, const TextTokens& calib) {
-  engine::CovarianceOptions co;
-  co.n_ctx = opt.ctx;
-  co.n_chunks = opt.imatrix_chunks;
-  co.n_threads = ResolveThreadCount(opt.threads);
-  co.bos_id = calib.bos_id;
-  return co;
-}
-
 int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
-  const auto start = std::chrono::steady_clock::now();
-  const AutoCache cache(opt);
-  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
-                                          {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "",
-                                           cache.measure, cache.measurement, cache.plan, opt.report});
-      !s.ok()) {
-    return ReportError(s);
+  if (!opt.report.empty()) {
+    if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix}, {opt.report}); !s.ok()) {
+      return ReportError(s);
+    }
   }
-  auto budget = ParseBudget(opt.target, opt.target_size);
-  if (!budget) return ReportError(budget.error());
-  auto types = ParseTypeList(opt.types, "--types");
-  if (!types) return ReportError(types.error());
+  auto options = ToAutoOptions(opt);
+  if (!options) return ReportError(options.error());
   // Before the long steps: a missing chart library is found in a second, not after the eval.
   std::optional<report::ChartLibrary> chart_library;
   if (!opt.report.empty()) {
@@ -171,169 +147,14 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   }
   auto load = ResolveDeviceOptions(global, opt.device);
   if (!load) return ReportError(load.error());
-  auto file = gguf::GgufFile::Open(opt.model);
-  if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file, *load);
-  if (!model) return ReportError(model.error());
-
-  auto text = tokenizer::ReadTextFile(opt.text);
-  if (!text) return ReportError(text.error());
-  std::string calib_text = *text, eval_text;
-  if (!opt.eval_text.empty()) {
-    auto e = tokenizer::ReadTextFile(opt.eval_text);
-    if (!e) return ReportError(e.error());
-    eval_text = std::move(e).value();
-  } else {
-    std::tie(calib_text, eval_text) = SplitText(*text);
-  }
-  auto calib = TokenizeText(*file, calib_text);
-  if (!calib) return ReportError(calib.error());
-
-  std::error_code ec;
-  std::filesystem::create_directories(cache.dir, ec);
-  if (ec) return ReportError(Status::IOError("cannot create cache directory '" + cache.dir + "': " + ec.message()));
-  // One run at a time per cache directory: its files (imatrix, measure cache,
-  // measurement, plan) are one run's consistent set.
-  auto lock = FileLock::Acquire(cache.dir, [&] {
-    Info(global, "auto: waiting for cache directory '" + cache.dir + "', locked by another mixq run");
-  });
-  if (!lock) return ReportError(lock.error());
-
-  auto t0 = std::chrono::steady_clock::now();
-  auto imatrix = GetImatrix(global, opt, load->device, *model, *calib, cache.imatrix);
-  if (!imatrix) return ReportError(imatrix.error());
-  const double imatrix_s = SecondsSince(t0);
-
-  t0 = std::chrono::steady_clock::now();
-  measure::MeasureOptions mo;
-  mo.types = *types;
-  mo.imatrix = &*imatrix;
-  mo.imatrix_path = opt.imatrix.empty() ? cache.imatrix : opt.imatrix;
-  mo.n_ctx = opt.ctx;
-  mo.n_chunks = opt.measure_chunks;
-  mo.bos_id = calib->bos_id;
-  mo.n_threads = ResolveThreadCount(opt.threads);
-  mo.load = *load;
-  mo.cache_path = cache.measure;
-  auto measured = MeasureWithProgress(global, *file, calib->tokens, mo);
-  if (!measured) return ReportError(measured.error());
-  if (Status s = plan::SaveMeasurement(measured->measurement, cache.measurement); !s.ok()) {
-    return ReportError(s);
-  }
-  const double measure_s = SecondsSince(t0);
-
-  plan::PlanRequest req;
-  req.budget = *budget;
-  for (const auto& k : opt.keep) {
-    auto rule = plan::ParseKeepRule(k);
-    if (!rule) return ReportError(rule.error());
-    req.constraints.keep.push_back(*rule);
-  }
-  auto p = plan::SolvePlan(measured->measurement, req);
-  if (!p) return ReportError(p.error());
-  if (Status s = plan::SavePlan(*p, cache.plan); !s.ok()) return ReportError(s);
-
-  t0 = std::chrono::steady_clock::now();
-  quantize::QuantizeOptions qo;
-  auto rules = RulesFromPlan(*p, *file);
-  if (!rules) return ReportError(rules.error());
-  qo.rules = std::move(rules).value();
-  qo.imatrix = &*imatrix;
-  qo.imatrix_path = mo.imatrix_path;
-  qo.n_threads = ResolveThreadCount(opt.threads);
-  std::unique_ptr<quantize::CovarianceSource> covariances;
-  if (opt.method == "gptq") {
-    auto source = engine::LayerCovariances(*model, calib->tokens, CovarianceOptionsFor(opt, *calib));
-    if (!source) return ReportError(source.error());
-    covariances = std::move(source).value();
-    qo.covariances = covariances.get();
-  }
-  Progress qprogress(global, "quantize", file->tensors().size());
-  qo.on_progress = [&](size_t done, size_t, const std::string& name) { qprogress.Update(done, name); };
-  auto report = quantize::QuantizeModel(*file, opt.output, qo);
-  qprogress.Finish();
-  if (!report) return ReportError(report.error());
-  const double quantize_s = SecondsSince(t0);
-
-  nlohmann::json summary = {{"output", opt.output},
-                            {"file_bytes", report->file_bytes},
-                            {"budget_bytes", p->budget_file_n_bytes},
-                            {"tensor_bytes", report->tensor_bytes},
-                            {"bpw", report->bpw()},
-                            {"predicted_kld", p->cost},
-                            {"plan_optimal", p->optimal},
-                            {"type_counts", report->type_counts},
-                            {"seconds_imatrix", imatrix_s},
-                            {"seconds_measure", measure_s},
-                            {"seconds_quantize", quantize_s},
-                            {"method", opt.method},
-                            {"covariance_seconds", report->covariance_seconds}};
-  summary.update(PlanBreakdown(*p));
-
-  if (!opt.no_eval) {
-    t0 = std::chrono::steady_clock::now();
-    auto out_file = gguf::GgufFile::Open(opt.output);
-    if (!out_file) return ReportError(out_file.error());
-    auto out_model = engine::Model::Load(*out_file, *load);
-    if (!out_model) return ReportError(out_model.error());
-    auto eval_tokens = TokenizeText(*file, eval_text);
-    if (!eval_tokens) return ReportError(eval_tokens.error());
-    engine::EvalOptions eo;
-    eo.n_ctx = opt.ctx;
-    eo.n_chunks = opt.eval_chunks;
-    eo.n_threads = ResolveThreadCount(opt.threads);
-    eo.bos_id = eval_tokens->bos_id;
-    Progress eprogress(global, "eval", 1);
-    eo.on_progress = [&](int64_t done, int64_t total, int64_t) {
-      eprogress.SetTotal(static_cast<uint64_t>(total));
-      eprogress.Update(static_cast<uint64_t>(done));
-    };
-    auto ev = engine::EvaluateVsModel(*out_model, *model, eval_tokens->tokens, eo);
-    eprogress.Finish();
-    if (!ev) return ReportError(ev.error());
-    summary["ppl"] = ev->ppl;
-    summary["ppl_stderr"] = ev->ppl_stderr;
-    summary["base_ppl"] = ev->kld->base_ppl;
-    summary["kld"] = ev->kld->kld_mean;
-    summary["kld_stderr"] = ev->kld->kld_stderr;
-    summary["kld_p99"] = ev->kld->kld_p99;
-    summary["same_top"] = ev->kld->same_top;
-    summary["eval_chunks"] = ev->n_chunks;
-    summary["seconds_eval"] = SecondsSince(t0);
-  }
+  options->load = *load;
+  auto result = pipeline::RunAuto(*options, CliHooks(global));
+  if (!result) return ReportError(result.error());
   if (chart_library) {
-    if (Status s = WriteAutoReport(opt, measured->measurement, *p, summary, *chart_library); !s.ok()) {
-      return ReportError(s);
-    }
-    summary["report"] = opt.report;
+    if (Status s = WriteAutoReport(opt, *result, *chart_library); !s.ok()) return ReportError(s);
   }
-  summary["seconds"] = SecondsSince(start);
-
-  if (global.json) {
-    EmitJsonBegin("auto");
-    for (const auto& u : p->units) EmitJson("tensor", {{"name", u.name}, {"type", u.type}, {"size_bytes", u.n_bytes}});
-    EmitJson("summary", summary);
-  } else if (!global.quiet) {
-    std::fprintf(stderr, "mixq: wrote %s: %s (%llu bytes, budget %llu), %.4f bpw\n", opt.output.c_str(),
-                 FormatBytes(report->file_bytes).c_str(), static_cast<unsigned long long>(report->file_bytes),
-                 static_cast<unsigned long long>(p->budget_file_n_bytes), report->bpw());
-    std::string types_line;
-    for (const auto& [type, n] : report->type_counts) types_line += " " + type + " x" + std::to_string(n);
-    std::fprintf(stderr, "  types:%s\n", types_line.c_str());
-    PrintPlanBreakdown(*p);
-    if (summary.contains("kld")) {
-      std::fprintf(stderr,
-                   "  held-out text (%lld chunks of %lld): KLD %.5f ± %.5f (predicted %.5f), p99 %.4f, "
-                   "same top %.2f%%, PPL %.4f (base %.4f)\n",
-                   static_cast<long long>(summary["eval_chunks"].get<int64_t>()), static_cast<long long>(opt.ctx),
-                   summary["kld"].get<double>(), summary["kld_stderr"].get<double>(), p->cost,
-                   summary["kld_p99"].get<double>(), 100 * summary["same_top"].get<double>(),
-                   summary["ppl"].get<double>(), summary["base_ppl"].get<double>());
-    }
-    std::fprintf(stderr, "  time: imatrix %.1f s, measure %.1f s, quantize %.1f s, total %.1f s\n", imatrix_s,
-                 measure_s, quantize_s, summary["seconds"].get<double>());
-    if (chart_library) std::fprintf(stderr, "  report: %s\n", opt.report.c_str());
-  }
+  PrintResult(global, *options, *result);
+  if (chart_library && !global.quiet && !global.json) std::fprintf(stderr, "  report: %s\n", opt.report.c_str());
   return kExitOk;
 }
 
@@ -352,10 +173,10 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--types", opt->types, "candidate types, comma-separated (default: all mixq can encode)");
   sub->add_option("--keep", opt->keep, "REGEX=TYPE: force a type (repeatable)");
   sub->add_option("--cache-dir", opt->cache_dir, "where intermediate results are kept (default: OUTPUT.mixq-cache)");
-  sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
+  AddCtxOption(sub, &opt->ctx, "tokens per chunk");
   sub->add_option("--method", opt->method,
                   "rounding of the final quantization: gptq (error feedback through the calibration text's input "
-                  "covariances; docs/gptq.md) or best")
+                  "covariances) or best")
       ->capture_default_str()
       ->check(CLI::IsMember({"gptq", "best"}));
   sub->add_option("--imatrix-chunks", opt->imatrix_chunks, "calibration chunks for the imatrix and gptq (-1: all)")

@@ -16,6 +16,7 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "formats/formats.h"
 
 namespace mixq::cli {
 
@@ -59,6 +60,11 @@ void EmitJsonBegin(const std::string& command);
 
 // -t/--threads N: worker threads, 0 for all cores; a negative count is a usage error.
 void AddThreadsOption(CLI::App* sub, int* threads);
+// --method best|ggml, checked by CLI11 (a usage error otherwise).
+void AddMethodOption(CLI::App* sub, formats::QuantMethod* method);
+// --ctx N: tokens per chunk, the same bounds for every command (8 to 2^20).
+void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help);
+
 // Checks a chunk count flag: a positive count, or -1 for all the text has.
 // Zero would compute nothing (a NaN perplexity, an empty imatrix).
 const CLI::Validator& PositiveOrAll();

@@ -81,6 +81,25 @@ Result<engine::LoadOptions> ResolveDeviceOptions(const GlobalOptions& global, co
   return load;
 }
 
+void AddMethodOption(CLI::App* sub, formats::QuantMethod* method) {
+  // Maps the name to the enum's value for CLI11's conversion; nothing else passes.
+  const CLI::Validator names(
+      [](std::string& text) -> std::string {
+        if (text != "best" && text != "ggml") return "must be 'best' or 'ggml', not '" + text + "'";
+        const auto value = text == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
+        text = std::to_string(static_cast<int>(value));
+        return "";
+      },
+      "best|ggml", "METHOD");
+  sub->add_option("--method", *method, "block search: best (mixq's, default) or ggml (byte-identical)")
+      ->default_str("best")
+      ->transform(names);
+}
+
+void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help) {
+  sub->add_option("--ctx", *ctx, help)->capture_default_str()->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
+}
+
 const CLI::Validator& PositiveOrAll() {
   static const CLI::Validator kValidator(
       [](std::string& text) -> std::string {

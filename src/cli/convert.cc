@@ -5,6 +5,7 @@
 
 #include "base/file_identity.h"
 #include "cli/diffusion_pipeline.h"
+#include "cli/workflow.h"
 
 namespace mixq::cli {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 struct ConvertCliOptions {
   std::string input;
   std::string output;
-  DiffusionTypeFlags types;
+  pipeline::DiffusionTypes types;
   std::string target_size;
   std::string target_bpw;
   std::string plan;
@@ -25,18 +26,19 @@ struct ConvertCliOptions {
 
 // The measurement a --target plan is solved on: a file fitted to the model,
 // or MeasureDiffusion's (measured now, or the seed-style cost table).
-Result<plan::Measurement> GetMeasurement(const GlobalOptions& global, const ConvertCliOptions& opt,
-                                         const DiffusionInput& input, const diffusion::ConvertOptions& options) {
+Result<plan::Measurement> GetMeasurement(const ConvertCliOptions& opt, const pipeline::DiffusionInput& input,
+                                         const diffusion::ConvertOptions& options, const pipeline::Hooks& hooks) {
   if (!opt.measurement.empty()) {
-    auto m = plan::LoadMeasurement(opt.measurement);
-    MIXQ_TRY(m);
-    return diffusion::FitMeasurement(*m, input.model);
+    MIXQ_ASSIGN_OR_RETURN(plan::Measurement m, plan::LoadMeasurement(opt.measurement));
+    return diffusion::FitMeasurement(m, input.model);
   }
-  DiffusionMeasureRequest request;
-  request.flags = opt.measure;
+  pipeline::DiffusionMeasureRequest request;
+  request.per_tensor = opt.measure.per_tensor;
+  request.measure_rows = opt.measure.measure_rows;
+  request.cost_table = opt.measure.cost_table;
   request.method = options.method;
   request.threads = options.n_threads;
-  return MeasureDiffusion(global, input, request);
+  return pipeline::MeasureDiffusion(input, request, hooks);
 }
 
 // Solves the --target request and reports it against the seed's greedy method.
@@ -74,18 +76,19 @@ int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   if (!opt.plan.empty() && has_target) {
     return ReportError(Status::InvalidArgument("--plan already fixes the types; drop --target-size/--target"));
   }
-  auto options = BuildConvertOptions(opt.types);
+  auto options = pipeline::BuildConvertOptions(opt.types);
   if (!options) return ReportError(options.error());
-  auto input = OpenDiffusionInput(global, opt.input, {opt.output, opt.save_measurement, opt.save_plan});
+  const pipeline::Hooks hooks = CliHooks(global);
+  auto input = pipeline::OpenDiffusionInput(opt.input, {opt.output, opt.save_measurement, opt.save_plan}, hooks);
   if (!input) return ReportError(input.error());
 
   std::optional<plan::Plan> plan;
   if (!opt.plan.empty()) {
-    auto p = LoadDiffusionPlan(opt.plan, *input, &*options);
+    auto p = pipeline::LoadDiffusionPlan(opt.plan, *input, &*options);
     if (!p) return ReportError(p.error());
     plan = std::move(p).value();
   } else if (has_target || !opt.save_measurement.empty()) {
-    auto m = GetMeasurement(global, opt, *input, *options);
+    auto m = GetMeasurement(opt, *input, *options, hooks);
     if (!m) return ReportError(m.error());
     if (!opt.save_measurement.empty()) {
       if (Status s = plan::SaveMeasurement(*m, opt.save_measurement); !s.ok()) return ReportError(s);
@@ -100,13 +103,12 @@ int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   if (plan && !opt.save_plan.empty()) {
     if (Status s = plan::SavePlan(*plan, opt.save_plan); !s.ok()) return ReportError(s);
   }
-  DiffusionWrite write;
+  pipeline::DiffusionWrite write;
   write.options = std::move(options).value();
   write.plan = plan ? &*plan : nullptr;
   write.output = opt.output;
   write.dry_run = opt.dry_run;
-  write.command = "convert";
-  return WriteDiffusion(global, *input, std::move(write));
+  return WriteDiffusion(global, *input, std::move(write), "convert");
 }
 
 }  // namespace
@@ -133,8 +135,7 @@ void AddConvert(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--save-measurement", opt->save_measurement, "write the measurement JSON here");
   sub->add_option("--save-plan", opt->save_plan, "write the plan JSON here");
   AddDiffusionMeasureFlags(sub, &opt->measure);
-  sub->add_option("--method", opt->types.method, "block search: best (mixq's, default) or ggml (byte-identical)")
-      ->capture_default_str();
+  AddMethodOption(sub, &opt->types.method);
   sub->add_flag("--dry-run", opt->dry_run, "plan and report, write no GGUF");
   AddThreadsOption(sub, &opt->types.threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunConvert(global, *opt); }; });

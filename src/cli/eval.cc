@@ -172,7 +172,7 @@ void AddEval(CLI::App& app, const GlobalOptions& global, Action* action) {
       "eval", "perplexity of a GGUF model on a text as llama-perplexity computes it, and KLD against a base");
   sub->add_option("model", opt->model, "GGUF model")->required();
   sub->add_option("--text", opt->text, "UTF-8 text file (gzip accepted); one trailing newline is ignored");
-  sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(8, 1 << 20));
+  AddCtxOption(sub, &opt->ctx, "tokens per chunk");
   sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")
       ->capture_default_str()
       ->check(PositiveOrAll());

@@ -111,7 +111,7 @@ void AddImatrix(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("model", opt->model, "GGUF model")->required();
   sub->add_option("--text", opt->text, "calibration text (gzip accepted)")->required();
   sub->add_option("-o,--output", opt->output, "imatrix GGUF to write (atomically)")->required();
-  sub->add_option("--ctx", opt->ctx, "tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  AddCtxOption(sub, &opt->ctx, "tokens per chunk");
   sub->add_option("--chunks", opt->chunks, "use at most N chunks (-1: all)")
       ->capture_default_str()
       ->check(PositiveOrAll());

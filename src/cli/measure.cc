@@ -16,7 +16,7 @@ struct MeasureCliOptions {
   std::string calibration_types;
   std::string output;
   std::string cache;
-  std::string method = "best";
+  formats::QuantMethod method = formats::QuantMethod::kBest;
   std::string calibration = "linear";
   int probe_layers = 4;
   int64_t ctx = 512;
@@ -42,7 +42,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   if (!load) return ReportError(load.error());
   auto file = gguf::GgufFile::Open(opt.model);
   if (!file) return ReportError(file.error());
-  auto text = TokenizeTextFile(*file, opt.text);
+  auto text = pipeline::TokenizeTextFile(*file, opt.text);
   if (!text) return ReportError(text.error());
   measure::MeasureOptions mo;
   mo.load = *load;
@@ -60,10 +60,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
     mo.imatrix = &*imatrix;
     mo.imatrix_path = opt.imatrix;
   }
-  if (opt.method != "best" && opt.method != "ggml") {
-    return ReportError(Status::InvalidArgument("--method must be 'best' or 'ggml'"));
-  }
-  mo.method = opt.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
+  mo.method = opt.method;
   mo.scheme = opt.calibration == "exact" ? measure::CalibrationScheme::kExact : measure::CalibrationScheme::kLinear;
   mo.probe_layers = opt.probe_layers;
   mo.n_ctx = opt.ctx;
@@ -71,7 +68,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   mo.bos_id = text->bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
   mo.cache_path = cache_path;
-  auto result = MeasureWithProgress(global, *file, text->tokens, mo);
+  auto result = pipeline::MeasureLanguageModel(*file, text->tokens, mo, CliHooks(global));
   if (!result) return ReportError(result.error());
   if (Status s = plan::SaveMeasurement(result->measurement, opt.output); !s.ok()) return ReportError(s);
 
@@ -126,11 +123,9 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--probe-layers", opt->probe_layers, "linear: layers propagated exactly")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 16));
-  sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk")
-      ->capture_default_str()
-      ->check(CLI::Range(8, 1 << 20));
+  AddCtxOption(sub, &opt->ctx, "tokens per calibration chunk");
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  sub->add_option("--method", opt->method, "block search: best or ggml")->capture_default_str();
+  AddMethodOption(sub, &opt->method);
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");
   sub->add_option("--validate", opt->validate, "also measure N random mixes and compare with the prediction")
       ->check(CLI::Range(0, 1 << 16));

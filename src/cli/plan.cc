@@ -72,7 +72,7 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
     if (Status s = plan::SavePlan(*p, opt.output); !s.ok()) return ReportError(s);
   }
   auto args = plan::TensorTypeArgs(*p);
-  const bool is_diffusion = IsDiffusionPlan(*p);
+  const bool is_diffusion = pipeline::IsDiffusionPlan(*p);
   if (global.json) {
     EmitJsonBegin("plan");
     for (const auto& u : p->units) {
@@ -127,7 +127,8 @@ void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("measurement", opt->measurement, "measurement (mixq JSON, ExLlamaV2 measurement.json, cost table)")
       ->required();
   sub->add_option("--format", opt->format,
-                  "input format: mixq, exl2, flux-table (seed 000, fitted to Flux.1-dev as mixq convert stores it)")
+                  "input format: mixq, exl2, flux-table (per-layer casting costs of Flux.1-dev in markdown, fitted as "
+                  "mixq convert stores it)")
       ->capture_default_str();
   sub->add_option("--target", opt->target, "bits per weight over all tensors, e.g. 4.5bpw");
   sub->add_option("--target-size", opt->target_size, "whole output file size, e.g. 2.1GiB or 750MB");

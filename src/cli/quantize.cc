@@ -32,56 +32,27 @@ struct QuantizeCliOptions {
   bool type_given = false;
 };
 
-Result<const formats::Format*> ParseType(const std::string& name, const char* flag) {
-  const formats::Format* f = formats::FindFormatByName(name);
-  if (f == nullptr || !f->can_encode()) {
-    return Status::InvalidArgument(std::string(flag) + ": unknown or unsupported type '" + name +
-                                   "'; valid types: " + formats::EncodableFormatNames());
-  }
-  return f;
-}
-
 Result<quantize::QuantizeOptions> BuildOptions(const QuantizeCliOptions& opt) {
   quantize::QuantizeOptions q;
-  auto def = ParseType(opt.type, "--type");
-  MIXQ_TRY(def);
-  q.rules.default_format = *def;
+  MIXQ_ASSIGN_OR_RETURN(q.rules.default_format, quantize::ParseTypeName(opt.type, "--type"));
   for (const auto& text : opt.tensor_types) {
-    auto o = quantize::ParseTensorTypeOverride(text);
-    MIXQ_TRY(o);
-    q.rules.overrides.push_back(std::move(o).value());
+    MIXQ_ASSIGN_OR_RETURN(auto o, quantize::ParseTensorTypeOverride(text));
+    q.rules.overrides.push_back(std::move(o));
   }
   if (!opt.output_type.empty()) {
-    auto f = ParseType(opt.output_type, "--output-tensor-type");
-    MIXQ_TRY(f);
-    q.rules.output_format = *f;
+    MIXQ_ASSIGN_OR_RETURN(q.rules.output_format, quantize::ParseTypeName(opt.output_type, "--output-tensor-type"));
   }
   if (!opt.token_embd_type.empty()) {
-    auto f = ParseType(opt.token_embd_type, "--token-embedding-type");
-    MIXQ_TRY(f);
-    q.rules.token_embd_format = *f;
-  }
-  if (opt.method == "ggml") {
-    q.method = formats::QuantMethod::kGgml;
-  } else if (opt.method != "best" && opt.method != "gptq") {
-    return Status::InvalidArgument("--method must be 'best', 'ggml' or 'gptq', not '" + opt.method + "'");
+    MIXQ_ASSIGN_OR_RETURN(q.rules.token_embd_format,
+                          quantize::ParseTypeName(opt.token_embd_type, "--token-embedding-type"));
   }
   if ((opt.method == "gptq") != !opt.text.empty()) {
     return Status::InvalidArgument(opt.text.empty() ? "--method gptq needs calibration text (--text FILE)"
                                                     : "--text is the calibration text of --method gptq only");
   }
+  q.method = opt.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
   q.n_threads = opt.threads;
   return q;
-}
-
-// The plan's types, checked against the model it is applied to.
-Status ApplyPlan(const std::string& path, const gguf::GgufFile& input, quantize::TypeRules* rules) {
-  auto p = plan::LoadPlan(path);
-  MIXQ_TRY(p);
-  auto from_plan = RulesFromPlan(*p, input);
-  MIXQ_TRY(from_plan.status().WithContext("plan '" + path + "'"));
-  rules->exact = std::move(from_plan->exact);
-  return Status::Ok();
 }
 
 int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
@@ -92,52 +63,26 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
   diffusion_args.input = opt.input;
   diffusion_args.output = opt.output;
   diffusion_args.plan = opt.plan;
-  diffusion_args.types = {opt.type_given ? opt.type : "", "", opt.tensor_types, opt.method, opt.threads};
+  const auto method = opt.method == "ggml" ? formats::QuantMethod::kGgml : formats::QuantMethod::kBest;
+  diffusion_args.types = {opt.type_given ? opt.type : "", "", opt.tensor_types, method, opt.threads};
   diffusion_args.llm_flags =
       !opt.imatrix.empty() || !opt.output_type.empty() || !opt.token_embd_type.empty() || !opt.text.empty();
   if (auto code = QuantizeIfDiffusion(global, diffusion_args)) return *code;
   auto options = BuildOptions(opt);
   if (!options) return ReportError(options.error());
-  auto input = gguf::GgufFile::Open(opt.input);
-  if (!input) return ReportError(input.error());
-  if (!opt.plan.empty()) {
-    if (Status s = ApplyPlan(opt.plan, *input, &options->rules); !s.ok()) return ReportError(s);
-  }
-  std::optional<quantize::Imatrix> imatrix;
-  if (!opt.imatrix.empty()) {
-    auto im = quantize::LoadImatrix(opt.imatrix);
-    if (!im) return ReportError(im.error());
-    imatrix = std::move(im).value();
-    options->imatrix = &*imatrix;
-    options->imatrix_path = opt.imatrix;
-    Info(global, "imatrix: " + std::to_string(imatrix->entries.size()) + " entries from " + opt.imatrix);
-  }
-  // The covariance passes run the model through the engine; it must outlive the quantization.
-  std::optional<engine::Model> model;
-  std::unique_ptr<quantize::CovarianceSource> covariances;
+  pipeline::QuantizeRequest request;
+  request.input = opt.input;
+  request.output = opt.output;
+  request.options = std::move(options).value();
+  request.plan = opt.plan;
+  request.imatrix = opt.imatrix;
   if (opt.method == "gptq") {
-    auto m = engine::Model::Load(*input);
-    if (!m) return ReportError(m.error());
-    model.emplace(std::move(m).value());
-    auto text = TokenizeTextFile(*input, opt.text);
-    if (!text) return ReportError(text.error());
-    engine::CovarianceOptions co;
-    co.n_ctx = opt.ctx;
-    co.n_chunks = opt.chunks;
-    co.n_threads = ResolveThreadCount(opt.threads);
-    co.bos_id = text->bos_id;
-    auto source = engine::LayerCovariances(*model, text->tokens, co);
-    if (!source) return ReportError(source.error());
-    covariances = std::move(source).value();
-    options->covariances = covariances.get();
+    request.text = opt.text;
+    request.ctx = opt.ctx;
+    request.chunks = opt.chunks;
   }
-  Progress progress(global, "quantize", input->tensors().size());
-  options->on_progress = [&](size_t done, size_t, const std::string& name) { progress.Update(done, name); };
-  options->on_note = [&](const std::string& note) { Info(global, note); };
-
   auto start = std::chrono::steady_clock::now();
-  auto report = quantize::QuantizeModel(*input, opt.output, *options);
-  progress.Finish();
+  auto report = pipeline::QuantizeLanguageModel(request, CliHooks(global));
   if (!report) return ReportError(report.error());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -164,7 +109,7 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
     std::string types;
     for (const auto& [type, n] : report->type_counts) types += " " + type + " x" + std::to_string(n);
     std::string passes;
-    if (covariances) {
+    if (opt.method == "gptq") {
       char text[64];
       std::snprintf(text, sizeof(text), " (covariance passes %.2f s)", report->covariance_seconds);
       passes = text;
@@ -199,12 +144,13 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--method", opt->method,
                   "block search: best (mixq's, default), ggml (byte-identical) or gptq (error feedback through the "
                   "input covariance of the --text; same formats)")
-      ->capture_default_str();
-  sub->add_option("--text", opt->text, "calibration text of --method gptq (gzip accepted)");
-  sub->add_option("--ctx", opt->ctx, "tokens per calibration chunk (--method gptq)")
       ->capture_default_str()
-      ->check(CLI::Range(2, 1 << 20));
-  sub->add_option("--chunks", opt->chunks, "use at most N calibration chunks (-1: all)")->capture_default_str();
+      ->check(CLI::IsMember({"best", "ggml", "gptq"}));
+  sub->add_option("--text", opt->text, "calibration text of --method gptq (gzip accepted)");
+  AddCtxOption(sub, &opt->ctx, "tokens per calibration chunk (--method gptq)");
+  sub->add_option("--chunks", opt->chunks, "use at most N calibration chunks (-1: all)")
+      ->capture_default_str()
+      ->check(PositiveOrAll());
   AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;

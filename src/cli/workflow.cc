@@ -2,39 +2,34 @@
 
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "engine/engine.h"
-#include "tokenizer/tokenizer.h"
 
 namespace mixq::cli {
 
-Result<TextTokens> TokenizeText(const gguf::GgufFile& model, const std::string& text) {
-  auto tok = tokenizer::Tokenizer::FromGguf(model);
-  MIXQ_TRY(tok);
-  TextTokens out;
-  out.tokens = engine::TokenizeForEval(*tok, text);
-  out.bos_id = tok->add_bos() ? tok->bos_id() : -1;
-  return out;
-}
-
-Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::string& path) {
-  auto text = tokenizer::ReadTextFile(path);
-  MIXQ_TRY(text);
-  return TokenizeText(model, *text);
-}
-
-Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, const gguf::GgufFile& file,
-                                                   std::span<const int32_t> tokens, measure::MeasureOptions options) {
-  Progress progress(global, "measure", 1);
-  options.on_progress = [&](size_t done, size_t total, const std::string& what) {
-    progress.SetTotal(total);
-    progress.Update(done, what);
+pipeline::Hooks CliHooks(const GlobalOptions& global) {
+  struct Bar {
+    std::string stage;
+    std::unique_ptr<Progress> progress;
   };
-  options.on_note = [&](const std::string& note) { Info(global, note); };
-  auto result = measure::MeasureModel(file, tokens, options);
-  progress.Finish();
-  return result;
+  auto bar = std::make_shared<Bar>();
+  pipeline::Hooks hooks;
+  hooks.note = [&global](const std::string& line) { Info(global, line); };
+  hooks.progress = [&global, bar](const std::string& stage, uint64_t done, uint64_t total, const std::string& what) {
+    if (bar->progress == nullptr || bar->stage != stage) {
+      bar->stage = stage;
+      bar->progress = std::make_unique<Progress>(global, stage, total);
+    }
+    bar->progress->SetTotal(total);
+    bar->progress->Update(done, what);
+  };
+  hooks.stage_done = [bar](const std::string& stage) {
+    if (bar->progress != nullptr && bar->stage == stage) bar->progress->Finish();
+    bar->progress.reset();
+  };
+  return hooks;
 }
 
 Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& text, const char* flag) {
@@ -42,11 +37,7 @@ Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& tex
   std::stringstream in(text);
   for (std::string name; std::getline(in, name, ',');) {
     if (name.empty()) continue;
-    const formats::Format* f = formats::FindFormatByName(name);
-    if (f == nullptr || !f->can_encode()) {
-      return Status::InvalidArgument(std::string(flag) + ": unknown or unsupported type '" + name +
-                                     "'; valid types: " + formats::EncodableFormatNames());
-    }
+    MIXQ_ASSIGN_OR_RETURN(const formats::Format* f, quantize::ParseTypeName(name, flag));
     out.push_back(f);
   }
   return out;
@@ -86,19 +77,6 @@ void PrintOffloadSummary(const plan::Plan& plan) {
               FormatBytes(static_cast<uint64_t>(plan.budget_file_n_bytes - plan.budget_cpu_n_bytes)).c_str(),
               FormatBytes(cpu).c_str(), FormatBytes(static_cast<uint64_t>(plan.budget_cpu_n_bytes)).c_str());
   std::printf("# run with: llama-server -m MODEL.gguf %s\n", plan::OffloadLlamaFlags().c_str());
-}
-
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model) {
-  const quantize::ArchProfile& profile = quantize::ProfileOf(model);
-  std::vector<plan::PlanTensor> tensors;
-  for (const auto& t : model.tensors()) {
-    tensors.push_back({t.name, t.ne[0], t.n_rows(), quantize::IsQuantizable(t, profile)});
-  }
-  auto types = plan::MatchPlanToModel(plan, tensors, gguf::kWriteAlignment);
-  MIXQ_TRY(types);
-  quantize::TypeRules rules;
-  rules.exact = std::move(types).value();
-  return rules;
 }
 
 namespace {

@@ -1,5 +1,5 @@
-// Internal to cli: the steps `mixq auto` chains and the single commands
-// (measure, plan, quantize --plan) share.
+// Internal to cli: flag parsing and printing that several commands share;
+// the workflows themselves are in src/pipeline.
 #ifndef MIXQ_CLI_WORKFLOW_H_
 #define MIXQ_CLI_WORKFLOW_H_
 
@@ -10,25 +10,14 @@
 #include "base/parallel.h"
 #include "cli/cli.h"
 #include "formats/formats.h"
-#include "gguf/gguf.h"
-#include "measure/measure.h"
+#include "pipeline/pipeline.h"
 #include "plan/plan.h"
-#include "quantize/quantize.h"
 
 namespace mixq::cli {
 
-struct TextTokens {
-  std::vector<int32_t> tokens;
-  int32_t bos_id = -1;  // replaces each chunk's first token; -1: none
-};
-// Tokens of a text file (gzip accepted) with the model's tokenizer, as eval sees them.
-Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::string& path);
-// The same for a text already in memory.
-Result<TextTokens> TokenizeText(const gguf::GgufFile& model, const std::string& text);
-
-// Runs measure::MeasureModel with a "measure" progress bar on stderr.
-Result<measure::MeasureResult> MeasureWithProgress(const GlobalOptions& global, const gguf::GgufFile& file,
-                                                   std::span<const int32_t> tokens, measure::MeasureOptions options);
+// Hooks that draw a progress bar per stage on stderr and print notes with
+// Info (nothing when quiet).
+pipeline::Hooks CliHooks(const GlobalOptions& global);
 
 // "Q2_K,Q4_K,IQ4_XS" -> formats; InvalidArgument lists the valid names.
 Result<std::vector<const formats::Format*>> ParseTypeList(const std::string& text, const char* flag);
@@ -42,10 +31,6 @@ Result<plan::OffloadBudgets> ParseOffloadBudgets(const std::string& gpu, const s
 // Where an offload plan's bytes go, and the llama.cpp flags that put them there.
 nlohmann::json OffloadSummary(const plan::Plan& plan);
 void PrintOffloadSummary(const plan::Plan& plan);
-
-// Plan -> exact per-tensor types for quantizing `model`; the plan must fit
-// the model exactly (plan::MatchPlanToModel).
-Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model);
 
 // One line per tensor role and per layer: average bits per weight chosen.
 nlohmann::json PlanBreakdown(const plan::Plan& plan);

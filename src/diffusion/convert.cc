@@ -93,31 +93,26 @@ Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& opt
   }
   quantize::TypeRules rules = options.rules;
   rules.profile = &quantize::ProfileFor(model.architecture);
-  ConvertPlan plan;
+  std::vector<gguf::TensorSpec> specs;
+  std::vector<std::string> notes;
   for (const auto& t : model.tensors) {
     gguf::TensorSpec spec = internal::SpecOf(t, internal::StorageFormat(t, options.float_format));
-    auto choice = quantize::ChooseType(internal::InfoOf(spec), rules, /*tied_embeddings=*/false);
-    MIXQ_TRY(choice);
-    if (choice->format->needs_imatrix) {
-      return Status::NotSupported("tensor '" + t.name + "': type " + std::string(choice->format->name) +
+    MIXQ_ASSIGN_OR_RETURN(quantize::TypeChoice choice,
+                          quantize::ChooseType(internal::InfoOf(spec), rules, /*tied_embeddings=*/false));
+    if (choice.format->needs_imatrix) {
+      return Status::NotSupported("tensor '" + t.name + "': type " + std::string(choice.format->name) +
                                   " needs an importance matrix, and diffusion models are converted without one");
     }
-    if (!choice->note.empty()) plan.notes.push_back(choice->note);
-    spec.format = choice->format;
-    auto row = formats::RowBytes(*spec.format, spec.ne[0]);
-    MIXQ_TRY(row);
-    const int64_t n_weights = t.source->n_elems;
-    const uint64_t n_bytes = static_cast<uint64_t>(*row) * static_cast<uint64_t>(n_weights / spec.ne[0]);
-    plan.report.tensors.push_back({t.name, std::string(spec.format->name), n_weights, n_bytes});
-    ++plan.report.type_counts[std::string(spec.format->name)];
-    plan.report.tensor_bytes += n_bytes;
-    plan.report.n_weights += n_weights;
-    plan.specs.push_back(std::move(spec));
+    if (!choice.note.empty()) notes.push_back(choice.note);
+    spec.format = choice.format;
+    specs.push_back(std::move(spec));
   }
-  plan.metadata = internal::Metadata(model.architecture, quantize::FileTypeOf(plan.report.tensors).value_or(1));
-  auto size = gguf::GgufWriter::FileSize(plan.metadata, plan.specs);
-  MIXQ_TRY(size);
-  plan.report.file_bytes = *size;
+  MIXQ_ASSIGN_OR_RETURN(ConvertPlan plan,
+                        quantize::PlanOutput(std::move(specs), [&](const auto&, std::optional<uint32_t> file_type) {
+                          // convert.py always writes a file type; 1 (F16) for one that has no llama_ftype.
+                          return internal::Metadata(model.architecture, file_type.value_or(1));
+                        }));
+  plan.notes = std::move(notes);
   return plan;
 }
 
@@ -133,11 +128,8 @@ Result<quantize::QuantizeReport> Convert(const Source& source, const Model& mode
   if (options.on_note) {
     for (const auto& note : plan->notes) options.on_note(note);
   }
-  auto writer = gguf::GgufWriter::Begin(output_path, plan->metadata, plan->specs);
-  MIXQ_TRY(writer);
   std::vector<float> scratch;
-  std::vector<uint8_t> encoded;
-  for (size_t i = 0; i < model.tensors.size(); ++i) {
+  auto tensor_bytes = [&](size_t i, std::vector<uint8_t>* encoded) -> Result<std::span<const uint8_t>> {
     const ModelTensor& t = model.tensors[i];
     const gguf::TensorSpec& spec = plan->specs[i];
     const auto& dtype = *t.source->dtype;
@@ -148,34 +140,31 @@ Result<quantize::QuantizeReport> Convert(const Source& source, const Model& mode
       if (auto bad = safetensors::FindNonFinite(dtype, src)) {
         return context(Status::Corruption("weight " + std::to_string(*bad) + " is NaN or infinite"));
       }
-      MIXQ_TRY(writer->WriteTensor(src));
-    } else {
-      const size_t n_bytes = plan->report.tensors[i].n_bytes;
-      // Growing in place would hold the old and the new buffer at once.
-      if (n_bytes > encoded.capacity()) std::vector<uint8_t>().swap(encoded);
-      encoded.resize(n_bytes);
-      MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
-                                            options.method, options.n_threads, &scratch, encoded.data(),
-                                            [&](uint64_t b, uint64_t e) { source.ReleaseData(*t.source, b, e); })));
-      MIXQ_TRY(writer->WriteTensor(encoded));
+      return src;
     }
-    source.ReleaseData(*t.source);
-    if (options.on_progress) options.on_progress(i + 1, model.tensors.size(), t.name);
-  }
-  MIXQ_TRY(writer->Finish());
+    const size_t n_bytes = plan->report.tensors[i].n_bytes;
+    // Growing in place would hold the old and the new buffer at once.
+    if (n_bytes > encoded->capacity()) std::vector<uint8_t>().swap(*encoded);
+    encoded->resize(n_bytes);
+    MIXQ_TRY(context(internal::EncodeRows(dtype, src, t.source->n_elems / spec.ne[0], spec.ne[0], *spec.format,
+                                          options.method, options.n_threads, &scratch, encoded->data(),
+                                          [&](uint64_t b, uint64_t e) { source.ReleaseData(*t.source, b, e); })));
+    return std::span<const uint8_t>(*encoded);
+  };
+  MIXQ_TRY(quantize::WriteOutput(*plan, output_path, tensor_bytes, [&](size_t i) {
+    source.ReleaseData(*model.tensors[i].source);
+    if (options.on_progress) options.on_progress(i + 1, model.tensors.size(), model.tensors[i].name);
+  }));
   return plan->report;
 }
 
 Status ApplyPlan(const plan::Plan& plan, const Model& model, quantize::TypeRules* rules) {
-  const auto& profile = quantize::ProfileFor(model.architecture);
-  std::vector<plan::PlanTensor> tensors;
+  std::vector<gguf::TensorInfo> tensors;
   for (const auto& t : model.tensors) {
-    const gguf::TensorInfo info = internal::InfoOf(internal::SpecOf(t, internal::StorageFormat(t, nullptr)));
-    tensors.push_back({t.name, info.ne[0], info.n_rows(), quantize::IsQuantizable(info, profile)});
+    tensors.push_back(internal::InfoOf(internal::SpecOf(t, internal::StorageFormat(t, nullptr))));
   }
-  auto types = plan::MatchPlanToModel(plan, tensors, gguf::kWriteAlignment);
-  MIXQ_TRY(types);
-  rules->exact.insert(types->begin(), types->end());
+  MIXQ_ASSIGN_OR_RETURN(auto types, quantize::PlanTypes(plan, tensors, quantize::ProfileFor(model.architecture)));
+  rules->exact.insert(types.begin(), types.end());
   return Status::Ok();
 }
 

@@ -155,13 +155,8 @@ struct ConvertOptions {
 };
 
 // The GGUF tensor list and metadata Convert will write (nothing is read or
-// written). quantize::QuantizeReport carries the sizes.
-struct ConvertPlan {
-  std::vector<gguf::KeyValue> metadata;
-  std::vector<gguf::TensorSpec> specs;  // in model.tensors order
-  std::vector<std::string> notes;
-  quantize::QuantizeReport report;  // file_bytes is the exact output size
-};
+// written); report.file_bytes is the exact output size.
+using ConvertPlan = quantize::OutputPlan;
 Result<ConvertPlan> PlanConversion(const Model& model, const ConvertOptions& options);
 
 // Writes the GGUF atomically. Corruption when a weight is NaN or Inf.

@@ -14,12 +14,9 @@ namespace {
 
 constexpr int64_t kChunkElems = int64_t{1} << 22;
 
-uint64_t Aligned(uint64_t n) { return (n + gguf::kWriteAlignment - 1) / gguf::kWriteAlignment * gguf::kWriteAlignment; }
-
-uint64_t TensorBytes(const gguf::TensorSpec& spec) {
-  int64_t rows = spec.ne[1] * spec.ne[2] * spec.ne[3];
-  return static_cast<uint64_t>(formats::RowBytes(*spec.format, spec.ne[0]).value() * rows);
-}
+// REQUIRES: the spec's rows fit its type (RowFits).
+uint64_t TensorBytes(const gguf::TensorSpec& spec) { return gguf::TensorDataBytes(spec).value(); }
+uint64_t Aligned(uint64_t n_bytes) { return gguf::PaddedBytes(n_bytes); }
 
 // Units in the seed table's order: double blocks, then single blocks, by
 // index; anything else by name.
@@ -86,11 +83,9 @@ Result<std::vector<double>> TensorErrors(const Source& source, const ModelTensor
 // Everything of the file before the tensor data: header, KVs, tensor infos
 // and the padding to the data section (the same for any tensor types).
 Result<int64_t> HeaderBytes(const Model& model, const std::vector<gguf::TensorSpec>& specs) {
-  auto file_size = gguf::GgufWriter::FileSize(internal::Metadata(model.architecture, 0), specs);
-  MIXQ_TRY(file_size);
-  uint64_t padded = 0;
-  for (const auto& spec : specs) padded += Aligned(TensorBytes(spec));
-  return static_cast<int64_t>(*file_size - padded);
+  MIXQ_ASSIGN_OR_RETURN(const uint64_t n_bytes,
+                        gguf::GgufWriter::HeaderBytes(internal::Metadata(model.architecture, 0), specs));
+  return static_cast<int64_t>(n_bytes);
 }
 
 }  // namespace

@@ -175,6 +175,9 @@ class GgufWriter {
 
   // Bytes the whole file will take (header, metadata, infos, padding, data).
   static Result<uint64_t> FileSize(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors);
+  // Bytes before the tensor data (header, metadata, infos, padding): FileSize
+  // less the padded tensor data.
+  static Result<uint64_t> HeaderBytes(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors);
 
  private:
   explicit GgufWriter(AtomicFile file) : file_(std::move(file)) {}
@@ -184,6 +187,16 @@ class GgufWriter {
 };
 
 inline constexpr uint32_t kWriteAlignment = 32;
+
+// The bytes a tensor of `n_bytes` takes in a written file: its data zero-padded
+// to kWriteAlignment. The one padding rule of every size mixq predicts.
+inline constexpr uint64_t PaddedBytes(uint64_t n_bytes) {
+  return (n_bytes + kWriteAlignment - 1) / kWriteAlignment * kWriteAlignment;
+}
+
+// The bytes of a tensor's data (unpadded); InvalidArgument when its type is
+// missing or its rows do not fit the type's blocks.
+Result<uint64_t> TensorDataBytes(const TensorSpec& tensor);
 
 }  // namespace mixq::gguf
 

@@ -10,8 +10,6 @@
 namespace mixq::gguf {
 namespace {
 
-uint64_t RoundUp(uint64_t x, uint64_t align) { return (x + align - 1) / align * align; }
-
 class Encoder {
  public:
   template <typename T>
@@ -92,20 +90,6 @@ Status CheckArrayTypes(const std::string& key, const Value& v) {
   return Status::Ok();
 }
 
-Result<uint64_t> TensorBytes(const TensorSpec& t) {
-  if (t.format == nullptr || t.format->removed()) {
-    return Status::InvalidArgument("tensor '" + t.name + "' has no valid type");
-  }
-  uint64_t n_rows = 1;
-  for (int d = 1; d < 4; ++d) {
-    if (t.ne[d] < 0) return Status::InvalidArgument("tensor '" + t.name + "' has a negative dimension");
-    n_rows *= static_cast<uint64_t>(t.ne[d]);
-  }
-  auto row = formats::RowBytes(*t.format, t.ne[0]);
-  if (!row) return row.error().WithContext("tensor '" + t.name + "'");
-  return n_rows * static_cast<uint64_t>(*row);
-}
-
 // Encodes everything before the data section, padded to the alignment.
 Result<std::vector<uint8_t>> EncodeHeader(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors,
                                           std::vector<uint64_t>* sizes) {
@@ -134,28 +118,49 @@ Result<std::vector<uint8_t>> EncodeHeader(const std::vector<KeyValue>& metadata,
       return Status::InvalidArgument("tensor name '" + t.name + "' is empty, longer than 63 bytes or duplicate");
     }
     if (t.n_dims < 1 || t.n_dims > 4) return Status::InvalidArgument("tensor '" + t.name + "' needs 1..4 dims");
-    auto n_bytes = TensorBytes(t);
+    auto n_bytes = TensorDataBytes(t);
     MIXQ_TRY(n_bytes);
     enc.PutString(t.name);
     enc.Put<uint32_t>(t.n_dims);
     for (uint32_t d = 0; d < t.n_dims; ++d) enc.Put<int64_t>(t.ne[d]);
     enc.Put<uint32_t>(t.format->ggml_id);
     enc.Put<uint64_t>(offset);
-    offset += RoundUp(*n_bytes, kWriteAlignment);
+    offset += PaddedBytes(*n_bytes);
     if (sizes != nullptr) sizes->push_back(*n_bytes);
   }
-  enc.bytes().resize(RoundUp(enc.bytes().size(), kWriteAlignment), 0);
+  enc.bytes().resize(PaddedBytes(enc.bytes().size()), 0);
   return std::move(enc.bytes());
 }
 
 }  // namespace
+
+Result<uint64_t> TensorDataBytes(const TensorSpec& t) {
+  if (t.format == nullptr || t.format->removed()) {
+    return Status::InvalidArgument("tensor '" + t.name + "' has no valid type");
+  }
+  uint64_t n_rows = 1;
+  for (int d = 1; d < 4; ++d) {
+    if (t.ne[d] < 0) return Status::InvalidArgument("tensor '" + t.name + "' has a negative dimension");
+    n_rows *= static_cast<uint64_t>(t.ne[d]);
+  }
+  auto row = formats::RowBytes(*t.format, t.ne[0]);
+  if (!row) return row.error().WithContext("tensor '" + t.name + "'");
+  return n_rows * static_cast<uint64_t>(*row);
+}
+
+Result<uint64_t> GgufWriter::HeaderBytes(const std::vector<KeyValue>& metadata,
+                                         const std::vector<TensorSpec>& tensors) {
+  auto header = EncodeHeader(metadata, tensors, nullptr);
+  MIXQ_TRY(header);
+  return header->size();
+}
 
 Result<uint64_t> GgufWriter::FileSize(const std::vector<KeyValue>& metadata, const std::vector<TensorSpec>& tensors) {
   std::vector<uint64_t> sizes;
   auto header = EncodeHeader(metadata, tensors, &sizes);
   MIXQ_TRY(header);
   uint64_t total = header->size();
-  for (uint64_t s : sizes) total += RoundUp(s, kWriteAlignment);
+  for (uint64_t s : sizes) total += PaddedBytes(s);
   return total;
 }
 
@@ -179,7 +184,7 @@ Status GgufWriter::WriteTensor(std::span<const uint8_t> bytes) {
                             " bytes, declared " + std::to_string(sizes_[next_tensor_]));
   }
   MIXQ_TRY(file_.Write(bytes));
-  MIXQ_TRY(file_.WriteZeros(RoundUp(bytes.size(), kWriteAlignment) - bytes.size()));
+  MIXQ_TRY(file_.WriteZeros(PaddedBytes(bytes.size()) - bytes.size()));
   ++next_tensor_;
   return Status::Ok();
 }

@@ -8,9 +8,29 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/json.h"
+
 namespace mixq::measure {
 
 namespace {
+
+// One cache line: {"tensor": NAME, "types": [{"type", "n_bytes", "error", "kld", "local"}, ...]}.
+Result<TensorRecord> ParseRecord(const json::Json& j, const std::string& where) {
+  TensorRecord rec;
+  MIXQ_ASSIGN_OR_RETURN(rec.name, json::GetString(j, "tensor", where));
+  MIXQ_ASSIGN_OR_RETURN(const json::Json* types, json::GetArray(j, "types", where));
+  for (const auto& t : *types) {
+    if (!t.is_object()) return Status::Corruption(where + ": a type is not an object");
+    TypeRecord tr;
+    MIXQ_ASSIGN_OR_RETURN(tr.type, json::GetOptionalString(t, "type", where, ""));
+    MIXQ_ASSIGN_OR_RETURN(tr.n_bytes, json::GetOptionalInt64(t, "n_bytes", where, 0));
+    MIXQ_ASSIGN_OR_RETURN(tr.error, json::GetOptionalDouble(t, "error", where, 0.0));
+    MIXQ_ASSIGN_OR_RETURN(tr.kld, json::GetOptionalDouble(t, "kld", where, -1.0));
+    MIXQ_ASSIGN_OR_RETURN(tr.local, json::GetOptionalDouble(t, "local", where, -1.0));
+    rec.types.push_back(std::move(tr));
+  }
+  return rec;
+}
 
 std::string HashOf(const quantize::Imatrix& imatrix) {
   ContentHasher h;
@@ -86,18 +106,9 @@ Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_
   for (int line_no = 2; std::getline(in, line); ++line_no) {
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("tensor") || !j.contains("types")) continue;
-    TensorRecord rec;
-    try {  // JSON of the wrong shape: the accessors throw
-      rec.name = j["tensor"].get<std::string>();
-      for (const auto& t : j["types"]) {
-        rec.types.push_back({t.value("type", ""), t.value("n_bytes", int64_t{0}), t.value("error", 0.0),
-                             t.value("kld", -1.0), t.value("local", -1.0)});
-      }
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Corruption("measurement cache '" + path_ + "' line " + std::to_string(line_no) + " is garbled (" +
-                                e.what() + "); delete the file to measure afresh");
-    }
-    records_[rec.name] = std::move(rec);
+    auto rec = ParseRecord(j, "measurement cache '" + path_ + "' line " + std::to_string(line_no));
+    if (!rec) return Status::Corruption(rec.error().message() + " (garbled); delete the file to measure afresh");
+    records_[rec->name] = std::move(rec).value();
   }
   return Status::Ok();
 }

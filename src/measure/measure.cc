@@ -15,8 +15,7 @@
 namespace mixq::measure {
 namespace {
 
-constexpr int64_t kAlign = gguf::kWriteAlignment;
-int64_t Padded(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+int64_t Padded(uint64_t n_bytes) { return static_cast<int64_t>(gguf::PaddedBytes(n_bytes)); }
 
 // Every encodable quantized type, less those that need an imatrix when there is none.
 std::vector<const formats::Format*> DefaultTypes(bool have_imatrix) {
@@ -266,13 +265,12 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   auto header = quantize::MaxHeaderBytes(file, qopt);
   MIXQ_TRY(header);
   result.measurement.fixed_n_bytes = static_cast<int64_t>(*header);
-  const formats::Format* f32 = formats::FindFormat(0);
   for (const auto& t : file.tensors()) {
     if (quantize::IsQuantizable(t)) continue;
-    // Kept tensors: 1-D ones are written as F32, others as stored (quantize/rules.cc).
-    const int64_t n_bytes = t.n_dims < 2 ? t.n_elems() * f32->block_bytes : static_cast<int64_t>(t.n_bytes);
+    MIXQ_ASSIGN_OR_RETURN(const uint64_t n_bytes,
+                          gguf::TensorDataBytes({t.name, t.ne, t.n_dims, quantize::KeptFormat(t)}));
     result.measurement.fixed_n_bytes += Padded(n_bytes);
-    result.measurement.fixed_tensor_n_bytes += n_bytes;
+    result.measurement.fixed_tensor_n_bytes += static_cast<int64_t>(n_bytes);
     result.measurement.fixed_n_weights += t.n_elems();
   }
   MIXQ_TRY(plan::Validate(result.measurement));

@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "gguf/gguf.h"
 #include "plan/plan.h"
 
 namespace mixq::plan {
@@ -53,7 +54,7 @@ Result<std::vector<size_t>> UnitMembers(const UnitPlan& unit, std::span<const Pl
 
 // n_weights and n_bytes as the type and the members' shapes give them.
 Status CheckSizes(const UnitPlan& unit, const formats::Format& format, std::span<const PlanTensor> tensors,
-                  const std::vector<size_t>& members, int64_t alignment) {
+                  const std::vector<size_t>& members) {
   const std::string where = "plan unit '" + unit.name + "'";
   int64_t n_weights = 0, n_bytes = 0;
   for (size_t i : members) {
@@ -64,7 +65,7 @@ Status CheckSizes(const UnitPlan& unit, const formats::Format& format, std::span
                                 std::to_string(t.row_length) + " it cannot hold");
     }
     n_weights += t.row_length * t.n_rows;
-    n_bytes += (*row * t.n_rows + alignment - 1) / alignment * alignment;
+    n_bytes += static_cast<int64_t>(gguf::PaddedBytes(static_cast<uint64_t>(*row * t.n_rows)));
   }
   if (unit.n_weights != n_weights || unit.n_bytes != n_bytes) {
     return Status::Corruption(where + " says " + std::to_string(unit.n_weights) + " weights in " +
@@ -76,7 +77,7 @@ Status CheckSizes(const UnitPlan& unit, const formats::Format& format, std::span
 
 }  // namespace
 
-Result<TypeMap> MatchPlanToModel(const Plan& plan, std::span<const PlanTensor> tensors, int64_t alignment) {
+Result<TypeMap> MatchPlanToModel(const Plan& plan, std::span<const PlanTensor> tensors) {
   std::unordered_map<std::string, size_t> by_name;
   for (size_t i = 0; i < tensors.size(); ++i) by_name.emplace(tensors[i].name, i);
   std::vector<const UnitPlan*> owner(tensors.size(), nullptr);
@@ -101,7 +102,7 @@ Result<TypeMap> MatchPlanToModel(const Plan& plan, std::span<const PlanTensor> t
       owner[i] = &unit;
       types[tensors[i].name] = *format;
     }
-    MIXQ_TRY(CheckSizes(unit, **format, tensors, *members, alignment));
+    MIXQ_TRY(CheckSizes(unit, **format, tensors, *members));
   }
   for (size_t i = 0; i < tensors.size(); ++i) {
     if (tensors[i].quantizable && owner[i] == nullptr) {

@@ -2,22 +2,22 @@
 // 2023, e.g. seed 002).
 #include <cmath>
 
-#include "plan/json_util.h"
+#include "base/json.h"
 #include "plan/plan.h"
 
 namespace mixq::plan {
 namespace {
 
-using internal::Json;
+using json::Json;
 
 Status ImportOption(const Json& j, const std::string& where, Exl2Cost cost_kind, Option* out) {
   if (!j.is_object()) return Status::Corruption(where + " has an option that is not an object");
-  auto desc = internal::GetString(j, "desc", where + " option");
+  auto desc = json::GetString(j, "desc", where + " option");
   if (!desc.has_value()) return desc.status();
   std::string owhere = where + " option '" + *desc + "'";
-  auto total_bits = internal::GetDouble(j, "total_bits", owhere);
+  auto total_bits = json::GetDouble(j, "total_bits", owhere);
   if (!total_bits.has_value()) return total_bits.status();
-  auto err = internal::GetDouble(j, "err", owhere);
+  auto err = json::GetDouble(j, "err", owhere);
   if (!err.has_value()) return err.status();
   if (*total_bits < 0.0 || *total_bits > 7.0e19) return Status::Corruption(owhere + " has total_bits out of range");
   if (*err < 0.0) return Status::Corruption(owhere + " has a negative err");
@@ -31,7 +31,7 @@ Status ImportOption(const Json& j, const std::string& where, Exl2Cost cost_kind,
 }  // namespace
 
 Result<Measurement> ImportExl2Measurement(std::string_view json_text, Exl2Cost cost_kind) {
-  auto doc = internal::ParseJson(json_text);
+  auto doc = json::ParseJson(json_text);
   if (!doc.has_value()) return doc.status();
   if (!doc->is_object()) return Status::Corruption("not an ExLlamaV2 measurement: not a JSON object");
   auto layers = doc->find("measurement");
@@ -52,12 +52,12 @@ Result<Measurement> ImportExl2Measurement(std::string_view json_text, Exl2Cost c
     const Json& j = (*layers)[i];
     std::string where = "measurement entry #" + std::to_string(i);
     if (!j.is_object()) return Status::Corruption(where + " is not an object");
-    auto key = internal::GetString(j, "key", where);
+    auto key = json::GetString(j, "key", where);
     if (!key.has_value()) return key.status();
     where = "measurement entry '" + *key + "'";
-    auto numel = internal::GetInt64(j, "numel", where);
+    auto numel = json::GetInt64(j, "numel", where);
     if (!numel.has_value()) return numel.status();
-    auto options = internal::GetArray(j, "options", where);
+    auto options = json::GetArray(j, "options", where);
     if (!options.has_value()) return options.status();
     Unit& u = m.units[i];
     u.name = std::move(*key);

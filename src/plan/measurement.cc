@@ -3,13 +3,13 @@
 #include <limits>
 #include <unordered_set>
 
-#include "plan/json_util.h"
+#include "base/json.h"
 #include "plan/plan.h"
 
 namespace mixq::plan {
 namespace {
 
-using internal::Json;
+using json::Json;
 
 constexpr const char* kSchema = "mixq.measurement";
 constexpr int64_t kVersion = 1;
@@ -48,12 +48,12 @@ Status ValidateUnit(const Unit& unit, int64_t* max_bytes_total) {
 
 Status ParseOption(const Json& j, const std::string& where, Option* out) {
   if (!j.is_object()) return Status::Corruption(where + " has an option that is not an object");
-  auto type = internal::GetString(j, "type", where + " option");
+  auto type = json::GetString(j, "type", where + " option");
   if (!type.has_value()) return type.status();
   std::string owhere = where + " type '" + *type + "'";
-  auto n_bytes = internal::GetInt64(j, "n_bytes", owhere);
+  auto n_bytes = json::GetInt64(j, "n_bytes", owhere);
   if (!n_bytes.has_value()) return n_bytes.status();
-  auto cost = internal::GetDouble(j, "cost", owhere);
+  auto cost = json::GetDouble(j, "cost", owhere);
   if (!cost.has_value()) return cost.status();
   *out = Option{std::move(*type), *n_bytes, *cost};
   return Status::Ok();
@@ -62,22 +62,22 @@ Status ParseOption(const Json& j, const std::string& where, Option* out) {
 Status ParseUnit(const Json& j, size_t index, Unit* out) {
   std::string where = "unit #" + std::to_string(index);
   if (!j.is_object()) return Status::Corruption(where + " is not an object");
-  auto name = internal::GetString(j, "name", where);
+  auto name = json::GetString(j, "name", where);
   if (!name.has_value()) return name.status();
   where = "unit '" + *name + "'";
-  auto n_weights = internal::GetInt64(j, "n_weights", where);
+  auto n_weights = json::GetInt64(j, "n_weights", where);
   if (!n_weights.has_value()) return n_weights.status();
   out->name = std::move(*name);
   out->n_weights = *n_weights;
   if (j.find("tensors") != j.end()) {
-    auto tensors = internal::GetArray(j, "tensors", where);
+    auto tensors = json::GetArray(j, "tensors", where);
     if (!tensors.has_value()) return tensors.status();
     for (const Json& t : **tensors) {
       if (!t.is_string()) return Status::Corruption(where + " has a tensor name that is not a string");
       out->tensors.push_back(t.get<std::string>());
     }
   }
-  auto options = internal::GetArray(j, "options", where);
+  auto options = json::GetArray(j, "options", where);
   if (!options.has_value()) return options.status();
   out->options.resize((*options)->size());
   for (size_t i = 0; i < out->options.size(); ++i) {
@@ -114,31 +114,31 @@ int64_t TotalWeights(const Measurement& m) {
 }
 
 Result<Measurement> ParseMeasurementJson(std::string_view json_text) {
-  auto doc = internal::ParseJson(json_text);
+  auto doc = json::ParseJson(json_text);
   if (!doc.has_value()) return doc.status();
-  MIXQ_TRY(internal::CheckSchema(*doc, kSchema, kVersion));
+  MIXQ_TRY(json::CheckSchema(*doc, kSchema, kVersion));
   Measurement m;
   const std::string where = "measurement";
-  auto model = internal::GetOptionalString(*doc, "model", where, "");
+  auto model = json::GetOptionalString(*doc, "model", where, "");
   if (!model.has_value()) return model.status();
-  auto cost_model = internal::GetOptionalString(*doc, "cost_model", where, "");
+  auto cost_model = json::GetOptionalString(*doc, "cost_model", where, "");
   if (!cost_model.has_value()) return cost_model.status();
   m.model = std::move(*model);
   m.cost_model = std::move(*cost_model);
   auto fixed = doc->find("fixed");
   if (fixed != doc->end()) {
     if (!fixed->is_object()) return Status::Corruption("measurement key 'fixed' is not an object");
-    auto n_bytes = internal::GetOptionalInt64(*fixed, "n_bytes", "fixed", 0);
+    auto n_bytes = json::GetOptionalInt64(*fixed, "n_bytes", "fixed", 0);
     if (!n_bytes.has_value()) return n_bytes.status();
-    auto tensor_n_bytes = internal::GetOptionalInt64(*fixed, "tensor_n_bytes", "fixed", 0);
+    auto tensor_n_bytes = json::GetOptionalInt64(*fixed, "tensor_n_bytes", "fixed", 0);
     if (!tensor_n_bytes.has_value()) return tensor_n_bytes.status();
-    auto n_weights = internal::GetOptionalInt64(*fixed, "n_weights", "fixed", 0);
+    auto n_weights = json::GetOptionalInt64(*fixed, "n_weights", "fixed", 0);
     if (!n_weights.has_value()) return n_weights.status();
     m.fixed_n_bytes = *n_bytes;
     m.fixed_tensor_n_bytes = *tensor_n_bytes;
     m.fixed_n_weights = *n_weights;
   }
-  auto units = internal::GetArray(*doc, "units", where);
+  auto units = json::GetArray(*doc, "units", where);
   if (!units.has_value()) return units.status();
   m.units.resize((*units)->size());
   for (size_t i = 0; i < m.units.size(); ++i) MIXQ_TRY(ParseUnit((**units)[i], i, &m.units[i]));
@@ -161,11 +161,11 @@ std::string MeasurementToJson(const Measurement& m) {
     units.push_back({{"name", u.name}, {"tensors", u.tensors}, {"n_weights", u.n_weights}, {"options", options}});
   }
   doc["units"] = std::move(units);
-  return internal::DumpJson(doc);
+  return json::DumpJson(doc);
 }
 
 Result<Measurement> LoadMeasurement(const std::string& path) {
-  auto text = internal::ReadTextFile(path);
+  auto text = json::ReadTextFile(path);
   if (!text.has_value()) return text.status();
   auto m = ParseMeasurementJson(*text);
   if (!m.has_value()) return m.status().WithContext(path);
@@ -174,7 +174,7 @@ Result<Measurement> LoadMeasurement(const std::string& path) {
 
 Status SaveMeasurement(const Measurement& m, const std::string& path) {
   MIXQ_TRY(Validate(m));
-  return internal::WriteTextFileAtomic(path, MeasurementToJson(m));
+  return json::WriteTextFileAtomic(path, MeasurementToJson(m));
 }
 
 }  // namespace mixq::plan

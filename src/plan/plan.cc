@@ -3,14 +3,14 @@
 #include <cctype>
 #include <cstdio>
 
+#include "base/json.h"
 #include "formats/formats.h"
-#include "plan/json_util.h"
 #include "plan/problem.h"
 
 namespace mixq::plan {
 namespace {
 
-using internal::Json;
+using json::Json;
 
 constexpr const char* kSchema = "mixq.plan";
 constexpr int64_t kVersion = 1;
@@ -93,18 +93,18 @@ std::string EscapeForLlamaRegex(std::string_view name) {
 Status ParseUnitPlan(const Json& j, size_t index, UnitPlan* out) {
   std::string where = "plan unit #" + std::to_string(index);
   if (!j.is_object()) return Status::Corruption(where + " is not an object");
-  auto name = internal::GetString(j, "name", where);
+  auto name = json::GetString(j, "name", where);
   if (!name.has_value()) return name.status();
   where = "plan unit '" + *name + "'";
-  auto type = internal::GetString(j, "type", where);
+  auto type = json::GetString(j, "type", where);
   if (!type.has_value()) return type.status();
-  auto n_weights = internal::GetInt64(j, "n_weights", where);
+  auto n_weights = json::GetInt64(j, "n_weights", where);
   if (!n_weights.has_value()) return n_weights.status();
-  auto n_bytes = internal::GetInt64(j, "n_bytes", where);
+  auto n_bytes = json::GetInt64(j, "n_bytes", where);
   if (!n_bytes.has_value()) return n_bytes.status();
-  auto cost = internal::GetDouble(j, "cost", where);
+  auto cost = json::GetDouble(j, "cost", where);
   if (!cost.has_value()) return cost.status();
-  auto tensors = internal::GetArray(j, "tensors", where);
+  auto tensors = json::GetArray(j, "tensors", where);
   if (!tensors.has_value()) return tensors.status();
   if (name->empty() || type->empty()) return Status::Corruption(where + " has an empty name or type");
   *out = UnitPlan{std::move(*name), {}, std::move(*type), *n_weights, *n_bytes, *cost};
@@ -167,16 +167,16 @@ std::string PlanToJson(const Plan& plan) {
                      {"cost", u.cost}});
   }
   doc["units"] = std::move(units);
-  return internal::DumpJson(doc);
+  return json::DumpJson(doc);
 }
 
 Result<Plan> ParsePlanJson(std::string_view json_text) {
-  auto doc = internal::ParseJson(json_text);
+  auto doc = json::ParseJson(json_text);
   if (!doc.has_value()) return doc.status();
-  MIXQ_TRY(internal::CheckSchema(*doc, kSchema, kVersion));
+  MIXQ_TRY(json::CheckSchema(*doc, kSchema, kVersion));
   const std::string where = "plan";
   Plan plan;
-  auto method = internal::GetString(*doc, "method", where);
+  auto method = json::GetString(*doc, "method", where);
   if (!method.has_value()) return method.status();
   plan.method = std::move(*method);
   struct IntField {
@@ -188,7 +188,7 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
         IntField{"tensor_n_bytes", &plan.tensor_n_bytes}, IntField{"n_weights", &plan.n_weights},
         IntField{"n_units_fixed", &plan.n_units_fixed}, IntField{"n_units_searched", &plan.n_units_searched},
         IntField{"n_states", &plan.n_states}}) {
-    auto v = internal::GetInt64(*doc, key, where);
+    auto v = json::GetInt64(*doc, key, where);
     if (!v.has_value()) return v.status();
     *dst = *v;
   }
@@ -198,7 +198,7 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
   };
   for (auto [key, dst] : {DoubleField{"bpw", &plan.bpw}, DoubleField{"cost", &plan.cost},
                           DoubleField{"lower_bound", &plan.lower_bound}}) {
-    auto v = internal::GetDouble(*doc, key, where);
+    auto v = json::GetDouble(*doc, key, where);
     if (!v.has_value()) return v.status();
     *dst = *v;
   }
@@ -209,11 +209,11 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
   plan.optimal = optimal->get<bool>();
   for (auto [key, dst] :
        {IntField{"cpu_n_bytes", &plan.cpu_n_bytes}, IntField{"budget_cpu_n_bytes", &plan.budget_cpu_n_bytes}}) {
-    auto v = internal::GetOptionalInt64(*doc, key, where, 0);
+    auto v = json::GetOptionalInt64(*doc, key, where, 0);
     if (!v.has_value()) return v.status();
     *dst = *v;
   }
-  auto units = internal::GetArray(*doc, "units", where);
+  auto units = json::GetArray(*doc, "units", where);
   if (!units.has_value()) return units.status();
   if ((*units)->empty()) return Status::Corruption("the plan has no units");
   plan.units.resize((*units)->size());
@@ -222,16 +222,14 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
 }
 
 Result<Plan> LoadPlan(const std::string& path) {
-  auto text = internal::ReadTextFile(path);
+  auto text = json::ReadTextFile(path);
   if (!text.has_value()) return text.status();
   auto plan = ParsePlanJson(*text);
   if (!plan.has_value()) return plan.status().WithContext(path);
   return plan;
 }
 
-Status SavePlan(const Plan& plan, const std::string& path) {
-  return internal::WriteTextFileAtomic(path, PlanToJson(plan));
-}
+Status SavePlan(const Plan& plan, const std::string& path) { return json::WriteTextFileAtomic(path, PlanToJson(plan)); }
 
 std::string LlamaTypeName(std::string_view ggml_name) {
   std::string out;

@@ -297,13 +297,12 @@ struct PlanTensor {
 // tensor list covers the quantizable tensors under "name."), none kept in
 // float, none named twice; every quantizable tensor is in a unit; each type
 // is one mixq can encode and fits its tensors' rows; n_weights and n_bytes
-// (each tensor padded to `alignment`) are what the type and shapes give; cost
+// (each tensor padded as gguf::PaddedBytes) are what the type and shapes give; cost
 // is finite and not negative. Otherwise Corruption (NotSupported for a type
 // mixq cannot encode) naming the first offending unit, or the first tensor no
 // unit covers.
 Result<std::map<std::string, const formats::Format*>> MatchPlanToModel(const Plan& plan,
-                                                                       std::span<const PlanTensor> tensors,
-                                                                       int64_t alignment);
+                                                                       std::span<const PlanTensor> tensors);
 
 // The unit of `plan` that holds tensor `tensor_name` (by its tensor list, or by
 // the "name." prefix when the list is empty); nullptr when none.

@@ -8,12 +8,6 @@
 namespace mixq::quantize {
 namespace {
 
-std::optional<uint32_t> FileTypeId(std::string_view type) {
-  const formats::Format* f = formats::FindFormatByName(type);
-  if (f == nullptr || f->llama_ftype == formats::kNoType) return std::nullopt;
-  return static_cast<uint32_t>(f->llama_ftype);
-}
-
 // `file_type` nullopt: the dominant type has no llama_ftype, so the input's
 // value, which would now be wrong, is dropped.
 std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const QuantizeOptions& options,
@@ -29,9 +23,8 @@ std::vector<gguf::KeyValue> OutputMetadata(const gguf::GgufFile& input, const Qu
   gguf::SetValue(kvs, "general.quantization_version", gguf::Value::Uint32(2));
   gguf::SetValue(kvs, "mixq.version", gguf::Value::String(MIXQ_VERSION));
   gguf::SetValue(kvs, "mixq.method",
-                 gguf::Value::String(options.covariances != nullptr                  ? "gptq"
-                                     : options.method == formats::QuantMethod::kGgml ? "ggml"
-                                                                                     : "best"));
+                 gguf::Value::String(options.covariances != nullptr ? std::string("gptq")
+                                                                    : std::string(MethodName(options.method))));
   std::vector<std::string> counts;
   for (const auto& [type, n] : type_counts) counts.push_back(type + "=" + std::to_string(n));
   gguf::SetValue(kvs, "mixq.type_counts", gguf::Value::StringArray(counts));
@@ -104,42 +97,23 @@ Result<const float*> FeedbackFactorOf(const gguf::TensorInfo& t, const formats::
   return (*u)->data();
 }
 
-// Converts one tensor to its chosen type into *out.
-Status ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t, const formats::Format& target,
-                     const QuantizeOptions& options, FeedbackFactors* factors, std::vector<float>* scratch,
-                     std::vector<uint8_t>* out) {
+// The bytes of one tensor in its chosen type: the input's own when the type
+// is unchanged (checked finite), else encoded into *out.
+Result<std::span<const uint8_t>> ConvertTensor(const gguf::GgufFile& input, const gguf::TensorInfo& t,
+                                               const formats::Format& target, const QuantizeOptions& options,
+                                               FeedbackFactors* factors, std::vector<float>* scratch,
+                                               std::vector<uint8_t>* out) {
   if (&target == t.format) {
     MIXQ_TRY(CheckTensorFinite(input, t, options.n_threads));
-    auto bytes = input.TensorData(t);
-    out->assign(bytes.begin(), bytes.end());
-    return Status::Ok();
+    return input.TensorData(t);
   }
   MIXQ_TRY(TensorToF32(input, t, scratch, options.n_threads));
-  auto importance = TensorImportance(target.quantized ? options.imatrix : nullptr, t);
-  MIXQ_TRY(importance);
-  auto factor = FeedbackFactorOf(t, target, options, factors, &*importance);
-  MIXQ_TRY(factor);
-  return QuantizeTensor(t, target, options.method, *scratch, importance->has_value() ? &**importance : nullptr, out,
-                        options.n_threads, *factor);
+  MIXQ_ASSIGN_OR_RETURN(auto importance, TensorImportance(target.quantized ? options.imatrix : nullptr, t));
+  MIXQ_ASSIGN_OR_RETURN(const float* factor, FeedbackFactorOf(t, target, options, factors, &importance));
+  MIXQ_TRY(QuantizeTensor(t, target, options.method, *scratch, importance.has_value() ? &*importance : nullptr, out,
+                          options.n_threads, factor));
+  return std::span<const uint8_t>(*out);
 }
-
-}  // namespace
-
-std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors) {
-  std::map<std::string, int64_t> weights_by_type;
-  for (const auto& t : tensors) weights_by_type[t.type] += t.n_weights;
-  std::string dominant;
-  int64_t most = -1;
-  for (bool quantized : {true, false}) {
-    for (const auto& [type, n] : weights_by_type) {
-      if (formats::FindFormatByName(type)->quantized == quantized && n > most) most = n, dominant = type;
-    }
-    if (!dominant.empty()) break;
-  }
-  return FileTypeId(dominant);
-}
-
-namespace {
 
 // Decodes rows [first_row, first_row + n_rows) of `tensor` into `out` and
 // checks them; `out` must hold n_rows rows.
@@ -229,76 +203,61 @@ Result<uint64_t> MaxHeaderBytes(const gguf::GgufFile& input, const QuantizeOptio
   for (const auto& f : formats::AllFormats()) {
     if (f.can_encode()) all_types[std::string(f.name)] = static_cast<int>(input.tensors().size());
   }
-  auto metadata = OutputMetadata(input, options, all_types, FileTypeId("F32"));
   const formats::Format* f32 = formats::FindFormat(0);
   std::vector<gguf::TensorSpec> specs;
-  uint64_t data = 0;
-  for (const auto& t : input.tensors()) {
-    specs.push_back({t.name, t.ne, t.n_dims, f32});
-    data += (static_cast<uint64_t>(t.n_elems()) * 4 + gguf::kWriteAlignment - 1) / gguf::kWriteAlignment *
-            gguf::kWriteAlignment;
-  }
-  auto total = gguf::GgufWriter::FileSize(metadata, specs);
-  MIXQ_TRY(total);
-  return *total - data;
+  for (const auto& t : input.tensors()) specs.push_back({t.name, t.ne, t.n_dims, f32});
+  return gguf::GgufWriter::HeaderBytes(
+      OutputMetadata(input, options, all_types, static_cast<uint32_t>(f32->llama_ftype)), specs);
 }
 
 Result<QuantizeReport> QuantizeModel(const gguf::GgufFile& input, const std::string& output_path,
                                      const QuantizeOptions& options) {
-  auto choices = ChooseAllTypes(input, options.rules);
-  MIXQ_TRY(choices);
-  MIXQ_TRY(CheckImportanceCovers(input, *choices, options));
+  MIXQ_ASSIGN_OR_RETURN(std::vector<TypeChoice> choices, ChooseAllTypes(input, options.rules));
+  MIXQ_TRY(CheckImportanceCovers(input, choices, options));
 
-  QuantizeReport report;
   std::vector<gguf::TensorSpec> specs;
   const std::vector<size_t> order = ConversionOrder(input, options.covariances);
   for (size_t i : order) {
     const auto& t = input.tensors()[i];
-    const formats::Format* f = (*choices)[i].format;
-    if (!(*choices)[i].note.empty() && options.on_note) options.on_note((*choices)[i].note);
-    specs.push_back({t.name, t.ne, t.n_dims, f});
-    auto row = formats::RowBytes(*f, t.ne[0]);
-    MIXQ_TRY(row);
-    uint64_t n_bytes = static_cast<uint64_t>(*row * t.n_rows());
-    report.tensors.push_back({t.name, std::string(f->name), t.n_elems(), n_bytes});
-    ++report.type_counts[std::string(f->name)];
-    report.tensor_bytes += n_bytes;
-    report.n_weights += t.n_elems();
+    if (!choices[i].note.empty() && options.on_note) options.on_note(choices[i].note);
+    specs.push_back({t.name, t.ne, t.n_dims, choices[i].format});
   }
   if (options.imatrix != nullptr) {
     std::vector<const gguf::TensorInfo*> weighted;
     for (size_t i = 0; i < input.tensors().size(); ++i) {
-      if ((*choices)[i].format->quantized) weighted.push_back(&input.tensors()[i]);
+      if (choices[i].format->quantized) weighted.push_back(&input.tensors()[i]);
     }
-    auto note = CheckImatrixCoverage(*options.imatrix, weighted);
-    MIXQ_TRY(note);
-    if (!note->empty() && options.on_note) options.on_note(*note);
+    MIXQ_ASSIGN_OR_RETURN(std::string note, CheckImatrixCoverage(*options.imatrix, weighted));
+    if (!note.empty() && options.on_note) options.on_note(note);
   }
-  auto metadata = OutputMetadata(input, options, report.type_counts, FileTypeOf(report.tensors));
-  auto writer = gguf::GgufWriter::Begin(output_path, metadata, specs);
-  MIXQ_TRY(writer);
+  MIXQ_ASSIGN_OR_RETURN(OutputPlan plan, PlanOutput(std::move(specs), [&](const std::map<std::string, int>& type_counts,
+                                                                          std::optional<uint32_t> ftype) {
+                          return OutputMetadata(input, options, type_counts, ftype);
+                        }));
   std::vector<float> scratch;
-  std::vector<uint8_t> encoded;
+  QuantizeReport report = plan.report;
   FeedbackFactors factors;
   int64_t passes_run = 0;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const auto& t = input.tensors()[order[k]];
-    if (options.covariances != nullptr) {
-      const auto start = std::chrono::steady_clock::now();
-      for (const int64_t need = options.covariances->PassOf(t.name); passes_run <= need; ++passes_run) {
-        factors.Clear();
-        MIXQ_TRY(options.covariances->Run(passes_run));
-      }
-      report.covariance_seconds += SecondsSince(start);
-    }
-    const auto start = std::chrono::steady_clock::now();
-    MIXQ_TRY(ConvertTensor(input, t, *specs[k].format, options, &factors, &scratch, &encoded));
-    report.tensors[k].seconds = SecondsSince(start);
-    MIXQ_TRY(writer->WriteTensor(encoded));
-    if (options.on_progress) options.on_progress(k + 1, order.size(), t.name);
-  }
-  report.file_bytes = writer->bytes_written();
-  MIXQ_TRY(writer->Finish());
+  MIXQ_TRY(WriteOutput(
+      plan, output_path,
+      [&](size_t k, std::vector<uint8_t>* buffer) -> Result<std::span<const uint8_t>> {
+        const auto& t = input.tensors()[order[k]];
+        if (options.covariances != nullptr) {
+          const auto start = std::chrono::steady_clock::now();
+          for (const int64_t need = options.covariances->PassOf(t.name); passes_run <= need; ++passes_run) {
+            factors.Clear();
+            MIXQ_TRY(options.covariances->Run(passes_run));
+          }
+          report.covariance_seconds += SecondsSince(start);
+        }
+        const auto start = std::chrono::steady_clock::now();
+        auto bytes = ConvertTensor(input, t, *plan.specs[k].format, options, &factors, &scratch, buffer);
+        report.tensors[k].seconds = SecondsSince(start);
+        return bytes;
+      },
+      [&](size_t k) {
+        if (options.on_progress) options.on_progress(k + 1, order.size(), input.tensors()[order[k]].name);
+      }));
   return report;
 }
 

@@ -27,6 +27,7 @@
 #include "base/status.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
+#include "plan/plan.h"
 
 namespace mixq::quantize {
 
@@ -102,6 +103,10 @@ class CovarianceSource {
 
 // ---- type choice ----
 
+// A type named on the command line (`what`, e.g. "--type"): one mixq can
+// encode, else InvalidArgument listing the valid names.
+Result<const formats::Format*> ParseTypeName(std::string_view name, std::string_view what);
+
 struct TensorTypeOverride {
   NamePattern pattern;  // searched in the tensor name (llama-quantize semantics)
   const formats::Format* format = nullptr;
@@ -136,6 +141,9 @@ struct TypeRules {
 // Whether llama.cpp would quantize this tensor at all (≥ 2 dims, a weight, not
 // a norm or one of the small special tensors, and what the profile allows).
 bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile = ProfileFor(""));
+// The type a tensor that is not quantized is written in: 1-D tensors (norms,
+// biases) widened to F32, others as stored.
+const formats::Format* KeptFormat(const gguf::TensorInfo& tensor);
 
 struct TypeChoice {
   const formats::Format* format = nullptr;
@@ -150,6 +158,13 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
 // Shape fallback: the nearest encodable type whose block fits the row length.
 const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length);
 
+// The exact type of every quantizable tensor under `plan`, for TypeRules::exact:
+// the plan must fit these tensors exactly (plan::MatchPlanToModel, with the
+// profile's choice of quantizable tensors).
+Result<std::map<std::string, const formats::Format*>> PlanTypes(const plan::Plan& plan,
+                                                                std::span<const gguf::TensorInfo> tensors,
+                                                                const ArchProfile& profile);
+
 // ---- whole-model quantization ----
 
 // GPTQ's damping: H + 1% of its mean diagonal. It makes H invertible when
@@ -158,6 +173,9 @@ const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_le
 // damping → ∞ turns the feedback off (plain rounding at best's scales).
 // docs/gptq.md has the measured choice.
 inline constexpr double kFeedbackDamp = 0.01;
+
+// "best" or "ggml", as flags and file metadata name the methods.
+std::string_view MethodName(formats::QuantMethod method);
 
 struct QuantizeOptions {
   TypeRules rules;
@@ -203,6 +221,34 @@ struct QuantizeReport {
 // weights, else the float type holding the most (F16 with F32 norms is F16).
 // nullopt when that type has no llama_ftype.
 std::optional<uint32_t> FileTypeOf(const std::vector<TensorReport>& tensors);
+
+// ---- the output file: one writer for every command that writes a GGUF ----
+//
+// Every size mixq predicts (measure's option bytes, a plan's file bytes, a dry
+// run) and every file it writes come from here and from gguf::PaddedBytes /
+// GgufWriter::HeaderBytes, so that a prediction and the file cannot disagree.
+
+// Everything of an output file but its tensor data.
+struct OutputPlan {
+  std::vector<gguf::KeyValue> metadata;
+  std::vector<gguf::TensorSpec> specs;  // in file order, each with its chosen type
+  std::vector<std::string> notes;       // fallbacks and other decisions worth a line
+  QuantizeReport report;                // file_bytes is the exact size written
+};
+// The metadata of a file of this mix: `file_type` is FileTypeOf the tensors.
+using OutputMetadataFn = std::function<std::vector<gguf::KeyValue>(const std::map<std::string, int>& type_counts,
+                                                                   std::optional<uint32_t> file_type)>;
+// Sizes every tensor of `specs`, decides general.file_type, and sizes the file.
+Result<OutputPlan> PlanOutput(std::vector<gguf::TensorSpec> specs, const OutputMetadataFn& metadata);
+
+// The bytes of tensor `index` of the plan: a span into the input, or into
+// *buffer (which the callee may reuse from call to call).
+using TensorBytesFn = std::function<Result<std::span<const uint8_t>>(size_t index, std::vector<uint8_t>* buffer)>;
+// Writes the file of `plan` atomically, tensor by tensor; on_written(index)
+// after each tensor (optional). Internal when the written size differs from
+// plan.report.file_bytes.
+Status WriteOutput(const OutputPlan& plan, const std::string& path, const TensorBytesFn& tensor_bytes,
+                   const std::function<void(size_t index)>& on_written);
 
 // Decides every tensor's type without writing anything (used by plans and dry runs).
 Result<std::vector<TypeChoice>> ChooseAllTypes(const gguf::GgufFile& input, const TypeRules& rules);

@@ -49,6 +49,18 @@ bool IsQuantizable(const gguf::TensorInfo& tensor, const ArchProfile& profile) {
          std::none_of(profile.keep_input_type.begin(), profile.keep_input_type.end(), in_name);
 }
 
+const formats::Format* KeptFormat(const gguf::TensorInfo& tensor) {
+  return tensor.n_dims < 2 ? formats::FindFormat(0) : tensor.format;
+}
+
+Result<std::map<std::string, const formats::Format*>> PlanTypes(const plan::Plan& plan,
+                                                                std::span<const gguf::TensorInfo> tensors,
+                                                                const ArchProfile& profile) {
+  std::vector<plan::PlanTensor> planned;
+  for (const auto& t : tensors) planned.push_back({t.name, t.ne[0], t.n_rows(), IsQuantizable(t, profile)});
+  return plan::MatchPlanToModel(plan, planned);
+}
+
 // Walks the format table's shape-fallback chain (ggml-formats.md §4.3), with
 // F16 as the last resort for every type.
 const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_length) {
@@ -57,6 +69,19 @@ const formats::Format* FallbackFor(const formats::Format& wanted, int64_t row_le
   }
   const formats::Format* f16 = formats::FindFormatByName("F16");
   return Fits(f16, row_length) ? f16 : nullptr;
+}
+
+Result<const formats::Format*> ParseTypeName(std::string_view name, std::string_view what) {
+  const formats::Format* f = formats::FindFormatByName(name);
+  if (f == nullptr || !f->can_encode()) {
+    return Status::InvalidArgument(std::string(what) + ": unknown or unsupported type '" + std::string(name) +
+                                   "'; valid types: " + formats::EncodableFormatNames());
+  }
+  return f;
+}
+
+std::string_view MethodName(formats::QuantMethod method) {
+  return method == formats::QuantMethod::kGgml ? "ggml" : "best";
 }
 
 Result<TensorTypeOverride> ParseTensorTypeOverride(const std::string& text) {
@@ -80,8 +105,7 @@ Result<TypeChoice> ChooseType(const gguf::TensorInfo& tensor, const TypeRules& r
   const ArchProfile& profile = rules.profile != nullptr ? *rules.profile : ProfileFor("");
   TypeChoice choice;
   if (!IsQuantizable(tensor, profile)) {
-    // Small tensors (norms, biases) stay as they are, widened to F32 if stored otherwise.
-    choice.format = tensor.n_dims < 2 ? formats::FindFormat(0) : tensor.format;
+    choice.format = KeptFormat(tensor);
     if (!choice.format->can_encode() && !choice.format->can_decode()) {
       return Status::NotSupported("tensor '" + tensor.name + "' has type " + std::string(tensor.format->name) +
                                   ", which mixq cannot convert");

@@ -3,19 +3,19 @@
 #include <filesystem>
 #include <sstream>
 
+#include "base/json.h"
 #include "gguf/gguf.h"
-#include "plan/json_util.h"
 #include "report/report.h"
 
 namespace mixq::report {
 namespace {
 
-using plan::internal::Json;
+using json::Json;
 
 // The "summary" object of a mixq --json output (JSON Lines), or the document
 // itself when the file is one JSON object.
 Result<Json> SummaryOf(const std::string& path) {
-  auto text = plan::internal::ReadTextFile(path);
+  auto text = json::ReadTextFile(path);
   MIXQ_TRY(text);
   auto whole = Json::parse(*text, nullptr, false);
   if (whole.is_object() && !whole.contains("type")) return whole;
@@ -52,7 +52,7 @@ Result<std::string> ReadAsset(const std::string& dir, const std::string& name) {
     return Status::IOError("chart library file '" + path +
                            "' not found; run scripts/setup-report.sh (or set MIXQ_REPORT_ASSETS)");
   }
-  return plan::internal::ReadTextFile(path);
+  return json::ReadTextFile(path);
 }
 
 }  // namespace

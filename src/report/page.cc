@@ -2,7 +2,7 @@
 // draw them, and the chart library, all in one file.
 #include <string_view>
 
-#include "plan/json_util.h"
+#include "base/json.h"
 #include "report/report.h"
 #include "report/tables.h"
 
@@ -233,7 +233,7 @@ Result<std::string> RenderHtml(const ReportInputs& inputs, const ChartLibrary& l
     html += "<script>" + ScriptSafe(*lib) + "</script>\n";
   }
   html += "</head><body><main id=\"report\"></main>\n<script type=\"application/json\" id=\"report-data\">";
-  html += JsonSafe(plan::internal::DumpJson(*tables));
+  html += JsonSafe(json::DumpJson(*tables));
   html += "</script>\n<script>";
   html += kPageScript;
   html += "</script>\n</body></html>\n";
@@ -243,7 +243,7 @@ Result<std::string> RenderHtml(const ReportInputs& inputs, const ChartLibrary& l
 Status WriteReport(const ReportInputs& inputs, const ChartLibrary& library, const std::string& path) {
   auto html = RenderHtml(inputs, library);
   MIXQ_TRY(html);
-  return plan::internal::WriteTextFileAtomic(path, *html);
+  return json::WriteTextFileAtomic(path, *html);
 }
 
 }  // namespace mixq::report

@@ -171,7 +171,7 @@ TEST(Cli, PlanWithAnUnknownTypeIsBadData) {
   for (const char* type : {"Q9_Z", "Q8_K", "Q4_K"}) {
     p.units[0].type = type;
     p.units[0].n_bytes = 256 * 144;  // Q4_K's, padded
-    auto types = plan::MatchPlanToModel(p, std::span<const plan::PlanTensor>(&tensor, 1), 32);
+    auto types = plan::MatchPlanToModel(p, std::span<const plan::PlanTensor>(&tensor, 1));
     if (std::string(type) == "Q4_K") {
       EXPECT_TRUE(types.has_value()) << types.error().message();
     } else {

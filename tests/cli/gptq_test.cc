@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "engine/engine_test_util.h"
 #include "gguf/gguf.h"
+#include "pipeline/pipeline.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
@@ -110,7 +111,7 @@ TEST(Gptq, LowerOutputErrorThanBestOnTheCalibrationText) {
 
   auto engine_model = engine::Model::Load(*f16);
   ASSERT_TRUE(engine_model.has_value());
-  auto tokens = TokenizeTextFile(*f16, text);
+  auto tokens = pipeline::TokenizeTextFile(*f16, text);
   ASSERT_TRUE(tokens.has_value());
   engine::CovarianceOptions co;
   co.n_ctx = kCtx;

@@ -95,6 +95,34 @@ TEST_F(TinyPlans, OptionBytesAreTheBytesConvertWrites) {
   }
 }
 
+// Every type mixq can encode without an imatrix: measure's bytes for an
+// all-T file are the bytes Convert plans (and WriteOutput refuses to write a
+// file of any other size), header and padding included.
+TEST_F(TinyPlans, OptionBytesAreTheBytesConvertWritesForEveryType) {
+  MeasureOptions mo;
+  mo.max_rows = 1;  // only the bytes matter here
+  for (const formats::Format& f : formats::AllFormats()) {
+    if (f.quantized && f.can_encode() && !f.needs_imatrix) mo.candidates.push_back(&f);
+  }
+  auto m = Measure(*checkpoint_, *model_, mo);
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  ASSERT_GT(mo.candidates.size(), 15u);
+  for (const formats::Format* f : mo.candidates) {
+    SCOPED_TRACE(std::string(f->name));
+    int64_t predicted = m->fixed_n_bytes;
+    for (const auto& u : m->units) {
+      const plan::Option* o = FindOption(u, std::string(f->name));
+      ASSERT_NE(o, nullptr) << u.name;
+      predicted += o->n_bytes;
+    }
+    ConvertOptions o;
+    o.rules.default_format = f;
+    auto conversion = PlanConversion(*model_, o);
+    ASSERT_TRUE(conversion.has_value()) << conversion.error().message();
+    EXPECT_EQ(static_cast<int64_t>(conversion->report.file_bytes), predicted);
+  }
+}
+
 TEST_F(TinyPlans, SampledRowsEstimateTheFullCost) {
   MeasureOptions full;
   full.candidates = {formats::FindFormatByName("Q4_K")};

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <numeric>
@@ -310,6 +311,61 @@ TEST(MeasureTest, TypesThatNeedAnImatrixAreCandidatesOnlyWhereItCovers) {
   EXPECT_EQ(iq2.size(), 1u);
   EXPECT_EQ(iq2.count("blk.1.attn_q.weight"), 1u);
   EXPECT_GT(CostsOf(r, "Q4_0").size(), 10u);
+}
+
+// The bytes measure promises for each option are the bytes quantize writes:
+// for every type mixq can encode, the measured data bytes of an all-T mix
+// (kept tensors included) are the written file's data section, and the
+// measured header bound holds the written header.
+TEST(MeasureTest, MeasuredBytesAreTheBytesQuantizeWritesForEveryType) {
+  testing::TempDir dir;
+  engine::test::RandomModelSpec spec;
+  spec.n_embd = 256;
+  spec.n_ff = 256;
+  spec.head_dim = 64;
+  spec.n_layer = 1;
+  spec.type = "F16";
+  const std::string path = dir.File("wide.gguf");
+  engine::test::WriteRandomModel(path, spec);
+  auto file = gguf::GgufFile::Open(path);
+  ASSERT_TRUE(file.has_value());
+  quantize::Imatrix im;  // covering every weight, so that every type is a candidate
+  for (const auto& t : file->tensors()) im.entries[t.name] = {std::vector<float>(t.ne[0], 1.0f), {1.0f}};
+  std::vector<int32_t> tokens(64);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types.clear();  // every encodable type
+  o.imatrix = &im;
+  o.n_chunks = 1;
+  MeasureResult r = Measure(*file, tokens, o);
+  quantize::QuantizeOptions qo;
+  qo.imatrix = &im;
+  auto header_bound = quantize::MaxHeaderBytes(*file, qo);
+  ASSERT_TRUE(header_bound.has_value());
+  int n_types = 0;
+  for (const formats::Format& f : formats::AllFormats()) {
+    if (!f.quantized || !f.can_encode()) continue;
+    SCOPED_TRACE(std::string(f.name));
+    ++n_types;
+    int64_t predicted = r.measurement.fixed_n_bytes;
+    qo.rules = {};
+    for (const auto& u : r.measurement.units) {
+      auto option = std::find_if(u.options.begin(), u.options.end(), [&](const auto& x) { return x.type == f.name; });
+      ASSERT_NE(option, u.options.end()) << u.name;
+      predicted += option->n_bytes;
+      qo.rules.exact[u.name] = &f;
+    }
+    const std::string out = dir.File("all.gguf");
+    auto report = quantize::QuantizeModel(*file, out, qo);
+    ASSERT_TRUE(report.has_value()) << report.error().message();
+    auto written = gguf::GgufFile::Open(out);
+    ASSERT_TRUE(written.has_value());
+    const int64_t size = static_cast<int64_t>(std::filesystem::file_size(out));
+    EXPECT_EQ(size, static_cast<int64_t>(report->file_bytes));
+    EXPECT_EQ(predicted - static_cast<int64_t>(*header_bound), size - static_cast<int64_t>(written->data_offset()));
+    EXPECT_LE(written->data_offset(), *header_bound);
+  }
+  EXPECT_GE(n_types, 25);  // every quantized type of the table mixq encodes
 }
 
 }  // namespace

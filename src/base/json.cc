@@ -1,4 +1,4 @@
-#include "plan/json_util.h"
+#include "base/json.h"
 
 #include <cmath>
 #include <limits>
@@ -6,7 +6,7 @@
 #include "base/atomic_file.h"
 #include "base/mapped_file.h"
 
-namespace mixq::plan::internal {
+namespace mixq::json {
 namespace {
 
 // Records where parsing failed; nlohmann reports the offset only through an
@@ -97,6 +97,11 @@ Result<int64_t> GetOptionalInt64(const Json& obj, const char* key, const std::st
   return GetInt64(obj, key, where);
 }
 
+Result<double> GetOptionalDouble(const Json& obj, const char* key, const std::string& where, double fallback) {
+  if (obj.find(key) == obj.end()) return fallback;
+  return GetDouble(obj, key, where);
+}
+
 Status CheckSchema(const Json& doc, const char* schema, int64_t version) {
   if (!doc.is_object()) return Status::Corruption(std::string("not a ") + schema + " document: not a JSON object");
   auto name = GetString(doc, "schema", "document");
@@ -128,4 +133,4 @@ Status WriteTextFileAtomic(const std::string& path, const std::string& text) {
   return file->Commit();
 }
 
-}  // namespace mixq::plan::internal
+}  // namespace mixq::json

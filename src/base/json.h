@@ -1,7 +1,8 @@
-// Internal to src/plan: reading untrusted JSON without exceptions, and
-// writing JSON files atomically.
-#ifndef MIXQ_PLAN_JSON_UTIL_H_
-#define MIXQ_PLAN_JSON_UTIL_H_
+// JSON without exceptions: reading untrusted documents into Status values
+// (every library that reads JSON uses these instead of nlohmann's throwing
+// accessors), and writing JSON files atomically.
+#ifndef MIXQ_BASE_JSON_H_
+#define MIXQ_BASE_JSON_H_
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -10,7 +11,7 @@
 
 #include "base/status.h"
 
-namespace mixq::plan::internal {
+namespace mixq::json {
 
 using Json = nlohmann::json;
 
@@ -26,6 +27,7 @@ Result<double> GetDouble(const Json& obj, const char* key, const std::string& wh
 Result<std::string> GetOptionalString(const Json& obj, const char* key, const std::string& where,
                                       const std::string& fallback);
 Result<int64_t> GetOptionalInt64(const Json& obj, const char* key, const std::string& where, int64_t fallback);
+Result<double> GetOptionalDouble(const Json& obj, const char* key, const std::string& where, double fallback);
 
 // Checks "schema" and "version" of a mixq document.
 Status CheckSchema(const Json& doc, const char* schema, int64_t version);
@@ -36,6 +38,6 @@ std::string DumpJson(const Json& doc);
 Result<std::string> ReadTextFile(const std::string& path);
 Status WriteTextFileAtomic(const std::string& path, const std::string& text);
 
-}  // namespace mixq::plan::internal
+}  // namespace mixq::json
 
-#endif  // MIXQ_PLAN_JSON_UTIL_H_
+#endif  // MIXQ_BASE_JSON_H_
