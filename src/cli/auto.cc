@@ -24,6 +24,7 @@ struct AutoCliOptions {
   std::string imatrix;
   std::string types;
   std::string cache_dir;
+  std::string tensor_type_file;
   std::vector<std::string> keep;
   int64_t ctx = 512;
   int64_t imatrix_chunks = 40;
@@ -31,6 +32,7 @@ struct AutoCliOptions {
   int64_t eval_chunks = 20;
   int threads = 0;
   bool no_eval = false;
+  bool dry_run = false;
 };
 
 // What auto keeps between runs, all in one directory.
@@ -119,9 +121,10 @@ Result<quantize::Imatrix> GetImatrix(const GlobalOptions& global, const AutoCliO
 int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   const AutoCache cache(opt);
-  if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
-                                          {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "",
-                                           cache.measure, cache.measurement, cache.plan});
+  if (Status s = CheckOutputsAreNotInputs(
+          {opt.model, opt.text, opt.eval_text, opt.imatrix},
+          {opt.output, opt.tensor_type_file, cache.dir, opt.imatrix.empty() ? cache.imatrix : "", cache.measure,
+           cache.measurement, cache.plan});
       !s.ok()) {
     return ReportError(s);
   }
@@ -189,6 +192,14 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   auto p = plan::SolvePlan(measured->measurement, req);
   if (!p) return ReportError(p.error());
   if (Status s = plan::SavePlan(*p, cache.plan); !s.ok()) return ReportError(s);
+  if (!opt.tensor_type_file.empty()) {
+    if (Status s = plan::SaveTensorTypeFile(*p, opt.tensor_type_file); !s.ok()) return ReportError(s);
+  }
+  if (opt.dry_run) {
+    ReportPlan(global, "auto", *p, false);
+    Info(global, "dry run: plan in " + cache.plan + "; " + opt.output + " not written");
+    return kExitOk;
+  }
 
   t0 = std::chrono::steady_clock::now();
   quantize::QuantizeOptions qo;
@@ -304,6 +315,11 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
+  sub->add_flag("--dry-run", opt->dry_run,
+                "stop after the plan: print it and its file size, write no model (imatrix and measurement are "
+                "still computed and cached)");
+  sub->add_option("--tensor-type-file", opt->tensor_type_file,
+                  "also write the plan as llama-quantize --tensor-type-file input (PATTERN=TYPE lines)");
   AddThreadsOption(sub, &opt->threads);
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunAuto(global, *opt); }; });
 }

@@ -47,6 +47,11 @@ void PrintOffloadSummary(const plan::Plan& plan);
 // the model exactly (plan::MatchPlanToModel).
 Result<quantize::TypeRules> RulesFromPlan(const plan::Plan& plan, const gguf::GgufFile& model);
 
+// A plan as `mixq plan` prints it: JSON Lines under a "begin" of `command`
+// with --json; else the header line, one line per unit and the llama-quantize
+// arguments on stdout, the breakdown on stderr. `offload`: an offload plan.
+void ReportPlan(const GlobalOptions& global, const std::string& command, const plan::Plan& p, bool offload);
+
 // One line per tensor role and per layer: average bits per weight chosen.
 nlohmann::json PlanBreakdown(const plan::Plan& plan);
 void PrintPlanBreakdown(const plan::Plan& plan);
