@@ -3,10 +3,10 @@
 //
 // On a terminal it draws a bar with the current item (tensor or chunk), the
 // time spent and an ETA; with --json it writes JSON Lines events instead, for
-// other programs to show (schema in README.md, "Progress events"):
-//   {"type":"progress","data":{"step":"quantize","done":3,"total":30,
-//    "item":"blk.0.attn_v.weight","elapsed_s":1.25,"eta_s":11.2}}
-//   {"type":"progress_end","data":{"step":"quantize","done":30,"total":30,"elapsed_s":12.5}}
+// other programs to show (schema in README.md, "Commands"):
+//   {"data":{"done":3,"elapsed_s":1.25,"eta_s":11.2,"item":"blk.0.attn_v.weight","step":"quantize","total":30},
+//    "type":"progress"}
+//   {"data":{"done":30,"elapsed_s":12.5,"step":"quantize","total":30},"type":"progress_end"}
 // eta_s is null until something is done. -q silences both.
 #ifndef MIXQ_BASE_PROGRESS_H_
 #define MIXQ_BASE_PROGRESS_H_
