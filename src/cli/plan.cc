@@ -36,7 +36,7 @@ Result<plan::Measurement> LoadAnyMeasurement(const GlobalOptions& global, const 
   buffer << in.rdbuf();
   const std::string text = buffer.str();
   auto format = opt.format.empty() ? plan::DetectMeasurementFormat(text) : plan::ParseMeasurementFormatName(opt.format);
-  if (!format) return format.error().WithContext("'" + opt.measurement + "'");
+  if (!format) return opt.format.empty() ? format.error().WithContext("'" + opt.measurement + "'") : format.error();
   const std::string as(plan::MeasurementFormatDescription(*format));
   Info(global, "reading '" + opt.measurement + "' as " + as + (opt.format.empty() ? " (detected)" : " (--format)"));
   auto m = [&]() -> Result<plan::Measurement> {

@@ -79,7 +79,9 @@ Result<MeasurementFormat> DetectMeasurementFormat(std::string_view text) {
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) return Status::Corruption("an empty file; expected " + std::string(kKnown));
   if (text.substr(0, 4) == "GGUF") {
-    return Status::Corruption("a GGUF model, not a measurement; measure it first (mixq measure MODEL.gguf ...)");
+    return Status::Corruption(
+        "a GGUF file (a model or an imatrix), not a measurement; measure the model first (mixq measure MODEL.gguf "
+        "...)");
   }
   if (text.find('\0') != std::string_view::npos) {
     return Status::Corruption("binary data, not a measurement; expected " + std::string(kKnown));

@@ -80,7 +80,7 @@ TEST(Habits, PlanReadsEachFormatByItsContent) {
 
   auto model = RunMixq("plan " + Q(testing::RefDevModel()) + " --target 4.5bpw");
   EXPECT_EQ(model.exit_code, 3);
-  EXPECT_NE(model.err.find("a GGUF model, not a measurement"), std::string::npos) << model.err;
+  EXPECT_NE(model.err.find("a GGUF file (a model or an imatrix), not a measurement"), std::string::npos) << model.err;
   auto forced = RunMixq("plan " + Q(table) + " --format exl2 --target 4.5bpw");
   EXPECT_EQ(forced.exit_code, 3);
   EXPECT_NE(forced.err.find("read as ExLlamaV2 measurement.json"), std::string::npos) << forced.err;

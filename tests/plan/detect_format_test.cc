@@ -49,7 +49,7 @@ TEST(DetectMeasurementFormat, ErrorsSayWhatTheInputIs) {
   p.units.push_back({"blk.0.attn_q.weight", {}, "Q4_K", 4096, 2304, 0.5});
   EXPECT_NE(DetectError(PlanToJson(p)).find("schema 'mixq.plan'"), std::string::npos);
   const std::vector<uint8_t> gguf = testing::ReadFileBytes(testing::RefDevModel());
-  EXPECT_NE(DetectError(std::string_view(reinterpret_cast<const char*>(gguf.data()), 4096)).find("GGUF model"),
+  EXPECT_NE(DetectError(std::string_view(reinterpret_cast<const char*>(gguf.data()), 4096)).find("a GGUF file"),
             std::string::npos);
   EXPECT_NE(DetectError(R"({"layers": [], "model": "x"})").find("keys 'layers', 'model'"), std::string::npos);
   EXPECT_NE(DetectError(R"({"measurement": [)").find("does not parse"), std::string::npos);
