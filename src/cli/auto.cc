@@ -22,6 +22,7 @@ struct AutoCliOptions {
   std::string types;
   std::string cache_dir;
   std::string report;
+  std::string tensor_type_file;
   std::vector<std::string> keep;
   int64_t ctx = 512;
   int64_t imatrix_chunks = 40;
@@ -31,6 +32,7 @@ struct AutoCliOptions {
   int threads = 0;
   DeviceCliOptions device;
   bool no_eval = false;
+  bool dry_run = false;
 };
 
 Result<pipeline::AutoOptions> ToAutoOptions(const AutoCliOptions& opt) {
@@ -54,6 +56,8 @@ Result<pipeline::AutoOptions> ToAutoOptions(const AutoCliOptions& opt) {
   o.threads = opt.threads;
   o.eval = !opt.no_eval;
   o.gptq = opt.method == "gptq";
+  o.tensor_type_file = opt.tensor_type_file;
+  o.dry_run = opt.dry_run;
   return o;
 }
 
@@ -150,6 +154,11 @@ int RunAuto(const GlobalOptions& global, const AutoCliOptions& opt) {
   options->load = *load;
   auto result = pipeline::RunAuto(*options, CliHooks(global));
   if (!result) return ReportError(result.error());
+  if (opt.dry_run) {
+    ReportPlan(global, "auto", result->plan, false);
+    Info(global, "dry run: plan in " + result->plan_path + "; " + opt.output + " not written");
+    return kExitOk;
+  }
   if (chart_library) {
     if (Status s = WriteAutoReport(opt, *result, *chart_library); !s.ok()) return ReportError(s);
   }
@@ -189,6 +198,11 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(PositiveOrAll());
   sub->add_flag("--no-eval", opt->no_eval, "skip the final evaluation");
+  sub->add_flag("--dry-run", opt->dry_run,
+                "stop after the plan: print it and its file size, write no model (imatrix and measurement are "
+                "still computed and cached)");
+  sub->add_option("--tensor-type-file", opt->tensor_type_file,
+                  "also write the plan as llama-quantize --tensor-type-file input (PATTERN=TYPE lines)");
   sub->add_option("--report", opt->report, "also write an HTML report of this run");
   AddThreadsOption(sub, &opt->threads);
   AddDeviceOptions(sub, &opt->device);

@@ -8,12 +8,12 @@
 #define MIXQ_CLI_CLI_H_
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "base/progress.h"
 #include "base/status.h"
 #include "engine/engine.h"
 #include "formats/formats.h"
@@ -82,22 +82,16 @@ Result<engine::LoadOptions> ResolveDeviceOptions(const GlobalOptions& global, co
 
 std::string FormatBytes(uint64_t n_bytes);
 
-// A progress bar on stderr, drawn only when stderr is a TTY and not quiet,
-// redrawn at most ~10 times a second, cleared by Finish() or destruction.
-class Progress {
- public:
-  Progress(const GlobalOptions& global, std::string label, uint64_t total);
-  ~Progress();
-  void Update(uint64_t done, const std::string& detail = "");
-  void SetTotal(uint64_t total) { total_ = total; }
-  void Finish();
+// What --version prints: the version, then the types and architectures mixq
+// handles, each list read from its one table (formats, engine, diffusion).
+std::string VersionText();
 
- private:
-  bool enabled_;
-  std::string label_;
-  uint64_t total_;
-  std::chrono::steady_clock::time_point last_draw_{};
-  bool drawn_ = false;
+// The progress facility (base/progress.h) in the style the global flags ask
+// for: a bar on a terminal, JSON Lines events with --json, nothing with -q.
+class Progress : public mixq::Progress {
+ public:
+  Progress(const GlobalOptions& global, std::string step, uint64_t total)
+      : mixq::Progress(ChooseProgressStyle(global.quiet, global.json), std::move(step), total) {}
 };
 
 }  // namespace mixq::cli

@@ -1,12 +1,13 @@
-// Shared CLI plumbing: exit codes, messages, JSON envelopes, sizes, progress.
-#include <unistd.h>
-
+// Shared CLI plumbing: exit codes, messages, JSON envelopes, sizes, --version.
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 
 #include "cli/cli.h"
+#include "diffusion/diffusion.h"
+#include "engine/engine.h"
+#include "formats/formats.h"
 #include "plan/plan.h"
 
 namespace mixq::cli {
@@ -126,33 +127,12 @@ std::string FormatBytes(uint64_t n_bytes) {
   return buf;
 }
 
-Progress::Progress(const GlobalOptions& global, std::string label, uint64_t total)
-    : enabled_(!global.quiet && ::isatty(STDERR_FILENO)), label_(std::move(label)), total_(total) {}
-
-Progress::~Progress() { Finish(); }
-
-void Progress::Update(uint64_t done, const std::string& detail) {
-  if (!enabled_) return;
-  auto now = std::chrono::steady_clock::now();
-  if (drawn_ && done < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
-  last_draw_ = now;
-  drawn_ = true;
-  constexpr int kWidth = 30;
-  double frac = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
-  int filled = static_cast<int>(frac * kWidth);
-  std::string bar(filled, '#');
-  bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r\033[K%s [%s] %3d%% %s", label_.c_str(), bar.c_str(), static_cast<int>(frac * 100),
-               detail.c_str());
-  std::fflush(stderr);
-}
-
-void Progress::Finish() {
-  if (enabled_ && drawn_) {
-    std::fprintf(stderr, "\r\033[K");
-    std::fflush(stderr);
-  }
-  drawn_ = false;
+std::string VersionText() {
+  const std::string decode_only = formats::DecodeOnlyFormatNames();
+  return std::string("mixq ") + MIXQ_VERSION + "\ntypes (encode and decode): " + formats::EncodableFormatNames() +
+         "\ntypes (decode only): " + (decode_only.empty() ? "none" : decode_only) +
+         "\narchitectures (eval, imatrix, measure, auto): " + std::string(engine::SupportedArchitectures()) +
+         "\narchitectures (convert, diffusion): " + diffusion::ConvertedArchitectures();
 }
 
 }  // namespace mixq::cli

@@ -28,9 +28,12 @@ int main(int argc, char** argv) {
   CLI::App app{"mixq: the best mixed-precision GGUF quantization for a given size", "mixq"};
   app.footer(kExitCodesHelp);
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("mixq ") + MIXQ_VERSION);
+  app.set_version_flag("--version", mixq::cli::VersionText,
+                       "print the version, the types and the architectures mixq handles");
   mixq::cli::GlobalOptions global;
-  app.add_flag("--json", global.json, "print results as JSON Lines on stdout")->configurable(false);
+  app.add_flag("--json", global.json,
+               "print results as JSON Lines on stdout, and progress as JSON Lines events on stderr")
+      ->configurable(false);
   app.add_flag("-q,--quiet", global.quiet, "no progress or info messages (errors still print)");
   app.fallthrough();
 

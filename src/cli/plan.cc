@@ -14,7 +14,7 @@ namespace {
 
 struct PlanCliOptions {
   std::string measurement;
-  std::string format = "mixq";
+  std::string format;  // empty: detected from the content
   std::string target;
   std::string target_size;
   std::string gpu_budget;
@@ -23,27 +23,97 @@ struct PlanCliOptions {
   std::string min_type;
   std::string max_type;
   std::string output;
+  std::string tensor_type_file;
   bool greedy = false;
 };
 
-Result<plan::Measurement> LoadAnyMeasurement(const PlanCliOptions& opt) {
-  if (opt.format == "mixq") return plan::LoadMeasurement(opt.measurement);
-  std::ifstream in(opt.measurement);
+// The measurement in whatever format its content is (or --format says), and
+// what it was read as in any error.
+Result<plan::Measurement> LoadAnyMeasurement(const GlobalOptions& global, const PlanCliOptions& opt) {
+  std::ifstream in(opt.measurement, std::ios::binary);
   if (!in) return Status::IOError("cannot read '" + opt.measurement + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  if (opt.format == "exl2") return plan::ImportExl2Measurement(text.str(), plan::Exl2Cost::kErrSquared);
-  if (opt.format == "flux-table") {
-    auto table = plan::ImportCostTable(text.str(), plan::FluxDevCostTableSpec());
-    MIXQ_TRY(table);
-    return diffusion::FitToFluxDev(*table);
-  }
-  return Status::InvalidArgument("--format must be mixq, exl2 or flux-table, not '" + opt.format + "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  auto format = opt.format.empty() ? plan::DetectMeasurementFormat(text) : plan::ParseMeasurementFormatName(opt.format);
+  if (!format) return opt.format.empty() ? format.error().WithContext("'" + opt.measurement + "'") : format.error();
+  const std::string as(plan::MeasurementFormatDescription(*format));
+  Info(global, "reading '" + opt.measurement + "' as " + as + (opt.format.empty() ? " (detected)" : " (--format)"));
+  auto m = [&]() -> Result<plan::Measurement> {
+    switch (*format) {
+      case plan::MeasurementFormat::kMixq:
+        return plan::ParseMeasurementJson(text);
+      case plan::MeasurementFormat::kExl2:
+        return plan::ImportExl2Measurement(text, plan::Exl2Cost::kErrSquared);
+      case plan::MeasurementFormat::kCostTable: {
+        auto table = plan::ImportCostTable(text, plan::FluxDevCostTableSpec());
+        MIXQ_TRY(table);
+        return diffusion::FitToFluxDev(*table);
+      }
+    }
+    return Status::Internal("unknown measurement format");
+  }();
+  if (!m) return m.error().WithContext("'" + opt.measurement + "' read as " + as);
+  return m;
 }
 
+}  // namespace
+
+void ReportPlan(const GlobalOptions& global, const std::string& command, const plan::Plan& p, bool offload) {
+  auto args = plan::TensorTypeArgs(p);
+  const bool is_diffusion = pipeline::IsDiffusionPlan(p);
+  if (global.json) {
+    EmitJsonBegin(command);
+    for (const auto& u : p.units) {
+      EmitJson("unit", {{"name", u.name},
+                        {"type", u.type},
+                        {"n_weights", u.n_weights},
+                        {"size_bytes", u.n_bytes},
+                        {"cost", u.cost}});
+    }
+    nlohmann::json s = {{"method", p.method},
+                        {"file_bytes", p.file_n_bytes},
+                        {"budget_bytes", p.budget_file_n_bytes},
+                        {"tensor_bytes", p.tensor_n_bytes},
+                        {"bpw", p.bpw},
+                        {"cost", p.cost},
+                        {"lower_bound", p.lower_bound},
+                        {"optimal", p.optimal}};
+    if (args) s["llama_quantize_args"] = *args;
+    if (offload) s.update(OffloadSummary(p));
+    s.update(PlanBreakdown(p));
+    if (is_diffusion) {
+      s["file_gib"] = static_cast<double>(p.file_n_bytes) / (1ull << 30);
+      s["gpu_gib"] = diffusion::SmallestGpuGib(static_cast<uint64_t>(p.file_n_bytes));
+    }
+    EmitJson("summary", s);
+    return;
+  }
+  std::printf("# %s plan: %s (%lld bytes) of budget %lld, %.4f bpw, predicted cost %.6g (bound %.6g, %s)\n",
+              p.method.c_str(), FormatBytes(static_cast<uint64_t>(p.file_n_bytes)).c_str(),
+              static_cast<long long>(p.file_n_bytes), static_cast<long long>(p.budget_file_n_bytes), p.bpw, p.cost,
+              p.lower_bound, p.optimal ? "optimal" : "not proven optimal");
+  for (const auto& u : p.units) std::printf("%-44s %s\n", u.name.c_str(), u.type.c_str());
+  if (args) {
+    std::printf("# llama-quantize arguments:\n");
+    for (const auto& a : *args) std::printf("--tensor-type '%s' ", a.c_str());
+    std::printf("\n");
+  }
+  if (offload) PrintOffloadSummary(p);
+  if (is_diffusion) {
+    std::printf("# ComfyUI-GGUF: %s\n", diffusion::FitSummary(static_cast<uint64_t>(p.file_n_bytes), p.bpw).c_str());
+  } else if (!global.quiet) {
+    PrintPlanBreakdown(p);
+  }
+}
+
+namespace {
+
 int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
-  if (Status s = CheckOutputsAreNotInputs({opt.measurement}, {opt.output}); !s.ok()) return ReportError(s);
-  auto m = LoadAnyMeasurement(opt);
+  if (Status s = CheckOutputsAreNotInputs({opt.measurement}, {opt.output, opt.tensor_type_file}); !s.ok()) {
+    return ReportError(s);
+  }
+  auto m = LoadAnyMeasurement(global, opt);
   if (!m) return ReportError(m.error());
   plan::PlanRequest req;
   std::optional<plan::OffloadBudgets> offload;
@@ -71,51 +141,10 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
   if (!opt.output.empty()) {
     if (Status s = plan::SavePlan(*p, opt.output); !s.ok()) return ReportError(s);
   }
-  auto args = plan::TensorTypeArgs(*p);
-  const bool is_diffusion = pipeline::IsDiffusionPlan(*p);
-  if (global.json) {
-    EmitJsonBegin("plan");
-    for (const auto& u : p->units) {
-      EmitJson("unit", {{"name", u.name},
-                        {"type", u.type},
-                        {"n_weights", u.n_weights},
-                        {"size_bytes", u.n_bytes},
-                        {"cost", u.cost}});
-    }
-    nlohmann::json s = {{"method", p->method},
-                        {"file_bytes", p->file_n_bytes},
-                        {"budget_bytes", p->budget_file_n_bytes},
-                        {"tensor_bytes", p->tensor_n_bytes},
-                        {"bpw", p->bpw},
-                        {"cost", p->cost},
-                        {"lower_bound", p->lower_bound},
-                        {"optimal", p->optimal}};
-    if (args) s["llama_quantize_args"] = *args;
-    if (offload) s.update(OffloadSummary(*p));
-    s.update(PlanBreakdown(*p));
-    if (is_diffusion) {
-      s["file_gib"] = static_cast<double>(p->file_n_bytes) / (1ull << 30);
-      s["gpu_gib"] = diffusion::SmallestGpuGib(static_cast<uint64_t>(p->file_n_bytes));
-    }
-    EmitJson("summary", s);
-    return kExitOk;
+  if (!opt.tensor_type_file.empty()) {
+    if (Status s = plan::SaveTensorTypeFile(*p, opt.tensor_type_file); !s.ok()) return ReportError(s);
   }
-  std::printf("# %s plan: %s (%lld bytes) of budget %lld, %.4f bpw, predicted cost %.6g (bound %.6g, %s)\n",
-              p->method.c_str(), FormatBytes(static_cast<uint64_t>(p->file_n_bytes)).c_str(),
-              static_cast<long long>(p->file_n_bytes), static_cast<long long>(p->budget_file_n_bytes), p->bpw, p->cost,
-              p->lower_bound, p->optimal ? "optimal" : "not proven optimal");
-  for (const auto& u : p->units) std::printf("%-44s %s\n", u.name.c_str(), u.type.c_str());
-  if (args) {
-    std::printf("# llama-quantize arguments:\n");
-    for (const auto& a : *args) std::printf("--tensor-type '%s' ", a.c_str());
-    std::printf("\n");
-  }
-  if (offload) PrintOffloadSummary(*p);
-  if (is_diffusion) {
-    std::printf("# ComfyUI-GGUF: %s\n", diffusion::FitSummary(static_cast<uint64_t>(p->file_n_bytes), p->bpw).c_str());
-  } else if (!global.quiet) {
-    PrintPlanBreakdown(*p);
-  }
+  ReportPlan(global, "plan", *p, offload.has_value());
   return kExitOk;
 }
 
@@ -127,9 +156,8 @@ void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("measurement", opt->measurement, "measurement (mixq JSON, ExLlamaV2 measurement.json, cost table)")
       ->required();
   sub->add_option("--format", opt->format,
-                  "input format: mixq, exl2, flux-table (per-layer casting costs of Flux.1-dev in markdown, fitted as "
-                  "mixq convert stores it)")
-      ->capture_default_str();
+                  "input format instead of the one its content shows: mixq, exl2, flux-table (a per-layer cost "
+                  "table, fitted to Flux.1-dev as mixq convert stores it)");
   sub->add_option("--target", opt->target, "bits per weight over all tensors, e.g. 4.5bpw");
   sub->add_option("--target-size", opt->target_size, "whole output file size, e.g. 2.1GiB or 750MB");
   sub->add_option("--gpu-budget", opt->gpu_budget,
@@ -140,6 +168,8 @@ void AddPlan(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--max-type", opt->max_type, "no type above this one's bpw");
   sub->add_flag("--greedy", opt->greedy, "use the greedy benefit/cost baseline instead of the exact solver");
   sub->add_option("-o,--output", opt->output, "plan JSON to write (for mixq quantize --plan)");
+  sub->add_option("--tensor-type-file", opt->tensor_type_file,
+                  "also write the plan as llama-quantize --tensor-type-file input (PATTERN=TYPE lines)");
   sub->callback([&global, opt, action] { *action = [&global, opt] { return RunPlan(global, *opt); }; });
 }
 

@@ -32,6 +32,11 @@ Result<plan::OffloadBudgets> ParseOffloadBudgets(const std::string& gpu, const s
 nlohmann::json OffloadSummary(const plan::Plan& plan);
 void PrintOffloadSummary(const plan::Plan& plan);
 
+// A plan as `mixq plan` prints it: JSON Lines under a "begin" of `command`
+// with --json; else the header line, one line per unit and the llama-quantize
+// arguments on stdout, the breakdown on stderr. `offload`: an offload plan.
+void ReportPlan(const GlobalOptions& global, const std::string& command, const plan::Plan& p, bool offload);
+
 // One line per tensor role and per layer: average bits per weight chosen.
 nlohmann::json PlanBreakdown(const plan::Plan& plan);
 void PrintPlanBreakdown(const plan::Plan& plan);

@@ -133,6 +133,8 @@ Result<Model> InspectTensors(const std::vector<safetensors::TensorEntry>& tensor
 // Whether general.architecture names a diffusion family convert.py knows
 // ("flux", "sd3", "hyvid", ...), converted by mixq or not.
 bool IsDiffusionArchitecture(std::string_view architecture);
+// "flux": the families mixq converts, in the table's order, for --version.
+std::string ConvertedArchitectures();
 
 // The block a tensor belongs to ("double_blocks.7", "single_blocks.0"), or ""
 // for entry/exit tensors.

@@ -166,6 +166,14 @@ bool IsDiffusionArchitecture(std::string_view architecture) {
   return std::any_of(families.begin(), families.end(), [&](const Family& f) { return f.architecture == architecture; });
 }
 
+std::string ConvertedArchitectures() {
+  std::string names;
+  for (const Family& f : Families()) {
+    if (f.supported) names += (names.empty() ? "" : ", ") + std::string(f.architecture);
+  }
+  return names;
+}
+
 Result<Model> Inspect(const Source& source) {
   return InspectTensors(source.tensors(), "checkpoint '" + source.path() + "'");
 }
@@ -221,7 +229,7 @@ Result<Model> InspectTensors(const std::vector<safetensors::TensorEntry>& all, c
   }
   if (!family->supported) {
     return Status::NotSupported(where + " looks like a '" + std::string(family->architecture) +
-                                "' model; mixq converts only flux so far");
+                                "' model; mixq converts only " + ConvertedArchitectures() + " so far");
   }
   model.architecture = family->architecture;
 

@@ -94,6 +94,8 @@ const Format* FindFormat(uint32_t ggml_id);
 const Format* FindFormatByName(std::string_view name);
 // Comma-separated names of the types mixq can encode, in table order.
 std::string EncodableFormatNames();
+// Those mixq can decode but not encode.
+std::string DecodeOnlyFormatNames();
 
 // Bytes of one row of n_elems; InvalidArgument when n_elems is not a multiple of
 // the block size or the format is removed.

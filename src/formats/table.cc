@@ -304,6 +304,18 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// Comma-separated names of the table's formats that `keep` accepts, in table order.
+template <typename Keep>
+std::string JoinFormatNames(Keep keep) {
+  std::string names;
+  for (const Format& f : kFormats) {
+    if (!keep(f)) continue;
+    if (!names.empty()) names += ", ";
+    names += f.name;
+  }
+  return names;
+}
+
 }  // namespace
 
 std::span<const Format> AllFormats() { return kFormats; }
@@ -326,13 +338,11 @@ const Format* FindFormatByName(std::string_view name) {
 }
 
 std::string EncodableFormatNames() {
-  std::string names;
-  for (const Format& f : kFormats) {
-    if (!f.can_encode()) continue;
-    if (!names.empty()) names += ", ";
-    names += f.name;
-  }
-  return names;
+  return JoinFormatNames([](const Format& f) { return f.can_encode(); });
+}
+
+std::string DecodeOnlyFormatNames() {
+  return JoinFormatNames([](const Format& f) { return f.can_decode() && !f.can_encode(); });
 }
 
 Result<int64_t> RowBytes(const Format& format, int64_t n_elems) {

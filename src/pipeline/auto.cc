@@ -123,9 +123,10 @@ Result<engine::EvalResult> EvaluateOutput(const AutoOptions& opt, const gguf::Gg
 Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   const auto start = std::chrono::steady_clock::now();
   const AutoCache cache(opt);
-  MIXQ_TRY(CheckOutputsAreNotInputs(
-      {opt.model, opt.text, opt.eval_text, opt.imatrix},
-      {opt.output, cache.dir, opt.imatrix.empty() ? cache.imatrix : "", cache.measure, cache.measurement, cache.plan}));
+  MIXQ_TRY(
+      CheckOutputsAreNotInputs({opt.model, opt.text, opt.eval_text, opt.imatrix},
+                               {opt.output, opt.tensor_type_file, cache.dir, opt.imatrix.empty() ? cache.imatrix : "",
+                                cache.measure, cache.measurement, cache.plan}));
   MIXQ_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(opt.model));
   MIXQ_ASSIGN_OR_RETURN(auto model, engine::Model::Load(file, opt.load));
 
@@ -174,6 +175,12 @@ Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   req.constraints.keep = opt.keep;
   MIXQ_ASSIGN_OR_RETURN(result.plan, plan::SolvePlan(measured.measurement, req));
   MIXQ_TRY(plan::SavePlan(result.plan, cache.plan));
+  result.plan_path = cache.plan;
+  if (!opt.tensor_type_file.empty()) MIXQ_TRY(plan::SaveTensorTypeFile(result.plan, opt.tensor_type_file));
+  if (opt.dry_run) {
+    result.seconds = SecondsSince(start);
+    return result;
+  }
 
   t0 = std::chrono::steady_clock::now();
   quantize::QuantizeOptions qo;

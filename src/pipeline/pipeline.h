@@ -111,6 +111,8 @@ struct AutoOptions {
   // calibration chunks; false: options' plain method.
   bool gptq = true;
   formats::QuantMethod method = formats::QuantMethod::kBest;
+  std::string tensor_type_file;  // non-empty: the plan also as llama-quantize --tensor-type-file input
+  bool dry_run = false;          // stop after the plan: no model written, no report/quantize/eval
 };
 
 struct AutoResult {
@@ -123,6 +125,7 @@ struct AutoResult {
   double seconds_eval = 0;
   double seconds = 0;
   plan::Measurement measurement;
+  std::string plan_path;  // the plan as kept in the cache directory
 };
 
 // imatrix -> measure -> plan -> quantize -> eval. The imatrix, the measure

@@ -83,16 +83,35 @@ int64_t OptionBytes(const std::string& type, double bits, int64_t n_weights) {
   return static_cast<int64_t>(std::ceil(static_cast<long double>(n_weights) * bits / 8.0L));
 }
 
-}  // namespace
-
-Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSpec& spec) {
+std::vector<std::string_view> SplitLines(std::string_view text) {
   std::vector<std::string_view> lines;
-  for (size_t start = 0; start <= markdown.size();) {
-    size_t nl = markdown.find('\n', start);
-    if (nl == std::string_view::npos) nl = markdown.size();
-    lines.push_back(markdown.substr(start, nl - start));
+  for (size_t start = 0; start <= text.size();) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) nl = text.size();
+    lines.push_back(text.substr(start, nl - start));
     start = nl + 1;
   }
+  return lines;
+}
+
+bool IsBitsRow(std::string_view line) { return IsTableLine(line) && Cells(line).front() == "bits"; }
+
+}  // namespace
+
+bool IsCostTable(std::string_view markdown) {
+  const std::vector<std::string_view> lines = SplitLines(markdown);
+  // A "bits" row in the body of a table: below a separator row, with only table rows between.
+  for (size_t l = 0; l < lines.size(); ++l) {
+    if (!IsBitsRow(lines[l])) continue;
+    for (size_t k = l; k > 1 && IsTableLine(lines[k - 1]); --k) {
+      if (IsSeparator(lines[k - 1])) return true;
+    }
+  }
+  return false;
+}
+
+Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSpec& spec) {
+  const std::vector<std::string_view> lines = SplitLines(markdown);
   // The first table that has a "bits" row (a document may hold summary
   // tables before it, and derived tables after it).
   std::vector<Column> columns;
@@ -116,7 +135,7 @@ Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSp
         return Status::Corruption("table line " + std::to_string(l + 1) + " has " + std::to_string(cells.size()) +
                                   " cells, the header has " + std::to_string(head.size()));
       }
-      if (cells[0] == "bits") {
+      if (IsBitsRow(lines[l])) {
         for (size_t i = 0; i < columns.size(); ++i) {
           if (!cells[i + 1].empty() && !ParseDouble(cells[i + 1], &columns[i].bits)) {
             return Status::Corruption("bad bits value '" + std::string(cells[i + 1]) + "' on line " +

@@ -262,6 +262,14 @@ Result<std::vector<std::string>> TensorTypeArgs(const Plan& plan) {
   return args;
 }
 
+Status SaveTensorTypeFile(const Plan& plan, const std::string& path) {
+  auto args = TensorTypeArgs(plan);
+  MIXQ_TRY(args);
+  std::string text;
+  for (const std::string& a : *args) text.append(a).append("\n");
+  return json::WriteTextFileAtomic(path, text);
+}
+
 const UnitPlan* FindUnitForTensor(const Plan& plan, std::string_view tensor_name) {
   for (const UnitPlan& u : plan.units) {
     if (u.tensors.empty()) {

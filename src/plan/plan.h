@@ -128,12 +128,33 @@ struct CostTableSpec {
 // no tensor list, so per-tensor alignment padding belongs in fixed_n_bytes.
 Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSpec& spec);
 
+// Whether `markdown` holds a table ImportCostTable reads: a "bits" row below a
+// header and a separator row.
+bool IsCostTable(std::string_view markdown);
+
 // The layout of Flux.1-dev as seed 000 describes it: rows 0-18 are
 // double_blocks.0-18 (339,738,624 weights each), rows 19-56 are
 // single_blocks.0-37 (141,557,760 each); BF16 is the unquantized option; the
 // 67,210,368 weights left in BF16 (entry/exit layers, norms, block biases) are
 // the fixed part (without GGUF header bytes, which the table cannot know).
 CostTableSpec FluxDevCostTableSpec();
+
+// The inputs `mixq plan` reads, told apart by their content.
+enum class MeasurementFormat {
+  kMixq,       // JSON with "schema": "mixq.measurement"
+  kExl2,       // JSON object with a "measurement" key: ExLlamaV2's measurement.json
+  kCostTable,  // markdown with a "bits" row (IsCostTable), read with the Flux.1-dev layout
+};
+// The --format name ("mixq", "exl2", "flux-table") and what a person calls it
+// ("ExLlamaV2 measurement.json").
+std::string_view MeasurementFormatName(MeasurementFormat format);
+std::string_view MeasurementFormatDescription(MeasurementFormat format);
+// InvalidArgument listing the names when `name` is none of them.
+Result<MeasurementFormat> ParseMeasurementFormatName(std::string_view name);
+// The format of `text`. Corruption saying what the text is instead (a GGUF
+// file, another mixq document such as a plan, JSON with other keys, JSON that
+// does not parse, text without a cost table).
+Result<MeasurementFormat> DetectMeasurementFormat(std::string_view text);
 
 // ---------------------------------------------------------------------------
 // Requests
@@ -279,6 +300,13 @@ Status SavePlan(const Plan& plan, const std::string& path);
 // patterns survive llama-quantize's lower-casing. NotSupported when a chosen
 // type is not a ggml type.
 Result<std::vector<std::string>> TensorTypeArgs(const Plan& plan);
+
+// Writes TensorTypeArgs as a file for llama-quantize --tensor-type-file: one
+// PATTERN=TYPE a line. llama.cpp reads the file as whitespace-separated
+// PATTERN=TYPE items (parse_tensor_type_file: `file >> arg`, each item through
+// parse_tensor_type, as --tensor-type's value), so the file holds nothing else:
+// a comment line would be refused as a malformed item.
+Status SaveTensorTypeFile(const Plan& plan, const std::string& path);
 
 // The type name as ggml prints it (ggml_type_name): lower case except the K
 // of k-quants ("Q4_K" -> "q4_K", "IQ4_XS" -> "iq4_xs").
