@@ -67,10 +67,7 @@ int NearestListedIQ1(const LatticeIndex& lattice, uint32_t code, const float* x,
     best = smaller ? d2 : best;
     best_pos = smaller ? j + Mask4{0, 1, 2, 3} : best_pos;
   }
-  int lane = 0;
-  for (int i = 1; i < 4; ++i) {
-    if (best[i] < best[lane] || (best[i] == best[lane] && best_pos[i] < best_pos[lane])) lane = i;
-  }
+  const int lane = FirstMinimumLane(best, best_pos);
   // ggml's fallback past this point reads outside its arrays; only overflowing inputs reach it.
   if (!(best[lane] < FLT_MAX)) return list.front();
   return list[std::min(best_pos[lane], n - 1)];

@@ -54,6 +54,17 @@ inline Mask4 NearestIntLanes(Lanes4 v) {
   return (bits & 0x007FFFFF) - 0x00400000;
 }
 
+// Where four lane-wise running minima (best, at positions pos) reduce to one:
+// the smallest value, the first position among equal ones, as a sequential
+// scan over the positions would find it.
+inline int FirstMinimumLane(Lanes4 best, Mask4 pos) {
+  int lane = 0;
+  for (int i = 1; i < 4; ++i) {
+    if (best[i] < best[lane] || (best[i] == best[lane] && pos[i] < pos[lane])) lane = i;
+  }
+  return lane;
+}
+
 }  // namespace mixq::formats::internal
 
 #endif  // MIXQ_FORMATS_LANES_H_
