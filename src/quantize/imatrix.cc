@@ -29,6 +29,27 @@ Status CheckValues(const std::string& name, const std::vector<float>& values) {
   return Status::Ok();
 }
 
+// A mean squared activation of 1e20 is an activation of 1e10, far beyond any
+// trained model; past it the importance-weighted sums of the block searches
+// overflow float on weights of F16 range, and quantized weights come out
+// non-finite. Such a file is corrupt, not extreme.
+constexpr double kMaxMeanImportance = 1e20;
+
+// Every importance the entry gives (sum / rounded count, as Importance reads
+// it) within kMaxMeanImportance.
+Status CheckMeans(const std::string& name, const ImatrixEntry& e) {
+  const size_t per_count = e.in_sum2.size() / e.counts.size();
+  for (size_t i = 0; i < e.in_sum2.size(); ++i) {
+    const double count = std::round(e.counts[i / per_count]);
+    if (count > 0 && e.in_sum2[i] / count > kMaxMeanImportance) {
+      return Status::Corruption("imatrix entry '" + name + "' has a mean squared activation of " +
+                                std::to_string(e.in_sum2[i] / count) + " at index " + std::to_string(i) +
+                                ", beyond any model's (limit 1e20)");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<float>> F32Tensor(const gguf::GgufFile& file, const gguf::TensorInfo& t) {
   if (t.format->ggml_id != 0) return Status::Corruption("imatrix tensor '" + t.name + "' is not F32");
   auto bytes = file.TensorData(t);
@@ -63,6 +84,7 @@ Result<Imatrix> LoadGgufImatrix(const gguf::GgufFile& file) {
     }
     MIXQ_TRY(CheckValues(weight, e.in_sum2));
     MIXQ_TRY(CheckValues(weight, e.counts));
+    MIXQ_TRY(CheckMeans(weight, e));
     im.entries.emplace(std::move(weight), std::move(e));
   }
   if (im.entries.empty()) return Status::Corruption("GGUF file holds no imatrix entries (*.in_sum2)");
@@ -99,6 +121,7 @@ Result<Imatrix> LoadLegacyImatrix(std::span<const uint8_t> bytes) {
     MIXQ_TRY(in.ReadInto(e.in_sum2.data(), static_cast<uint64_t>(*nval) * sizeof(float)));
     e.counts = {*ncall > 0 ? static_cast<float>(*ncall) : 1.0f};
     MIXQ_TRY(CheckValues(name, e.in_sum2));
+    MIXQ_TRY(CheckMeans(name, e));
     im.entries[name] = std::move(e);
   }
   if (in.remaining() >= 8) {

@@ -153,5 +153,32 @@ TEST(Imatrix, NegativeValuesAreRefused) {
                                      "and token counts are never negative");
 }
 
+// A finite but absurd importance (found by imatrix_fuzz: 2e35) overflowed the
+// block searches into non-finite weights; such a file is refused on reading.
+TEST(Imatrix, ImportancesBeyondAnyModelAreRefused) {
+  testing::TempDir dir;
+  std::vector<uint8_t> dat;
+  AppendI32(dat, 1);
+  const std::string name = "blk.0.attn_k.weight";
+  AppendI32(dat, static_cast<int32_t>(name.size()));
+  dat.insert(dat.end(), name.begin(), name.end());
+  AppendI32(dat, 512);  // ncall
+  AppendI32(dat, 256);  // nval
+  for (int j = 0; j < 256; ++j) Append(dat, j == 7 ? 1e35f : 2.0f);
+  testing::WriteFileBytes(dir.File("huge.dat"), dat);
+  auto r = LoadImatrix(dir.File("huge.dat"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
+  EXPECT_NE(r.error().message().find("at index 7, beyond any model's (limit 1e20)"), std::string::npos)
+      << r.error().message();
+
+  Imatrix im = SampleImatrix();
+  im.entries["blk.0.attn_q.weight"].in_sum2[3] = 1e30f;
+  ASSERT_TRUE(SaveImatrix(im, dir.File("huge.gguf")).ok());
+  auto g = LoadImatrix(dir.File("huge.gguf"));
+  ASSERT_FALSE(g.has_value());
+  EXPECT_EQ(g.error().kind(), StatusKind::kCorruption);
+}
+
 }  // namespace
 }  // namespace mixq::quantize
