@@ -128,6 +128,19 @@ TEST(Imatrix, ReadsLegacyDatFormat) {
 // A sum of squares below zero is corruption, like NaN: as an importance
 // weight it made the quantizers' weighted searches produce non-finite or
 // failed rows (found by imatrix_fuzz; seed tests/fuzz/seeds/imatrix/negative-sum.dat).
+// A legacy .dat imatrix of one entry: 256 values of 2 from 512 calls, but
+// `value` at `index`.
+std::vector<uint8_t> OneEntryDat(const std::string& name, int index, float value) {
+  std::vector<uint8_t> dat;
+  AppendI32(dat, 1);
+  AppendI32(dat, static_cast<int32_t>(name.size()));
+  dat.insert(dat.end(), name.begin(), name.end());
+  AppendI32(dat, 512);  // ncall
+  AppendI32(dat, 256);  // nval
+  for (int j = 0; j < 256; ++j) Append(dat, j == index ? value : 2.0f);
+  return dat;
+}
+
 TEST(Imatrix, NegativeValuesAreRefused) {
   Imatrix im = SampleImatrix();
   im.entries["blk.0.attn_q.weight"].in_sum2[3] = -1.5f;
@@ -136,15 +149,8 @@ TEST(Imatrix, NegativeValuesAreRefused) {
   ASSERT_FALSE(saved.ok());
   EXPECT_NE(saved.message().find("negative value"), std::string::npos) << saved.message();
 
-  std::vector<uint8_t> dat;
-  AppendI32(dat, 1);
   const std::string name = "blk.0.attn_k.weight";
-  AppendI32(dat, static_cast<int32_t>(name.size()));
-  dat.insert(dat.end(), name.begin(), name.end());
-  AppendI32(dat, 512);  // ncall
-  AppendI32(dat, 256);  // nval
-  for (int j = 0; j < 256; ++j) Append(dat, j == 3 ? -1.5f : 2.0f);
-  testing::WriteFileBytes(dir.File("neg.dat"), dat);
+  testing::WriteFileBytes(dir.File("neg.dat"), OneEntryDat(name, 3, -1.5f));
   auto r = LoadImatrix(dir.File("neg.dat"));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
@@ -157,15 +163,8 @@ TEST(Imatrix, NegativeValuesAreRefused) {
 // block searches into non-finite weights; such a file is refused on reading.
 TEST(Imatrix, ImportancesBeyondAnyModelAreRefused) {
   testing::TempDir dir;
-  std::vector<uint8_t> dat;
-  AppendI32(dat, 1);
   const std::string name = "blk.0.attn_k.weight";
-  AppendI32(dat, static_cast<int32_t>(name.size()));
-  dat.insert(dat.end(), name.begin(), name.end());
-  AppendI32(dat, 512);  // ncall
-  AppendI32(dat, 256);  // nval
-  for (int j = 0; j < 256; ++j) Append(dat, j == 7 ? 1e35f : 2.0f);
-  testing::WriteFileBytes(dir.File("huge.dat"), dat);
+  testing::WriteFileBytes(dir.File("huge.dat"), OneEntryDat(name, 7, 1e35f));
   auto r = LoadImatrix(dir.File("huge.dat"));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind(), StatusKind::kCorruption);
