@@ -137,9 +137,12 @@ Result<Measurement> ImportCostTable(std::string_view markdown, const CostTableSp
       }
       if (IsBitsRow(lines[l])) {
         for (size_t i = 0; i < columns.size(); ++i) {
-          if (!cells[i + 1].empty() && !ParseDouble(cells[i + 1], &columns[i].bits)) {
+          if (cells[i + 1].empty()) continue;
+          // A weight takes more than 0 and at most 64 bits (F64) in any format; beyond that the byte count of a
+          // layer would overflow.
+          if (!ParseDouble(cells[i + 1], &columns[i].bits) || !(columns[i].bits > 0.0 && columns[i].bits <= 64.0)) {
             return Status::Corruption("bad bits value '" + std::string(cells[i + 1]) + "' on line " +
-                                      std::to_string(l + 1));
+                                      std::to_string(l + 1) + " (a bits value is above 0 and at most 64)");
           }
         }
         have_bits = true;

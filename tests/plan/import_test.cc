@@ -110,6 +110,19 @@ TEST(ImportCostTable, RejectsMismatchedLayouts) {
   EXPECT_EQ(ImportCostTable(no_bits, spec).error().kind(), StatusKind::kCorruption);
 }
 
+TEST(ImportCostTable, BitsBeyondAnyFormatAreRefused) {
+  CostTableSpec spec;
+  spec.layers = {{"a", 1'000'000}};
+  // plan_inputs_fuzz found 7e114: the layer's byte count overflowed int64 (undefined behaviour).
+  for (const char* bits : {"7.11111e114", "65", "0", "-4", "inf", "nan"}) {
+    const std::string table = std::string("|-|fp6|\n|-:|-:|\n|bits|") + bits + "|\n|0|1.0|\n";
+    auto m = ImportCostTable(table, spec);
+    ASSERT_FALSE(m.has_value()) << bits;
+    EXPECT_EQ(m.error().kind(), StatusKind::kCorruption) << bits;
+    EXPECT_NE(m.error().message().find("line 3"), std::string::npos) << m.error().message();
+  }
+}
+
 TEST(ImportCostTable, ForeignTypesUseTheTableBits) {
   const std::string table = "|-|Q8_0|fp6|\n|-:|-:|-:|\n|bits|8.5|6|\n|0|1.0|2.0|\n";
   CostTableSpec spec;
