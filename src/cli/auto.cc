@@ -27,6 +27,7 @@ struct AutoCliOptions {
   int64_t ctx = 512;
   int64_t imatrix_chunks = 40;
   int64_t measure_chunks = 4;
+  int64_t error_rows = measure::MeasureOptions{}.error_rows;
   std::string method = "gptq";
   int64_t eval_chunks = 20;
   int threads = 0;
@@ -52,6 +53,7 @@ Result<pipeline::AutoOptions> ToAutoOptions(const AutoCliOptions& opt) {
   o.ctx = opt.ctx;
   o.imatrix_chunks = opt.imatrix_chunks;
   o.measure_chunks = opt.measure_chunks;
+  o.error_rows = opt.error_rows;
   o.eval_chunks = opt.eval_chunks;
   o.threads = opt.threads;
   o.eval = !opt.no_eval;
@@ -194,6 +196,7 @@ void AddAuto(CLI::App& app, const GlobalOptions& global, Action* action) {
   sub->add_option("--measure-chunks", opt->measure_chunks, "chunks for KLD calibration")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  AddErrorRowsOption(sub, &opt->error_rows);
   sub->add_option("--eval-chunks", opt->eval_chunks, "chunks for the final evaluation (-1: all)")
       ->capture_default_str()
       ->check(PositiveOrAll());

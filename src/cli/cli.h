@@ -65,6 +65,9 @@ void AddMethodOption(CLI::App* sub, formats::QuantMethod* method);
 // --ctx N: tokens per chunk, the same bounds for every command (8 to 2^20).
 void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help);
 
+// --error-rows N (measure::MeasureOptions::error_rows), for measure and auto.
+void AddErrorRowsOption(CLI::App* sub, int64_t* rows);
+
 // Checks a chunk count flag: a positive count, or -1 for all the text has.
 // Zero would compute nothing (a NaN perplexity, an empty imatrix).
 const CLI::Validator& PositiveOrAll();

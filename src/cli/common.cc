@@ -101,6 +101,13 @@ void AddCtxOption(CLI::App* sub, int64_t* ctx, const std::string& help) {
   sub->add_option("--ctx", *ctx, help)->capture_default_str()->check(CLI::Range(int64_t{8}, int64_t{1} << 20));
 }
 
+void AddErrorRowsOption(CLI::App* sub, int64_t* rows) {
+  sub->add_option("--error-rows", *rows,
+                  "rows per tensor whose rounding error is computed for each uncalibrated type (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+}
+
 const CLI::Validator& PositiveOrAll() {
   static const CLI::Validator kValidator(
       [](std::string& text) -> std::string {

@@ -19,6 +19,7 @@ struct MeasureCliOptions {
   formats::QuantMethod method = formats::QuantMethod::kBest;
   std::string calibration = "linear";
   int probe_layers = 4;
+  int64_t error_rows = measure::MeasureOptions{}.error_rows;
   int64_t ctx = 512;
   int64_t chunks = 4;
   int validate = 0;
@@ -63,6 +64,7 @@ int RunMeasure(const GlobalOptions& global, const MeasureCliOptions& opt) {
   mo.method = opt.method;
   mo.scheme = opt.calibration == "exact" ? measure::CalibrationScheme::kExact : measure::CalibrationScheme::kLinear;
   mo.probe_layers = opt.probe_layers;
+  mo.error_rows = opt.error_rows;
   mo.n_ctx = opt.ctx;
   mo.n_chunks = opt.chunks;
   mo.bos_id = text->bos_id;
@@ -124,6 +126,7 @@ void AddMeasure(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 16));
   AddCtxOption(sub, &opt->ctx, "tokens per calibration chunk");
+  AddErrorRowsOption(sub, &opt->error_rows);
   sub->add_option("--chunks", opt->chunks, "calibration chunks")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   AddMethodOption(sub, &opt->method);
   sub->add_option("--cache", opt->cache, "resume file (default: OUTPUT.partial)");

@@ -68,6 +68,7 @@ CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> to
       {"types", Names(types)},
       {"calibration types", Names(calibration)},
       {"scheme", options.scheme == CalibrationScheme::kExact ? "exact" : "linear"},
+      {"error rows", std::to_string(options.error_rows)},
       // The devices' forward passes agree to rounding only.
       {"device", std::string(engine::DeviceName(options.load.device))},
   };

@@ -61,8 +61,8 @@ std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& optio
 }
 
 struct Encoded {
-  std::vector<uint8_t> bytes;
-  double error = 0;  // importance-weighted squared error
+  std::vector<uint8_t> bytes;  // of the rows encoded
+  double error = 0;            // importance-weighted squared error, scaled to all rows
 };
 
 // `imp` holds ne[0] values per matrix (expert) of the tensor.
@@ -79,6 +79,46 @@ Result<Encoded> Encode(const gguf::TensorInfo& t, const std::vector<float>& w, c
     e.error += imp[(i / per_matrix) * n + i % n] * d * d;
   }
   return e;
+}
+
+// The rows of each matrix whose error stands for the whole tensor's
+// (MeasureOptions::error_rows), or nullopt when that is every row.
+struct RowSample {
+  gguf::TensorInfo tensor;  // ne[1]: rows kept per matrix
+  std::vector<float> values;
+  double scale = 1;  // all rows / rows kept
+};
+
+std::optional<RowSample> SampleRows(const gguf::TensorInfo& t, const std::vector<float>& w, int64_t error_rows) {
+  const int64_t n_mat = t.ne[2] * t.ne[3];
+  if (error_rows <= 0 || t.n_rows() <= error_rows) return std::nullopt;
+  const int64_t kept = std::max<int64_t>(1, error_rows / n_mat);
+  if (kept >= t.ne[1]) return std::nullopt;
+  RowSample s{t, {}, static_cast<double>(t.ne[1]) / static_cast<double>(kept)};
+  s.tensor.ne[1] = kept;
+  const size_t n = static_cast<size_t>(t.ne[0]);
+  s.values.resize(static_cast<size_t>(s.tensor.n_rows()) * n);
+  for (int64_t m = 0; m < n_mat; ++m) {
+    for (int64_t j = 0; j < kept; ++j) {
+      // The middle row of each of `kept` equal stretches.
+      const int64_t row = m * t.ne[1] + (2 * j + 1) * t.ne[1] / (2 * kept);
+      std::copy_n(w.begin() + row * t.ne[0], n, s.values.begin() + (m * kept + j) * t.ne[0]);
+    }
+  }
+  return s;
+}
+
+// A candidate's error from its sampled rows, and its exact size.
+Result<TypeRecord> EstimateError(const RowSample& s, const std::vector<float>& imp, const formats::Format& f,
+                                 const MeasureOptions& options, const std::vector<float>* imatrix,
+                                 int64_t n_rows) {
+  MIXQ_ASSIGN_OR_RETURN(Encoded enc, Encode(s.tensor, s.values, imp, f, options, imatrix));
+  MIXQ_ASSIGN_OR_RETURN(int64_t row_bytes, formats::RowBytes(f, s.tensor.ne[0]));
+  TypeRecord tr;
+  tr.type = std::string(f.name);
+  tr.n_bytes = row_bytes * n_rows;
+  tr.error = enc.error * s.scale;
+  return tr;
 }
 
 // Least squares of log K = log g + α log E over the points, α kept in
@@ -142,15 +182,23 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
   const int64_t n_layer = model.config().n_layer;
   const int64_t layer = FirstLayerOf(t.name, n_layer);
   const bool propagate = Propagates(ctx, layer, n_layer);
+  const std::optional<RowSample> sample = SampleRows(t, w, ctx.options.error_rows);
   for (const formats::Format* f : ctx.types) {
     if (!formats::RowFits(*f, t.ne[0]) || (f->needs_imatrix && !imatrix->has_value())) continue;
+    const bool calibrated = std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end();
+    if (sample.has_value() && !calibrated) {
+      MIXQ_ASSIGN_OR_RETURN(TypeRecord tr, EstimateError(*sample, imp, *f, ctx.options,
+                                                         imatrix->has_value() ? &**imatrix : nullptr, t.n_rows()));
+      rec.types.push_back(std::move(tr));
+      continue;
+    }
     auto enc = Encode(t, w, imp, *f, ctx.options, imatrix->has_value() ? &**imatrix : nullptr);
     MIXQ_TRY(enc);
     TypeRecord tr;
     tr.type = std::string(f->name);
     tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
     tr.error = enc->error;
-    if (std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end()) {
+    if (calibrated) {
       MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
       auto p = calib.Perturb(model, layer, propagate);
       model.ClearWeight(t.name);

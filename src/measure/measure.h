@@ -65,6 +65,12 @@ struct MeasureOptions {
   int64_t n_chunks = 4;  // calibration chunks of n_ctx tokens
   int32_t bos_id = -1;   // >= 0: replaces each chunk's first token, as in evaluation
   int n_threads = 2;
+  // Rows of a tensor whose weight-space error is computed for a candidate that
+  // is not a calibration type: at most this many, spread evenly over the rows
+  // of each matrix (the sum is scaled up to all rows; the candidate's bytes are
+  // exact). Rows are encoded independently, so the estimate is unbiased; its
+  // spread shrinks with the square root of the rows sampled. <= 0: every row.
+  int64_t error_rows = 1024;
   engine::LoadOptions load;  // the device the forward passes run on
   std::string cache_path;    // empty: no resume
   std::function<void(size_t done, size_t total, const std::string& what)> on_progress;

@@ -161,6 +161,7 @@ Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   mo.imatrix_path = opt.imatrix.empty() ? cache.imatrix : opt.imatrix;
   mo.n_ctx = opt.ctx;
   mo.n_chunks = opt.measure_chunks;
+  mo.error_rows = opt.error_rows;
   mo.bos_id = calib.bos_id;
   mo.n_threads = ResolveThreadCount(opt.threads);
   mo.load = opt.load;

@@ -104,6 +104,7 @@ struct AutoOptions {
   int64_t imatrix_chunks = 40;
   int64_t measure_chunks = 4;
   int64_t eval_chunks = 20;
+  int64_t error_rows = measure::MeasureOptions{}.error_rows;
   int threads = 0;
   bool eval = true;
   engine::LoadOptions load;  // where forward passes run

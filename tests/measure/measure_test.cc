@@ -100,7 +100,7 @@ TEST(MeasureTest, LinearWithEveryLayerProbedIsExact) {
   EXPECT_EQ(exact, linear);
 }
 
-TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
+TEST(MeasureTest, CacheResumesAndIsKeyedByTheSchemeAndSampling) {
   testing::TempDir dir;
   SmallModel m(dir, 8);
   MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
@@ -112,6 +112,8 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheScheme) {
   EXPECT_EQ(CostsOf(first, "Q4_0"), CostsOf(again, "Q4_0"));
   EXPECT_EQ(CostsOf(first, "Q8_0"), CostsOf(again, "Q8_0"));
   o.probe_layers = 3;
+  EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
+  o.error_rows = 16;
   EXPECT_GT(Measure(*m.file, m.tokens, o).n_forward_layers, 0);
   o.scheme = CalibrationScheme::kExact;
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
@@ -366,6 +368,52 @@ TEST(MeasureTest, MeasuredBytesAreTheBytesQuantizeWritesForEveryType) {
     EXPECT_LE(written->data_offset(), *header_bound);
   }
   EXPECT_GE(n_types, 25);  // every quantized type of the table mixq encodes
+}
+
+// A type that is not calibrated gets its error from a spread sample of rows:
+// same bytes, the calibrated type's costs untouched, the others near the costs
+// from every row, and a sample as large as the tensor is no sample.
+TEST(MeasureTest, ErrorsFromSampledRowsEstimateTheErrorsOfAllRows) {
+  testing::TempDir dir;
+  engine::test::RandomModelSpec spec;
+  spec.n_embd = 256;
+  spec.n_ff = 512;
+  spec.head_dim = 64;
+  spec.n_layer = 1;
+  const std::string path = dir.File("wide.gguf");
+  engine::test::WriteRandomModel(path, spec);
+  auto file = gguf::GgufFile::Open(path);
+  ASSERT_TRUE(file.has_value());
+  std::vector<int32_t> tokens(64);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types = {Type("Q4_0"), Type("Q3_K"), Type("Q8_0")};
+  o.n_chunks = 1;
+  o.error_rows = 0;
+  const MeasureResult all = Measure(*file, tokens, o);
+  o.error_rows = 64;
+  const MeasureResult sampled = Measure(*file, tokens, o);
+  o.error_rows = 1 << 20;
+  const MeasureResult whole = Measure(*file, tokens, o);
+  ASSERT_EQ(all.measurement.units.size(), sampled.measurement.units.size());
+  int differing = 0;
+  for (size_t i = 0; i < all.measurement.units.size(); ++i) {
+    const plan::Unit& a = all.measurement.units[i];
+    const plan::Unit& s = sampled.measurement.units[i];
+    ASSERT_EQ(a.options.size(), s.options.size()) << a.name;
+    for (size_t k = 0; k < a.options.size(); ++k) {
+      SCOPED_TRACE(a.name + " " + a.options[k].type);
+      EXPECT_EQ(a.options[k].n_bytes, s.options[k].n_bytes);
+      EXPECT_EQ(a.options[k].cost, whole.measurement.units[i].options[k].cost);
+      if (a.options[k].type == "Q4_0" || a.options[k].cost == 0) {
+        EXPECT_EQ(a.options[k].cost, s.options[k].cost);
+        continue;
+      }
+      EXPECT_NEAR(s.options[k].cost / a.options[k].cost, 1.0, 0.1);
+      differing += s.options[k].cost != a.options[k].cost;
+    }
+  }
+  EXPECT_GT(differing, 0);  // tensors have more than 64 rows: some costs are estimates
 }
 
 }  // namespace
