@@ -127,10 +127,15 @@ bool Propagates(const Context& ctx, int64_t layer, int64_t n_layer) {
   return std::find(ctx.probe_layers.begin(), ctx.probe_layers.end(), layer) != ctx.probe_layers.end();
 }
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Measures one tensor: errors and bytes for every fitting type, local
-// perturbation and (where propagated) KLD for the calibration types.
+// perturbation and (where propagated) KLD for the calibration types; adds the
+// time of its forward passes to `forward_seconds`.
 Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t, engine::Model& model,
-                                   Calibration& calib) {
+                                   Calibration& calib, double& forward_seconds) {
   TensorRecord rec;
   rec.name = t.name;
   std::vector<float> w;
@@ -151,9 +156,11 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
     tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
     tr.error = enc->error;
     if (std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end()) {
+      const auto start = std::chrono::steady_clock::now();
       MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
       auto p = calib.Perturb(model, layer, propagate);
       model.ClearWeight(t.name);
+      forward_seconds += SecondsSince(start);
       MIXQ_TRY(p);
       tr.local = p->local;
       tr.kld = p->kld;
@@ -225,17 +232,20 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
     if (!note->empty() && options.on_note) options.on_note(*note);
   }
   std::vector<TensorRecord> records;
+  double forward_seconds = 0;
   for (size_t i = 0; i < units.size(); ++i) {
     const gguf::TensorInfo& t = *units[i];
     if (options.on_progress) options.on_progress(i, units.size(), t.name);
     const TensorRecord* rec = cache.Find(t.name);
     if (rec == nullptr) {
       if (!calib) {
+        const auto build_start = std::chrono::steady_clock::now();
         auto c = Calibration::Build(*model, tokens, options);
         MIXQ_TRY(c);
         calib.emplace(std::move(c).value());
+        forward_seconds += SecondsSince(build_start);
       }
-      auto fresh = MeasureTensor(ctx, t, *model, *calib);
+      auto fresh = MeasureTensor(ctx, t, *model, *calib, forward_seconds);
       MIXQ_TRY(fresh);
       MIXQ_TRY(cache.Append(*fresh));
       rec = cache.Find(t.name);
@@ -275,7 +285,8 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   }
   MIXQ_TRY(plan::Validate(result.measurement));
   result.n_forward_layers = calib ? calib->layer_passes() : 0;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.forward_seconds = forward_seconds;
+  result.seconds = SecondsSince(start);
   return result;
 }
 
