@@ -38,6 +38,29 @@ void SwigluFfn(const SwigluWeights& w, const SwigluWeights& named, int64_t exper
   ops.MatMul({{w.down, w.down_bias, y}}, gate, n, options);
 }
 
+// The shared expert's SwiGLU on every token into the last of each token's
+// `ranks` slots of `out`, weighted by the sigmoid of its gate logit.
+void SharedExpert(LayerContext& c, Tensor norm, int64_t ranks, std::vector<float>& slot_weights, Tensor out) {
+  const LayerWeights& l = c.weights;
+  Backend& ops = c.ops;
+  const int64_t n_tokens = c.n_tokens;
+  const Weight* gate = l[Role::kFfnGateInpShexp];
+  const Tensor gate_logits = ops.Scratch(Slot::kProbs, n_tokens);
+  ops.Hook(c.options, gate, -1, norm, n_tokens);
+  ops.MatMul({{gate, nullptr, gate_logits}}, norm, n_tokens, c.options);
+  std::vector<float> gates(static_cast<size_t>(n_tokens));
+  ops.SigmoidGates(gate_logits, n_tokens, gates);
+  std::vector<int64_t> slots(static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    slots[t] = t * ranks + ranks - 1;
+    slot_weights[slots[t]] = gates[t];
+  }
+  const SwigluWeights w{l[Role::kFfnGateShexp], l[Role::kFfnUpShexp], l[Role::kFfnDownShexp]};
+  const Tensor y = ops.Scratch(Slot::kExpertY, n_tokens * c.config.n_embd);
+  SwigluFfn(w, w, -1, norm, n_tokens, y, ops, c.options);
+  ops.ScatterWeighted(y, slots, slot_weights, c.config.n_embd, out);
+}
+
 }  // namespace
 
 void AttentionBlock(LayerContext& c) {
@@ -140,24 +163,7 @@ void MoeBlock(LayerContext& c) {
     SwigluFfn({&gate_e, &up_e, &down_e}, {gate, up, down}, e, expert_in, n, expert_y, ops, c.options);
     ops.ScatterWeighted(expert_y, rows, slot_weights, n_embd, expert_out);
   }
-  if (shared) {
-    // Every token, scaled by the sigmoid of its gate logit.
-    const Weight* shared_gate = l[Role::kFfnGateInpShexp];
-    const Tensor gate_logits = ops.Scratch(Slot::kProbs, n_tokens);
-    ops.Hook(c.options, shared_gate, -1, norm, n_tokens);
-    ops.MatMul({{shared_gate, nullptr, gate_logits}}, norm, n_tokens, c.options);
-    std::vector<float> gates(static_cast<size_t>(n_tokens));
-    ops.SigmoidGates(gate_logits, n_tokens, gates);
-    std::vector<int64_t> rows(static_cast<size_t>(n_tokens));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      rows[t] = t * ranks + k;
-      slot_weights[rows[t]] = gates[t];
-    }
-    const SwigluWeights w{l[Role::kFfnGateShexp], l[Role::kFfnUpShexp], l[Role::kFfnDownShexp]};
-    const Tensor shared_y = ops.Scratch(Slot::kExpertY, n_tokens * n_embd);
-    SwigluFfn(w, w, -1, norm, n_tokens, shared_y, ops, c.options);
-    ops.ScatterWeighted(shared_y, rows, slot_weights, n_embd, expert_out);
-  }
+  if (shared) SharedExpert(c, norm, ranks, slot_weights, expert_out);
   // ggml adds the weighted outputs in order of rank, then the residual.
   ops.AddRanks(expert_out, n_tokens, ranks, n_embd, c.hidden);
 }
