@@ -8,10 +8,17 @@
 //  - synthetic llama models, d=512, ffn 1536, 8 heads (4 KV heads), random
 //    F16 weights, 4/8/16 layers (--layers=...), measured with the
 //    calibration types only (Q2_K, Q4_K) so that the time is the calibration,
-//    on --synthetic_chunks chunks (default 1) of 512 tokens.
-// --threads=N (default 2), --no_exact skips the exact scheme.
+//    on --synthetic_chunks chunks (default 1) of 512 tokens;
+//  - with --experts=4,8,16,32: synthetic qwen3moe models, d=256, that many
+//    experts 256 wide, top 2, random F16 weights, at each depth of
+//    --moe_layers (default 4,8), measured with Q2_K..Q6_K (Q2_K and Q4_K
+//    calibrated) on --synthetic_chunks chunks; their names start with "moe".
+// --threads=N (default 2), --no_exact skips the exact scheme. The table at the
+// end splits each run's wall seconds into the calibration's forward passes and
+// the rest (mostly weight-space errors of every candidate type).
 //
 //   build-bench/bench/measure_bench
+//   nice -n 10 build-bench/bench/measure_bench --layers= --experts=4,8,16,32 --no_exact
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -99,7 +106,8 @@ std::deque<Workload>& Workloads() {
 
 struct Row {
   double seconds = 0;
-  double cpu_seconds = 0;  // all threads: on a shared machine, steadier than wall time
+  double forward_seconds = 0;  // of `seconds`, in the calibration's forward passes
+  double cpu_seconds = 0;      // all threads: on a shared machine, steadier than wall time
   int64_t passes = 0;
   int64_t n_layer = 0;
 };
@@ -128,8 +136,11 @@ void RunMeasure(benchmark::State& state, const Workload& w, CalibrationScheme sc
   state.counters["passes_per_layer"] = static_cast<double>(r.n_forward_layers) / n_layer;
   state.counters["s_per_layer"] = r.seconds / n_layer;
   state.counters["cpu_s_per_layer"] = cpu_seconds / n_layer;
+  state.counters["forward_s"] = r.forward_seconds;
   Row& row = Rows()[row_index].second;
-  if (row.seconds == 0 || r.seconds < row.seconds) row = {r.seconds, cpu_seconds, r.n_forward_layers, w.n_layer};
+  if (row.seconds == 0 || r.seconds < row.seconds) {
+    row = {r.seconds, r.forward_seconds, cpu_seconds, r.n_forward_layers, w.n_layer};
+  }
 }
 
 void Register(const Workload* w, CalibrationScheme scheme) {
@@ -143,12 +154,34 @@ void Register(const Workload* w, CalibrationScheme scheme) {
       ->Unit(benchmark::kSecond);
 }
 
+std::vector<int64_t> ParseList(const char* csv) {
+  std::vector<int64_t> out;
+  std::stringstream in(csv);
+  for (std::string n; std::getline(in, n, ',');) out.push_back(std::atoll(n.c_str()));
+  return out;
+}
+
+MeasureOptions CalibrationOnly(std::vector<const char*> types, int64_t n_chunks) {
+  MeasureOptions o;
+  for (const char* t : types) o.types.push_back(mixq::formats::FindFormatByName(t));
+  o.calibration_types = {mixq::formats::FindFormatByName("Q2_K"), mixq::formats::FindFormatByName("Q4_K")};
+  o.n_chunks = n_chunks;
+  return o;
+}
+
+void AddSynthetic(const std::string& name, const mixq::bench::SyntheticLlama& spec, MeasureOptions o) {
+  const std::string path = WorkDir() + "/" + name + ".gguf";
+  if (mixq::Status s = mixq::bench::WriteSyntheticLlama(path, spec); !s.ok()) Fail(s.message());
+  Workloads().push_back(Load(name, path, std::move(o)));
+}
+
 }  // namespace
 }  // namespace mixq::measure
 
 int main(int argc, char** argv) {
   using namespace mixq::measure;
   std::vector<int64_t> layers = {4, 8, 16};
+  std::vector<int64_t> experts, moe_layers = {4, 8};
   int64_t synthetic_chunks = 1;
   bool exact = true;
   std::vector<char*> args;
@@ -156,9 +189,11 @@ int main(int argc, char** argv) {
     if (std::strncmp(argv[i], "--threads=", 10) == 0) {
       Threads() = std::max(1, std::atoi(argv[i] + 10));
     } else if (std::strncmp(argv[i], "--layers=", 9) == 0) {
-      layers.clear();
-      std::stringstream in(argv[i] + 9);
-      for (std::string n; std::getline(in, n, ',');) layers.push_back(std::atoll(n.c_str()));
+      layers = ParseList(argv[i] + 9);
+    } else if (std::strncmp(argv[i], "--experts=", 10) == 0) {
+      experts = ParseList(argv[i] + 10);
+    } else if (std::strncmp(argv[i], "--moe_layers=", 13) == 0) {
+      moe_layers = ParseList(argv[i] + 13);
     } else if (std::strncmp(argv[i], "--synthetic_chunks=", 19) == 0) {
       synthetic_chunks = std::max<int64_t>(1, std::atoll(argv[i] + 19));
     } else if (std::strcmp(argv[i], "--no_exact") == 0) {
@@ -174,14 +209,21 @@ int main(int argc, char** argv) {
   ref_dev.n_chunks = 4;
   Workloads().push_back(Load("ref-dev", std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf", ref_dev));
   for (int64_t n : layers) {
-    const std::string name = "synthetic-512x" + std::to_string(n);
-    const std::string path = WorkDir() + "/" + name + ".gguf";
-    mixq::bench::SyntheticLlama spec{.n_layer = n, .n_threads = Threads()};
-    if (mixq::Status s = mixq::bench::WriteSyntheticLlama(path, spec); !s.ok()) Fail(s.message());
-    MeasureOptions o;
-    o.types = {mixq::formats::FindFormatByName("Q2_K"), mixq::formats::FindFormatByName("Q4_K")};
-    o.n_chunks = synthetic_chunks;
-    Workloads().push_back(Load(name, path, o));
+    AddSynthetic("synthetic-512x" + std::to_string(n), {.n_layer = n, .n_threads = Threads()},
+                 CalibrationOnly({"Q2_K", "Q4_K"}, synthetic_chunks));
+  }
+  for (int64_t n_layer : moe_layers) {
+    for (int64_t n_expert : experts) {
+      const mixq::bench::SyntheticLlama spec{.n_embd = 256,
+                                             .n_ff = 512,
+                                             .n_layer = n_layer,
+                                             .n_head = 4,
+                                             .n_head_kv = 2,
+                                             .n_threads = Threads(),
+                                             .n_expert = n_expert};
+      AddSynthetic("moe-" + std::to_string(n_expert) + "x" + std::to_string(n_layer), spec,
+                   CalibrationOnly({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}, synthetic_chunks));
+    }
   }
   for (Workload& w : Workloads()) {
     Register(&w, CalibrationScheme::kLinear);
@@ -190,14 +232,15 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("threads", std::to_string(Threads()));
   benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
   benchmark::RunSpecifiedBenchmarks();
-  std::printf("\n%-28s %7s %12s %16s %10s %12s %14s\n", "workload", "layers", "layer passes", "passes / layer",
-              "seconds", "s / layer", "cpu s / layer");
+  std::printf("\n%-28s %7s %12s %16s %10s %10s %12s %14s\n", "workload", "layers", "layer passes", "passes / layer",
+              "seconds", "forward s", "s / layer", "cpu s / layer");
   for (const auto& [label, row] : Rows()) {
     if (row.n_layer == 0) continue;  // filtered out
     const double n_layer = static_cast<double>(row.n_layer);
-    std::printf("%-28s %7lld %12lld %16.1f %10.2f %12.3f %14.3f\n", label.c_str(), static_cast<long long>(row.n_layer),
-                static_cast<long long>(row.passes), static_cast<double>(row.passes) / n_layer, row.seconds,
-                row.seconds / n_layer, row.cpu_seconds / n_layer);
+    std::printf("%-28s %7lld %12lld %16.1f %10.2f %10.2f %12.3f %14.3f\n", label.c_str(),
+                static_cast<long long>(row.n_layer), static_cast<long long>(row.passes),
+                static_cast<double>(row.passes) / n_layer, row.seconds, row.forward_seconds, row.seconds / n_layer,
+                row.cpu_seconds / n_layer);
   }
   benchmark::Shutdown();
   std::filesystem::remove_all(WorkDir());

@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 # The role of a tensor, from its name: the groups the MoE recipes talk about.
+# First match wins: qwen2moe's shared-expert gate ffn_gate_inp_shexp is a
+# shared-expert tensor, not the router.
 ROLES = [
-    ("router", r"ffn_gate_inp"),
     ("shared experts", r"_shexp"),
+    ("router", r"ffn_gate_inp"),
     ("routed experts: down", r"ffn_down_exps"),
     ("routed experts: gate/up", r"ffn_(gate|up)_exps"),
     ("attention: v/output", r"attn_(v|output)\."),

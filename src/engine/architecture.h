@@ -46,6 +46,10 @@ enum class Role : uint8_t {
   kFfnGateExps,
   kFfnUpExps,
   kFfnDownExps,
+  kFfnGateInpShexp,
+  kFfnGateShexp,
+  kFfnUpShexp,
+  kFfnDownShexp,
   kCount
 };
 inline constexpr size_t kRoleCount = static_cast<size_t>(Role::kCount);
@@ -70,6 +74,7 @@ enum class Dim : uint8_t {
   kFf,        // n_ff
   kFfExp,     // n_ff_exp
   kExpert,    // n_expert
+  kFfShexp,   // n_ff_shexp
 };
 int64_t DimSize(Dim dim, const ModelConfig& config);
 

@@ -41,6 +41,10 @@ constexpr RoleSpec kRoles[] = {
     {Role::kFfnGateExps, "ffn_gate_exps.weight", P::kExperts, true},
     {Role::kFfnUpExps, "ffn_up_exps.weight", P::kExperts, true},
     {Role::kFfnDownExps, "ffn_down_exps.weight", P::kExperts, true},
+    {Role::kFfnGateInpShexp, "ffn_gate_inp_shexp.weight", P::kSharedExpert, true},
+    {Role::kFfnGateShexp, "ffn_gate_shexp.weight", P::kSharedExpert, true},
+    {Role::kFfnUpShexp, "ffn_up_shexp.weight", P::kSharedExpert, true},
+    {Role::kFfnDownShexp, "ffn_down_shexp.weight", P::kSharedExpert, true},
 };
 static_assert(std::size(kRoles) == kRoleCount);
 
@@ -100,12 +104,23 @@ constexpr std::array<TensorEntry, 4> kExpertTensors = {{
     {Role::kFfnDownExps, {D::kFfExp, D::kEmbd, D::kExpert}, Need::kMoe},
 }};
 
+// A shared expert beside the routed ones, scaled per token by the sigmoid of
+// its gate, a vector (llama.cpp multiplies it as a one-row matrix).
+constexpr std::array<TensorEntry, 4> kSharedExpertTensors = {{
+    {Role::kFfnGateInpShexp, {D::kEmbd}, Need::kRequired},
+    {Role::kFfnGateShexp, {D::kEmbd, D::kFfShexp}, Need::kRequired},
+    {Role::kFfnUpShexp, {D::kEmbd, D::kFfShexp}, Need::kRequired},
+    {Role::kFfnDownShexp, {D::kFfShexp, D::kEmbd}, Need::kRequired},
+}};
+
 constexpr auto kLlamaTensors = Concat(kGlobalTensors, kAttentionTensors, kFfnNormTensor,
                                       FfnTensors(Need::kDense, Need::kDenseOptional), kExpertTensors);
 constexpr auto kQwen2Tensors =
     Concat(kGlobalTensors, kAttentionTensors, kFfnNormTensor, FfnTensors(Need::kRequired, Need::kOptional));
 constexpr auto kQwen3Tensors = Concat(kGlobalTensors, kAttentionTensors, kQkNormTensors, kFfnNormTensor,
                                       FfnTensors(Need::kRequired, Need::kOptional));
+constexpr auto kQwen2MoeTensors =
+    Concat(kGlobalTensors, kAttentionTensors, kFfnNormTensor, kExpertTensors, kSharedExpertTensors);
 constexpr auto kQwen3MoeTensors =
     Concat(kGlobalTensors, kAttentionTensors, kQkNormTensors, kFfnNormTensor, kExpertTensors);
 
@@ -126,11 +141,12 @@ void MoeOnlyBlock(LayerContext& c) {
 }
 
 // llama.cpp renormalises the routing weights of llama (Mixtral) and qwen3moe
-// unconditionally; neither reads expert_weights_norm.
+// unconditionally, and never those of qwen2moe; none reads expert_weights_norm.
 constexpr Architecture kArchitectures[] = {
     {"llama", false, Experts::kOptional, false, true, kLlamaTensors, DenseOrMoeBlock},
     {"qwen2", true, Experts::kNever, false, false, kQwen2Tensors, DenseOrMoeBlock},
     {"qwen3", true, Experts::kNever, false, false, kQwen3Tensors, DenseOrMoeBlock},
+    {"qwen2moe", true, Experts::kRequired, true, false, kQwen2MoeTensors, MoeOnlyBlock},
     {"qwen3moe", true, Experts::kRequired, true, true, kQwen3MoeTensors, MoeOnlyBlock},
 };
 
@@ -188,6 +204,8 @@ int64_t DimSize(Dim dim, const ModelConfig& c) {
       return c.n_ff_exp;
     case Dim::kExpert:
       return c.n_expert;
+    case Dim::kFfShexp:
+      return c.n_ff_shexp;
   }
   return 0;
 }
@@ -222,6 +240,8 @@ std::string_view WeightPartName(WeightPart part) {
       return "router";
     case WeightPart::kExperts:
       return "experts";
+    case WeightPart::kSharedExpert:
+      return "shared expert";
     case WeightPart::kOutput:
       return "output";
     case WeightPart::kOther:

@@ -85,6 +85,9 @@ class Backend {
   // Routed experts. probs[n_tokens][n_expert] (router logits) to host-side
   // choices: chosen[n_tokens·k] and their weights, as MoeBlock describes.
   virtual void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) = 0;
+  // gates[t] = sigmoid(logits[t]) for n_tokens logits, computed as ggml's
+  // silu(x) / x (qwen2moe's shared-expert gate).
+  virtual void SigmoidGates(Tensor logits, int64_t n_tokens, std::span<float> gates) = 0;
   // dst[i] = src[rows[i] / k] for the slots `rows` (rows of n floats).
   virtual void GatherRows(Tensor src, std::span<const int64_t> slots, int64_t k, int64_t n, Tensor dst) = 0;
   // out[slots[i]] = y[i] · weights[slots[i]] (rows of n floats).

@@ -2,6 +2,7 @@
 // engine's reference kernel (kernels.cc, gemm.cc, activation_rounding.cc).
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <numeric>
 
 #include "engine/backend.h"
@@ -78,6 +79,9 @@ class CpuBackend final : public Backend {
 
   void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
     RouteTokens(config_, F(probs), n_tokens, chosen, weights);
+  }
+  void SigmoidGates(Tensor logits, int64_t n_tokens, std::span<float> gates) override {
+    SigmoidOfLogits(F(logits), n_tokens, gates);
   }
   void GatherRows(Tensor src, std::span<const int64_t> slots, int64_t k, int64_t n, Tensor dst) override {
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -166,6 +170,13 @@ void RouteTokens(const ModelConfig& cfg, float* probs, int64_t n_tokens, std::sp
       const float total = std::max(static_cast<float>(sum), 6.103515625e-5f);
       for (int64_t j = 0; j < k; ++j) w[j] /= total;
     }
+  }
+}
+
+void SigmoidOfLogits(const float* logits, int64_t n, std::span<float> gates) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = logits[i];
+    gates[i] = x / (1.0f + std::exp(-x)) / x;
   }
 }
 

@@ -38,6 +38,29 @@ void SwigluFfn(const SwigluWeights& w, const SwigluWeights& named, int64_t exper
   ops.MatMul({{w.down, w.down_bias, y}}, gate, n, options);
 }
 
+// The shared expert's SwiGLU on every token into the last of each token's
+// `ranks` slots of `out`, weighted by the sigmoid of its gate logit.
+void SharedExpert(LayerContext& c, Tensor norm, int64_t ranks, std::vector<float>& slot_weights, Tensor out) {
+  const LayerWeights& l = c.weights;
+  Backend& ops = c.ops;
+  const int64_t n_tokens = c.n_tokens;
+  const Weight* gate = l[Role::kFfnGateInpShexp];
+  const Tensor gate_logits = ops.Scratch(Slot::kProbs, n_tokens);
+  ops.Hook(c.options, gate, -1, norm, n_tokens);
+  ops.MatMul({{gate, nullptr, gate_logits}}, norm, n_tokens, c.options);
+  std::vector<float> gates(static_cast<size_t>(n_tokens));
+  ops.SigmoidGates(gate_logits, n_tokens, gates);
+  std::vector<int64_t> slots(static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    slots[t] = t * ranks + ranks - 1;
+    slot_weights[slots[t]] = gates[t];
+  }
+  const SwigluWeights w{l[Role::kFfnGateShexp], l[Role::kFfnUpShexp], l[Role::kFfnDownShexp]};
+  const Tensor y = ops.Scratch(Slot::kExpertY, n_tokens * c.config.n_embd);
+  SwigluFfn(w, w, -1, norm, n_tokens, y, ops, c.options);
+  ops.ScatterWeighted(y, slots, slot_weights, c.config.n_embd, out);
+}
+
 }  // namespace
 
 void AttentionBlock(LayerContext& c) {
@@ -93,7 +116,10 @@ void FfnBlock(LayerContext& c) {
 }
 
 // Tokens are grouped by expert, so that each expert's weights are decoded
-// once per call and multiply all of its tokens in one product.
+// once per call and multiply all of its tokens in one product. Each token's
+// outputs sit in `ranks` slots (token · ranks + rank): its k routed experts in
+// order of rank, then the shared expert when the block has one, so that one
+// rank-ordered sum adds them as llama.cpp's graph does.
 void MoeBlock(LayerContext& c) {
   const ModelConfig& cfg = c.config;
   const LayerWeights& l = c.weights;
@@ -101,6 +127,8 @@ void MoeBlock(LayerContext& c) {
   const int64_t n_tokens = c.n_tokens;
   const int64_t n_embd = cfg.n_embd;
   const int64_t k = cfg.n_expert_used;
+  const bool shared = l[Role::kFfnUpShexp] != nullptr;
+  const int64_t ranks = k + (shared ? 1 : 0);
   const Weight* gate = l[Role::kFfnGateExps];
   const Weight* up = l[Role::kFfnUpExps];
   const Weight* down = l[Role::kFfnDownExps];
@@ -114,23 +142,30 @@ void MoeBlock(LayerContext& c) {
   std::vector<float> route_weights(static_cast<size_t>(n_tokens * k));
   ops.Route(probs, n_tokens, chosen, route_weights);
 
-  // Slots (token · k + rank) of each expert, token by token.
+  // The slots of each routed expert, token by token, and every slot's weight.
   std::vector<std::vector<int64_t>> slots(static_cast<size_t>(cfg.n_expert));
-  for (int64_t s = 0; s < n_tokens * k; ++s) slots[chosen[s]].push_back(s);
-  const Tensor expert_out = ops.Scratch(Slot::kExpertOut, n_tokens * k * n_embd);
+  std::vector<float> slot_weights(static_cast<size_t>(n_tokens * ranks));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < k; ++r) {
+      slots[chosen[t * k + r]].push_back(t * ranks + r);
+      slot_weights[t * ranks + r] = route_weights[t * k + r];
+    }
+  }
+  const Tensor expert_out = ops.Scratch(Slot::kExpertOut, n_tokens * ranks * n_embd);
   for (int64_t e = 0; e < cfg.n_expert; ++e) {
     const std::vector<int64_t>& rows = slots[e];
     const int64_t n = static_cast<int64_t>(rows.size());
     if (n == 0) continue;
     const Tensor expert_in = ops.Scratch(Slot::kExpertIn, n * n_embd);
-    ops.GatherRows(norm, rows, k, n_embd, expert_in);
+    ops.GatherRows(norm, rows, ranks, n_embd, expert_in);
     const Weight gate_e = gate->Expert(e), up_e = up->Expert(e), down_e = down->Expert(e);
     const Tensor expert_y = ops.Scratch(Slot::kExpertY, n * n_embd);
     SwigluFfn({&gate_e, &up_e, &down_e}, {gate, up, down}, e, expert_in, n, expert_y, ops, c.options);
-    ops.ScatterWeighted(expert_y, rows, route_weights, n_embd, expert_out);
+    ops.ScatterWeighted(expert_y, rows, slot_weights, n_embd, expert_out);
   }
+  if (shared) SharedExpert(c, norm, ranks, slot_weights, expert_out);
   // ggml adds the weighted outputs in order of rank, then the residual.
-  ops.AddRanks(expert_out, n_tokens, k, n_embd, c.hidden);
+  ops.AddRanks(expert_out, n_tokens, ranks, n_embd, c.hidden);
 }
 
 }  // namespace mixq::engine

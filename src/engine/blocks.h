@@ -27,7 +27,9 @@ void AttentionBlock(LayerContext& c);
 void FfnBlock(LayerContext& c);
 // ffn_norm, router (ffn_gate_inp) softmax, top n_expert_used experts
 // (renormalised weights when config.expert_weights_norm), each expert's
-// SwiGLU on the tokens routed to it, weighted sum in order of rank, residual.
+// SwiGLU on the tokens routed to it, weighted sum in order of rank; then, when
+// the block has a shared expert (ffn_*_shexp), its SwiGLU on every token times
+// the sigmoid of ffn_gate_inp_shexp · x, added last; residual.
 void MoeBlock(LayerContext& c);
 
 }  // namespace mixq::engine

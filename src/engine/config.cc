@@ -45,6 +45,9 @@ Status ReadExperts(const gguf::GgufFile& file, const Architecture& arch, ModelCo
                                 " is not positive: " + file.path());
     }
   }
+  // Only the shared expert's tensor shapes use it: a wrong value is their
+  // shape error.
+  c.n_ff_shexp = file.GetInt(p + "expert_shared_feed_forward_length").value_or(c.n_ff);
   c.expert_weights_norm = arch.norm_expert_weights;
   return Status::Ok();
 }

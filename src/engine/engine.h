@@ -53,8 +53,10 @@ namespace mixq::engine {
 std::string_view SupportedArchitectures();
 
 // What a weight does in the forward pass.
-enum class WeightPart { kEmbedding, kNorm, kAttention, kFfn, kRouter, kExperts, kOutput, kOther };
-// "embedding", "norm", "attention", "ffn", "router", "experts", "output", "other".
+// kSharedExpert: the expert every token passes through besides the routed
+// ones, with its gate (qwen2moe's ffn_*_shexp).
+enum class WeightPart { kEmbedding, kNorm, kAttention, kFfn, kRouter, kExperts, kSharedExpert, kOutput, kOther };
+// "embedding", "norm", "attention", "ffn", "router", "experts", "shared expert", "output", "other".
 std::string_view WeightPartName(WeightPart part);
 
 struct WeightInfo {
@@ -90,6 +92,7 @@ struct ModelConfig {
   int64_t n_expert = 0;
   int64_t n_expert_used = 0;         // experts per token
   int64_t n_ff_exp = 0;              // feed-forward width of one expert
+  int64_t n_ff_shexp = 0;            // of the shared expert, for architectures that have one (qwen2moe)
   bool expert_weights_norm = false;  // routing weights renormalised over the chosen experts
 };
 

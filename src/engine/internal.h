@@ -152,6 +152,10 @@ void RmsNorm(const float* x, const float* weight, int64_t n_rows, int64_t n, flo
 void RouteTokens(const ModelConfig& config, float* probs, int64_t n_tokens, std::span<int32_t> chosen,
                  std::span<float> weights);
 
+// gates[i] = sigmoid(logits[i]) as qwen2moe's graph computes it in ggml:
+// silu(x) / x.
+void SigmoidOfLogits(const float* logits, int64_t n, std::span<float> gates);
+
 // y[i] = silu(gate[i]) · up[i] in place in gate, as ggml's swiglu.
 void Swiglu(float* gate, const float* up, int64_t n);
 

@@ -110,8 +110,7 @@ std::optional<RowSample> SampleRows(const gguf::TensorInfo& t, const std::vector
 
 // A candidate's error from its sampled rows, and its exact size.
 Result<TypeRecord> EstimateError(const RowSample& s, const std::vector<float>& imp, const formats::Format& f,
-                                 const MeasureOptions& options, const std::vector<float>* imatrix,
-                                 int64_t n_rows) {
+                                 const MeasureOptions& options, const std::vector<float>* imatrix, int64_t n_rows) {
   MIXQ_ASSIGN_OR_RETURN(Encoded enc, Encode(s.tensor, s.values, imp, f, options, imatrix));
   MIXQ_ASSIGN_OR_RETURN(int64_t row_bytes, formats::RowBytes(f, s.tensor.ne[0]));
   TypeRecord tr;
@@ -167,10 +166,15 @@ bool Propagates(const Context& ctx, int64_t layer, int64_t n_layer) {
   return std::find(ctx.probe_layers.begin(), ctx.probe_layers.end(), layer) != ctx.probe_layers.end();
 }
 
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 // Measures one tensor: errors and bytes for every fitting type, local
-// perturbation and (where propagated) KLD for the calibration types.
+// perturbation and (where propagated) KLD for the calibration types; adds the
+// time of its forward passes to `forward_seconds`.
 Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t, engine::Model& model,
-                                   Calibration& calib) {
+                                   Calibration& calib, double& forward_seconds) {
   TensorRecord rec;
   rec.name = t.name;
   std::vector<float> w;
@@ -199,9 +203,11 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
     tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
     tr.error = enc->error;
     if (calibrated) {
+      const auto start = std::chrono::steady_clock::now();
       MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
       auto p = calib.Perturb(model, layer, propagate);
       model.ClearWeight(t.name);
+      forward_seconds += SecondsSince(start);
       MIXQ_TRY(p);
       tr.local = p->local;
       tr.kld = p->kld;
@@ -273,17 +279,20 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
     if (!note->empty() && options.on_note) options.on_note(*note);
   }
   std::vector<TensorRecord> records;
+  double forward_seconds = 0;
   for (size_t i = 0; i < units.size(); ++i) {
     const gguf::TensorInfo& t = *units[i];
     if (options.on_progress) options.on_progress(i, units.size(), t.name);
     const TensorRecord* rec = cache.Find(t.name);
     if (rec == nullptr) {
       if (!calib) {
+        const auto build_start = std::chrono::steady_clock::now();
         auto c = Calibration::Build(*model, tokens, options);
         MIXQ_TRY(c);
         calib.emplace(std::move(c).value());
+        forward_seconds += SecondsSince(build_start);
       }
-      auto fresh = MeasureTensor(ctx, t, *model, *calib);
+      auto fresh = MeasureTensor(ctx, t, *model, *calib, forward_seconds);
       MIXQ_TRY(fresh);
       MIXQ_TRY(cache.Append(*fresh));
       rec = cache.Find(t.name);
@@ -323,7 +332,8 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   }
   MIXQ_TRY(plan::Validate(result.measurement));
   result.n_forward_layers = calib ? calib->layer_passes() : 0;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.forward_seconds = forward_seconds;
+  result.seconds = SecondsSince(start);
   return result;
 }
 

@@ -89,6 +89,9 @@ struct MeasureResult {
   plan::Measurement measurement;
   std::vector<TensorFit> fits;
   double seconds = 0;
+  // Of `seconds`, in the calibration's forward passes (the rest is mostly the
+  // weight-space errors of every candidate type).
+  double forward_seconds = 0;
   int64_t n_forward_layers = 0;  // layer passes run for calibration (cost measure)
 };
 

@@ -26,7 +26,6 @@ struct Place {
 };
 
 std::string PartOf(const engine::WeightInfo& w) {
-  if (w.role.find("shexp") != std::string::npos) return "shared experts";
   switch (w.part) {
     case engine::WeightPart::kAttention:
       return "attention";
@@ -34,6 +33,8 @@ std::string PartOf(const engine::WeightInfo& w) {
       return "routed experts";
     case engine::WeightPart::kRouter:
       return "router";
+    case engine::WeightPart::kSharedExpert:
+      return "shared experts";
     case engine::WeightPart::kFfn:
       return "dense FFN";
     case engine::WeightPart::kEmbedding:
@@ -44,9 +45,8 @@ std::string PartOf(const engine::WeightInfo& w) {
   }
 }
 
-// For names the engine's architectures lack (shared experts of qwen2moe,
-// deepseek, ...): "blk.N.ROLE.weight" read as such, the part by llama.cpp's
-// naming conventions.
+// For names the engine's architectures lack (deepseek's shared experts, ...): "blk.N.ROLE.weight" read as such, the
+// part by llama.cpp's naming conventions.
 Place PlaceByName(const std::string& tensor, int64_t n_layer) {
   static const std::regex kBlock(R"(^blk\.(\d+)\.(.+?)(\.weight)?$)");
   std::smatch m;

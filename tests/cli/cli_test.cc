@@ -11,6 +11,7 @@
 
 #include "cli/workflow.h"
 #include "engine/engine.h"
+#include "engine/engine_test_util.h"
 #include "gguf/gguf.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
@@ -107,6 +108,46 @@ TEST(Cli, QuantizeToATypeThatNeedsAnImatrixWithoutOneIsRefused) {
   EXPECT_NE(r.err.find("type IQ2_XS needs an importance matrix"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("tensor '"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+// A qwen2moe whose shared-expert gate is missing (renamed) or whose shared
+// expert is not as wide as the metadata says: bad input (exit 3), one line
+// naming the tensor, nothing written.
+TEST(Cli, Qwen2MoeWithABrokenSharedExpertIsRefused) {
+  TempDir dir;
+  engine::test::WriteRandomModel(
+      dir.File("good.gguf"),
+      {.arch = "qwen2moe", .seed = 12, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32, .n_ff_shexp = 96});
+  const std::vector<uint8_t> good = testing::ReadFileBytes(dir.File("good.gguf"));
+  // The good file with the byte `offset` past the end of `text` replaced.
+  auto patch = [&](const std::string& file, const std::string& text, size_t offset, uint8_t byte) {
+    std::vector<uint8_t> bytes = good;
+    auto at = std::search(bytes.begin(), bytes.end(), text.begin(), text.end());
+    ASSERT_NE(at, bytes.end()) << text;
+    *(at + static_cast<std::ptrdiff_t>(text.size() + offset)) = byte;
+    testing::WriteFileBytes(dir.File(file), bytes);
+  };
+  // Renamed to ...shexz; the width's uint32 value follows its 4-byte type.
+  patch("no-gate.gguf", "blk.1.ffn_gate_inp_she", 0, 'z');
+  patch("width.gguf", "qwen2moe.expert_shared_feed_forward_length", 4, 80);
+  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::pair<const char*, const char*> cases[] = {
+      {"no-gate.gguf", "missing tensor 'blk.1.ffn_gate_inp_shexp.weight' for qwen2moe"},
+      {"width.gguf", "tensor 'blk.0.ffn_gate_shexp.weight' has shape 64 x 96, expected 64 x 80"}};
+  for (const auto& [file, message] : cases) {
+    for (const std::string& command :
+         {"eval " + Q(dir.File(file)) + " --text " + text + " --ctx 64 --chunks 1",
+          "measure " + Q(dir.File(file)) + " --text " + text + " -o " + Q(dir.File("m.json"))}) {
+      auto r = RunMixq(command);
+      EXPECT_EQ(r.exit_code, 3) << command << "\n" << r.err;
+      // After the device note, the error: one last line.
+      const std::string error = r.err.substr(std::min(r.err.size(), r.err.find("mixq: error: ")));
+      EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << r.err;
+      EXPECT_NE(error.find(message), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.File("m.json")));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("m.json.partial")));
 }
 
 TEST(Cli, QuantizeTruncatedInputWritesNothing) {

@@ -191,6 +191,27 @@ TEST_P(OracleCompatMoe, ExpertTensorsAreByteIdentical) {
   }
 }
 
+// qwen2moe's shared expert is quantized like any matrix and its gate, a
+// vector, stays F32, as llama-quantize does.
+TEST_P(OracleCompatMoe, SharedExpertTensorsAreByteIdentical) {
+  TempDir dir;
+  const std::string model = dir.File("qwen2moe.gguf");
+  engine::test::WriteRandomModel(model, {.arch = "qwen2moe",
+                                         .n_embd = 256,
+                                         .n_layer = 1,
+                                         .n_head = 4,
+                                         .head_dim = 64,
+                                         .type = "F16",
+                                         .seed = 22,
+                                         .n_expert = 4,
+                                         .n_expert_used = 2,
+                                         .n_ff_exp = 256,
+                                         .n_ff_shexp = 512});
+  const nlohmann::json q = CheckBytesEqual(dir, GetParam(), model, "");
+  EXPECT_EQ(q["tensor_types"]["blk.0.ffn_gate_inp_shexp.weight"], "f32");
+  EXPECT_EQ(q["tensor_types"]["blk.0.ffn_down_shexp.weight"], plan::LlamaTypeName(GetParam().type));
+}
+
 constexpr Preset kMoePresets[] = {{"Q8_0", "Q8_0"}, {"Q4_K", "Q4_K_M"}, {"Q6_K", "Q6_K"}, {"IQ4_XS", "IQ4_XS"}};
 INSTANTIATE_TEST_SUITE_P(SomeTypes, OracleCompatMoe, ::testing::ValuesIn(kMoePresets),
                          [](const auto& info) { return std::string(info.param.type); });

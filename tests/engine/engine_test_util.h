@@ -102,16 +102,18 @@ struct RandomModelSpec {
   std::string type = "F32";  // of the matrices (the router stays F32, as llama.cpp's converter writes it)
   uint32_t seed = 1;
   // Routed experts instead of the dense feed-forward block when n_expert > 0:
-  // qwen3moe, or llama with experts (Mixtral), whose experts are n_ff wide.
+  // qwen3moe, qwen2moe (plus a shared expert), or llama with experts
+  // (Mixtral), whose experts are n_ff wide.
   int64_t n_expert = 0;
   int64_t n_expert_used = 0;
-  int64_t n_ff_exp = 0;  // qwen3moe's expert_feed_forward_length
+  int64_t n_ff_exp = 0;    // qwen3moe's and qwen2moe's expert_feed_forward_length
+  int64_t n_ff_shexp = 0;  // qwen2moe's expert_shared_feed_forward_length
 };
 
 // A random-weight model with a byte-fallback SPM vocab (<unk>, <s>, </s>,
-// <0x00>..<0xFF>: every text tokenizes), with the extra tensors qwen2 (q/k/v
-// biases), qwen3 and qwen3moe (q/k norms) and routed experts (router, 3-D
-// expert tensors) need.
+// <0x00>..<0xFF>: every text tokenizes), with the extra tensors qwen2 and
+// qwen2moe (q/k/v biases), qwen3 and qwen3moe (q/k norms), routed experts
+// (router, 3-D expert tensors) and qwen2moe's shared expert need.
 inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) {
   const int64_t n_vocab = 259;
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
@@ -150,8 +152,11 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
   if (s.n_expert > 0) {
     kv.push_back({a + "expert_count", gguf::Value::Uint32(uint32_t(s.n_expert))});
     kv.push_back({a + "expert_used_count", gguf::Value::Uint32(uint32_t(s.n_expert_used))});
-    if (s.arch == "qwen3moe") {
+    if (s.arch == "qwen3moe" || s.arch == "qwen2moe") {
       kv.push_back({a + "expert_feed_forward_length", gguf::Value::Uint32(uint32_t(s.n_ff_exp))});
+    }
+    if (s.arch == "qwen2moe") {
+      kv.push_back({a + "expert_shared_feed_forward_length", gguf::Value::Uint32(uint32_t(s.n_ff_shexp))});
     }
   }
   std::vector<gguf::KeyValue> vocab = {
@@ -179,7 +184,7 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
     ts.push_back({p + "attn_q.weight", s.n_embd, q_dim, false});
     ts.push_back({p + "attn_k.weight", s.n_embd, kv_dim, false});
     ts.push_back({p + "attn_v.weight", s.n_embd, kv_dim, false});
-    if (s.arch == "qwen2") {
+    if (s.arch == "qwen2" || s.arch == "qwen2moe") {
       ts.push_back({p + "attn_q.bias", q_dim, 0, false});
       ts.push_back({p + "attn_k.bias", kv_dim, 0, false});
       ts.push_back({p + "attn_v.bias", kv_dim, 0, false});
@@ -191,11 +196,17 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
     ts.push_back({p + "attn_output.weight", q_dim, s.n_embd, false});
     ts.push_back({p + "ffn_norm.weight", s.n_embd, 0, true});
     if (s.n_expert > 0) {
-      const int64_t n_ff_exp = s.arch == "qwen3moe" ? s.n_ff_exp : s.n_ff;
+      const int64_t n_ff_exp = s.arch == "llama" ? s.n_ff : s.n_ff_exp;
       ts.push_back({p + "ffn_gate_inp.weight", s.n_embd, s.n_expert, false, 1, true});
       ts.push_back({p + "ffn_gate_exps.weight", s.n_embd, n_ff_exp, false, s.n_expert});
       ts.push_back({p + "ffn_up_exps.weight", s.n_embd, n_ff_exp, false, s.n_expert});
       ts.push_back({p + "ffn_down_exps.weight", n_ff_exp, s.n_embd, false, s.n_expert});
+      if (s.arch == "qwen2moe") {
+        ts.push_back({p + "ffn_gate_inp_shexp.weight", s.n_embd, 0, false});
+        ts.push_back({p + "ffn_gate_shexp.weight", s.n_embd, s.n_ff_shexp, false});
+        ts.push_back({p + "ffn_up_shexp.weight", s.n_embd, s.n_ff_shexp, false});
+        ts.push_back({p + "ffn_down_shexp.weight", s.n_ff_shexp, s.n_embd, false});
+      }
     } else {
       ts.push_back({p + "ffn_gate.weight", s.n_embd, s.n_ff, false});
       ts.push_back({p + "ffn_up.weight", s.n_embd, s.n_ff, false});

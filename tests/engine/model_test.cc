@@ -88,6 +88,14 @@ TEST(DescribeWeight, LayerRoleAndExpertsFromTheTensorTables) {
   EXPECT_EQ(output->layer, -1);
   EXPECT_EQ(output->part, WeightPart::kOutput);
   EXPECT_EQ(DescribeWeight("token_embd.weight")->part, WeightPart::kEmbedding);
+  for (const char* name : {"blk.3.ffn_gate_inp_shexp.weight", "blk.3.ffn_gate_shexp.weight",
+                           "blk.3.ffn_up_shexp.weight", "blk.3.ffn_down_shexp.weight"}) {
+    auto shared = DescribeWeight(name);
+    ASSERT_TRUE(shared.has_value()) << name;
+    EXPECT_EQ(shared->layer, 3);
+    EXPECT_EQ(shared->part, WeightPart::kSharedExpert);
+    EXPECT_FALSE(shared->per_expert);
+  }
   for (const char* name :
        {"blk.x.attn_q.weight", "blk.1.attn_x.weight", "blk.1", "blk..attn_q.weight", "blk.-1.attn_q.weight",
         "attn_q.weight", "blk.1.output.weight", "double_blocks.0.img_attn"}) {
@@ -244,16 +252,14 @@ TEST(Model, MissingTensorIsCorruption) {
   EXPECT_NE(model.error().message().find("blk.1.attn_k_norm.weight"), std::string::npos) << model.error().message();
 }
 
-// A small qwen3moe (4 experts, top 2) with one metadata key changed or a
-// tensor renamed, loaded back.
+// A small qwen3moe (4 experts, top 2; or spec_'s model) with one metadata key
+// changed or a tensor renamed, loaded back.
 class SmallMoe : public ::testing::Test {
  protected:
-  static test::RandomModelSpec Spec() {
-    return {.arch = "qwen3moe", .seed = 11, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32};
-  }
+  test::RandomModelSpec spec_ = {.arch = "qwen3moe", .seed = 11, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32};
   Status LoadWith(const std::string& key, std::optional<gguf::Value> value, const std::string& rename_from = "",
                   const std::string& rename_to = "") {
-    test::WriteRandomModel(dir_.File("good.gguf"), Spec());
+    test::WriteRandomModel(dir_.File("good.gguf"), spec_);
     auto good = gguf::GgufFile::Open(dir_.File("good.gguf"));
     EXPECT_TRUE(good.has_value());
     std::vector<gguf::KeyValue> kv = good->metadata();
@@ -364,6 +370,80 @@ TEST_F(SmallMoe, NoExpertCount) {
   Status s = LoadWith("qwen3moe.expert_count", std::nullopt);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);
   EXPECT_NE(s.message().find("qwen3moe.expert_count 0 is outside 1..1024"), std::string::npos) << s.message();
+}
+
+// qwen2moe: qwen3moe's routed experts (without renormalisation) plus a
+// shared expert of its own width behind a sigmoid gate.
+class SmallQwen2Moe : public SmallMoe {
+ protected:
+  SmallQwen2Moe() {
+    spec_ = {.arch = "qwen2moe", .seed = 12, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32, .n_ff_shexp = 96};
+  }
+};
+
+TEST_F(SmallQwen2Moe, TheUntouchedModelLoadsWithItsSharedExpert) {
+  Status s = LoadWith("", std::nullopt);
+  ASSERT_TRUE(s.ok()) << s.message();
+  auto model = Model::Load(*file_);
+  ASSERT_TRUE(model.has_value());
+  EXPECT_EQ(model->config().n_ff_shexp, 96);
+  EXPECT_FALSE(model->config().expert_weights_norm);
+  int shared = 0;
+  for (const WeightInfo& w : model->Weights()) {
+    if (w.part != WeightPart::kSharedExpert) continue;
+    ++shared;
+    EXPECT_FALSE(w.per_expert) << w.name;
+  }
+  EXPECT_EQ(shared, 4 * 2);
+}
+
+// The shared expert sees every token; its gate is multiplied like the router.
+TEST_F(SmallQwen2Moe, TheSharedExpertSeesEveryToken) {
+  ASSERT_TRUE(LoadWith("", std::nullopt).ok());
+  auto model = Model::Load(*file_);
+  ASSERT_TRUE(model.has_value());
+  std::map<std::string, int64_t> rows;
+  ActivationHook hook = [&](const std::string& w, int64_t expert, const float*, int64_t n_tokens, int64_t n_in) {
+    rows[w] += n_tokens;
+    if (w.find("shexp") != std::string::npos) {
+      EXPECT_EQ(expert, -1) << w;
+    }
+    if (w == "blk.1.ffn_down_shexp.weight") {
+      EXPECT_EQ(n_in, 96);
+    }
+  };
+  RunOptions o;
+  o.hook = &hook;
+  std::vector<float> logits;
+  ASSERT_TRUE(model->Forward(SomeTokens(40, 259), 0, &logits, o).ok());
+  for (const char* w : {"blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_shexp.weight", "blk.1.ffn_up_shexp.weight",
+                        "blk.1.ffn_down_shexp.weight", "blk.1.ffn_gate_inp.weight"}) {
+    EXPECT_EQ(rows[w], 40) << w;
+  }
+  EXPECT_EQ(rows["blk.1.ffn_down_exps.weight"], 40 * 2);
+}
+
+TEST_F(SmallQwen2Moe, MissingSharedExpertGate) {
+  Status s = LoadWith("", std::nullopt, "blk.1.ffn_gate_inp_shexp.weight", "blk.1.ffn_gate_inp_shexz.weight");
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("missing tensor 'blk.1.ffn_gate_inp_shexp.weight' for qwen2moe"), std::string::npos)
+      << s.message();
+}
+
+TEST_F(SmallQwen2Moe, SharedExpertWidthDisagreesWithTheTensors) {
+  Status s = LoadWith("qwen2moe.expert_shared_feed_forward_length", gguf::Value::Uint32(80));
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("'blk.0.ffn_gate_shexp.weight' has shape 64 x 96, expected 64 x 80"), std::string::npos)
+      << s.message();
+}
+
+// Without expert_shared_feed_forward_length the shared expert is
+// feed_forward_length wide, as llama.cpp reads it.
+TEST_F(SmallQwen2Moe, SharedExpertWidthDefaultsToTheFeedForwardLength) {
+  Status s = LoadWith("qwen2moe.expert_shared_feed_forward_length", std::nullopt);
+  EXPECT_EQ(s.kind(), StatusKind::kCorruption);
+  EXPECT_NE(s.message().find("'blk.0.ffn_gate_shexp.weight' has shape 64 x 96, expected 64 x 128"), std::string::npos)
+      << s.message();
 }
 
 }  // namespace

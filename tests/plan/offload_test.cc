@@ -125,5 +125,20 @@ TEST(OffloadPlan, KeepRulesApplyInEitherShare) {
   EXPECT_FALSE(SolveOffloadPlan(m, {1 << 30, 1 << 30}, req).has_value());
 }
 
+// A shared expert (qwen2moe's ffn_*_shexp) runs for every token: it stays in
+// the GPU share, as llama.cpp's -ot exps=CPU leaves it.
+TEST(OffloadPlan, SharedExpertsCountAgainstTheGpuBudget) {
+  auto unit = [](const std::string& name) {
+    Unit u;
+    u.name = name;
+    u.tensors = {name};
+    return u;
+  };
+  for (const char* name : {"blk.0.ffn_down_shexp.weight", "blk.0.ffn_gate_shexp.weight", "blk.0.ffn_up_shexp.weight"}) {
+    EXPECT_FALSE(KeptOnCpu(unit(name))) << name;
+  }
+  EXPECT_TRUE(KeptOnCpu(unit("blk.0.ffn_up_exps.weight")));
+}
+
 }  // namespace
 }  // namespace mixq::plan

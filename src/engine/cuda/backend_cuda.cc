@@ -7,7 +7,8 @@
 // least recently used first out, so that a model larger than the budget
 // streams its layers. Attention is two batched cuBLAS products per group of
 // sequences around a causal softmax kernel. Routing choices are made on the
-// host from the device's router logits (RouteTokens, as on the CPU).
+// host from the device's router logits (RouteTokens, as on the CPU), and
+// so are qwen2moe's shared-expert gates (SigmoidOfLogits).
 //
 // A CUDA error is not recoverable here: it is reported in one line and mixq
 // exits with status 4 (internal error).
@@ -166,6 +167,11 @@ class CudaBackend final : public Backend {
     host_.resize(static_cast<size_t>(n_tokens * config_.n_expert));
     Download(probs, n_tokens * config_.n_expert, host_.data());
     RouteTokens(config_, host_.data(), n_tokens, chosen, weights);
+  }
+  void SigmoidGates(Tensor logits, int64_t n_tokens, std::span<float> gates) override {
+    host_.resize(static_cast<size_t>(n_tokens));
+    Download(logits, n_tokens, host_.data());
+    SigmoidOfLogits(host_.data(), n_tokens, gates);
   }
   void GatherRows(Tensor src, std::span<const int64_t> slots, int64_t k, int64_t n, Tensor dst) override {
     const int64_t* s = UploadSlots(slots);
