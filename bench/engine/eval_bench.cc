@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "base/text_file.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "synthetic_llama.h"
@@ -93,7 +94,7 @@ void Prepare(Workload& w) {
   w.model = std::make_unique<Model>(std::move(model).value());
   auto tok = tokenizer::Tokenizer::FromGguf(*w.file);
   if (!tok) Fail(tok.error().message());
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
   if (!text) Fail(text.error().message());
   w.tokens = TokenizeForEval(*tok, text->substr(0, 400000));
   w.tokens.resize(static_cast<size_t>(w.n_chunks * kCtx));

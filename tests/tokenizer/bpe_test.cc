@@ -150,18 +150,17 @@ class BpeTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(BpeTest, MatchesLlamaCpp) {
   if (testing::OraclePath().empty()) GTEST_SKIP() << "gguf-oracle not configured";
-  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  ASSERT_TRUE(text.has_value());
+  const std::string text = testing::RefDevTextStart(160000);
   testing::TempDir dir;
   const std::string path = dir.File("bpe.gguf");
-  WriteVocabGguf(path, Train(text->substr(0, 30000), 300), GetParam());
+  WriteVocabGguf(path, Train(text.substr(0, 30000), 300), GetParam());
   auto file = gguf::GgufFile::Open(path);
   ASSERT_TRUE(file.has_value());
   auto tok = Tokenizer::FromGguf(*file);
   ASSERT_TRUE(tok.has_value()) << tok.error().message();
   EXPECT_EQ(tok->model(), "gpt2");
   std::vector<std::string> samples = Samples();
-  samples.push_back(text->substr(100000, 60000));
+  samples.push_back(text.substr(100000, 60000));
   for (const std::string& s : samples) {
     std::vector<int32_t> ours = tok->Encode(s, true);
     std::vector<int32_t> theirs = OracleTokens(path, s);
