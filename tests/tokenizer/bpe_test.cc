@@ -7,28 +7,10 @@
 
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
 
 namespace mixq::tokenizer {
 namespace {
-
-// GPT-2's printable stand-in for each byte, as UTF-8.
-std::vector<std::string> ByteChars() {
-  std::vector<std::string> out(256);
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    const int cp = printable ? b : next++;
-    std::string s;
-    if (cp < 0x80) {
-      s.push_back(static_cast<char>(cp));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-    out[b] = s;
-  }
-  return out;
-}
 
 struct BpeVocab {
   std::vector<std::string> tokens;
@@ -38,7 +20,7 @@ struct BpeVocab {
 // A plain BPE trainer: words split at spaces (with their leading space),
 // the most frequent adjacent pair merged n_merges times.
 BpeVocab Train(const std::string& text, int n_merges) {
-  const auto chars = ByteChars();
+  const auto chars = Gpt2ByteChars();
   std::map<std::vector<std::string>, int> words;
   size_t start = 0;
   while (start < text.size()) {
@@ -50,7 +32,7 @@ BpeVocab Train(const std::string& text, int n_merges) {
     start = end;
   }
   BpeVocab v;
-  v.tokens = chars;
+  v.tokens.assign(chars.begin(), chars.end());
   for (int m = 0; m < n_merges; ++m) {
     std::map<std::pair<std::string, std::string>, int> pairs;
     for (const auto& [w, n] : words) {
