@@ -8,12 +8,22 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
+
+#include "base/text_file.h"
 
 namespace mixq::testing {
 
 std::string TestDataPath(const std::string& file) { return std::string(MIXQ_SOURCE_DIR) + "/tests/data/" + file; }
 std::string RefDevModel() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf"; }
+std::string RefDevText() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz"; }
+
+std::string RefDevTextStart(size_t n_bytes) {
+  auto text = ReadTextFile(RefDevText());
+  if (!text) throw std::runtime_error(text.error().message());
+  return text->substr(0, n_bytes);
+}
 std::string RefVectorPath(const std::string& file) { return TestDataPath("refvectors/" + file); }
 std::string SeedPath(const std::string& file) { return TestDataPath("seeds/" + file); }
 
@@ -60,6 +70,13 @@ CommandResult RunCommand(const std::string& command_line) {
 }
 
 CommandResult RunMixq(const std::string& args) { return RunCommand(std::string(MIXQ_BINARY) + " " + args); }
+
+std::vector<nlohmann::json> JsonLines(const std::string& text) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
 
 std::string OraclePath() {
   if (const char* env = std::getenv("MIXQ_ORACLE")) return env;

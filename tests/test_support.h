@@ -4,13 +4,17 @@
 #define MIXQ_TESTS_TEST_SUPPORT_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace mixq::testing {
 
-std::string TestDataPath(const std::string& file);   // tests/data/ (tests/data/README.md says where each came from)
-std::string RefDevModel();                           // the F16 GGUF the repo ships
+std::string TestDataPath(const std::string& file);  // tests/data/ (tests/data/README.md says where each came from)
+std::string RefDevModel();                          // the F16 GGUF the repo ships
+std::string RefDevText();                           // its held-out text (val.txt.gz)
+// The first n_bytes of that text (all of it for a larger n_bytes).
+std::string RefDevTextStart(size_t n_bytes);
 std::string RefVectorPath(const std::string& file);  // ggml's outputs per block type
 std::string SeedPath(const std::string& file);       // the documents the project started from
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
@@ -37,6 +41,9 @@ struct CommandResult {
 CommandResult RunCommand(const std::string& command_line);
 // Runs the built mixq binary with the given arguments (already shell-quoted).
 CommandResult RunMixq(const std::string& args);
+
+// Each line of `text` parsed as JSON (mixq's --json output: JSON Lines).
+std::vector<nlohmann::json> JsonLines(const std::string& text);
 
 // Path of gguf-oracle, or empty when not configured (tests then GTEST_SKIP).
 std::string OraclePath();

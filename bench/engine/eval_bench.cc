@@ -30,8 +30,10 @@
 #include <string>
 #include <vector>
 
+#include "base/text_file.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
+#include "ratio_reporter.h"
 #include "synthetic_llama.h"
 
 namespace mixq::engine {
@@ -93,7 +95,7 @@ void Prepare(Workload& w) {
   w.model = std::make_unique<Model>(std::move(model).value());
   auto tok = tokenizer::Tokenizer::FromGguf(*w.file);
   if (!tok) Fail(tok.error().message());
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
   if (!text) Fail(text.error().message());
   w.tokens = TokenizeForEval(*tok, text->substr(0, 400000));
   w.tokens.resize(static_cast<size_t>(w.n_chunks * kCtx));
@@ -151,45 +153,6 @@ void RegisterAll() {
   }
 }
 
-// Console output as usual, then one line per workload: mixq / llama.cpp.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration) continue;
-      std::string name = run.run_name.function_name;
-      const size_t slash = name.rfind('/');
-      auto it = run.counters.find("tokens_per_second");
-      if (it == run.counters.end()) continue;
-      // Best of the repetitions: on a shared machine the fastest run is the least disturbed.
-      double& rate = rates_[name.substr(0, slash)][name.substr(slash + 1)];
-      rate = std::max(rate, it->second.value);
-    }
-  }
-
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    std::printf("\n%-28s %14s %14s %10s\n", "workload (tokens/s)", "llama.cpp", "mixq", "mixq/llama");
-    for (const auto& [key, rates] : rates_) {
-      auto get = [&](const char* c) {
-        auto it = rates.find(c);
-        return it == rates.end() ? 0.0 : it->second;
-      };
-      const double anchor = get("llama.cpp"), ours = get("mixq");
-      std::printf("%-28s %14.0f %14.0f", key.c_str() + std::strlen("eval/"), anchor, ours);
-      if (anchor > 0) {
-        std::printf(" %9.2fx\n", ours / anchor);
-      } else {
-        std::printf(" %10s\n", "-");
-      }
-    }
-  }
-
- private:
-  std::map<std::string, std::map<std::string, double>> rates_;
-};
-
 }  // namespace
 }  // namespace mixq::engine
 
@@ -246,7 +209,13 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("build_flags", MIXQ_BUILD_FLAGS);
   benchmark::AddCustomContext("anchor", OraclePath().empty() ? "none (skipped)" : OraclePath() + " eval");
   RegisterAll();
-  RatioReporter reporter;
+  mixq::bench::RatioReporter reporter({.counter = "tokens_per_second",
+                                       .prefix = "eval/",
+                                       .title = "workload (tokens/s)",
+                                       .title_width = 28,
+                                       .rate_format = "%14.0f",
+                                       .contenders = {"mixq"},
+                                       .ratio_names = {"mixq/llama"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   std::filesystem::remove_all(WorkDir());

@@ -24,6 +24,7 @@
 #include "base/parallel.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
+#include "ratio_reporter.h"
 
 namespace mixq::formats {
 namespace {
@@ -127,50 +128,6 @@ void RegisterAll(GgmlQuantizeChunkFn anchor) {
   }
 }
 
-// Console output as usual, then one line per case: mixq / llama.cpp throughput.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration) continue;
-      std::string name = run.run_name.function_name;  // without "/real_time"
-      size_t slash = name.rfind('/');
-      std::string contender = name.substr(slash + 1);
-      std::string key = name.substr(0, slash);
-      auto it = run.counters.find("items_per_second");
-      if (it == run.counters.end()) continue;
-      // Best of the repetitions: on a shared machine the fastest run is the one least disturbed.
-      double& rate = rates_[key][contender];
-      rate = std::max(rate, it->second.value);
-    }
-  }
-
-  void Finalize() override {
-    ConsoleReporter::Finalize();
-    std::printf("\n%-26s %14s %14s %14s %10s %10s\n", "case (weights/s)", "llama.cpp", "mixq-ggml", "mixq-best",
-                "ggml/llama", "best/llama");
-    for (const auto& [key, rates] : rates_) {
-      auto get = [&](const char* c) {
-        auto it = rates.find(c);
-        return it == rates.end() ? 0.0 : it->second;
-      };
-      double anchor = get("llama.cpp");
-      double ours = get("mixq-ggml");
-      double best = get("mixq-best");
-      std::printf("%-26s %14.4g %14.4g %14.4g", key.c_str() + std::strlen("quantize/"), anchor, ours, best);
-      if (anchor > 0) {
-        std::printf(" %9.2fx %9.2fx\n", ours / anchor, best / anchor);
-      } else {
-        std::printf(" %10s %10s\n", "-", "-");
-      }
-    }
-  }
-
- private:
-  std::map<std::string, std::map<std::string, double>> rates_;
-};
-
 }  // namespace
 }  // namespace mixq::formats
 
@@ -195,7 +152,13 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("anchor", anchor != nullptr ? ggml_base + " ggml_quantize_chunk" : "none (skipped)");
   benchmark::AddCustomContext("data", "ref-dev token_embd.weight, 4096 x 256, f16 -> f32");
   mixq::formats::RegisterAll(anchor);
-  mixq::formats::RatioReporter reporter;
+  mixq::bench::RatioReporter reporter({.counter = "items_per_second",
+                                       .prefix = "quantize/",
+                                       .title = "case (weights/s)",
+                                       .title_width = 26,
+                                       .rate_format = "%14.4g",
+                                       .contenders = {"mixq-ggml", "mixq-best"},
+                                       .ratio_names = {"ggml/llama", "best/llama"}});
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

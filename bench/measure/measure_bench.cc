@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "base/text_file.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"
 #include "measure/measure.h"
@@ -73,7 +74,7 @@ struct Workload {
 std::vector<int32_t> HeldOutTokens(const gguf::GgufFile& file, int64_t n_chunks) {
   auto tok = tokenizer::Tokenizer::FromGguf(file);
   if (!tok) Fail(tok.error().message());
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
   if (!text) Fail(text.error().message());
   auto tokens = engine::TokenizeForEval(*tok, text->substr(0, static_cast<size_t>(n_chunks * kCtx * 8)));
   if (static_cast<int64_t>(tokens.size()) < n_chunks * kCtx) Fail("held-out text too short");

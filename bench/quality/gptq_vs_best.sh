@@ -17,30 +17,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build}"; shift || true
 types="${*:-Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS Q4_0 Q8_0}"
-oracle="$(scripts/setup-oracle.sh)"
-model=models/ref-dev/ref-dev-f16.gguf
 work="${WORK:-bench/out/gptq}"
 chunks="${CHUNKS:-40}"
 calib_chunks="${CALIB:-40}"
 other_chunks="${OTHER:-20}"
 threads="${THREADS:-1}"
-mkdir -p "$work"
-zcat models/ref-dev/val.txt.gz > "$work/all.txt"
-half=$(( $(wc -c < "$work/all.txt") / 2 ))
-head -c "$half" "$work/all.txt" > "$work/calib.txt"
-tail -c +"$((half + 1))" "$work/all.txt" > "$work/eval.txt"
+source bench/quality/common.sh
 cat README.md docs/*.md > "$work/other.txt"
-"$oracle" eval "$model" --text-file "$work/eval.txt" --ctx 512 --chunks "$chunks" --threads "$threads" \
-  --out "$work/f16.lgt" > /dev/null
 "$oracle" eval "$model" --text-file "$work/other.txt" --ctx 512 --chunks "$other_chunks" --threads "$threads" \
   --out "$work/f16-other.lgt" > /dev/null
 imatrix="$work/imatrix-$calib_chunks.gguf"
-[ -f "$imatrix" ] || "$build/mixq" imatrix "$model" --text "$work/calib.txt" -o "$imatrix" --chunks "$calib_chunks" -q
+make_imatrix "$imatrix" "$calib_chunks"
 
-field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);
-  console.log(process.argv.slice(1).map(k=>j[k]).join(" "))})' "$@"; }
-# The llama_ftype whose base type is the type (with --pure, all tensors get it).
-ftype() { case "$1" in Q3_K | Q4_K | Q5_K) echo "$1_M" ;; *) echo "$1" ;; esac; }
 kld() { "$oracle" eval "$1" --ref "$2" --threads "$threads" --out "$3" | field kld_mean kld_stderr; }
 paired() { node bench/quality/paired_kld.mjs "$1" "$2" "$3" | field diff_mean diff_stderr; }
 
@@ -48,7 +36,7 @@ printf "| type | llama.cpp KLD | best KLD | gptq KLD | gptq / llama.cpp | gptq /
 printf " other text: best | gptq | gptq / best | gptq s (covariance s) | gptq peak RSS |\n"
 printf "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 for t in $types; do
-  lower=$(echo "$t" | tr 'A-Z' 'a-z' | sed 's/_k$/_K/')
+  lower=$(llama_name "$t")
   same=(--type "$t" --output-tensor-type "$t" --token-embedding-type "$t")
   "$oracle" quantize "$model" "$work/llama.gguf" "$(ftype "$t")" --pure --output-tensor-type "$lower" \
     --token-embedding-type "$lower" --imatrix "$imatrix" > /dev/null

@@ -14,26 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build="${1:-build}"; shift || true
 types="${*:-F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_XXS IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S TQ1_0 TQ2_0 MXFP4 NVFP4 Q1_0 Q2_0}"
-oracle="$(scripts/setup-oracle.sh)"
-model=models/ref-dev/ref-dev-f16.gguf
 work="${WORK:-bench/out/types}"
 chunks="${CHUNKS:-40}"
 threads="${THREADS:-1}"
-mkdir -p "$work"
-zcat models/ref-dev/val.txt.gz > "$work/all.txt"
-half=$(( $(wc -c < "$work/all.txt") / 2 ))
-head -c "$half" "$work/all.txt" > "$work/calib.txt"
-tail -c +"$((half + 1))" "$work/all.txt" > "$work/eval.txt"
-"$oracle" eval "$model" --text-file "$work/eval.txt" --ctx 512 --chunks "$chunks" --threads "$threads" \
-  --out "$work/f16.lgt" > /dev/null
+source bench/quality/common.sh
 imatrix="$work/imatrix.gguf"
-[ -f "$imatrix" ] || "$build/mixq" imatrix "$model" --text "$work/calib.txt" -o "$imatrix" --chunks 40 -q
+make_imatrix "$imatrix" 40
 
-field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);
-  console.log(process.argv.slice(1).map(k=>j[k]).join(" "))})' "$@"; }
-
-# The llama_ftype whose base type is the type (with --pure, all tensors get it).
-ftype() { case "$1" in Q3_K | Q4_K | Q5_K) echo "$1_M" ;; IQ2_S) echo IQ2_M ;; MXFP4) echo MXFP4_MOE ;; *) echo "$1" ;; esac; }
 # token_embd's type: the imatrix has no entry for it, and IQ2_XXS, IQ2_XS and
 # IQ1_S cannot be encoded without one (llama.cpp's own presets use Q2_K there).
 embd_type() { case "$1" in IQ2_XXS | IQ2_XS | IQ1_S) echo Q2_K ;; *) echo "$1" ;; esac; }
@@ -44,7 +31,7 @@ printf "| type | imatrix | llama.cpp KLD | mixq best KLD | change | best − lla
 printf "|---|---|---|---|---|---|---|---|\n"
 failed=0
 for t in $types; do
-  lower=$(echo "$t" | tr 'A-Z' 'a-z' | sed 's/_k$/_K/')
+  lower=$(llama_name "$t")
   for imat in no yes; do
     case "$t" in F16 | BF16) [ "$imat" = yes ] && continue ;; esac  # no importance in a float conversion
     if [ "$imat" = no ] && wants_imatrix "$t"; then continue; fi
@@ -52,7 +39,7 @@ for t in $types; do
     [ "$imat" = yes ] && imat_flag=(--imatrix "$imatrix")
     embd=$(embd_type "$t")
     "$oracle" quantize "$model" "$work/llama.gguf" "$(ftype "$t")" --pure --output-tensor-type "$lower" \
-      --token-embedding-type "$(echo "$embd" | tr 'A-Z' 'a-z' | sed 's/_k$/_K/')" "${imat_flag[@]}" > /dev/null
+      --token-embedding-type "$(llama_name "$embd")" "${imat_flag[@]}" > /dev/null
     for method in ggml best; do
       "$build/mixq" quantize -q --method "$method" "$model" "$work/$method.gguf" --type "$t" \
         --output-tensor-type "$t" --token-embedding-type "$embd" "${imat_flag[@]}"

@@ -3,9 +3,6 @@
 #include <cmath>
 #include <limits>
 
-#include "base/atomic_file.h"
-#include "base/mapped_file.h"
-
 namespace mixq::json {
 namespace {
 
@@ -118,19 +115,5 @@ Status CheckSchema(const Json& doc, const char* schema, int64_t version) {
 }
 
 std::string DumpJson(const Json& doc) { return doc.dump(1, ' ', false, Json::error_handler_t::replace) + "\n"; }
-
-Result<std::string> ReadTextFile(const std::string& path) {
-  auto file = MappedFile::Open(path);
-  if (!file.has_value()) return file.status();
-  auto bytes = file->bytes();
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-}
-
-Status WriteTextFileAtomic(const std::string& path, const std::string& text) {
-  auto file = AtomicFile::Create(path);
-  if (!file.has_value()) return file.status();
-  MIXQ_TRY(file->Write(text.data(), text.size()));
-  return file->Commit();
-}
 
 }  // namespace mixq::json

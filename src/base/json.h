@@ -35,9 +35,6 @@ Status CheckSchema(const Json& doc, const char* schema, int64_t version);
 // Serialises without throwing (invalid UTF-8 in strings is replaced).
 std::string DumpJson(const Json& doc);
 
-Result<std::string> ReadTextFile(const std::string& path);
-Status WriteTextFileAtomic(const std::string& path, const std::string& text);
-
 }  // namespace mixq::json
 
 #endif  // MIXQ_BASE_JSON_H_

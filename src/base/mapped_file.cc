@@ -1,6 +1,5 @@
 #include "base/mapped_file.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,15 +7,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/regular_file.h"
+
 namespace mixq {
 
 Result<MappedFile> MappedFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError("cannot open '" + path + "': " + std::strerror(errno));
+  MIXQ_ASSIGN_OR_RETURN(const int fd, OpenRegularFile(path));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
     ::close(fd);
-    return Status::IOError("not a regular file: '" + path + "'");
+    return Status::IOError("cannot stat '" + path + "': " + std::strerror(errno));
   }
   MappedFile file;
   file.path_ = path;

@@ -1,10 +1,7 @@
 // mixq convert MODEL.safetensors [-o OUT.gguf] [--type T] [--target-size S | --target B | --plan P]:
 // a diffusion transformer checkpoint to the GGUF ComfyUI-GGUF loads, uniform or mixed per block.
-#include <cstdio>
-#include <optional>
-
 #include "base/file_identity.h"
-#include "cli/diffusion_pipeline.h"
+#include "cli/diffusion.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {
@@ -24,45 +21,6 @@ struct ConvertCliOptions {
   bool dry_run = false;
 };
 
-// The measurement a --target plan is solved on: a file fitted to the model,
-// or MeasureDiffusion's (measured now, or the seed-style cost table).
-Result<plan::Measurement> GetMeasurement(const ConvertCliOptions& opt, const pipeline::DiffusionInput& input,
-                                         const diffusion::ConvertOptions& options, const pipeline::Hooks& hooks) {
-  if (!opt.measurement.empty()) {
-    MIXQ_ASSIGN_OR_RETURN(plan::Measurement m, plan::LoadMeasurement(opt.measurement));
-    return diffusion::FitMeasurement(m, input.model);
-  }
-  pipeline::DiffusionMeasureRequest request;
-  request.per_tensor = opt.measure.per_tensor;
-  request.measure_rows = opt.measure.measure_rows;
-  request.cost_table = opt.measure.cost_table;
-  request.method = options.method;
-  request.threads = options.n_threads;
-  return pipeline::MeasureDiffusion(input, request, hooks);
-}
-
-// Solves the --target request and reports it against the seed's greedy method.
-Result<plan::Plan> MakePlan(const GlobalOptions& global, const ConvertCliOptions& opt,
-                            const plan::Measurement& measurement) {
-  plan::PlanRequest request;
-  auto budget = opt.target_size.empty() ? plan::ParseBpwTarget(opt.target_bpw) : plan::ParseSizeTarget(opt.target_size);
-  MIXQ_TRY(budget);
-  request.budget = *budget;
-  auto exact = plan::SolvePlan(measurement, request);
-  MIXQ_TRY(exact);
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "plan: cost %.6g%s, %.4f bpw, %lld bytes (budget %lld)", exact->cost,
-                exact->optimal ? " (optimal)" : "", exact->bpw, static_cast<long long>(exact->file_n_bytes),
-                static_cast<long long>(exact->budget_file_n_bytes));
-  Info(global, buf);
-  if (auto greedy = plan::GreedyPlan(measurement, request)) {
-    std::snprintf(buf, sizeof buf, "greedy benefit/cost method at the same budget: cost %.6g, %.4f bpw", greedy->cost,
-                  greedy->bpw);
-    Info(global, buf);
-  }
-  return exact;
-}
-
 int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   if (Status s = CheckOutputsAreNotInputs({opt.input, opt.plan, opt.measurement, opt.measure.cost_table},
                                           {opt.output, opt.save_measurement, opt.save_plan});
@@ -78,34 +36,28 @@ int RunConvert(const GlobalOptions& global, const ConvertCliOptions& opt) {
   }
   auto options = pipeline::BuildConvertOptions(opt.types);
   if (!options) return ReportError(options.error());
+  pipeline::DiffusionPlanRequest request;
+  if (has_target) {
+    auto budget =
+        opt.target_size.empty() ? plan::ParseBpwTarget(opt.target_bpw) : plan::ParseSizeTarget(opt.target_size);
+    if (!budget) return ReportError(budget.error());
+    request.budget = *budget;
+  }
+  request.plan = opt.plan;
+  request.measurement = opt.measurement;
+  request.measure.per_tensor = opt.measure.per_tensor;
+  request.measure.measure_rows = opt.measure.measure_rows;
+  request.measure.cost_table = opt.measure.cost_table;
+  request.save_measurement = opt.save_measurement;
+  request.save_plan = opt.save_plan;
   const pipeline::Hooks hooks = CliHooks(global);
   auto input = pipeline::OpenDiffusionInput(opt.input, {opt.output, opt.save_measurement, opt.save_plan}, hooks);
   if (!input) return ReportError(input.error());
-
-  std::optional<plan::Plan> plan;
-  if (!opt.plan.empty()) {
-    auto p = pipeline::LoadDiffusionPlan(opt.plan, *input, &*options);
-    if (!p) return ReportError(p.error());
-    plan = std::move(p).value();
-  } else if (has_target || !opt.save_measurement.empty()) {
-    auto m = GetMeasurement(opt, *input, *options, hooks);
-    if (!m) return ReportError(m.error());
-    if (!opt.save_measurement.empty()) {
-      if (Status s = plan::SaveMeasurement(*m, opt.save_measurement); !s.ok()) return ReportError(s);
-    }
-    if (has_target) {
-      auto p = MakePlan(global, opt, *m);
-      if (!p) return ReportError(p.error());
-      if (Status s = diffusion::ApplyPlan(*p, input->model, &options->rules); !s.ok()) return ReportError(s);
-      plan = std::move(p).value();
-    }
-  }
-  if (plan && !opt.save_plan.empty()) {
-    if (Status s = plan::SavePlan(*plan, opt.save_plan); !s.ok()) return ReportError(s);
-  }
+  auto plan = pipeline::PlanDiffusion(*input, request, &*options, hooks);
+  if (!plan) return ReportError(plan.error());
   pipeline::DiffusionWrite write;
   write.options = std::move(options).value();
-  write.plan = plan ? &*plan : nullptr;
+  write.plan = *plan ? &**plan : nullptr;
   write.output = opt.output;
   write.dry_run = opt.dry_run;
   return WriteDiffusion(global, *input, std::move(write), "convert");

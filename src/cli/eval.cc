@@ -1,11 +1,9 @@
 // mixq eval MODEL.gguf --text FILE [--ctx 512] [--chunks N] [--base M.gguf | --base-logits F] [--save-logits F]
-#include <chrono>
 #include <cstdio>
-#include <optional>
 
 #include "base/file_identity.h"
-#include "base/parallel.h"
 #include "cli/cli.h"
+#include "cli/workflow.h"
 #include "engine/engine.h"
 
 namespace mixq::cli {
@@ -23,14 +21,6 @@ struct EvalCliOptions {
   int threads = 0;
   DeviceCliOptions device;
 };
-
-std::string ProgressDetail(int64_t done, int64_t total, int64_t tokens, std::chrono::steady_clock::time_point start) {
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "chunk %lld/%lld, %.0f tokens/s", static_cast<long long>(done),
-                static_cast<long long>(total), secs > 0 ? static_cast<double>(tokens) / secs : 0.0);
-  return buf;
-}
 
 nlohmann::json SummaryJson(const EvalCliOptions& opt, const engine::EvalResult& r) {
   nlohmann::json j = {{"model", opt.model},
@@ -99,57 +89,18 @@ int RunEval(const GlobalOptions& global, const EvalCliOptions& opt) {
   }
   auto load = ResolveDeviceOptions(global, opt.device);
   if (!load) return ReportError(load.error());
-  auto file = gguf::GgufFile::Open(opt.model);
-  if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file, *load);
-  if (!model) return ReportError(model.error());
-  auto tok = tokenizer::Tokenizer::FromGguf(*file);
-  if (!tok) return ReportError(tok.error());
-
-  engine::EvalOptions eo;
-  eo.n_ctx = opt.ctx;
-  eo.n_chunks = opt.chunks;
-  eo.n_threads = ResolveThreadCount(opt.threads);
-  eo.bos_id = tok->add_bos() ? tok->bos_id() : -1;
-  eo.save_logits = opt.save_logits;
-  eo.activations = opt.activations == "f32" ? engine::Activations::kF32 : engine::Activations::kGgml;
-
-  std::vector<int32_t> tokens;
-  if (!opt.text.empty()) {
-    auto text = tokenizer::ReadTextFile(opt.text);
-    if (!text) return ReportError(text.error());
-    tokens = engine::TokenizeForEval(*tok, *text);
-  }
-
-  std::optional<Progress> progress;
-  auto start = std::chrono::steady_clock::now();
-  eo.on_progress = [&](int64_t done, int64_t total, int64_t n_tokens) {
-    if (!progress) progress.emplace(global, "eval", static_cast<uint64_t>(total));
-    progress->Update(static_cast<uint64_t>(done), ProgressDetail(done, total, n_tokens, start));
-  };
-
-  Result<engine::EvalResult> result = Status::Internal("eval did not run");
-  if (!opt.base_logits.empty()) {
-    auto base = engine::BaseLogits::Open(opt.base_logits);
-    if (!base) return ReportError(base.error());
-    if (!tokens.empty()) {
-      const size_t n = base->tokens().size();
-      if (tokens.size() < n || !std::equal(base->tokens().begin(), base->tokens().end(), tokens.begin())) {
-        return ReportError(Status::Corruption("--text does not tokenize to the tokens stored in " + opt.base_logits +
-                                              "; drop --text to reuse the stored tokens"));
-      }
-    }
-    result = engine::EvaluateVsLogits(*model, *base, eo);
-  } else if (!opt.base.empty()) {
-    auto base_file = gguf::GgufFile::Open(opt.base);
-    if (!base_file) return ReportError(base_file.error());
-    auto base_model = engine::Model::Load(*base_file, *load);
-    if (!base_model) return ReportError(base_model.error());
-    result = engine::EvaluateVsModel(*model, *base_model, tokens, eo);
-  } else {
-    result = engine::Evaluate(*model, tokens, eo);
-  }
-  if (progress) progress->Finish();
+  pipeline::EvalRequest request;
+  request.model = opt.model;
+  request.text = opt.text;
+  request.base = opt.base;
+  request.base_logits = opt.base_logits;
+  request.save_logits = opt.save_logits;
+  request.ctx = opt.ctx;
+  request.chunks = opt.chunks;
+  request.threads = opt.threads;
+  request.activations = opt.activations == "f32" ? engine::Activations::kF32 : engine::Activations::kGgml;
+  request.load = *load;
+  auto result = pipeline::EvaluateLanguageModel(request, CliHooks(global));
   if (!result) return ReportError(result.error());
 
   if (global.json) {

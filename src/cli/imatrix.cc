@@ -1,14 +1,11 @@
 // mixq imatrix MODEL.gguf --text FILE -o imatrix.gguf [--ctx 512] [--chunks N] [--no-output]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <map>
-#include <optional>
 
 #include "base/file_identity.h"
-#include "base/parallel.h"
 #include "cli/cli.h"
-#include "engine/engine.h"
+#include "cli/workflow.h"
 
 namespace mixq::cli {
 namespace {
@@ -28,36 +25,18 @@ int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
   if (Status s = CheckOutputsAreNotInputs({opt.model, opt.text}, {opt.output}); !s.ok()) return ReportError(s);
   auto load = ResolveDeviceOptions(global, opt.device);
   if (!load) return ReportError(load.error());
-  auto file = gguf::GgufFile::Open(opt.model);
-  if (!file) return ReportError(file.error());
-  auto model = engine::Model::Load(*file, *load);
-  if (!model) return ReportError(model.error());
-  auto tok = tokenizer::Tokenizer::FromGguf(*file);
-  if (!tok) return ReportError(tok.error());
-  auto text = tokenizer::ReadTextFile(opt.text);
-  if (!text) return ReportError(text.error());
-  std::vector<int32_t> tokens = engine::TokenizeForEval(*tok, *text);
-
-  engine::ImatrixOptions io;
-  io.n_ctx = opt.ctx;
-  io.n_chunks = opt.chunks;
-  io.n_threads = ResolveThreadCount(opt.threads);
-  io.bos_id = tok->add_bos() ? tok->bos_id() : -1;
-  io.include_output = !opt.no_output;
-  io.dataset = opt.text;
-  std::optional<Progress> progress;
-  const auto start = std::chrono::steady_clock::now();
-  io.on_progress = [&](int64_t done, int64_t total, int64_t n_tokens) {
-    if (!progress) progress.emplace(global, "imatrix", static_cast<uint64_t>(total));
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    char detail[96];
-    std::snprintf(detail, sizeof(detail), "chunk %lld/%lld, %.0f tokens/s", static_cast<long long>(done),
-                  static_cast<long long>(total), secs > 0 ? static_cast<double>(n_tokens) / secs : 0.0);
-    progress->Update(static_cast<uint64_t>(done), detail);
-  };
-  auto im = engine::CollectImatrix(*model, tokens, io);
-  if (progress) progress->Finish();
-  if (!im) return ReportError(im.error());
+  pipeline::ImatrixRequest request;
+  request.model = opt.model;
+  request.text = opt.text;
+  request.output = opt.output;
+  request.ctx = opt.ctx;
+  request.chunks = opt.chunks;
+  request.include_output = !opt.no_output;
+  request.threads = opt.threads;
+  request.load = *load;
+  auto collected = pipeline::CollectImatrixToFile(request, CliHooks(global));
+  if (!collected) return ReportError(collected.error());
+  const quantize::Imatrix* im = &collected->imatrix;
   // Entries of expert tensors where some expert saw no token: saved with a
   // zero count, as llama-imatrix saves them; llama-quantize (and mixq) then
   // give those experts uniform importance.
@@ -66,9 +45,7 @@ int RunImatrix(const GlobalOptions& global, const ImatrixCliOptions& opt) {
     const auto zeros = std::count(e.counts.begin(), e.counts.end(), 0.0f);
     if (zeros > 0) unreached[name] = zeros;
   }
-  Status saved = quantize::SaveImatrix(*im, opt.output);
-  if (!saved.ok()) return ReportError(saved);
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs = collected->seconds;
   const int64_t n_tokens = static_cast<int64_t>(im->chunk_count) * opt.ctx;
   const double tps = secs > 0 ? static_cast<double>(n_tokens) / secs : 0.0;
 

@@ -2,7 +2,7 @@
 #include <cstdio>
 
 #include "base/file_identity.h"
-#include "cli/diffusion_pipeline.h"
+#include "cli/diffusion.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {

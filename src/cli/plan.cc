@@ -1,12 +1,10 @@
 // mixq plan measurement.json (--target 4.5bpw | --target-size 2.1GiB | --gpu-budget G --cpu-budget C)
 //   [--keep REGEX=TYPE] -o plan.json
 #include <cstdio>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "base/file_identity.h"
-#include "cli/diffusion_pipeline.h"
+#include "cli/diffusion.h"
 #include "cli/workflow.h"
 
 namespace mixq::cli {
@@ -26,36 +24,6 @@ struct PlanCliOptions {
   std::string tensor_type_file;
   bool greedy = false;
 };
-
-// The measurement in whatever format its content is (or --format says), and
-// what it was read as in any error.
-Result<plan::Measurement> LoadAnyMeasurement(const GlobalOptions& global, const PlanCliOptions& opt) {
-  std::ifstream in(opt.measurement, std::ios::binary);
-  if (!in) return Status::IOError("cannot read '" + opt.measurement + "'");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  auto format = opt.format.empty() ? plan::DetectMeasurementFormat(text) : plan::ParseMeasurementFormatName(opt.format);
-  if (!format) return opt.format.empty() ? format.error().WithContext("'" + opt.measurement + "'") : format.error();
-  const std::string as(plan::MeasurementFormatDescription(*format));
-  Info(global, "reading '" + opt.measurement + "' as " + as + (opt.format.empty() ? " (detected)" : " (--format)"));
-  auto m = [&]() -> Result<plan::Measurement> {
-    switch (*format) {
-      case plan::MeasurementFormat::kMixq:
-        return plan::ParseMeasurementJson(text);
-      case plan::MeasurementFormat::kExl2:
-        return plan::ImportExl2Measurement(text, plan::Exl2Cost::kErrSquared);
-      case plan::MeasurementFormat::kCostTable: {
-        auto table = plan::ImportCostTable(text, plan::FluxDevCostTableSpec());
-        MIXQ_TRY(table);
-        return diffusion::FitToFluxDev(*table);
-      }
-    }
-    return Status::Internal("unknown measurement format");
-  }();
-  if (!m) return m.error().WithContext("'" + opt.measurement + "' read as " + as);
-  return m;
-}
 
 }  // namespace
 
@@ -113,7 +81,7 @@ int RunPlan(const GlobalOptions& global, const PlanCliOptions& opt) {
   if (Status s = CheckOutputsAreNotInputs({opt.measurement}, {opt.output, opt.tensor_type_file}); !s.ok()) {
     return ReportError(s);
   }
-  auto m = LoadAnyMeasurement(global, opt);
+  auto m = pipeline::LoadAnyMeasurement(opt.measurement, opt.format, CliHooks(global));
   if (!m) return ReportError(m.error());
   plan::PlanRequest req;
   std::optional<plan::OffloadBudgets> offload;

@@ -7,7 +7,7 @@
 #include "base/file_identity.h"
 #include "base/parallel.h"
 #include "cli/cli.h"
-#include "cli/diffusion_pipeline.h"
+#include "cli/diffusion.h"
 #include "cli/workflow.h"
 #include "engine/engine.h"
 #include "gguf/gguf.h"

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "base/parallel.h"
 #include "engine/engine.h"
-#include "engine/thread_pool.h"
 
 namespace mixq::engine {
 
@@ -70,7 +70,6 @@ struct Buffers {
   std::vector<float> vec;  // a decoded norm or bias vector
   std::vector<float> rope_cos, rope_sin;
   std::vector<ThreadScratch> threads;
-  ThreadPool pool;
 };
 
 struct Architecture;

@@ -42,12 +42,12 @@ void RunRowBlocks(int64_t n_out, int64_t n_tokens, int64_t block_rows, Buffers& 
   if (static_cast<int>(buffers.threads.size()) < n_threads) buffers.threads.resize(n_threads);
   for (int64_t b0 = 0; b0 < n_out; b0 += block_rows) {
     const int64_t rows = std::min(block_rows, n_out - b0);
-    buffers.pool.Run((rows + kDecodeRows - 1) / kDecodeRows, n_threads, [&](int64_t t, int thread) {
+    RunTasks((rows + kDecodeRows - 1) / kDecodeRows, n_threads, [&](int64_t t, int thread) {
       for (int64_t r = t * kDecodeRows; r < std::min(rows, (t + 1) * kDecodeRows); ++r) decode(b0 + r, r, thread);
     });
     const int64_t row_tiles = (rows + kTileRows - 1) / kTileRows;
     const int64_t token_tiles = (n_tokens + kTileTokens - 1) / kTileTokens;
-    buffers.pool.Run(row_tiles * token_tiles, n_threads, [&](int64_t t, int) {
+    RunTasks(row_tiles * token_tiles, n_threads, [&](int64_t t, int) {
       const int64_t r0 = (t % row_tiles) * kTileRows;
       const int64_t i0 = (t / row_tiles) * kTileTokens;
       multiply(r0, std::min(kTileRows, rows - r0), i0, std::min(kTileTokens, n_tokens - i0), b0);
@@ -139,7 +139,7 @@ void MatMul(std::initializer_list<Product> products, const float* x, int64_t n_t
         }
         Grow(buffers.int_act_d, n_tokens * (n_in / block));
         Grow(buffers.int_act_sums, n_tokens * (n_in / group));
-        buffers.pool.Run(n_tokens, n_threads, [&](int64_t t, int) {
+        RunTasks(n_tokens, n_threads, [&](int64_t t, int) {
           QuantizeActivations(rounding, x + t * n_in, n_in, group, buffers.int_acts.data() + t * n_in,
                               buffers.int_act_d.data() + t * (n_in / block),
                               buffers.int_act_sums.data() + t * (n_in / group));
@@ -161,9 +161,8 @@ void MatMul(std::initializer_list<Product> products, const float* x, int64_t n_t
       } else if (rounding != done || input == x) {
         Grow(buffers.rounded, n_tokens * n_in);
         float* rounded = buffers.rounded.data();
-        buffers.pool.Run(n_tokens, n_threads, [&](int64_t t, int) {
-          RoundActivations(rounding, x + t * n_in, 1, n_in, rounded + t * n_in);
-        });
+        RunTasks(n_tokens, n_threads,
+                 [&](int64_t t, int) { RoundActivations(rounding, x + t * n_in, 1, n_in, rounded + t * n_in); });
         input = rounded;
         done = rounding;
       }
@@ -254,7 +253,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   const int64_t n_slots = n_seqs * c.n_head_kv;
   Grow(buffers.keys, n_slots * k_floats);
   Grow(buffers.values, n_slots * v_floats);
-  buffers.pool.Run(n_slots, n_threads, [&](int64_t slot, int) {
+  RunTasks(n_slots, n_threads, [&](int64_t slot, int) {
     const int64_t row0 = (slot / c.n_head_kv) * seq_len;
     const int64_t kvh = slot % c.n_head_kv;
     float* kp = buffers.keys.data() + slot * k_floats;
@@ -263,7 +262,7 @@ void Attention(const ModelConfig& c, const float* q, const float* k, const float
   });
 
   // Largest blocks (latest queries) first, so the dynamic schedule ends evenly.
-  buffers.pool.Run(n_seqs * c.n_head * n_blocks, n_threads, [&](int64_t task, int thread) {
+  RunTasks(n_seqs * c.n_head * n_blocks, n_threads, [&](int64_t task, int thread) {
     const int64_t blk = n_blocks - 1 - task / (c.n_head * n_seqs);
     const int64_t seq = (task / c.n_head) % n_seqs;
     const int64_t h = task % c.n_head;

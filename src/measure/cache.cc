@@ -3,12 +3,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "base/json.h"
+#include "base/text_file.h"
 
 namespace mixq::measure {
 
@@ -83,9 +83,8 @@ Status MeasurementCache::Load(const std::function<void(const std::string&)>& on_
   });
   MIXQ_TRY(lock);
   lock_.emplace(std::move(lock).value());
-  std::ifstream file(path_, std::ios::binary);
-  if (!file) return Status::Ok();
-  const std::string text(std::istreambuf_iterator<char>(file), {});
+  if (!std::filesystem::exists(path_)) return Status::Ok();  // nothing measured yet
+  MIXQ_ASSIGN_OR_RETURN(const std::string text, ReadTextFile(path_));
   // A process killed mid-write leaves a torn last line: the next record must
   // start a line of its own, or it would be glued to the torn one and lost.
   torn_tail_ = !text.empty() && text.back() != '\n';

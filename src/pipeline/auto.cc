@@ -8,6 +8,7 @@
 #include "base/file_identity.h"
 #include "base/file_lock.h"
 #include "base/parallel.h"
+#include "base/text_file.h"
 #include "pipeline/pipeline.h"
 #include "tokenizer/tokenizer.h"
 
@@ -130,10 +131,10 @@ Result<AutoResult> RunAuto(const AutoOptions& opt, const Hooks& hooks) {
   MIXQ_ASSIGN_OR_RETURN(auto file, gguf::GgufFile::Open(opt.model));
   MIXQ_ASSIGN_OR_RETURN(auto model, engine::Model::Load(file, opt.load));
 
-  MIXQ_ASSIGN_OR_RETURN(std::string text, tokenizer::ReadTextFile(opt.text));
+  MIXQ_ASSIGN_OR_RETURN(std::string text, ReadTextFile(opt.text));
   std::string calib_text = text, eval_text;
   if (!opt.eval_text.empty()) {
-    MIXQ_ASSIGN_OR_RETURN(eval_text, tokenizer::ReadTextFile(opt.eval_text));
+    MIXQ_ASSIGN_OR_RETURN(eval_text, ReadTextFile(opt.eval_text));
   } else {
     std::tie(calib_text, eval_text) = SplitText(text);
   }

@@ -1,20 +1,14 @@
 // Diffusion workflows: every route (convert, measure, plan, quantize) opens
 // the model, measures the same units and writes the same file.
 #include <chrono>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
 
 #include "base/file_identity.h"
+#include "base/text_file.h"
 #include "pipeline/pipeline.h"
 
 namespace mixq::pipeline {
 namespace {
-
-Result<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IOError("cannot read '" + path + "'");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // The name a file of one type carries: the quantized default type, the float
 // storage, or what the checkpoint's dtype becomes (BF16 or F16).
@@ -75,7 +69,7 @@ Result<DiffusionInput> OpenDiffusionInput(const std::string& path, const std::ve
 Result<plan::Measurement> MeasureDiffusion(const DiffusionInput& input, const DiffusionMeasureRequest& request,
                                            const Hooks& hooks) {
   if (!request.cost_table.empty()) {
-    MIXQ_ASSIGN_OR_RETURN(std::string text, ReadText(request.cost_table));
+    MIXQ_ASSIGN_OR_RETURN(std::string text, ReadTextFile(request.cost_table));
     auto m = plan::ImportCostTable(text, plan::FluxDevCostTableSpec());
     MIXQ_TRY(m.status().WithContext("cost table '" + request.cost_table + "'"));
     return diffusion::FitMeasurement(*m, input.model);
@@ -116,6 +110,59 @@ Result<plan::Plan> LoadDiffusionPlan(const std::string& path, const DiffusionInp
   MIXQ_ASSIGN_OR_RETURN(plan::Plan p, plan::LoadPlan(path));
   MIXQ_TRY(diffusion::ApplyPlan(p, input.model, &options->rules).WithContext("plan '" + path + "'"));
   return p;
+}
+
+namespace {
+
+// The measurement a budget's plan is solved on: the file fitted to the model,
+// or MeasureDiffusion's with the options' method and threads.
+Result<plan::Measurement> PlanningMeasurement(const DiffusionInput& input, const DiffusionPlanRequest& request,
+                                              const diffusion::ConvertOptions& options, const Hooks& hooks) {
+  if (!request.measurement.empty()) {
+    MIXQ_ASSIGN_OR_RETURN(plan::Measurement m, plan::LoadMeasurement(request.measurement));
+    return diffusion::FitMeasurement(m, input.model);
+  }
+  DiffusionMeasureRequest measure = request.measure;
+  measure.method = options.method;
+  measure.threads = options.n_threads;
+  return MeasureDiffusion(input, measure, hooks);
+}
+
+// The exact plan in the budget, noted against the seed's greedy method.
+Result<plan::Plan> SolveInBudget(const plan::Measurement& measurement, const plan::Budget& budget, const Hooks& hooks) {
+  plan::PlanRequest request;
+  request.budget = budget;
+  MIXQ_ASSIGN_OR_RETURN(plan::Plan exact, plan::SolvePlan(measurement, request));
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "plan: cost %.6g%s, %.4f bpw, %lld bytes (budget %lld)", exact.cost,
+                exact.optimal ? " (optimal)" : "", exact.bpw, static_cast<long long>(exact.file_n_bytes),
+                static_cast<long long>(exact.budget_file_n_bytes));
+  hooks.Note(buf);
+  if (auto greedy = plan::GreedyPlan(measurement, request)) {
+    std::snprintf(buf, sizeof buf, "greedy benefit/cost method at the same budget: cost %.6g, %.4f bpw", greedy->cost,
+                  greedy->bpw);
+    hooks.Note(buf);
+  }
+  return exact;
+}
+
+}  // namespace
+
+Result<std::optional<plan::Plan>> PlanDiffusion(const DiffusionInput& input, const DiffusionPlanRequest& request,
+                                                diffusion::ConvertOptions* options, const Hooks& hooks) {
+  std::optional<plan::Plan> plan;
+  if (!request.plan.empty()) {
+    MIXQ_ASSIGN_OR_RETURN(plan, LoadDiffusionPlan(request.plan, input, options));
+  } else if (request.budget || !request.save_measurement.empty()) {
+    MIXQ_ASSIGN_OR_RETURN(plan::Measurement m, PlanningMeasurement(input, request, *options, hooks));
+    if (!request.save_measurement.empty()) MIXQ_TRY(plan::SaveMeasurement(m, request.save_measurement));
+    if (request.budget) {
+      MIXQ_ASSIGN_OR_RETURN(plan, SolveInBudget(m, *request.budget, hooks));
+      MIXQ_TRY(diffusion::ApplyPlan(*plan, input.model, &options->rules));
+    }
+  }
+  if (plan && !request.save_plan.empty()) MIXQ_TRY(plan::SavePlan(*plan, request.save_plan));
+  return plan;
 }
 
 Result<DiffusionWritten> WriteDiffusion(const DiffusionInput& input, DiffusionWrite write, const Hooks& hooks) {

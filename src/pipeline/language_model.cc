@@ -1,5 +1,6 @@
 // Language-model workflows: calibration text, measuring, plans as type rules.
 #include "base/parallel.h"
+#include "base/text_file.h"
 #include "pipeline/pipeline.h"
 #include "tokenizer/tokenizer.h"
 
@@ -14,7 +15,7 @@ Result<TextTokens> TokenizeText(const gguf::GgufFile& model, const std::string& 
 }
 
 Result<TextTokens> TokenizeTextFile(const gguf::GgufFile& model, const std::string& path) {
-  MIXQ_ASSIGN_OR_RETURN(std::string text, tokenizer::ReadTextFile(path));
+  MIXQ_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
   return TokenizeText(model, text);
 }
 

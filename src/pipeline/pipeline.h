@@ -3,11 +3,13 @@
 //
 //  - language models: tokenizing calibration text, measuring with progress,
 //    a plan's types as quantize::TypeRules, quantizing (with a plan and an
-//    imatrix), and `auto` (imatrix -> measure ->
-//    plan -> quantize -> eval, caching the expensive steps);
+//    imatrix), evaluating, collecting an imatrix, and `auto` (imatrix ->
+//    measure -> plan -> quantize -> eval, caching the expensive steps);
+//  - measurements in any format `mixq plan` reads;
 //  - diffusion models: opening and inspecting a checkpoint, conversion
-//    options, measuring (or fitting the seed cost table), applying a plan and
-//    writing (or predicting) the GGUF.
+//    options, measuring (or fitting the seed cost table), `convert`'s plan
+//    (saved, or solved in a budget), applying a plan and writing (or
+//    predicting) the GGUF.
 //
 // Every route writes through quantize::WriteOutput, so a plan's file_n_bytes
 // is the size written. Nothing here parses argv or prints: workflows report
@@ -90,6 +92,41 @@ struct QuantizeRequest {
 // stage "quantize".
 Result<quantize::QuantizeReport> QuantizeLanguageModel(QuantizeRequest request, const Hooks& hooks);
 
+struct EvalRequest {
+  std::string model;
+  std::string text;         // empty: the tokens stored in base_logits
+  std::string base;         // a base model run alongside for KLD
+  std::string base_logits;  // or its saved log-probs
+  std::string save_logits;  // write this model's log-probs here
+  int64_t ctx = 512;
+  int64_t chunks = -1;  // -1: all
+  int threads = 0;
+  engine::Activations activations = engine::Activations::kGgml;
+  engine::LoadOptions load;  // where forward passes run
+};
+// Perplexity of the model on the text (and KLD against a base model or its
+// saved log-probs), as stage "eval". Corruption when --text does not
+// tokenize to the tokens stored in base_logits.
+Result<engine::EvalResult> EvaluateLanguageModel(const EvalRequest& request, const Hooks& hooks);
+
+struct ImatrixRequest {
+  std::string model;
+  std::string text;
+  std::string output;  // the imatrix GGUF, written atomically
+  int64_t ctx = 512;
+  int64_t chunks = -1;         // -1: all
+  bool include_output = true;  // collect output.weight too
+  int threads = 0;
+  engine::LoadOptions load;
+};
+struct ImatrixResult {
+  quantize::Imatrix imatrix;
+  double seconds = 0;  // collecting and saving
+};
+// The model's importance matrix on the text, as stage "imatrix", saved to
+// request.output.
+Result<ImatrixResult> CollectImatrixToFile(const ImatrixRequest& request, const Hooks& hooks);
+
 struct AutoOptions {
   std::string model;
   std::string text;
@@ -135,6 +172,14 @@ struct AutoResult {
 // the same.
 Result<AutoResult> RunAuto(const AutoOptions& options, const Hooks& hooks);
 
+// ---- measurements ----
+
+// The measurement in `path`, in the format `format` names
+// (plan::ParseMeasurementFormatName) or, when empty, the one its content
+// shows; a per-layer cost table is fitted to Flux.1-dev. Notes what it was
+// read as; errors say it too.
+Result<plan::Measurement> LoadAnyMeasurement(const std::string& path, const std::string& format, const Hooks& hooks);
+
 // ---- diffusion models ----
 
 struct DiffusionInput {
@@ -177,6 +222,22 @@ bool IsDiffusionPlan(const plan::Plan& plan);
 // The plan in `path`, applied to options->rules (see diffusion::ApplyPlan).
 Result<plan::Plan> LoadDiffusionPlan(const std::string& path, const DiffusionInput& input,
                                      diffusion::ConvertOptions* options);
+
+// How `convert` chooses the types: a saved plan, or a plan solved in a
+// budget on a measurement (a file fitted to the model, or measured now).
+struct DiffusionPlanRequest {
+  std::string plan;                    // a saved plan (excludes budget)
+  std::optional<plan::Budget> budget;  // solve a plan in this budget
+  std::string measurement;             // solve on this measurement file instead of measuring
+  DiffusionMeasureRequest measure;     // else measure so (method and threads: the options')
+  std::string save_measurement;        // also measure (when no plan is given) and write the measurement here
+  std::string save_plan;               // write the plan here
+};
+// The plan, applied to options->rules; nullopt when none is asked for (the
+// options' types stand). Notes the solved plan's cost against the greedy
+// benefit/cost method at the same budget.
+Result<std::optional<plan::Plan>> PlanDiffusion(const DiffusionInput& input, const DiffusionPlanRequest& request,
+                                                diffusion::ConvertOptions* options, const Hooks& hooks);
 
 struct DiffusionWrite {
   diffusion::ConvertOptions options;

@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "base/json.h"
+#include "base/text_file.h"
 #include "plan/plan.h"
 
 namespace mixq::plan {
@@ -165,7 +166,7 @@ std::string MeasurementToJson(const Measurement& m) {
 }
 
 Result<Measurement> LoadMeasurement(const std::string& path) {
-  auto text = json::ReadTextFile(path);
+  auto text = ReadTextFile(path);
   if (!text.has_value()) return text.status();
   auto m = ParseMeasurementJson(*text);
   if (!m.has_value()) return m.status().WithContext(path);
@@ -174,7 +175,7 @@ Result<Measurement> LoadMeasurement(const std::string& path) {
 
 Status SaveMeasurement(const Measurement& m, const std::string& path) {
   MIXQ_TRY(Validate(m));
-  return json::WriteTextFileAtomic(path, MeasurementToJson(m));
+  return WriteTextFileAtomic(path, MeasurementToJson(m));
 }
 
 }  // namespace mixq::plan

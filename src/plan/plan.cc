@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "base/json.h"
+#include "base/text_file.h"
 #include "formats/formats.h"
 #include "plan/problem.h"
 
@@ -222,14 +223,14 @@ Result<Plan> ParsePlanJson(std::string_view json_text) {
 }
 
 Result<Plan> LoadPlan(const std::string& path) {
-  auto text = json::ReadTextFile(path);
+  auto text = ReadTextFile(path);
   if (!text.has_value()) return text.status();
   auto plan = ParsePlanJson(*text);
   if (!plan.has_value()) return plan.status().WithContext(path);
   return plan;
 }
 
-Status SavePlan(const Plan& plan, const std::string& path) { return json::WriteTextFileAtomic(path, PlanToJson(plan)); }
+Status SavePlan(const Plan& plan, const std::string& path) { return WriteTextFileAtomic(path, PlanToJson(plan)); }
 
 std::string LlamaTypeName(std::string_view ggml_name) {
   std::string out;
@@ -267,7 +268,7 @@ Status SaveTensorTypeFile(const Plan& plan, const std::string& path) {
   MIXQ_TRY(args);
   std::string text;
   for (const std::string& a : *args) text.append(a).append("\n");
-  return json::WriteTextFileAtomic(path, text);
+  return WriteTextFileAtomic(path, text);
 }
 
 const UnitPlan* FindUnitForTensor(const Plan& plan, std::string_view tensor_name) {

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "base/json.h"
+#include "base/text_file.h"
 #include "gguf/gguf.h"
 #include "report/report.h"
 
@@ -15,7 +16,7 @@ using json::Json;
 // The "summary" object of a mixq --json output (JSON Lines), or the document
 // itself when the file is one JSON object.
 Result<Json> SummaryOf(const std::string& path) {
-  auto text = json::ReadTextFile(path);
+  auto text = ReadTextFile(path);
   MIXQ_TRY(text);
   auto whole = Json::parse(*text, nullptr, false);
   if (whole.is_object() && !whole.contains("type")) return whole;
@@ -52,7 +53,7 @@ Result<std::string> ReadAsset(const std::string& dir, const std::string& name) {
     return Status::IOError("chart library file '" + path +
                            "' not found; run scripts/setup-report.sh (or set MIXQ_REPORT_ASSETS)");
   }
-  return json::ReadTextFile(path);
+  return ReadTextFile(path);
 }
 
 }  // namespace

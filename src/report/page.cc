@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "base/json.h"
+#include "base/text_file.h"
 #include "report/report.h"
 #include "report/tables.h"
 
@@ -243,7 +244,7 @@ Result<std::string> RenderHtml(const ReportInputs& inputs, const ChartLibrary& l
 Status WriteReport(const ReportInputs& inputs, const ChartLibrary& library, const std::string& path) {
   auto html = RenderHtml(inputs, library);
   MIXQ_TRY(html);
-  return json::WriteTextFileAtomic(path, *html);
+  return WriteTextFileAtomic(path, *html);
 }
 
 }  // namespace mixq::report

@@ -51,10 +51,6 @@ class Tokenizer {
   std::shared_ptr<const Vocab> vocab_;
 };
 
-// Reads a whole text file; gzip-compressed files (.gz or not) are inflated.
-// IOError when the file cannot be read, Corruption for a broken gzip stream.
-Result<std::string> ReadTextFile(const std::string& path);
-
 }  // namespace mixq::tokenizer
 
 #endif  // MIXQ_TOKENIZER_TOKENIZER_H_

@@ -56,24 +56,6 @@ Status ChoosePreTokenizer(const std::string& pre, Vocab& vocab) {
   return Status::Ok();
 }
 
-// GPT-2's byte-to-printable mapping: printable Latin-1 bytes stand for
-// themselves, the others are shifted to U+0100 and up in byte order.
-void BuildByteMap(Vocab& vocab) {
-  auto printable = [](int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); };
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    uint32_t cp = printable(b) ? static_cast<uint32_t>(b) : static_cast<uint32_t>(next++);
-    std::string s;
-    if (cp < 0x80) {
-      s.push_back(static_cast<char>(cp));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-    vocab.byte_to_unicode[b] = std::move(s);
-  }
-}
-
 Status LoadMerges(const gguf::GgufFile& file, Vocab& vocab) {
   auto merges = FindArray(file, "tokenizer.ggml.merges", gguf::ValueType::kString, true);
   MIXQ_TRY(merges);
@@ -109,7 +91,7 @@ Result<Tokenizer> Tokenizer::FromGguf(const gguf::GgufFile& file) {
     vocab->bos = 11;
     vocab->eos = 11;
     MIXQ_TRY(ChoosePreTokenizer(file.GetString("tokenizer.ggml.pre").value_or(""), *vocab));
-    BuildByteMap(*vocab);
+    vocab->byte_to_unicode = Gpt2ByteChars();
     MIXQ_TRY(LoadMerges(file, *vocab));
   } else {
     return Status::NotSupported("unsupported tokenizer model '" + *model +
@@ -225,5 +207,22 @@ int32_t Tokenizer::bos_id() const { return vocab_->bos; }
 bool Tokenizer::add_bos() const { return vocab_->add_bos; }
 std::string_view Tokenizer::model() const { return vocab_->model; }
 std::string_view Tokenizer::TokenText(int32_t id) const { return vocab_->tokens[id]; }
+
+std::array<std::string, 256> Gpt2ByteChars() {
+  auto printable = [](int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE); };
+  std::array<std::string, 256> chars;
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    uint32_t cp = printable(b) ? static_cast<uint32_t>(b) : static_cast<uint32_t>(next++);
+    std::string& s = chars[b];
+    if (cp < 0x80) {
+      s.push_back(static_cast<char>(cp));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+  return chars;
+}
 
 }  // namespace mixq::tokenizer

@@ -56,6 +56,10 @@ struct Vocab {
 };
 
 // A key for two adjacent SPM characters (each 1..4 bytes).
+// GPT-2's byte-to-printable mapping, as UTF-8: printable Latin-1 bytes stand
+// for themselves, the others are shifted to U+0100 and up in byte order.
+std::array<std::string, 256> Gpt2ByteChars();
+
 uint64_t CharPairKey(std::string_view a, std::string_view b);
 std::unordered_set<uint64_t> AdjacentCharPairs(const std::vector<std::string>& tokens);
 

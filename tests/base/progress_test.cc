@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.h"
+
 namespace mixq {
 namespace {
 
@@ -17,13 +19,6 @@ std::string Contents(std::FILE* f) {
   std::rewind(f);
   for (int c; (c = std::fgetc(f)) != EOF;) text += static_cast<char>(c);
   return text;
-}
-
-std::vector<nlohmann::json> Events(const std::string& text) {
-  std::vector<nlohmann::json> events;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) events.push_back(nlohmann::json::parse(line));
-  return events;
 }
 
 TEST(Progress, JsonEventsCarryStepItemAndEtaAndEndOnce) {
@@ -38,7 +33,7 @@ TEST(Progress, JsonEventsCarryStepItemAndEtaAndEndOnce) {
     p.Update(3, "say \"hi\"\n");         // the last one always is, escaped
     p.Finish();
   }  // the destructor does not end it twice
-  const auto events = Events(Contents(f));
+  const auto events = testing::JsonLines(Contents(f));
   std::fclose(f);
   ASSERT_EQ(events.size(), 4u);
   EXPECT_EQ(events[0]["type"], "progress");

@@ -22,12 +22,7 @@ namespace {
 using testing::RunMixq;
 using testing::TempDir;
 
-std::vector<nlohmann::json> JsonLines(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using testing::JsonLines;
 
 std::string Q(const std::string& s) { return "'" + s + "'"; }
 
@@ -73,8 +68,8 @@ TEST(Cli, ExitCodes) {
 // run is bad input naming the reason; the device in use is said on stderr.
 TEST(Cli, DeviceFlags) {
   TempDir dir;
-  const std::string eval = "eval " + Q(testing::RefDevModel()) + " --text " +
-                           Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") + " --chunks 1 --ctx 64 ";
+  const std::string eval =
+      "eval " + Q(testing::RefDevModel()) + " --text " + Q(testing::RefDevText()) + " --chunks 1 --ctx 64 ";
   auto bogus = RunMixq(eval + "--device tpu");
   EXPECT_EQ(bogus.exit_code, 2);
   EXPECT_NE(bogus.err.find("--device must be 'cpu', 'cuda' or 'auto', not 'tpu'"), std::string::npos) << bogus.err;
@@ -85,8 +80,7 @@ TEST(Cli, DeviceFlags) {
   EXPECT_EQ(cpu.exit_code, 0) << cpu.err;
   EXPECT_NE(cpu.err.find("mixq: device: cpu\n"), std::string::npos) << cpu.err;
   if (!engine::CudaUsable()) {
-    auto cuda = RunMixq("imatrix " + Q(testing::RefDevModel()) + " --text " +
-                        Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") + " -o " +
+    auto cuda = RunMixq("imatrix " + Q(testing::RefDevModel()) + " --text " + Q(testing::RefDevText()) + " -o " +
                         Q(dir.File("im.gguf")) + " --device cuda");
     EXPECT_EQ(cuda.exit_code, 3);
     EXPECT_EQ(cuda.err.rfind("mixq: error: --device cuda: ", 0), 0u) << cuda.err;
@@ -185,7 +179,7 @@ TEST(Cli, UnknownModelFileKindIsNamedByItsFirstBytes) {
   testing::WriteFileBytes(dir.File("empty.gguf"), {});
   const std::string junk = "not a model";
   testing::WriteFileBytes(dir.File("junk.gguf"), std::vector<uint8_t>(junk.begin(), junk.end()));
-  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string text = Q(testing::RefDevText());
   for (const char* file : {"empty.gguf", "junk.gguf"}) {
     const std::string f = Q(dir.File(file)), o = Q(dir.File("o"));
     for (const std::string& command : {"measure " + f + " --text " + text + " -o " + o, "measure " + f + " -o " + o,
@@ -284,7 +278,7 @@ TEST(Cli, OutputThatIsAnInputIsRefused) {
   TempDir dir;
   const std::string model = dir.File("m.gguf"), text = dir.File("t.txt.gz");
   std::filesystem::copy_file(testing::RefDevModel(), model);
-  std::filesystem::copy_file(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz", text);
+  std::filesystem::copy_file(testing::RefDevText(), text);
   std::filesystem::create_symlink(model, dir.File("link.gguf"));
   std::filesystem::create_hard_link(model, dir.File("hard.gguf"));
   const auto model_bytes = testing::ReadFileBytes(model);
@@ -338,7 +332,7 @@ namespace {
 // the budget, the plan must be applied, and an impossible budget is exit 3.
 TEST(Cli, AutoFitsTheBudgetAndPlanIsReusable) {
   TempDir dir;
-  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const std::string text = testing::RefDevText();
   const uint64_t budget = 5000000;
   auto r = RunMixq("auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) + " --target-size " +
                    std::to_string(budget) + " -o " + Q(dir.File("a.gguf")) +
@@ -369,7 +363,7 @@ TEST(Cli, AutoFitsTheBudgetAndPlanIsReusable) {
 // text or other options would change, and says why in one line per step.
 TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
   TempDir dir;
-  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const std::string text = testing::RefDevText();
   ASSERT_EQ(testing::RunCommand("gzip -dc " + Q(text) + " | tail -n +40 >" + Q(dir.File("other.txt"))).exit_code, 0);
   auto run = [&](const std::string& text_file, int imatrix_chunks) {
     return RunMixq("auto " + Q(testing::RefDevModel()) + " --text " + Q(text_file) + " --target 5.0bpw -o " +
@@ -401,7 +395,7 @@ TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
 // its run excluded.
 TEST(Cli, ConcurrentAutosSharingACacheKeepTheirOwnTypes) {
   TempDir dir;
-  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const std::string text = testing::RefDevText();
   auto command = [&](const std::string& name, const std::string& types) {
     return std::string(MIXQ_BINARY) + " auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) +
            " --target 7.0bpw -o " + Q(dir.File(name + ".gguf")) + " --cache-dir " + Q(dir.File("cache")) + " --types " +
@@ -468,7 +462,7 @@ const std::vector<uint8_t> kF16NaN = {0x00, 0x7e};
 // it uses or copies, naming the tensor and the index, and writes nothing.
 TEST(Cli, NonFiniteWeightsAreRefusedByEveryCommand) {
   TempDir dir;
-  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string text = Q(testing::RefDevText());
   const std::string nan_norm =
       Q(PatchedModel(dir, testing::RefDevModel(), "nan-norm.gguf", "blk.0.attn_norm.weight", 4 * 7, kF32NaN));
   const std::string norm_msg = "tensor 'blk.0.attn_norm.weight' holds NaN at index 7 (row 0, column 7)";
@@ -516,8 +510,7 @@ TEST(Cli, OverflowingActivationsAreRefused) {
   std::vector<uint8_t> huge;  // every weight of the first norm 1e30 (0x7149f2ca)
   for (int i = 0; i < 256; ++i) huge.insert(huge.end(), {0xca, 0xf2, 0x49, 0x71});
   const std::string model = PatchedModel(dir, testing::RefDevModel(), "huge.gguf", "blk.0.attn_norm.weight", 0, huge);
-  auto r = RunMixq("eval " + Q(model) + " --text " + Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") +
-                   " --ctx 64 --chunks 2");
+  auto r = RunMixq("eval " + Q(model) + " --text " + Q(testing::RefDevText()) + " --ctx 64 --chunks 2");
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("non-finite activation leaving layer 0"), std::string::npos) << r.err;
 }
@@ -538,7 +531,7 @@ TEST(Cli, ForeignImatricesAreRefused) {
   TempDir dir;
   const std::string model = Q(testing::RefDevModel());
   const std::string out = Q(dir.File("q.gguf"));
-  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string text = Q(testing::RefDevText());
   const std::string foreign =
       SavedImatrix(dir, "foreign.gguf", {"model.layers.0.self_attn.q_proj.weight", "lm_head.weight"}, 256);
   for (const std::string& command : {"quantize " + model + " " + out + " --type Q4_K --imatrix " + foreign,
@@ -582,7 +575,7 @@ TEST(Cli, ForeignImatricesAreRefused) {
 TEST(Cli, EditedPlansAreRefused) {
   TempDir dir;
   const std::string model = Q(testing::RefDevModel());
-  const std::string text = Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
+  const std::string text = Q(testing::RefDevText());
   ASSERT_EQ(RunMixq("measure -q " + model + " --text " + text + " --ctx 64 --chunks 1 --types Q4_K,Q8_0 -o " +
                     Q(dir.File("m.json")))
                 .exit_code,

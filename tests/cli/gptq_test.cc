@@ -32,9 +32,7 @@ const std::string kCalibration = " --ctx " + std::to_string(kCtx) + " --chunks "
 
 // The first 12 kB of ref-dev's text: enough for kChunks chunks of kCtx tokens.
 std::string WriteCalibration(const TempDir& dir) {
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  EXPECT_TRUE(text.has_value());
-  const std::string slice = text->substr(0, 12000);
+  const std::string slice = testing::RefDevTextStart(12000);
   const std::string path = dir.File("calib.txt");
   testing::WriteFileBytes(path, std::vector<uint8_t>(slice.begin(), slice.end()));
   return path;

@@ -103,7 +103,7 @@ std::map<std::string, std::string> PlannedTypes(const plan::Plan& p) {
 // given the --tensor-type-file gives every tensor the planned type.
 TEST(Habits, AutoDryRunPlansExactlyWithoutWritingTheModel) {
   TempDir dir;
-  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const std::string text = testing::RefDevText();
   const std::string types_file = dir.File("types.txt");
   auto r = RunMixq("auto --json --dry-run " + Q(testing::RefDevModel()) + " --text " + Q(text) +
                    " --target-size 5000000 -o " + Q(dir.File("a.gguf")) + " --tensor-type-file " + Q(types_file) +

@@ -42,8 +42,7 @@ TEST(TypesVsLlama, BestKldIsNoWorseThanLlamaCpp) {
   const std::string model = testing::RefDevModel();
   // Held-out text as in the benchmark: imatrix on the first half, eval on the
   // second; only the start of each half is needed for a few chunks.
-  auto split = testing::RunCommand("zcat " + Q(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz") + " > " +
-                                   Q(dir.File("all.txt")));
+  auto split = testing::RunCommand("zcat " + Q(testing::RefDevText()) + " > " + Q(dir.File("all.txt")));
   ASSERT_EQ(split.exit_code, 0) << split.err;
   std::vector<uint8_t> all = testing::ReadFileBytes(dir.File("all.txt"));
   const size_t half = all.size() / 2;

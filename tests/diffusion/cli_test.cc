@@ -16,12 +16,7 @@ using mixq::testing::RunMixq;
 using testing::Generate;
 using testing::TempDir;
 
-std::vector<nlohmann::json> JsonLines(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
+using mixq::testing::JsonLines;
 
 class ConvertCli : public ::testing::Test {
  protected:

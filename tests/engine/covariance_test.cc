@@ -5,32 +5,22 @@
 #include <gtest/gtest.h>
 
 #include "engine/engine.h"
+#include "engine_test_util.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
 
 namespace mixq::engine {
 namespace {
 
-class Covariances : public ::testing::Test {
+class Covariances : public test::RefDevModelTest {
  protected:
   void SetUp() override {
-    auto f = gguf::GgufFile::Open(testing::RefDevModel());
-    ASSERT_TRUE(f.has_value());
-    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
-    auto m = Model::Load(*file_);
-    ASSERT_TRUE(m.has_value());
-    model_ = std::make_unique<Model>(std::move(m).value());
-    auto tok = tokenizer::Tokenizer::FromGguf(*file_);
-    ASSERT_TRUE(tok.has_value());
-    auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-    ASSERT_TRUE(text.has_value());
-    tokens_ = TokenizeForEval(*tok, text->substr(0, 8000));
+    RefDevModelTest::SetUp();
+    tokens_ = TextTokens(8000);
     options_.n_ctx = 128;
     options_.n_chunks = 3;
     options_.bos_id = 1;
   }
-  std::unique_ptr<gguf::GgufFile> file_;
-  std::unique_ptr<Model> model_;
   std::vector<int32_t> tokens_;
   CovarianceOptions options_;
 };

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "base/text_file.h"
 #include "engine/engine.h"
 #include "quantize/quantize.h"
 #include "test_support.h"
@@ -91,7 +92,7 @@ TEST(Cuda, AgreesWithCpuOnPerplexityAndKld) {
     ASSERT_TRUE(quant.has_value());
     auto tok = tokenizer::Tokenizer::FromGguf(*base);
     ASSERT_TRUE(tok.has_value());
-    auto text = tokenizer::ReadTextFile(dir + "/val.txt.gz");
+    auto text = ReadTextFile(dir + "/val.txt.gz");
     ASSERT_TRUE(text.has_value());
     const std::vector<int32_t> tokens = TokenizeForEval(*tok, *text);
 

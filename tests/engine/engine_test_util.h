@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -244,6 +245,27 @@ inline void WriteRandomModel(const std::string& path, const RandomModelSpec& s) 
   }
   ASSERT_TRUE(w->Finish().ok());
 }
+
+// ref-dev opened and loaded (CPU), for the tests that run it.
+class RefDevModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto f = gguf::GgufFile::Open(testing::RefDevModel());
+    ASSERT_TRUE(f.has_value());
+    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    auto m = Model::Load(*file_);
+    ASSERT_TRUE(m.has_value()) << m.error().message();
+    model_ = std::make_unique<Model>(std::move(m).value());
+  }
+  // The first n_bytes of the held-out text, tokenized as eval does.
+  std::vector<int32_t> TextTokens(size_t n_bytes) const {
+    auto tok = tokenizer::Tokenizer::FromGguf(*file_);
+    EXPECT_TRUE(tok.has_value());
+    return tok.has_value() ? TokenizeForEval(*tok, testing::RefDevTextStart(n_bytes)) : std::vector<int32_t>();
+  }
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<Model> model_;
+};
 
 }  // namespace mixq::engine::test
 

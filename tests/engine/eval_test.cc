@@ -15,16 +15,13 @@ namespace mixq::engine {
 namespace {
 
 std::string Q(const std::string& s) { return "'" + s + "'"; }
-std::string ValGz() { return std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz"; }
 
 // The first 20 kB of the held-out text, gzipped like the original, so that
 // CLI runs do not tokenize all of it.
 class ValSlice {
  public:
   ValSlice() {
-    auto text = tokenizer::ReadTextFile(ValGz());
-    EXPECT_TRUE(text.has_value());
-    const std::string slice = text->substr(0, 20000);
+    const std::string slice = testing::RefDevTextStart(20000);
     testing::WriteFileBytes(dir_.File("val.txt"), std::vector<uint8_t>(slice.begin(), slice.end()));
     EXPECT_EQ(testing::RunCommand("gzip -k " + dir_.File("val.txt")).exit_code, 0);
   }
@@ -34,33 +31,46 @@ class ValSlice {
   testing::TempDir dir_;
 };
 
-std::vector<nlohmann::json> JsonLines(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
+using testing::JsonLines;
+
+// The inputs the activation hook sees for weight `name` (only expert
+// `expert`'s, when >= 0; n_in columns), squared and summed per column, and
+// how many rows, running `n_chunks` chunks of n_ctx tokens one at a time
+// (each starting with BOS).
+struct Squares {
+  std::vector<double> sum2;
+  int64_t count = 0;
+};
+Squares HookedSquares(Model& model, const std::vector<int32_t>& tokens, int64_t n_ctx, int n_chunks,
+                      const std::string& name, int64_t expert, int64_t n_in) {
+  Squares out{std::vector<double>(static_cast<size_t>(n_in), 0.0), 0};
+  ActivationHook hook = [&](const std::string& w, int64_t e, const float* x, int64_t n, int64_t cols) {
+    if (w != name || (expert >= 0 && e != expert)) return;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t j = 0; j < cols; ++j) out.sum2[j] += double(x[t * cols + j]) * x[t * cols + j];
+    }
+    out.count += n;
+  };
+  RunOptions run;
+  run.hook = &hook;
+  for (int c = 0; c < n_chunks; ++c) {
+    std::vector<int32_t> chunk(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+    chunk[0] = 1;
+    std::vector<float> logits;
+    EXPECT_TRUE(model.Forward(chunk, n_ctx, &logits, run).ok());
+  }
+  return out;
 }
 
-class Eval : public ::testing::Test {
+class Eval : public test::RefDevModelTest {
  protected:
   void SetUp() override {
-    auto f = gguf::GgufFile::Open(testing::RefDevModel());
-    ASSERT_TRUE(f.has_value());
-    file_ = std::make_unique<gguf::GgufFile>(std::move(f).value());
-    auto m = Model::Load(*file_);
-    ASSERT_TRUE(m.has_value());
-    model_ = std::make_unique<Model>(std::move(m).value());
-    auto tok = tokenizer::Tokenizer::FromGguf(*file_);
-    ASSERT_TRUE(tok.has_value());
-    auto text = tokenizer::ReadTextFile(ValGz());
-    ASSERT_TRUE(text.has_value());
-    tokens_ = TokenizeForEval(*tok, text->substr(0, 20000));
+    RefDevModelTest::SetUp();
+    tokens_ = TextTokens(20000);
     options_.n_ctx = 128;
     options_.n_chunks = 5;
     options_.bos_id = 1;
   }
-  std::unique_ptr<gguf::GgufFile> file_;
-  std::unique_ptr<Model> model_;
   std::vector<int32_t> tokens_;
   EvalOptions options_;
 };
@@ -214,21 +224,7 @@ TEST_F(Eval, ImatrixSumsSquaredInputs) {
   EXPECT_EQ(im->entries.at("blk.2.ffn_down.weight").in_sum2.size(), 768u);
 
   // Independently: the hook's inputs of one weight, squared and summed.
-  std::vector<double> sum2(256, 0.0);
-  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
-    if (w != "blk.4.ffn_up.weight") return;
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];
-    }
-  };
-  RunOptions run;
-  run.hook = &hook;
-  for (int c = 0; c < 3; ++c) {
-    std::vector<int32_t> chunk(tokens_.begin() + c * 128, tokens_.begin() + (c + 1) * 128);
-    chunk[0] = 1;
-    std::vector<float> logits;
-    ASSERT_TRUE(model_->Forward(chunk, 128, &logits, run).ok());
-  }
+  const std::vector<double> sum2 = HookedSquares(*model_, tokens_, 128, 3, "blk.4.ffn_up.weight", -1, 256).sum2;
   const auto& got = im->entries.at("blk.4.ffn_up.weight").in_sum2;
   // Batched and single chunks round a few activations differently (F16, Q8).
   for (int j = 0; j < 256; ++j) EXPECT_NEAR(got[j], sum2[j], 1e-3 * sum2[j] + 1e-6) << j;
@@ -244,7 +240,9 @@ test::RandomModelSpec SmallMoe() {
   return {.arch = "qwen3moe", .seed = 12, .n_expert = 4, .n_expert_used = 2, .n_ff_exp = 32};
 }
 
-std::vector<int32_t> ByteTokens(const std::string& text, size_t n) {
+// The first n bytes of the held-out text as byte tokens.
+std::vector<int32_t> ByteTokens(size_t n) {
+  const std::string text = testing::RefDevTextStart(n);
   std::vector<int32_t> tokens;
   for (size_t i = 0; i < n; ++i) tokens.push_back(3 + static_cast<unsigned char>(text[i]));  // <0xXX> ids
   return tokens;
@@ -259,9 +257,7 @@ TEST(MoeImatrix, SumsAndCountsPerExpert) {
   ASSERT_TRUE(file.has_value());
   auto model = Model::Load(*file);
   ASSERT_TRUE(model.has_value()) << model.error().message();
-  auto text = tokenizer::ReadTextFile(ValGz());
-  ASSERT_TRUE(text.has_value());
-  const std::vector<int32_t> tokens = ByteTokens(*text, 3 * 64);
+  const std::vector<int32_t> tokens = ByteTokens(3 * 64);
   ImatrixOptions o;
   o.n_ctx = 64;
   o.bos_id = 1;
@@ -279,23 +275,7 @@ TEST(MoeImatrix, SumsAndCountsPerExpert) {
   EXPECT_EQ(im->entries.at("blk.1.ffn_gate_exps.weight").counts, im->entries.at("blk.1.ffn_down_exps.weight").counts);
 
   // Independently: one expert's hooked inputs, squared and summed.
-  std::vector<double> sum2(32, 0.0);
-  int64_t count = 0;
-  ActivationHook hook = [&](const std::string& w, int64_t expert, const float* x, int64_t n, int64_t n_in) {
-    if (w != "blk.1.ffn_down_exps.weight" || expert != 2) return;
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t j = 0; j < n_in; ++j) sum2[j] += double(x[t * n_in + j]) * x[t * n_in + j];
-    }
-    count += n;
-  };
-  RunOptions run;
-  run.hook = &hook;
-  for (int c = 0; c < 3; ++c) {
-    std::vector<int32_t> chunk(tokens.begin() + c * 64, tokens.begin() + (c + 1) * 64);
-    chunk[0] = 1;
-    std::vector<float> logits;
-    ASSERT_TRUE(model->Forward(chunk, 64, &logits, run).ok());
-  }
+  const auto [sum2, count] = HookedSquares(*model, tokens, 64, 3, "blk.1.ffn_down_exps.weight", 2, 32);
   const quantize::ImatrixEntry& down = im->entries.at("blk.1.ffn_down_exps.weight");
   EXPECT_EQ(down.counts[2], count);
   for (int j = 0; j < 32; ++j) EXPECT_NEAR(down.in_sum2[2 * 32 + j], sum2[j], 1e-4 * sum2[j] + 1e-6) << j;
@@ -321,12 +301,10 @@ TEST(MoeImatrix, TypesThatNeedAnImatrixQuantizeExperts) {
   ASSERT_TRUE(file.has_value());
   auto model = Model::Load(*file);
   ASSERT_TRUE(model.has_value()) << model.error().message();
-  auto text = tokenizer::ReadTextFile(ValGz());
-  ASSERT_TRUE(text.has_value());
   ImatrixOptions o;
   o.n_ctx = 64;
   o.bos_id = 1;
-  auto im = CollectImatrix(*model, ByteTokens(*text, 2 * 64), o);
+  auto im = CollectImatrix(*model, ByteTokens(2 * 64), o);
   ASSERT_TRUE(im.has_value()) << im.error().message();
 
   quantize::QuantizeOptions q;

@@ -162,9 +162,8 @@ TEST(IntPath, RefDevMatchesTheF32Path) {
   ASSERT_TRUE(model.has_value() && base.has_value());
   const int64_t n_vocab = model->config().n_vocab;
   auto tok = tokenizer::Tokenizer::FromGguf(*file);
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  ASSERT_TRUE(tok.has_value() && text.has_value());
-  std::vector<int32_t> tokens = TokenizeForEval(*tok, text->substr(0, 20000));
+  ASSERT_TRUE(tok.has_value());
+  std::vector<int32_t> tokens = TokenizeForEval(*tok, testing::RefDevTextStart(20000));
   ASSERT_GE(tokens.size(), 1024u);
   tokens.resize(1024);
   EvalOptions eo;

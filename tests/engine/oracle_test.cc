@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agreement.h"
+#include "base/text_file.h"
 #include "engine/engine.h"
 #include "engine_test_util.h"
 #include "test_support.h"
@@ -20,9 +21,7 @@ class OracleFixture : public ::testing::Test {
   static void SetUpTestSuite() {
     if (testing::OraclePath().empty()) return;
     dir_ = new testing::TempDir();
-    auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-    ASSERT_TRUE(text.has_value());
-    std::string slice = text->substr(0, 40000);
+    const std::string slice = testing::RefDevTextStart(40000);
     testing::WriteFileBytes(Path("val.txt"), std::vector<uint8_t>(slice.begin(), slice.end()));
     const std::string common = " --text-file " + Path("val.txt") + " --ctx " + std::to_string(kCtx) + " --chunks " +
                                std::to_string(kChunks) + " --threads 2";
@@ -71,7 +70,7 @@ TEST_F(OracleFixture, RefDevPerplexityMatchesLlamaCpp) {
   ASSERT_TRUE(model.has_value());
   auto tok = tokenizer::Tokenizer::FromGguf(*file);
   ASSERT_TRUE(tok.has_value());
-  auto text = tokenizer::ReadTextFile(Path("val.txt"));
+  auto text = ReadTextFile(Path("val.txt"));
   ASSERT_TRUE(text.has_value());
   EvalOptions o;
   o.n_ctx = kCtx;

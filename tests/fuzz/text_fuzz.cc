@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "base/text_file.h"
 #include "fuzz_file.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -29,7 +30,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto text = mixq::tokenizer::ReadTextFile(mixq::fuzz::WriteScratch(data, size));
+  auto text = mixq::ReadTextFile(mixq::fuzz::WriteScratch(data, size));
   if (!text.has_value()) {
     if (text.error().message().empty()) std::abort();
     return 0;

@@ -231,9 +231,7 @@ TEST(MeasureTest, LinearRanksRefDevTensorsLikeExact) {
   ASSERT_TRUE(file.has_value()) << file.error().message();
   auto tok = tokenizer::Tokenizer::FromGguf(*file);
   ASSERT_TRUE(tok.has_value());
-  auto text = tokenizer::ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  ASSERT_TRUE(text.has_value());
-  const auto tokens = engine::TokenizeForEval(*tok, text->substr(0, 20000));
+  const auto tokens = engine::TokenizeForEval(*tok, testing::RefDevTextStart(20000));
   MeasureOptions o;
   o.types = {Type("Q2_K"), Type("Q4_K")};
   o.method = formats::QuantMethod::kGgml;  // the search of kBest would dominate the test's time

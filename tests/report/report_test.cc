@@ -221,7 +221,7 @@ class ReportInBrowser : public ::testing::Test {
 TEST_F(ReportInBrowser, DenseModelFromAutoAndReport) {
   TempDir dir;
   const std::string model = mixq::testing::RefDevModel();
-  const std::string text = std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz";
+  const std::string text = testing::RefDevText();
   auto a = RunMixq("--json -q auto " + model + " --text " + text +
                    " --target 5bpw --types Q4_K,Q5_K,Q6_K,Q8_0 --ctx 128 --imatrix-chunks 2 --measure-chunks 1"
                    " --eval-chunks 2 -o " +
@@ -282,8 +282,8 @@ TEST(ReportCli, AMissingMeasurementFailsWithOneLineAndWritesNothing) {
 TEST(ReportCli, AutoWithoutChartLibraryStopsBeforeAnyWork) {
   TempDir dir;
   auto r = RunCommand("MIXQ_REPORT_ASSETS=" + dir.File("none") + " " + MIXQ_BINARY + " auto " +
-                      mixq::testing::RefDevModel() + " --text " + MIXQ_SOURCE_DIR + "/models/ref-dev/val.txt.gz" +
-                      " --target 4.5bpw -o " + dir.File("out.gguf") + " --report " + dir.File("out.html"));
+                      mixq::testing::RefDevModel() + " --text " + mixq::testing::RefDevText() + " --target 4.5bpw -o " +
+                      dir.File("out.gguf") + " --report " + dir.File("out.html"));
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("scripts/setup-report.sh"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "auto wrote files before failing";

@@ -7,28 +7,10 @@
 
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
 
 namespace mixq::tokenizer {
 namespace {
-
-// GPT-2's printable stand-in for each byte, as UTF-8.
-std::vector<std::string> ByteChars() {
-  std::vector<std::string> out(256);
-  int next = 256;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    const int cp = printable ? b : next++;
-    std::string s;
-    if (cp < 0x80) {
-      s.push_back(static_cast<char>(cp));
-    } else {
-      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-    out[b] = s;
-  }
-  return out;
-}
 
 struct BpeVocab {
   std::vector<std::string> tokens;
@@ -38,7 +20,7 @@ struct BpeVocab {
 // A plain BPE trainer: words split at spaces (with their leading space),
 // the most frequent adjacent pair merged n_merges times.
 BpeVocab Train(const std::string& text, int n_merges) {
-  const auto chars = ByteChars();
+  const auto chars = Gpt2ByteChars();
   std::map<std::vector<std::string>, int> words;
   size_t start = 0;
   while (start < text.size()) {
@@ -50,7 +32,7 @@ BpeVocab Train(const std::string& text, int n_merges) {
     start = end;
   }
   BpeVocab v;
-  v.tokens = chars;
+  v.tokens.assign(chars.begin(), chars.end());
   for (int m = 0; m < n_merges; ++m) {
     std::map<std::pair<std::string, std::string>, int> pairs;
     for (const auto& [w, n] : words) {
@@ -150,18 +132,17 @@ class BpeTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(BpeTest, MatchesLlamaCpp) {
   if (testing::OraclePath().empty()) GTEST_SKIP() << "gguf-oracle not configured";
-  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  ASSERT_TRUE(text.has_value());
+  const std::string text = testing::RefDevTextStart(160000);
   testing::TempDir dir;
   const std::string path = dir.File("bpe.gguf");
-  WriteVocabGguf(path, Train(text->substr(0, 30000), 300), GetParam());
+  WriteVocabGguf(path, Train(text.substr(0, 30000), 300), GetParam());
   auto file = gguf::GgufFile::Open(path);
   ASSERT_TRUE(file.has_value());
   auto tok = Tokenizer::FromGguf(*file);
   ASSERT_TRUE(tok.has_value()) << tok.error().message();
   EXPECT_EQ(tok->model(), "gpt2");
   std::vector<std::string> samples = Samples();
-  samples.push_back(text->substr(100000, 60000));
+  samples.push_back(text.substr(100000, 60000));
   for (const std::string& s : samples) {
     std::vector<int32_t> ours = tok->Encode(s, true);
     std::vector<int32_t> theirs = OracleTokens(path, s);

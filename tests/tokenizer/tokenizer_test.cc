@@ -11,11 +11,7 @@
 namespace mixq::tokenizer {
 namespace {
 
-std::string ValText() {
-  auto text = ReadTextFile(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  EXPECT_TRUE(text.has_value()) << text.error().message();
-  return text.has_value() ? *text : std::string();
-}
+std::string ValText() { return testing::RefDevTextStart(std::string::npos); }
 
 Tokenizer RefDevTokenizer(const gguf::GgufFile& file) {
   auto tok = Tokenizer::FromGguf(file);
@@ -94,31 +90,6 @@ TEST(Tokenizer, EdgeCasesMatchLlamaCpp) {
           << "sample '" << s << "' bos " << bos;
     }
   }
-}
-
-TEST(ReadTextFile, GzipAndPlainGiveTheSameText) {
-  std::string text = ValText();
-  testing::TempDir dir;
-  testing::WriteFileBytes(dir.File("plain.txt"), std::vector<uint8_t>(text.begin(), text.end()));
-  auto plain = ReadTextFile(dir.File("plain.txt"));
-  ASSERT_TRUE(plain.has_value());
-  EXPECT_EQ(*plain, text);
-}
-
-TEST(ReadTextFile, MissingFileIsAnIOError) {
-  auto r = ReadTextFile("/nonexistent/mixq/text.txt");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().kind(), StatusKind::kIOError);
-}
-
-TEST(ReadTextFile, TruncatedGzipIsCorruption) {
-  auto bytes = testing::ReadFileBytes(std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/val.txt.gz");
-  bytes.resize(bytes.size() / 2);
-  testing::TempDir dir;
-  testing::WriteFileBytes(dir.File("cut.txt.gz"), bytes);
-  auto r = ReadTextFile(dir.File("cut.txt.gz"));
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().kind(), StatusKind::kCorruption) << r.error().message();
 }
 
 TEST(Tokenizer, UnknownTokenizerModelIsNotSupported) {

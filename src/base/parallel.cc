@@ -1,18 +1,21 @@
-// Internal: a persistent pool of worker threads for the forward pass, so that
-// the many short parallel steps of a chunk do not each pay for starting
-// threads. Tasks are taken dynamically; the caller's thread works too.
-#ifndef MIXQ_ENGINE_THREAD_POOL_H_
-#define MIXQ_ENGINE_THREAD_POOL_H_
+#include "base/parallel.h"
 
 #include <atomic>
 #include <condition_variable>
-#include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-namespace mixq::engine {
+namespace mixq {
+namespace {
+
+// True on the pool's workers, and on a caller's thread while it runs tasks:
+// a call from there is nested and runs inline.
+thread_local bool in_task = false;
+
+void RunInline(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
+  for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
+}
 
 class ThreadPool {
  public:
@@ -29,15 +32,9 @@ class ThreadPool {
     for (auto& t : workers_) t.join();
   }
 
-  // Calls fn(task, thread) for every task in [0, n_tasks), with thread in
-  // [0, n_threads); returns when all are done. Not reentrant.
   void Run(int64_t n_tasks, int n_threads, const std::function<void(int64_t, int)>& fn) {
-    if (n_tasks <= 0) return;
-    n_threads = static_cast<int>(std::min<int64_t>(std::max(1, n_threads), n_tasks));
-    if (n_threads == 1) {
-      for (int64_t t = 0; t < n_tasks; ++t) fn(t, 0);
-      return;
-    }
+    std::unique_lock<std::mutex> owner(run_mutex_, std::try_to_lock);
+    if (!owner.owns_lock()) return RunInline(n_tasks, fn);  // another thread's call holds the pool
     while (static_cast<int>(workers_.size()) < n_threads - 1) {
       int index = static_cast<int>(workers_.size()) + 1;
       workers_.emplace_back([this, index] { WorkerLoop(index); });
@@ -52,7 +49,9 @@ class ThreadPool {
       ++generation_;
     }
     wake_.notify_all();
+    in_task = true;
     Work(0);
+    in_task = false;
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [this] { return pending_ == 0; });
     fn_ = nullptr;
@@ -64,6 +63,7 @@ class ThreadPool {
   }
 
   void WorkerLoop(int index) {
+    in_task = true;
     uint64_t seen = 0;
     for (;;) {
       {
@@ -79,6 +79,7 @@ class ThreadPool {
     }
   }
 
+  std::mutex run_mutex_;  // held by the one call the workers serve
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -92,6 +93,20 @@ class ThreadPool {
   bool stop_ = false;
 };
 
-}  // namespace mixq::engine
+}  // namespace
 
-#endif  // MIXQ_ENGINE_THREAD_POOL_H_
+int ResolveThreadCount(int n_threads) {
+  if (n_threads > 0) return n_threads;
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+void RunTasks(int64_t n_tasks, int n_threads, const std::function<void(int64_t, int)>& fn) {
+  if (n_tasks <= 0) return;
+  n_threads = static_cast<int>(std::min<int64_t>(ResolveThreadCount(n_threads), n_tasks));
+  if (n_threads == 1 || in_task) return RunInline(n_tasks, fn);
+  static ThreadPool pool;
+  pool.Run(n_tasks, n_threads, fn);
+}
+
+}  // namespace mixq

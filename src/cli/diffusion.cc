@@ -1,4 +1,4 @@
-#include "cli/diffusion_pipeline.h"
+#include "cli/diffusion.h"
 
 #include <cstdio>
 

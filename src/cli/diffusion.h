@@ -1,8 +1,8 @@
 // Internal to cli: the flags and printing of diffusion models in `mixq
 // convert`, `mixq measure` and `mixq quantize`; the workflows are
 // pipeline's (src/pipeline/pipeline.h).
-#ifndef MIXQ_CLI_DIFFUSION_PIPELINE_H_
-#define MIXQ_CLI_DIFFUSION_PIPELINE_H_
+#ifndef MIXQ_CLI_DIFFUSION_H_
+#define MIXQ_CLI_DIFFUSION_H_
 
 #include <optional>
 #include <string>
@@ -58,4 +58,4 @@ int WriteDiffusion(const GlobalOptions& global, const pipeline::DiffusionInput& 
 
 }  // namespace mixq::cli
 
-#endif  // MIXQ_CLI_DIFFUSION_PIPELINE_H_
+#endif  // MIXQ_CLI_DIFFUSION_H_

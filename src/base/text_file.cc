@@ -1,18 +1,21 @@
-// Whole-file text input; zlib's gzread passes plain files through unchanged,
-// so one path serves both.
+// zlib's gzread passes plain files through unchanged, so one path serves
+// both plain and compressed text.
+#include "base/text_file.h"
+
+#include <unistd.h>
 #include <zlib.h>
 
-#include <cerrno>
-#include <cstring>
+#include "base/atomic_file.h"
+#include "base/regular_file.h"
 
-#include "tokenizer/tokenizer.h"
-
-namespace mixq::tokenizer {
+namespace mixq {
 
 Result<std::string> ReadTextFile(const std::string& path) {
-  gzFile file = gzopen(path.c_str(), "rb");
+  MIXQ_ASSIGN_OR_RETURN(int fd, OpenRegularFile(path));
+  gzFile file = gzdopen(fd, "rb");
   if (file == nullptr) {
-    return Status::IOError("cannot open text file: " + path + " (" + std::strerror(errno) + ")");
+    ::close(fd);
+    return Status::IOError("cannot read text file: " + path);
   }
   gzbuffer(file, 1 << 17);
   std::string text;
@@ -37,4 +40,11 @@ Result<std::string> ReadTextFile(const std::string& path) {
   return text;
 }
 
-}  // namespace mixq::tokenizer
+Status WriteTextFileAtomic(const std::string& path, const std::string& text) {
+  auto file = AtomicFile::Create(path);
+  if (!file.has_value()) return file.status();
+  MIXQ_TRY(file->Write(text.data(), text.size()));
+  return file->Commit();
+}
+
+}  // namespace mixq
