@@ -13,7 +13,8 @@
 //    experts 256 wide, top 2, random F16 weights, at each depth of
 //    --moe_layers (default 4,8), measured with Q2_K..Q6_K (Q2_K and Q4_K
 //    calibrated) on --synthetic_chunks chunks; their names start with "moe".
-// --threads=N (default 2), --no_exact skips the exact scheme. The table at the
+// --threads=N (default 2), --error_rows=N (MeasureOptions::error_rows; default
+// mixq's, 0: every row), --no_exact skips the exact scheme. The table at the
 // end splits each run's wall seconds into the calibration's forward passes and
 // the rest (mostly weight-space errors of every candidate type).
 //
@@ -162,8 +163,14 @@ std::vector<int64_t> ParseList(const char* csv) {
   return out;
 }
 
+int64_t& ErrorRows() {
+  static int64_t rows = MeasureOptions{}.error_rows;
+  return rows;
+}
+
 MeasureOptions CalibrationOnly(std::vector<const char*> types, int64_t n_chunks) {
   MeasureOptions o;
+  o.error_rows = ErrorRows();
   for (const char* t : types) o.types.push_back(mixq::formats::FindFormatByName(t));
   o.calibration_types = {mixq::formats::FindFormatByName("Q2_K"), mixq::formats::FindFormatByName("Q4_K")};
   o.n_chunks = n_chunks;
@@ -197,6 +204,8 @@ int main(int argc, char** argv) {
       moe_layers = ParseList(argv[i] + 13);
     } else if (std::strncmp(argv[i], "--synthetic_chunks=", 19) == 0) {
       synthetic_chunks = std::max<int64_t>(1, std::atoll(argv[i] + 19));
+    } else if (std::strncmp(argv[i], "--error_rows=", 13) == 0) {
+      ErrorRows() = std::atoll(argv[i] + 13);
     } else if (std::strcmp(argv[i], "--no_exact") == 0) {
       exact = false;
     } else {
@@ -208,6 +217,7 @@ int main(int argc, char** argv) {
 
   MeasureOptions ref_dev;
   ref_dev.n_chunks = 4;
+  ref_dev.error_rows = ErrorRows();
   Workloads().push_back(Load("ref-dev", std::string(MIXQ_SOURCE_DIR) + "/models/ref-dev/ref-dev-f16.gguf", ref_dev));
   for (int64_t n : layers) {
     AddSynthetic("synthetic-512x" + std::to_string(n), {.n_layer = n, .n_threads = Threads()},
