@@ -39,6 +39,9 @@ enum class Slot : uint8_t {
   kExpertIn,
   kExpertY,
   kExpertOut,
+  kRows,      // the hidden states of the rows that get logits
+  kLogProbs,  // ScoreRows' log-probs
+  kBaseLp,    // base log-probs attached from the host
   kCount
 };
 
@@ -47,6 +50,24 @@ struct TensorProduct {
   const Weight* w;
   const Weight* bias;  // optional
   Tensor y;
+};
+
+// The logits that ScoreRows scores: n_chunks chunks of `stride` rows of
+// n_vocab, the first n_scored rows of each scored, row i against targets[i].
+struct ScoreSpec {
+  int64_t n_chunks = 0;
+  int64_t stride = 0;
+  int64_t n_scored = 0;
+  int64_t n_vocab = 0;
+  std::span<const int32_t> targets;
+  Tensor base_lp;  // [n_chunks·n_scored][n_vocab], or a null handle: no KLD
+};
+
+// The first NaN or infinity that NoteNonFinite found.
+struct NonFinite {
+  int64_t tag = -1;
+  int64_t index = -1;
+  bool nan = false;
 };
 
 class Backend {
@@ -58,10 +79,19 @@ class Backend {
   // host[n] as a tensor: the CPU uses the host floats in place; a device
   // takes `slot` and copies them in when `copy_in` (else they are outputs).
   virtual Tensor Attach(Slot slot, float* host, int64_t n, bool copy_in) = 0;
+  // Host memory for n floats that Attach(slot, ...) copies in fastest
+  // (pinned on a device, the slot itself on the CPU); valid until the next call.
+  virtual float* HostBuffer(Slot slot, int64_t n) = 0;
   // host[n] = x[n] (nothing to do when x is host itself).
   virtual void Download(Tensor x, int64_t n, float* host) = 0;
-  // Index of the first NaN or infinity among x[n] and its value, or -1.
-  virtual int64_t FirstNonFinite(Tensor x, int64_t n, float* value) = 0;
+  // Notes the first NaN or infinity among x[n] under `tag`; of all noted
+  // since the last TakeNonFinite, the lowest tag wins, then the lowest index.
+  virtual void NoteNonFinite(Tensor x, int64_t n, int64_t tag) = 0;
+  // The winner of the notes so far (false: none), and forgets them.
+  virtual bool TakeNonFinite(NonFinite* first) = 0;
+  // Whether TakeNonFinite waits for the device (then it is called once per
+  // pass rather than once per layer).
+  virtual bool DefersChecks() const = 0;
 
   // y[rows][n] = ggml's RMS norm of x times `weight` (1-D, n values).
   virtual void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) = 0;
@@ -92,6 +122,11 @@ class Backend {
                                Tensor out) = 0;
   // hidden[t] += Σ_r out[t·k + r], summed in order of rank, as ggml does.
   virtual void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) = 0;
+
+  // Log-softmax of the scored rows of `logits` into Slot::kLogProbs (rows
+  // of n_vocab), and out[i] for each: NLL of targets[i], argmax, and the KLD
+  // Σ exp(base)·(base − lp) when spec.base_lp is given.
+  virtual void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) = 0;
 };
 
 // The CPU backend: the engine's reference kernels (kernels.cc, gemm.cc).

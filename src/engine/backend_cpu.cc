@@ -2,8 +2,10 @@
 // engine's reference kernel (kernels.cc, gemm.cc, activation_rounding.cc).
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <numeric>
 
+#include "base/parallel.h"
 #include "engine/backend.h"
 #include "engine/gemm.h"
 #include "engine/internal.h"
@@ -27,14 +29,21 @@ class CpuBackend final : public Backend {
     return {v.data()};
   }
   Tensor Attach(Slot, float* host, int64_t, bool) override { return {host}; }
+  float* HostBuffer(Slot slot, int64_t n) override { return F(Scratch(slot, n)); }
   void Download(Tensor x, int64_t n, float* host) override {
     if (F(x) != host) std::copy_n(F(x), n, host);
   }
-  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
+  void NoteNonFinite(Tensor x, int64_t n, int64_t tag) override {
+    if (first_.tag >= 0 && first_.tag <= tag) return;
     const int64_t bad = formats::FirstNonFinite(F(x), n);
-    if (bad >= 0) *value = F(x)[bad];
-    return bad;
+    if (bad >= 0) first_ = {tag, bad, std::isnan(F(x)[bad])};
   }
+  bool TakeNonFinite(NonFinite* first) override {
+    *first = first_;
+    first_ = {};
+    return first->tag >= 0;
+  }
+  bool DefersChecks() const override { return false; }
 
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
     DecodeVector(weight, b_.vec);
@@ -106,6 +115,28 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) override {
+    const int64_t n_vocab = spec.n_vocab;
+    float* lp = F(Scratch(Slot::kLogProbs, spec.n_chunks * spec.n_scored * n_vocab));
+    const float* base = F(spec.base_lp);
+    ParallelFor(spec.n_chunks * spec.n_scored, 16, n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t row = (i / spec.n_scored) * spec.stride + i % spec.n_scored;
+        float* q = lp + i * n_vocab;
+        RowScore& r = out[i];
+        LogSoftmaxRow(F(logits) + row * n_vocab, n_vocab, spec.targets[i], q, &r.argmax, &r.nll);
+        if (base == nullptr) continue;
+        const float* p = base + i * n_vocab;
+        double kld = 0.0;
+        for (int64_t j = 0; j < n_vocab; ++j) {
+          const double pj = std::exp(static_cast<double>(p[j]));
+          kld += pj * (static_cast<double>(p[j]) - static_cast<double>(q[j]));
+        }
+        r.kld = kld;
+      }
+    });
+  }
+
  private:
   std::vector<float>& SlotVector(Slot slot) {
     switch (slot) {
@@ -138,6 +169,7 @@ class CpuBackend final : public Backend {
 
   const ModelConfig& config_;
   Buffers b_;
+  NonFinite first_;
   std::array<std::vector<float>, static_cast<size_t>(Slot::kCount)> other_;
 };
 

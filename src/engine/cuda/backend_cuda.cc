@@ -73,6 +73,30 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Pinned host memory that grows on demand.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+  }
+  void* Get(size_t bytes) {
+    if (bytes > bytes_) {
+      if (ptr_ != nullptr) Check(cudaFreeHost(ptr_), "cudaFreeHost");
+      ptr_ = nullptr;
+      Check(cudaMallocHost(&ptr_, bytes), "cudaMallocHost");
+      bytes_ = bytes;
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& config, int64_t budget) : config_(config), budget_(budget) {
@@ -80,11 +104,14 @@ class CudaBackend final : public Backend {
     Check(cublasCreate(&blas_), "cublasCreate");
     Check(cublasSetStream(blas_, stream_), "cublasSetStream");
     Check(cudaMalloc(&flag_, sizeof(unsigned long long)), "cudaMalloc");
+    Check(cudaMemset(flag_, 0xFF, sizeof *flag_), "cudaMemset");
+    Check(cudaMallocHost(&flag_host_, sizeof *flag_host_), "cudaMallocHost");
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (auto& [key, c] : cache_) cudaFree(c.ptr);
     cudaFree(flag_);
+    cudaFreeHost(flag_host_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -99,20 +126,27 @@ class CudaBackend final : public Backend {
     }
     return t;
   }
+  float* HostBuffer(Slot slot, int64_t n) override {
+    return static_cast<float*>(pinned_[static_cast<size_t>(slot)].Get(static_cast<size_t>(n) * sizeof(float)));
+  }
   void Download(Tensor x, int64_t n, float* host) override {
     Check(cudaMemcpyAsync(host, x.handle, n * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
     Check(cudaStreamSynchronize(stream_), "download");
   }
-  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
-    unsigned long long first = std::numeric_limits<unsigned long long>::max();
-    Check(cudaMemcpyAsync(flag_, &first, sizeof first, cudaMemcpyHostToDevice, stream_), "upload");
-    cuda::FirstNonFinite(F(x), n, flag_, stream_);
-    Check(cudaMemcpyAsync(&first, flag_, sizeof first, cudaMemcpyDeviceToHost, stream_), "download");
-    Check(cudaStreamSynchronize(stream_), "FirstNonFinite");
-    if (first == std::numeric_limits<unsigned long long>::max()) return -1;
-    Check(cudaMemcpy(value, F(x) + first, sizeof(float), cudaMemcpyDeviceToHost), "download");
-    return static_cast<int64_t>(first);
+  // The flag holds the smallest (tag, index, not-NaN) key noted; all ones
+  // when none is.
+  void NoteNonFinite(Tensor x, int64_t n, int64_t tag) override { cuda::NoteNonFinite(F(x), n, tag, flag_, stream_); }
+  bool TakeNonFinite(NonFinite* first) override {
+    Check(cudaMemcpyAsync(flag_host_, flag_, sizeof *flag_, cudaMemcpyDeviceToHost, stream_), "download");
+    Check(cudaStreamSynchronize(stream_), "TakeNonFinite");
+    const unsigned long long key = *flag_host_;
+    if (key == std::numeric_limits<unsigned long long>::max()) return false;
+    Check(cudaMemsetAsync(flag_, 0xFF, sizeof *flag_, stream_), "cudaMemset");
+    *first = {static_cast<int64_t>(key >> cuda::kTagShift),
+              static_cast<int64_t>((key & ((1ull << cuda::kTagShift) - 1)) >> 1), (key & 1) == 0};
+    return true;
   }
+  bool DefersChecks() const override { return true; }
 
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
     cuda::RmsNorm(F(x), Vector(weight), rows, n, eps, F(y), stream_);
@@ -183,6 +217,7 @@ class CudaBackend final : public Backend {
   void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) override {
     cuda::AddRanks(F(out), n_tokens, k, n, F(hidden), stream_);
   }
+  void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) override;
 
  private:
   struct Cached {
@@ -220,10 +255,17 @@ class CudaBackend final : public Backend {
   const int64_t budget_;  // bytes of weights kept on the device
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  unsigned long long* flag_ = nullptr;
+  unsigned long long* flag_ = nullptr;       // NoteNonFinite's, on the device
+  unsigned long long* flag_host_ = nullptr;  // pinned
   std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
+  std::array<PinnedBuffer, static_cast<size_t>(Slot::kCount)> pinned_;
   DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
-  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_;
+  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_;
+  PinnedBuffer row_results_host_;
+  // Attention's pointer arrays as last uploaded, and what they were built from.
+  std::vector<const void*> attention_ptrs_;
+  std::tuple<const void*, const void*, const void*, const void*, const void*, const void*, int64_t, int64_t, int64_t>
+      attention_key_{};
   int64_t rope_seq_len_ = -1;
   const float* rope_factors_ = nullptr;
   std::vector<float> host_;
@@ -343,39 +385,73 @@ void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int6
   float* scores = static_cast<float*>(scores_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(float)));
   Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(Half)));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t s0 = 0; s0 < n_seqs; s0 += seqs_per_group) {
-    const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
-    const int64_t batch = ns * c.n_head;
-    // Pointer arrays: A, B, C of the first product, then of the second.
-    std::vector<const void*> ptrs(static_cast<size_t>(6 * batch));
-    for (int64_t s = 0; s < ns; ++s) {
-      for (int64_t h = 0; h < c.n_head; ++h) {
-        const int64_t i = s * c.n_head + h;
-        const int64_t row0 = (s0 + s) * L;
-        ptrs[i] = kh + row0 * kv_stride + (h / group) * hd;
-        ptrs[batch + i] = qh + row0 * q_stride + h * hd;
-        ptrs[2 * batch + i] = scores + i * L * L;
-        ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
-        ptrs[4 * batch + i] = probs + i * L * L;
-        ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+  // Pointer arrays for every group (A, B, C of the first product, then of
+  // the second), built and uploaded only when the buffers or shapes change:
+  // within a pass every layer uses the same ones.
+  const decltype(attention_key_) key{qh, kh, vh, scores, probs, out.handle, n_tokens, L, seqs_per_group};
+  const int64_t per_group = 6 * seqs_per_group * c.n_head;
+  const int64_t n_groups = (n_seqs + seqs_per_group - 1) / seqs_per_group;
+  void** d = static_cast<void**>(pointers_.Get(static_cast<size_t>(n_groups * per_group) * sizeof(void*)));
+  if (key != attention_key_) {
+    attention_ptrs_.assign(static_cast<size_t>(n_groups * per_group), nullptr);
+    for (int64_t s0 = 0, g = 0; s0 < n_seqs; s0 += seqs_per_group, ++g) {
+      const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
+      const int64_t batch = ns * c.n_head;
+      const void** ptrs = attention_ptrs_.data() + g * per_group;
+      for (int64_t s = 0; s < ns; ++s) {
+        for (int64_t h = 0; h < c.n_head; ++h) {
+          const int64_t i = s * c.n_head + h;
+          const int64_t row0 = (s0 + s) * L;
+          ptrs[i] = kh + row0 * kv_stride + (h / group) * hd;
+          ptrs[batch + i] = qh + row0 * q_stride + h * hd;
+          ptrs[2 * batch + i] = scores + i * L * L;
+          ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
+          ptrs[4 * batch + i] = probs + i * L * L;
+          ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+        }
       }
     }
-    void** d = static_cast<void**>(pointers_.Get(ptrs.size() * sizeof(void*)));
-    Check(cudaMemcpyAsync(d, ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_), "upload");
+    // From pageable memory: the copy is taken before this call returns.
+    Check(cudaMemcpyAsync(d, attention_ptrs_.data(), attention_ptrs_.size() * sizeof(void*), cudaMemcpyHostToDevice,
+                          stream_),
+          "upload");
+    attention_key_ = key;
+  }
+  for (int64_t s0 = 0, g = 0; s0 < n_seqs; s0 += seqs_per_group, ++g) {
+    const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
+    const int64_t batch = ns * c.n_head;
+    void** p = d + g * per_group;
     const float one = 1.0f, zero = 0.0f;
     const int L32 = static_cast<int>(L), hd32 = static_cast<int>(hd), b32 = static_cast<int>(batch);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, d, CUDA_R_16F,
-                              static_cast<int>(kv_stride), d + batch, CUDA_R_16F, static_cast<int>(q_stride), &zero,
-                              d + 2 * batch, CUDA_R_32F, L32, b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, p, CUDA_R_16F,
+                              static_cast<int>(kv_stride), p + batch, CUDA_R_16F, static_cast<int>(q_stride), &zero,
+                              p + 2 * batch, CUDA_R_32F, L32, b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmBatchedEx (scores)");
     cuda::CausalSoftmax(scores, batch * L, L, scale, probs, stream_);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, d + 3 * batch, CUDA_R_16F,
-                              static_cast<int>(kv_stride), d + 4 * batch, CUDA_R_16F, L32, &zero, d + 5 * batch,
+    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, p + 3 * batch, CUDA_R_16F,
+                              static_cast<int>(kv_stride), p + 4 * batch, CUDA_R_16F, L32, &zero, p + 5 * batch,
                               CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmBatchedEx (values)");
-    // `ptrs` is reused by the next group only after the copy has been taken.
-    Check(cudaStreamSynchronize(stream_), "attention");
   }
+}
+
+// Per row results come back as nll and kld (doubles) then argmax (int32).
+void CudaBackend::ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int) {
+  const int64_t n_rows = spec.n_chunks * spec.n_scored;
+  float* lp = F(Scratch(Slot::kLogProbs, n_rows * spec.n_vocab));
+  int32_t* targets = static_cast<int32_t*>(targets_.Get(static_cast<size_t>(n_rows) * sizeof(int32_t)));
+  Check(cudaMemcpyAsync(targets, spec.targets.data(), static_cast<size_t>(n_rows) * sizeof(int32_t),
+                        cudaMemcpyHostToDevice, stream_),
+        "upload");
+  const size_t bytes = static_cast<size_t>(n_rows) * (2 * sizeof(double) + sizeof(int32_t));
+  double* results = static_cast<double*>(row_results_.Get(bytes));
+  cuda::ScoreRows(F(logits), spec.stride, spec.n_scored, n_rows, spec.n_vocab, targets, F(spec.base_lp), lp, results,
+                  results + n_rows, reinterpret_cast<int32_t*>(results + 2 * n_rows), stream_);
+  double* host = static_cast<double*>(row_results_host_.Get(bytes));
+  Check(cudaMemcpyAsync(host, results, bytes, cudaMemcpyDeviceToHost, stream_), "download");
+  Check(cudaStreamSynchronize(stream_), "ScoreRows");
+  const int32_t* argmax = reinterpret_cast<const int32_t*>(host + 2 * n_rows);
+  for (int64_t i = 0; i < n_rows; ++i) out[i] = {host[i], host[n_rows + i], argmax[i]};
 }
 
 }  // namespace

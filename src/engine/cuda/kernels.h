@@ -36,8 +36,18 @@ void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_
           int64_t head_dim, int64_t half, bool neox, cudaStream_t s);
 // p[rows][len] (F16) = softmax(scale · scores) over keys 0..(row % len), zero past them.
 void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* p, cudaStream_t s);
-// *first = the smallest index of a NaN or infinity in x[n] (*first must start at INT64_MAX).
-void FirstNonFinite(const float* x, int64_t n, unsigned long long* first, cudaStream_t s);
+// *flag = min(*flag, the key of the first NaN or infinity in x[n]): tag <<
+// kTagShift | index << 1 | (not NaN), so that the lowest tag, then the lowest
+// index wins (*flag starts at all ones).
+constexpr int kTagShift = 40;
+void NoteNonFinite(const float* x, int64_t n, int64_t tag, unsigned long long* flag, cudaStream_t s);
+// For scored row i (row (i / n_scored)·stride + i % n_scored of logits, rows
+// of n_vocab): lp[i] = log-softmax (as the CPU's LogSoftmaxRow: exponentials
+// summed in double), nll[i] of targets[i], argmax[i] (the first largest),
+// and when base_lp is given kld[i] = Σ exp(base)·(base − lp) in double.
+void ScoreRows(const float* logits, int64_t stride, int64_t n_scored, int64_t n_rows, int64_t n_vocab,
+               const int32_t* targets, const float* base_lp, float* lp, double* nll, double* kld, int32_t* argmax,
+               cudaStream_t s);
 // dst[i] = src[slots[i] / k] (rows of n).
 void GatherRows(const float* src, const int64_t* slots, int64_t count, int64_t k, int64_t n, float* dst,
                 cudaStream_t s);
