@@ -46,7 +46,7 @@ case "$1" in
       with_gpu_peak "$RESULTS/measure-$name-$dev.log" "$BIN"/mixq --quiet measure "$dir"/*-f16.gguf \
         --text "$dir"/val.txt.gz -o "$RESULTS/measure-$name-$dev.json" --cache "$RESULTS/measure-$name-$dev.partial" \
         --device $dev -t 16 "$@"
-      echo "wall seconds: $(echo "$(date +%s.%N) - $start" | bc)"
+      echo "wall seconds: $(awk "BEGIN {print $(date +%s.%N) - $start}")"
     done
     python3 "$(dirname "$0")"/compare_measure.py "$RESULTS/measure-$name-cpu.json" "$RESULTS/measure-$name-cuda.json" |
       tee "$RESULTS/measure-$name-compare.json"
@@ -59,7 +59,7 @@ case "$1" in
       start=$(date +%s.%N)
       "$BIN"/mixq --quiet imatrix "$dir"/*-f16.gguf --text "$dir"/val.txt.gz --chunks 8 \
         -o "$RESULTS/imatrix-$name-$dev.gguf" --device $dev -t 16
-      echo "exit $?, wall seconds: $(echo "$(date +%s.%N) - $start" | bc)"
+      echo "exit $?, wall seconds: $(awk "BEGIN {print $(date +%s.%N) - $start}")"
     done
     python3 "$(dirname "$0")"/../engine/compare_imatrix.py "$RESULTS/imatrix-$name-cpu.gguf" \
       "$RESULTS/imatrix-$name-cuda.gguf" | tee "$RESULTS/imatrix-$name-compare.json"
