@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/parallel.h"
 #include "engine/architecture.h"
 #include "engine/backend.h"
 #include "engine/blocks.h"
@@ -30,6 +31,7 @@ struct Model::Impl {
   Tensor last_lp;  // of the last ForwardScores, in the backend's memory
   int64_t last_lp_rows = 0;
 
+  Status Embed(std::span<const int32_t> tokens, float* hidden, int n_threads);
   Status RunBlocks(int64_t first, int64_t last, Tensor h, int64_t n_tokens, const RunOptions& options);
   Tensor LogitsOf(Tensor h, int64_t n_tokens, bool want_logits, const RunOptions& options);
 
@@ -231,15 +233,21 @@ void Model::ClearAllWeights() {
   impl_->overrides.clear();
 }
 
-Status Model::Embed(std::span<const int32_t> tokens, float* hidden) {
-  const Weight& w = *impl_->globals[Role::kTokenEmbd];
+Status Model::Embed(std::span<const int32_t> tokens, float* hidden) { return impl_->Embed(tokens, hidden, 1); }
+
+Status Model::Impl::Embed(std::span<const int32_t> tokens, float* hidden, int n_threads) {
+  const Weight& w = *globals[Role::kTokenEmbd];
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= w.n_out) {
       return Status::InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                                      " is outside the vocabulary of " + std::to_string(w.n_out));
     }
-    w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
   }
+  ParallelFor(static_cast<int64_t>(tokens.size()), 64, n_threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
+    }
+  });
   return Status::Ok();
 }
 
@@ -322,7 +330,7 @@ Status Model::ForwardScores(std::span<const int32_t> tokens, int64_t logits_from
   }
   Backend& ops = *m.backend;
   float* hidden = ops.HostBuffer(Slot::kHidden, n * c.n_embd);
-  MIXQ_TRY(Embed(tokens, hidden));
+  MIXQ_TRY(m.Embed(tokens, hidden, options.n_threads));
   const Tensor h = ops.Attach(Slot::kHidden, hidden, n * c.n_embd, true);
   MIXQ_TRY(m.RunBlocks(0, c.n_layer, h, n, options));
   // The rows that want logits, gathered so that one product serves them all.
