@@ -20,8 +20,9 @@ CUBLAS=$(python3 -c "import nvidia.cublas as m; print(list(m.__path__)[0] + '/li
 export LD_LIBRARY_PATH=$BIN:/usr/local/cuda/lib64:${CUBLAS}:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step 60 agreement env MIXQ_GPU_TEST_MODELS="$DEEP" "$BIN"/engine_test --gtest_filter='Cuda*:Device*'
-step 170 bench8b "$here"/run_device.sh bench 32 4 68 0
-step 50 measure-ref-dev "$here"/run_device.sh measure models/ref-dev
-step 70 measure-dev-deep "$here"/run_device.sh measure "$DEEP"
-step 30 imatrix-ref-dev "$here"/run_device.sh imatrix models/ref-dev
-step 100 measure8b "$here"/run_device.sh measure8b 2
+step 150 bench8b "$here"/run_device.sh bench 32 4 68 0
+rm -f /tmp/llama8b-32.gguf
+step 200 big70b "$here"/run_device.sh big 16 24GiB
+step 30 measure-ref-dev "$here"/run_device.sh measure models/ref-dev
+step 20 imatrix-ref-dev "$here"/run_device.sh imatrix models/ref-dev
+tar czf "$RESULTS/results.tgz" -C "$RESULTS" --exclude results.tgz --exclude '*.gguf' --exclude '*.partial' .

@@ -2,7 +2,8 @@
 # The GPU bench and agreement checks, run on the GPU machine from the
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
-# bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS
+# bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
+# big LAYERS GPU_MEM
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -71,6 +72,18 @@ case "$1" in
     cp models/ref-dev/val.txt.gz "$dir"/
     python3 "$(dirname "$0")"/llama8b.py "$dir"/llama8b-f16.gguf --layers "$layers" --chunks 4 >/dev/null
     "$0" measure "$dir" --chunks 1 --types Q4_K,Q8_0 --calibration-types Q4_K
+    ;;
+  big)  # a 70B-shaped llama (d 8192, 64/8 heads, FFN 28672) of LAYERS layers: eval under --gpu-mem GPU_MEM
+    layers=$2 mem=$3
+    model=/tmp/llama70b-$layers.gguf
+    python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --d 8192 --ff 28672 --heads 64 --kv-heads 8 \
+      --chunks 4 | tee "$RESULTS/torch-70b-$layers.json"
+    ls -l "$model"
+    echo "== mixq eval --device cuda --gpu-mem $mem, 4 chunks"
+    with_gpu_peak "$RESULTS/cuda-70b-$layers.json" "$BIN"/mixq --json eval "$model" --text models/ref-dev/val.txt.gz \
+      --chunks 4 --device cuda --gpu-mem "$mem"
+    tail -1 "$RESULTS/cuda-70b-$layers.json"
+    rm -f "$model"
     ;;
   bench)  # the 8B-shaped llama: PyTorch bf16, mixq cuda (two lengths: the difference is the
     # steady rate, without the one-time weight upload), mixq cpu (16 threads)

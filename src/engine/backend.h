@@ -45,11 +45,14 @@ enum class Slot : uint8_t {
   kCount
 };
 
-// One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias).
+// One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias), or
+// with `add` y += that (a residual: the product, bias included, is rounded
+// to float before it is added, as the CPU adds a separate result).
 struct TensorProduct {
   const Weight* w;
   const Weight* bias;  // optional
   Tensor y;
+  bool add = false;
 };
 
 // The logits that ScoreRows scores: n_chunks chunks of `stride` rows of
@@ -109,8 +112,12 @@ class Backend {
                          const RunOptions& options) = 0;
   // gate[n] = silu(gate) · up.
   virtual void Swiglu(Tensor gate, Tensor up, int64_t n) = 0;
-  // hidden[n] += delta[n].
-  virtual void AddResidual(Tensor hidden, Tensor delta, int64_t n) = 0;
+  // The down projection of a SwiGLU: Swiglu over gate/up [n_tokens][n_ff],
+  // the hook with its result as the input of `hooked` (and `expert`), then
+  // MatMul of `down` over it. gate's contents are undefined afterwards (a
+  // device may never write them).
+  virtual void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                            int64_t expert, const RunOptions& options);
 
   // Routed experts. probs[n_tokens][n_expert] (router logits) to host-side
   // choices: chosen[n_tokens·k] and their weights, as MoeBlock describes.

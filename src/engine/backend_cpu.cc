@@ -51,10 +51,20 @@ class CpuBackend final : public Backend {
   }
   void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
               const RunOptions& options) override {
-    // At most the three products of q/k/v share an input.
+    // At most the three products of q/k/v share an input; a residual's
+    // product goes to a buffer of its own first.
     std::array<Product, 3> p{};
     size_t n = 0;
-    for (const TensorProduct& t : products) p[n++] = {t.w, t.bias, F(t.y)};
+    const TensorProduct* residual = nullptr;
+    for (const TensorProduct& t : products) {
+      float* y = F(t.y);
+      if (t.add) {
+        residual = &t;
+        Grow(added_, n_tokens * t.w->n_out);
+        y = added_.data();
+      }
+      p[n++] = {t.w, t.bias, y};
+    }
     switch (n) {
       case 1:
         engine::MatMul({p[0]}, F(x), n_tokens, b_, options);
@@ -65,6 +75,10 @@ class CpuBackend final : public Backend {
       default:
         engine::MatMul({p[0], p[1], p[2]}, F(x), n_tokens, b_, options);
         break;
+    }
+    if (residual != nullptr) {
+      float* h = F(residual->y);
+      for (int64_t i = 0; i < n_tokens * residual->w->n_out; ++i) h[i] += added_[i];
     }
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
@@ -79,11 +93,6 @@ class CpuBackend final : public Backend {
     engine::Attention(config_, F(q), F(k), F(v), n_tokens, seq_len, F(out), b_, options.n_threads);
   }
   void Swiglu(Tensor gate, Tensor up, int64_t n) override { engine::Swiglu(F(gate), F(up), n); }
-  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override {
-    float* h = F(hidden);
-    const float* d = F(delta);
-    for (int64_t i = 0; i < n; ++i) h[i] += d[i];
-  }
 
   void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
     RouteTokens(config_, F(probs), n_tokens, chosen, weights);
@@ -170,10 +179,18 @@ class CpuBackend final : public Backend {
   const ModelConfig& config_;
   Buffers b_;
   NonFinite first_;
+  std::vector<float> added_;  // a residual's product
   std::array<std::vector<float>, static_cast<size_t>(Slot::kCount)> other_;
 };
 
 }  // namespace
+
+void Backend::SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                           int64_t expert, const RunOptions& options) {
+  Swiglu(gate, up, n_tokens * down.w->n_in);
+  Hook(options, hooked, expert, gate, n_tokens);
+  MatMul({down}, gate, n_tokens, options);
+}
 
 void RouteTokens(const ModelConfig& cfg, float* probs, int64_t n_tokens, std::span<int32_t> chosen_out,
                  std::span<float> weights_out) {

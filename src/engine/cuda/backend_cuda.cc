@@ -161,22 +161,31 @@ class CudaBackend final : public Backend {
     for (const TensorProduct& p : products) {
       // Activations rounded as the CPU rounds them for this weight (ggml's
       // vec_dot types), then to F16 for the product.
-      const ActRounding rounding =
-          options.activations == Activations::kGgml ? RoundingFor(*p.w->format) : ActRounding::kNone;
+      const ActRounding rounding = RoundingOf(*p.w, options);
       if (!prepared || rounding != done) {
         PrepareInput(F(x), rounding, n_tokens * n_in, xh);
         prepared = true;
         done = rounding;
       }
-      const Half* w = Matrix(*p.w);
-      const float one = 1.0f, zero = 0.0f;
-      Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(p.w->n_out), static_cast<int>(n_tokens),
-                         static_cast<int>(n_in), &one, w, CUDA_R_16F, static_cast<int>(n_in), xh, CUDA_R_16F,
-                         static_cast<int>(n_in), &zero, p.y.handle, CUDA_R_32F, static_cast<int>(p.w->n_out),
-                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
-      if (p.bias != nullptr) cuda::AddBias(F(p.y), Vector(*p.bias), n_tokens, p.w->n_out, stream_);
+      Product(p, xh, n_tokens);
     }
+  }
+  // Where the down projection's input needs no rounding but F16's and no
+  // hook sees it, silu(gate)·up goes straight to F16 (what MatMul would
+  // compute from the float result, without writing it).
+  void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                    int64_t expert, const RunOptions& options) override {
+    const ActRounding rounding = RoundingOf(*down.w, options);
+    if ((options.hook != nullptr && hooked != nullptr) ||
+        (rounding != ActRounding::kNone && rounding != ActRounding::kF16)) {
+      Backend::SwigluMatMul(gate, up, n_tokens, down, hooked, expert, options);
+      return;
+    }
+    const int64_t n = n_tokens * down.w->n_in;
+    Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n) * sizeof(Half)));
+    ++use_;
+    cuda::SwigluToHalf(F(gate), F(up), n, xh, stream_);
+    Product(down, xh, n_tokens);
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
     if (options.hook == nullptr || w == nullptr) return;
@@ -194,7 +203,6 @@ class CudaBackend final : public Backend {
   void Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
                  const RunOptions&) override;
   void Swiglu(Tensor gate, Tensor up, int64_t n) override { cuda::Swiglu(F(gate), F(up), n, stream_); }
-  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override { cuda::Add(F(hidden), F(delta), n, stream_); }
 
   void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
     host_.resize(static_cast<size_t>(n_tokens * config_.n_expert));
@@ -231,6 +239,27 @@ class CudaBackend final : public Backend {
   const Half* Matrix(const Weight& w) { return static_cast<const Half*>(Lookup(w, true)); }
   const float* Vector(const Weight& w) { return static_cast<const float*>(Lookup(w, false)); }
   void* Lookup(const Weight& w, bool matrix);
+  static ActRounding RoundingOf(const Weight& w, const RunOptions& options) {
+    return options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
+  }
+  // p.y (+)= xh · Wᵀ (+ bias). A residual without bias is accumulated by
+  // cuBLAS (beta = 1: one rounding of product + residual, as the CPU's add).
+  void Product(const TensorProduct& p, const Half* xh, int64_t n_tokens) {
+    const int64_t n_out = p.w->n_out;
+    const bool accumulate = p.add && p.bias == nullptr;
+    float* y = F(p.y);
+    if (p.add && !accumulate)
+      y = static_cast<float*>(added_.Get(static_cast<size_t>(n_tokens * n_out) * sizeof(float)));
+    const Half* w = Matrix(*p.w);
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    const int n_in = static_cast<int>(p.w->n_in);
+    Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out), static_cast<int>(n_tokens), n_in, &one,
+                       w, CUDA_R_16F, n_in, xh, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F, static_cast<int>(n_out),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+    if (p.bias != nullptr) cuda::AddBias(y, Vector(*p.bias), n_tokens, n_out, stream_);
+    if (p.add && !accumulate) cuda::Add(F(p.y), y, n_tokens * n_out, stream_);
+  }
   void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
     if (rounding == ActRounding::kNone || rounding == ActRounding::kF16) {
       cuda::ToHalf(x, n, xh, stream_);
@@ -260,7 +289,7 @@ class CudaBackend final : public Backend {
   std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
   std::array<PinnedBuffer, static_cast<size_t>(Slot::kCount)> pinned_;
   DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
-  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_;
+  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_, added_;
   PinnedBuffer row_results_host_;
   // Attention's pointer arrays as last uploaded, and what they were built from.
   std::vector<const void*> attention_ptrs_;

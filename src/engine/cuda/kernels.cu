@@ -102,12 +102,16 @@ __global__ void AddKernel(float* h, const float* d, int64_t n) {
   if (i < n) h[i] = __fadd_rn(h[i], d[i]);
 }
 
+__device__ float SiluTimes(float x, float u) { return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u); }
+
 __global__ void SwigluKernel(float* g, const float* u, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) {
-    const float x = g[i];
-    g[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u[i]);
-  }
+  if (i < n) g[i] = SiluTimes(g[i], u[i]);
+}
+
+__global__ void SwigluToHalfKernel(const float* g, const float* u, int64_t n, __half* y) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = __float2half_rn(SiluTimes(g[i], u[i]));
 }
 
 __global__ void RopeKernel(float* x, const float* cs, const float* sn, int64_t total, int64_t seq_len, int64_t n_heads,
@@ -289,6 +293,9 @@ void Add(float* h, const float* d, int64_t n, cudaStream_t s) {
 }
 void Swiglu(float* g, const float* u, int64_t n, cudaStream_t s) {
   if (n > 0) SwigluKernel<<<Blocks(n), kThreads, 0, s>>>(g, u, n);
+}
+void SwigluToHalf(const float* g, const float* u, int64_t n, Half* y, cudaStream_t s) {
+  if (n > 0) SwigluToHalfKernel<<<Blocks(n), kThreads, 0, s>>>(g, u, n, reinterpret_cast<__half*>(y));
 }
 void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
           int64_t head_dim, int64_t half, bool neox, cudaStream_t s) {

@@ -30,6 +30,8 @@ void AddBias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t 
 void Add(float* h, const float* d, int64_t n, cudaStream_t s);
 // g[i] = silu(g[i]) · u[i].
 void Swiglu(float* g, const float* u, int64_t n, cudaStream_t s);
+// y[i] = silu(g[i]) · u[i] as F16 (Swiglu, then ToHalf).
+void SwigluToHalf(const float* g, const float* u, int64_t n, Half* y, cudaStream_t s);
 // Rotates pairs of every head of x[n_tokens][n_heads·head_dim] with the
 // tables cos/sin[seq_len][half]; row r is at position r % seq_len.
 void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
