@@ -1,7 +1,7 @@
 #!/bin/bash
 # One call on the GPU machine: agreement (engine_test), imatrix and measure on
 # both devices for ref-dev and dev-deep, the 8B-shaped eval against PyTorch,
-# and the 8B-shaped measure on a few layers. Run from the repository root with
+# and (BIG=1) a 70B-shaped eval streamed under --gpu-mem 24GiB. Run from the repository root with
 # BIN (CUDA build: mixq, engine_test) and DEEP (dev-deep: *-f16.gguf,
 # val.txt.gz); logs go to RESULTS.
 set -u
@@ -22,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step 60 agreement env MIXQ_GPU_TEST_MODELS="$DEEP" "$BIN"/engine_test --gtest_filter='Cuda*:Device*'
 step 150 bench8b "$here"/run_device.sh bench 32 4 68 0
 rm -f /tmp/llama8b-32.gguf
-step 200 big70b "$here"/run_device.sh big 16 24GiB
-step 30 measure-ref-dev "$here"/run_device.sh measure models/ref-dev
+step 40 measure-ref-dev "$here"/run_device.sh measure models/ref-dev
+step 80 measure-dev-deep "$here"/run_device.sh measure "$DEEP"
+[ "${BIG:-0}" = 1 ] && step 200 big70b "$here"/run_device.sh big 16 24GiB
 step 20 imatrix-ref-dev "$here"/run_device.sh imatrix models/ref-dev
-tar czf "$RESULTS/results.tgz" -C "$RESULTS" --exclude results.tgz --exclude '*.gguf' --exclude '*.partial' .

@@ -284,6 +284,9 @@ struct EvalResult {
   std::optional<KldStats> kld;
   double seconds = 0;            // forward passes and statistics
   double tokens_per_second = 0;  // n_chunks * n_ctx / seconds
+  // The same after the first forward pass (which on a GPU uploads the
+  // weights); 0 with a single pass.
+  double steady_tokens_per_second = 0;
 };
 
 // Perplexity of `model` over non-overlapping chunks of options.n_ctx tokens

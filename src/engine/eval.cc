@@ -132,6 +132,8 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
   std::vector<RowScore> scores(batch * n_scored);
   std::vector<RowStats> rows(batch * n_scored);
   BaseRows base_rows;
+  auto after_first = start;
+  int64_t first_tokens = 0;
   for (int64_t c0 = 0; c0 < n_chunks; c0 += batch) {
     const int64_t nb = std::min(batch, n_chunks - c0);
     std::span<const int32_t> text = tokens.subspan(static_cast<size_t>(c0 * n_ctx), static_cast<size_t>(nb * n_ctx));
@@ -186,6 +188,10 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
       result.chunk_ppl.push_back(std::exp(chunk_nll / static_cast<double>(n_scored)));
     }
     if (options.on_progress) options.on_progress(c0 + nb, n_chunks, (c0 + nb) * n_ctx);
+    if (c0 == 0) {
+      after_first = std::chrono::steady_clock::now();
+      first_tokens = nb * n_ctx;
+    }
   }
   if (!options.save_logits.empty()) MIXQ_TRY(writer.Finish());
 
@@ -199,6 +205,10 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
   if (base != nullptr) result.kld = Finish(sums);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.tokens_per_second = result.seconds > 0 ? static_cast<double>(n_chunks * n_ctx) / result.seconds : 0.0;
+  const double steady = std::chrono::duration<double>(std::chrono::steady_clock::now() - after_first).count();
+  if (n_chunks * n_ctx > first_tokens && steady > 0) {
+    result.steady_tokens_per_second = static_cast<double>(n_chunks * n_ctx - first_tokens) / steady;
+  }
   return result;
 }
 

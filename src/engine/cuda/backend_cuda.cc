@@ -393,8 +393,10 @@ void CudaBackend::RopeTables(int64_t seq_len, const float* freq_factors) {
   rope_factors_ = freq_factors;
 }
 
-// Per group of sequences: S = K·Qᵀ for every (sequence, head) in one batched
-// product, the causal softmax into F16 P, then out = P·V in a second.
+// Per group of sequences: S = K·Qᵀ for every (sequence, head) in batched
+// products, the causal softmax into P, then out = P·V. K and V hold F16
+// values already (ggml's F16 cache); Q and P are floats on the CPU, so each
+// goes in as two F16 halves (x = hi + lo, 22 bits), one product per half.
 void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
                             const RunOptions&) {
   const ModelConfig& c = config_;
@@ -402,23 +404,25 @@ void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int6
   const int64_t q_stride = c.n_head * hd, kv_stride = c.n_head_kv * hd;
   const int64_t group = c.n_head / c.n_head_kv;
   const int64_t n_seqs = n_tokens / L;
-  Half* qh = static_cast<Half*>(half_q_.Get(static_cast<size_t>(n_tokens * q_stride) * sizeof(Half)));
+  Half* qh = static_cast<Half*>(half_q_.Get(static_cast<size_t>(2 * n_tokens * q_stride) * sizeof(Half)));
+  Half* ql = qh + n_tokens * q_stride;
   Half* kh = static_cast<Half*>(half_k_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
   Half* vh = static_cast<Half*>(half_v_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
-  cuda::ToHalf(F(q), n_tokens * q_stride, qh, stream_);
+  cuda::SplitHalf(F(q), n_tokens * q_stride, qh, ql, stream_);
   cuda::ToHalf(F(k), n_tokens * kv_stride, kh, stream_);
   cuda::ToHalf(F(v), n_tokens * kv_stride, vh, stream_);
   // Scores of at most ~512 MiB at a time.
   const int64_t per_seq = c.n_head * L * L;
-  const int64_t seqs_per_group = std::clamp<int64_t>((int64_t{512} << 20) / (6 * per_seq), 1, n_seqs);
+  const int64_t seqs_per_group = std::clamp<int64_t>((int64_t{512} << 20) / (8 * per_seq), 1, n_seqs);
   float* scores = static_cast<float*>(scores_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(float)));
-  Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(Half)));
+  Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(2 * seqs_per_group * per_seq) * sizeof(Half)));
+  Half* probs_lo = probs + seqs_per_group * per_seq;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Pointer arrays for every group (A, B, C of the first product, then of
-  // the second), built and uploaded only when the buffers or shapes change:
+  // Pointer arrays for every group (K, Q, S, V, P, out, Q's low half, P's
+  // low half), built and uploaded only when the buffers or shapes change:
   // within a pass every layer uses the same ones.
   const decltype(attention_key_) key{qh, kh, vh, scores, probs, out.handle, n_tokens, L, seqs_per_group};
-  const int64_t per_group = 6 * seqs_per_group * c.n_head;
+  const int64_t per_group = 8 * seqs_per_group * c.n_head;
   const int64_t n_groups = (n_seqs + seqs_per_group - 1) / seqs_per_group;
   void** d = static_cast<void**>(pointers_.Get(static_cast<size_t>(n_groups * per_group) * sizeof(void*)));
   if (key != attention_key_) {
@@ -437,6 +441,8 @@ void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int6
           ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
           ptrs[4 * batch + i] = probs + i * L * L;
           ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+          ptrs[6 * batch + i] = ql + row0 * q_stride + h * hd;
+          ptrs[7 * batch + i] = probs_lo + i * L * L;
         }
       }
     }
@@ -450,17 +456,24 @@ void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int6
     const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
     const int64_t batch = ns * c.n_head;
     void** p = d + g * per_group;
-    const float one = 1.0f, zero = 0.0f;
     const int L32 = static_cast<int>(L), hd32 = static_cast<int>(hd), b32 = static_cast<int>(batch);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, p, CUDA_R_16F,
-                              static_cast<int>(kv_stride), p + batch, CUDA_R_16F, static_cast<int>(q_stride), &zero,
-                              p + 2 * batch, CUDA_R_32F, L32, b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmBatchedEx (scores)");
-    cuda::CausalSoftmax(scores, batch * L, L, scale, probs, stream_);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, p + 3 * batch, CUDA_R_16F,
-                              static_cast<int>(kv_stride), p + 4 * batch, CUDA_R_16F, L32, &zero, p + 5 * batch,
-                              CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmBatchedEx (values)");
+    for (int half = 0; half < 2; ++half) {
+      const float one = 1.0f, beta = half == 0 ? 0.0f : 1.0f;
+      Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, p, CUDA_R_16F,
+                                static_cast<int>(kv_stride), p + (half == 0 ? 1 : 6) * batch, CUDA_R_16F,
+                                static_cast<int>(q_stride), &beta, p + 2 * batch, CUDA_R_32F, L32, b32,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmBatchedEx (scores)");
+    }
+    cuda::CausalSoftmax(scores, batch * L, L, scale, probs, probs_lo, stream_);
+    for (int half = 0; half < 2; ++half) {
+      const float one = 1.0f, beta = half == 0 ? 0.0f : 1.0f;
+      Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, p + 3 * batch, CUDA_R_16F,
+                                static_cast<int>(kv_stride), p + (half == 0 ? 4 : 7) * batch, CUDA_R_16F, L32, &beta,
+                                p + 5 * batch, CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+            "cublasGemmBatchedEx (values)");
+    }
   }
 }
 

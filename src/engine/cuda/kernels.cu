@@ -34,6 +34,16 @@ __global__ void ToHalfKernel(const float* x, int64_t n, __half* y) {
   if (i < n) y[i] = __float2half_rn(x[i]);
 }
 
+__device__ void Split(float x, __half* hi, __half* lo) {
+  *hi = __float2half_rn(x);
+  *lo = __float2half_rn(__fsub_rn(x, __half2float(*hi)));
+}
+
+__global__ void SplitHalfKernel(const float* x, int64_t n, __half* hi, __half* lo) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) Split(x[i], hi + i, lo + i);
+}
+
 __global__ void RoundToHalfKernel(float* x, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = __half2float(__float2half_rn(x[i]));
@@ -132,11 +142,10 @@ __global__ void RopeKernel(float* x, const float* cs, const float* sn, int64_t t
 }
 
 // One block per row of scores.
-__global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scale, __half* p) {
+__global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scale, __half* hi, __half* lo) {
   const int64_t row = blockIdx.x;
   const int64_t n_valid = row % len + 1;
   const float* s = scores + row * len;
-  __half* out = p + row * len;
   __shared__ float red[kThreads];
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < n_valid; j += blockDim.x) m = fmaxf(m, s[j] * scale);
@@ -158,7 +167,7 @@ __global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scal
   }
   const float inv = 1.0f / red[0];
   for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
-    out[j] = __float2half_rn(j < n_valid ? expf(s[j] * scale - m) * inv : 0.0f);
+    Split(j < n_valid ? expf(s[j] * scale - m) * inv : 0.0f, hi + row * len + j, lo + row * len + j);
   }
 }
 
@@ -303,10 +312,15 @@ void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_
   if (total > 0)
     RopeKernel<<<Blocks(total), kThreads, 0, s>>>(x, cos, sin, total, seq_len, n_heads, head_dim, half, neox);
 }
-void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* p, cudaStream_t s) {
+void SplitHalf(const float* x, int64_t n, Half* hi, Half* lo, cudaStream_t s) {
+  if (n > 0) {
+    SplitHalfKernel<<<Blocks(n), kThreads, 0, s>>>(x, n, reinterpret_cast<__half*>(hi), reinterpret_cast<__half*>(lo));
+  }
+}
+void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* hi, Half* lo, cudaStream_t s) {
   if (rows > 0) {
-    CausalSoftmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(scores, len, scale,
-                                                                         reinterpret_cast<__half*>(p));
+    CausalSoftmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(
+        scores, len, scale, reinterpret_cast<__half*>(hi), reinterpret_cast<__half*>(lo));
   }
 }
 void NoteNonFinite(const float* x, int64_t n, int64_t tag, unsigned long long* flag, cudaStream_t s) {

@@ -36,8 +36,11 @@ void SwigluToHalf(const float* g, const float* u, int64_t n, Half* y, cudaStream
 // tables cos/sin[seq_len][half]; row r is at position r % seq_len.
 void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
           int64_t head_dim, int64_t half, bool neox, cudaStream_t s);
-// p[rows][len] (F16) = softmax(scale · scores) over keys 0..(row % len), zero past them.
-void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* p, cudaStream_t s);
+// hi[i] = x[i] as F16, lo[i] = the rest (x[i] - hi[i]) as F16.
+void SplitHalf(const float* x, int64_t n, Half* hi, Half* lo, cudaStream_t s);
+// p[rows][len] = softmax(scale · scores) over keys 0..(row % len), zero past
+// them, as two F16 halves (SplitHalf).
+void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* hi, Half* lo, cudaStream_t s);
 // *flag = min(*flag, the key of the first NaN or infinity in x[n]): tag <<
 // kTagShift | index << 1 | (not NaN), so that the lowest tag, then the lowest
 // index wins (*flag starts at all ones).
