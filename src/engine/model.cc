@@ -328,6 +328,9 @@ Status Model::ForwardScores(std::span<const int32_t> tokens, int64_t logits_from
   if (base.model != nullptr && base.model->impl_->device != m.device) {
     return Status::InvalidArgument("the base model runs on another device than the model");
   }
+  if (base.model != nullptr && base.model->impl_->last_lp_rows != n_seqs * n_scored) {
+    return Status::InvalidArgument("the base model's last pass scored other rows");
+  }
   Backend& ops = *m.backend;
   float* hidden = ops.HostBuffer(Slot::kHidden, n * c.n_embd);
   MIXQ_TRY(m.Embed(tokens, hidden, options.n_threads));
@@ -344,9 +347,6 @@ Status Model::ForwardScores(std::span<const int32_t> tokens, int64_t logits_from
   ScoreSpec spec{n_seqs, per_seq, n_scored, c.n_vocab, targets, {}};
   const int64_t lp_floats = n_seqs * n_scored * c.n_vocab;
   if (base.model != nullptr) {
-    if (base.model->impl_->last_lp_rows != n_seqs * n_scored) {
-      return Status::InvalidArgument("the base model's last pass scored other rows");
-    }
     spec.base_lp = base.model->impl_->last_lp;
   } else if (base.lp != nullptr) {
     spec.base_lp = ops.Attach(Slot::kBaseLp, const_cast<float*>(base.lp), lp_floats, true);
