@@ -1,7 +1,9 @@
 #!/bin/bash
 # The GPU bench and agreement checks, run on the GPU machine from the
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
-# logs. Steps: agree MODEL_DIR | bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS
+# logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
+# bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
+# big LAYERS GPU_MEM
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -35,6 +37,54 @@ case "$1" in
         tee "$RESULTS/$(basename "$dir")-$dev.json"
     done
     ;;
+  measure)  # mixq measure on both devices (16 CPU threads each), wall times and the costs compared
+    dir=$2
+    shift 2
+    name=$(basename "$dir")
+    for dev in cpu cuda; do
+      echo "== measure $name --device $dev $*"
+      start=$(date +%s.%N)
+      with_gpu_peak "$RESULTS/measure-$name-$dev.log" "$BIN"/mixq --quiet measure "$dir"/*-f16.gguf \
+        --text "$dir"/val.txt.gz -o "$RESULTS/measure-$name-$dev.json" --cache "$RESULTS/measure-$name-$dev.partial" \
+        --device $dev -t 16 "$@"
+      echo "wall seconds: $(awk "BEGIN {print $(date +%s.%N) - $start}")"
+    done
+    python3 "$(dirname "$0")"/compare_measure.py "$RESULTS/measure-$name-cpu.json" "$RESULTS/measure-$name-cuda.json" |
+      tee "$RESULTS/measure-$name-compare.json"
+    ;;
+  imatrix)  # mixq imatrix on both devices, 8 chunks, compared value by value
+    dir=$2
+    name=$(basename "$dir")
+    for dev in cpu cuda; do
+      echo "== imatrix $name --device $dev"
+      start=$(date +%s.%N)
+      "$BIN"/mixq --quiet imatrix "$dir"/*-f16.gguf --text "$dir"/val.txt.gz --chunks 8 \
+        -o "$RESULTS/imatrix-$name-$dev.gguf" --device $dev -t 16
+      echo "exit $?, wall seconds: $(awk "BEGIN {print $(date +%s.%N) - $start}")"
+    done
+    python3 "$(dirname "$0")"/../engine/compare_imatrix.py "$RESULTS/imatrix-$name-cpu.gguf" \
+      "$RESULTS/imatrix-$name-cuda.gguf" | tee "$RESULTS/imatrix-$name-compare.json"
+    ;;
+  measure8b)  # the 8B shapes with LAYERS layers: measure on both devices, one chunk, two types
+    layers=$2
+    dir=/tmp/llama8b-$layers
+    mkdir -p "$dir"
+    cp models/ref-dev/val.txt.gz "$dir"/
+    python3 "$(dirname "$0")"/llama8b.py "$dir"/llama8b-f16.gguf --layers "$layers" --chunks 4 >/dev/null
+    "$0" measure "$dir" --chunks 1 --types Q4_K,Q8_0 --calibration-types Q4_K
+    ;;
+  big)  # a 70B-shaped llama (d 8192, 64/8 heads, FFN 28672) of LAYERS layers: eval under --gpu-mem GPU_MEM
+    layers=$2 mem=$3
+    model=/tmp/llama70b-$layers.gguf
+    python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --d 8192 --ff 28672 --heads 64 --kv-heads 8 \
+      --chunks 4 | tee "$RESULTS/torch-70b-$layers.json"
+    ls -l "$model"
+    echo "== mixq eval --device cuda --gpu-mem $mem, 4 chunks"
+    with_gpu_peak "$RESULTS/cuda-70b-$layers.json" "$BIN"/mixq --json eval "$model" --text models/ref-dev/val.txt.gz \
+      --chunks 4 --device cuda --gpu-mem "$mem"
+    tail -1 "$RESULTS/cuda-70b-$layers.json"
+    rm -f "$model"
+    ;;
   bench)  # the 8B-shaped llama: PyTorch bf16, mixq cuda (two lengths: the difference is the
     # steady rate, without the one-time weight upload), mixq cpu (16 threads)
     layers=$2 short=$3 long=$4 cpu_chunks=$5
@@ -48,6 +98,7 @@ case "$1" in
         --device cuda
       tail -1 "$RESULTS/cuda-$layers-$n.json"
     done
+    [ "$cpu_chunks" = 0 ] && exit 0
     echo "== mixq eval --device cpu -t 16, $cpu_chunks chunks"
     with_gpu_peak "$RESULTS/cpu-$layers.json" "$BIN"/mixq --json eval "$model" --text $text --chunks "$cpu_chunks" \
       --device cpu -t 16

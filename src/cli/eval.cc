@@ -33,7 +33,8 @@ nlohmann::json SummaryJson(const EvalCliOptions& opt, const engine::EvalResult& 
                       {"ppl", r.ppl},
                       {"ppl_stderr", r.ppl_stderr},
                       {"seconds", r.seconds},
-                      {"tokens_per_second", r.tokens_per_second}};
+                      {"tokens_per_second", r.tokens_per_second},
+                      {"steady_tokens_per_second", r.steady_tokens_per_second}};
   if (r.kld) {
     const engine::KldStats& k = *r.kld;
     j["base"] = opt.base.empty() ? opt.base_logits : opt.base;

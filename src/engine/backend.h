@@ -39,14 +39,38 @@ enum class Slot : uint8_t {
   kExpertIn,
   kExpertY,
   kExpertOut,
+  kRows,      // the hidden states of the rows that get logits
+  kLogProbs,  // ScoreRows' log-probs
+  kBaseLp,    // base log-probs attached from the host
   kCount
 };
 
-// One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias).
+// One product y[n_tokens][w.n_out] = x[n_tokens][w.n_in] · Wᵀ (+ bias), or
+// with `add` y += that (a residual: the product, bias included, is rounded
+// to float before it is added, as the CPU adds a separate result).
 struct TensorProduct {
   const Weight* w;
   const Weight* bias;  // optional
   Tensor y;
+  bool add = false;
+};
+
+// The logits that ScoreRows scores: n_chunks chunks of `stride` rows of
+// n_vocab, the first n_scored rows of each scored, row i against targets[i].
+struct ScoreSpec {
+  int64_t n_chunks = 0;
+  int64_t stride = 0;
+  int64_t n_scored = 0;
+  int64_t n_vocab = 0;
+  std::span<const int32_t> targets;
+  Tensor base_lp;  // [n_chunks·n_scored][n_vocab], or a null handle: no KLD
+};
+
+// The first NaN or infinity that NoteNonFinite found.
+struct NonFinite {
+  int64_t tag = -1;
+  int64_t index = -1;
+  bool nan = false;
 };
 
 class Backend {
@@ -58,10 +82,19 @@ class Backend {
   // host[n] as a tensor: the CPU uses the host floats in place; a device
   // takes `slot` and copies them in when `copy_in` (else they are outputs).
   virtual Tensor Attach(Slot slot, float* host, int64_t n, bool copy_in) = 0;
+  // Host memory for n floats that Attach(slot, ...) copies in fastest
+  // (pinned on a device, the slot itself on the CPU); valid until the next call.
+  virtual float* HostBuffer(Slot slot, int64_t n) = 0;
   // host[n] = x[n] (nothing to do when x is host itself).
   virtual void Download(Tensor x, int64_t n, float* host) = 0;
-  // Index of the first NaN or infinity among x[n] and its value, or -1.
-  virtual int64_t FirstNonFinite(Tensor x, int64_t n, float* value) = 0;
+  // Notes the first NaN or infinity among x[n] under `tag`; of all noted
+  // since the last TakeNonFinite, the lowest tag wins, then the lowest index.
+  virtual void NoteNonFinite(Tensor x, int64_t n, int64_t tag) = 0;
+  // The winner of the notes so far (false: none), and forgets them.
+  virtual bool TakeNonFinite(NonFinite* first) = 0;
+  // Whether TakeNonFinite waits for the device (then it is called once per
+  // pass rather than once per layer).
+  virtual bool DefersChecks() const = 0;
 
   // y[rows][n] = ggml's RMS norm of x times `weight` (1-D, n values).
   virtual void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) = 0;
@@ -79,8 +112,12 @@ class Backend {
                          const RunOptions& options) = 0;
   // gate[n] = silu(gate) · up.
   virtual void Swiglu(Tensor gate, Tensor up, int64_t n) = 0;
-  // hidden[n] += delta[n].
-  virtual void AddResidual(Tensor hidden, Tensor delta, int64_t n) = 0;
+  // The down projection of a SwiGLU: Swiglu over gate/up [n_tokens][n_ff],
+  // the hook with its result as the input of `hooked` (and `expert`), then
+  // MatMul of `down` over it. gate's contents are undefined afterwards (a
+  // device may never write them).
+  virtual void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                            int64_t expert, const RunOptions& options);
 
   // Routed experts. probs[n_tokens][n_expert] (router logits) to host-side
   // choices: chosen[n_tokens·k] and their weights, as MoeBlock describes.
@@ -95,6 +132,11 @@ class Backend {
                                Tensor out) = 0;
   // hidden[t] += Σ_r out[t·k + r], summed in order of rank, as ggml does.
   virtual void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) = 0;
+
+  // Log-softmax of the scored rows of `logits` into Slot::kLogProbs (rows
+  // of n_vocab), and out[i] for each: NLL of targets[i], argmax, and the KLD
+  // Σ exp(base)·(base − lp) when spec.base_lp is given.
+  virtual void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) = 0;
 };
 
 // The CPU backend: the engine's reference kernels (kernels.cc, gemm.cc).

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "base/parallel.h"
 #include "engine/backend.h"
 #include "engine/gemm.h"
 #include "engine/internal.h"
@@ -28,14 +29,21 @@ class CpuBackend final : public Backend {
     return {v.data()};
   }
   Tensor Attach(Slot, float* host, int64_t, bool) override { return {host}; }
+  float* HostBuffer(Slot slot, int64_t n) override { return F(Scratch(slot, n)); }
   void Download(Tensor x, int64_t n, float* host) override {
     if (F(x) != host) std::copy_n(F(x), n, host);
   }
-  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
+  void NoteNonFinite(Tensor x, int64_t n, int64_t tag) override {
+    if (first_.tag >= 0 && first_.tag <= tag) return;
     const int64_t bad = formats::FirstNonFinite(F(x), n);
-    if (bad >= 0) *value = F(x)[bad];
-    return bad;
+    if (bad >= 0) first_ = {tag, bad, std::isnan(F(x)[bad])};
   }
+  bool TakeNonFinite(NonFinite* first) override {
+    *first = first_;
+    first_ = {};
+    return first->tag >= 0;
+  }
+  bool DefersChecks() const override { return false; }
 
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
     DecodeVector(weight, b_.vec);
@@ -43,10 +51,20 @@ class CpuBackend final : public Backend {
   }
   void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
               const RunOptions& options) override {
-    // At most the three products of q/k/v share an input.
+    // At most the three products of q/k/v share an input; a residual's
+    // product goes to a buffer of its own first.
     std::array<Product, 3> p{};
     size_t n = 0;
-    for (const TensorProduct& t : products) p[n++] = {t.w, t.bias, F(t.y)};
+    const TensorProduct* residual = nullptr;
+    for (const TensorProduct& t : products) {
+      float* y = F(t.y);
+      if (t.add) {
+        residual = &t;
+        Grow(added_, n_tokens * t.w->n_out);
+        y = added_.data();
+      }
+      p[n++] = {t.w, t.bias, y};
+    }
     switch (n) {
       case 1:
         engine::MatMul({p[0]}, F(x), n_tokens, b_, options);
@@ -57,6 +75,10 @@ class CpuBackend final : public Backend {
       default:
         engine::MatMul({p[0], p[1], p[2]}, F(x), n_tokens, b_, options);
         break;
+    }
+    if (residual != nullptr) {
+      float* h = F(residual->y);
+      for (int64_t i = 0; i < n_tokens * residual->w->n_out; ++i) h[i] += added_[i];
     }
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
@@ -71,11 +93,6 @@ class CpuBackend final : public Backend {
     engine::Attention(config_, F(q), F(k), F(v), n_tokens, seq_len, F(out), b_, options.n_threads);
   }
   void Swiglu(Tensor gate, Tensor up, int64_t n) override { engine::Swiglu(F(gate), F(up), n); }
-  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override {
-    float* h = F(hidden);
-    const float* d = F(delta);
-    for (int64_t i = 0; i < n; ++i) h[i] += d[i];
-  }
 
   void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
     RouteTokens(config_, F(probs), n_tokens, chosen, weights);
@@ -110,6 +127,28 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) override {
+    const int64_t n_vocab = spec.n_vocab;
+    float* lp = F(Scratch(Slot::kLogProbs, spec.n_chunks * spec.n_scored * n_vocab));
+    const float* base = F(spec.base_lp);
+    ParallelFor(spec.n_chunks * spec.n_scored, 16, n_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t row = (i / spec.n_scored) * spec.stride + i % spec.n_scored;
+        float* q = lp + i * n_vocab;
+        RowScore& r = out[i];
+        LogSoftmaxRow(F(logits) + row * n_vocab, n_vocab, spec.targets[i], q, &r.argmax, &r.nll);
+        if (base == nullptr) continue;
+        const float* p = base + i * n_vocab;
+        double kld = 0.0;
+        for (int64_t j = 0; j < n_vocab; ++j) {
+          const double pj = std::exp(static_cast<double>(p[j]));
+          kld += pj * (static_cast<double>(p[j]) - static_cast<double>(q[j]));
+        }
+        r.kld = kld;
+      }
+    });
+  }
+
  private:
   std::vector<float>& SlotVector(Slot slot) {
     switch (slot) {
@@ -142,10 +181,19 @@ class CpuBackend final : public Backend {
 
   const ModelConfig& config_;
   Buffers b_;
+  NonFinite first_;
+  std::vector<float> added_;  // a residual's product
   std::array<std::vector<float>, static_cast<size_t>(Slot::kCount)> other_;
 };
 
 }  // namespace
+
+void Backend::SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                           int64_t expert, const RunOptions& options) {
+  Swiglu(gate, up, n_tokens * down.w->n_in);
+  Hook(options, hooked, expert, gate, n_tokens);
+  MatMul({down}, gate, n_tokens, options);
+}
 
 void RouteTokens(const ModelConfig& cfg, float* probs, int64_t n_tokens, std::span<int32_t> chosen_out,
                  std::span<float> weights_out) {

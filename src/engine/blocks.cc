@@ -19,23 +19,21 @@ Tensor NormInput(LayerContext& c, Role role) {
 }
 
 // One SwiGLU feed-forward, down(silu(gate·x) ⊙ up·x), of n rows of x into y
-// (n × down's outputs). The activation hook sees the inputs under `named`'s
+// (n × down's outputs; added to y with `add`). The activation hook sees the inputs under `named`'s
 // weights and `expert` (an expert's slice multiplies, its 3-D tensor is named).
 struct SwigluWeights {
   const Weight *gate, *up, *down;
   const Weight *gate_bias = nullptr, *up_bias = nullptr, *down_bias = nullptr;
 };
 void SwigluFfn(const SwigluWeights& w, const SwigluWeights& named, int64_t expert, Tensor x, int64_t n, Tensor y,
-               Backend& ops, const RunOptions& options) {
+               bool add, Backend& ops, const RunOptions& options) {
   const int64_t n_ff = w.gate->n_out;
   const Tensor gate = ops.Scratch(Slot::kGate, n * n_ff);
   const Tensor up = ops.Scratch(Slot::kUp, n * n_ff);
   ops.Hook(options, named.gate, expert, x, n);
   ops.Hook(options, named.up, expert, x, n);
   ops.MatMul({{w.gate, w.gate_bias, gate}, {w.up, w.up_bias, up}}, x, n, options);
-  ops.Swiglu(gate, up, n * n_ff);
-  ops.Hook(options, named.down, expert, gate, n);
-  ops.MatMul({{w.down, w.down_bias, y}}, gate, n, options);
+  ops.SwigluMatMul(gate, up, n, {w.down, w.down_bias, y, add}, named.down, expert, options);
 }
 
 // The shared expert's SwiGLU on every token into the last of each token's
@@ -57,7 +55,7 @@ void SharedExpert(LayerContext& c, Tensor norm, int64_t ranks, std::vector<float
   }
   const SwigluWeights w{l[Role::kFfnGateShexp], l[Role::kFfnUpShexp], l[Role::kFfnDownShexp]};
   const Tensor y = ops.Scratch(Slot::kExpertY, n_tokens * c.config.n_embd);
-  SwigluFfn(w, w, -1, norm, n_tokens, y, ops, c.options);
+  SwigluFfn(w, w, -1, norm, n_tokens, y, false, ops, c.options);
   ops.ScatterWeighted(y, slots, slot_weights, c.config.n_embd, out);
 }
 
@@ -101,18 +99,15 @@ void AttentionBlock(LayerContext& c) {
   ops.Attention(q, k, v, n_tokens, seq_len, attn, c.options);
   const Weight* wo = l[Role::kAttnOut];
   ops.Hook(c.options, wo, -1, attn, n_tokens);
-  ops.MatMul({{wo, l[Role::kAttnOutBias], q}}, attn, n_tokens, c.options);
-  ops.AddResidual(c.hidden, q, n_tokens * cfg.n_embd);
+  ops.MatMul({{wo, l[Role::kAttnOutBias], c.hidden, true}}, attn, n_tokens, c.options);
 }
 
 void FfnBlock(LayerContext& c) {
   const LayerWeights& l = c.weights;
   const Tensor norm = NormInput(c, Role::kFfnNorm);
-  const Tensor out = c.ops.Scratch(Slot::kQ, c.n_tokens * c.config.n_embd);
   const SwigluWeights w{l[Role::kFfnGate],     l[Role::kFfnUp],     l[Role::kFfnDown],
                         l[Role::kFfnGateBias], l[Role::kFfnUpBias], l[Role::kFfnDownBias]};
-  SwigluFfn(w, w, -1, norm, c.n_tokens, out, c.ops, c.options);
-  c.ops.AddResidual(c.hidden, out, c.n_tokens * c.config.n_embd);
+  SwigluFfn(w, w, -1, norm, c.n_tokens, c.hidden, true, c.ops, c.options);
 }
 
 // Tokens are grouped by expert, so that each expert's weights are decoded
@@ -160,7 +155,7 @@ void MoeBlock(LayerContext& c) {
     ops.GatherRows(norm, rows, ranks, n_embd, expert_in);
     const Weight gate_e = gate->Expert(e), up_e = up->Expert(e), down_e = down->Expert(e);
     const Tensor expert_y = ops.Scratch(Slot::kExpertY, n * n_embd);
-    SwigluFfn({&gate_e, &up_e, &down_e}, {gate, up, down}, e, expert_in, n, expert_y, ops, c.options);
+    SwigluFfn({&gate_e, &up_e, &down_e}, {gate, up, down}, e, expert_in, n, expert_y, false, ops, c.options);
     ops.ScatterWeighted(expert_y, rows, slot_weights, n_embd, expert_out);
   }
   if (shared) SharedExpert(c, norm, ranks, slot_weights, expert_out);

@@ -137,6 +137,22 @@ std::string CudaStatusMessage();
 Result<Device> ResolveDevice(std::string_view name);
 std::string_view DeviceName(Device device);
 
+class Model;
+
+// One scored position of an eval pass: the NLL of its next token, the KLD
+// from the base's log-probs (0 without a base) and the argmax of its logits.
+struct RowScore {
+  double nll = 0;
+  double kld = 0;
+  int32_t argmax = 0;
+};
+// The base log-probs a pass is scored against: another model's last
+// ForwardScores (loaded on the same device), or rows in host memory.
+struct ScoreBase {
+  const Model* model = nullptr;
+  const float* lp = nullptr;
+};
+
 class Model {
  public:
   // Reads the architecture metadata and checks every tensor the forward pass
@@ -190,6 +206,17 @@ class Model {
   // (n_layer + 1 entries; the last one enters the final norm).
   Status Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,
                  const RunOptions& options, std::vector<std::vector<float>>* layer_inputs = nullptr);
+  // The pass of eval: with options.seq_len > 0, the rows logits_from ..
+  // seq_len - 2 of every sequence are scored against targets (their next
+  // tokens, sequence after sequence): log-softmax, NLL, argmax and the KLD
+  // from `base` (when it names one) into out[i]. Hidden states, logits and
+  // log-probs stay in the backend's memory; only the per-row results come
+  // back. The log-probs are kept until the next call (LastLogProbs, or as
+  // another model's ScoreBase).
+  Status ForwardScores(std::span<const int32_t> tokens, int64_t logits_from, std::span<const int32_t> targets,
+                       const ScoreBase& base, std::span<RowScore> out, const RunOptions& options);
+  // lp[rows][n_vocab] = the log-probs of the last ForwardScores.
+  void LastLogProbs(std::vector<float>* lp);
 
  private:
   struct Impl;
@@ -260,6 +287,9 @@ struct EvalResult {
   std::optional<KldStats> kld;
   double seconds = 0;            // forward passes and statistics
   double tokens_per_second = 0;  // n_chunks * n_ctx / seconds
+  // The same after the first forward pass (which on a GPU uploads the
+  // weights); 0 with a single pass.
+  double steady_tokens_per_second = 0;
 };
 
 // Perplexity of `model` over non-overlapping chunks of options.n_ctx tokens

@@ -12,11 +12,22 @@
 namespace mixq::engine {
 namespace {
 
-// Fills *rows with the base log-probs of chunks [first_chunk, first_chunk +
-// n_chunks) (their scored rows, chunk after chunk); `input` holds those
+// The base of chunks [first_chunk, first_chunk + n_chunks) (their scored
+// rows, chunk after chunk): argmax and NLL in *rows, the log-probs in
+// *source (a base model's last pass, or rows->lp); `input` holds those
 // chunks' tokens as the model sees them.
-using BaseFn =
-    std::function<Status(int64_t first_chunk, int64_t n_chunks, std::span<const int32_t> input, BaseRows* rows)>;
+using BaseFn = std::function<Status(int64_t first_chunk, int64_t n_chunks, std::span<const int32_t> input,
+                                    BaseRows* rows, ScoreBase* source)>;
+
+// The next token of every scored row of chunks `text`, chunk after chunk.
+std::vector<int32_t> Targets(std::span<const int32_t> text, int64_t n_chunks, int64_t n_ctx, int64_t first) {
+  const int64_t n_scored = n_ctx - 1 - first;
+  std::vector<int32_t> targets(static_cast<size_t>(n_chunks * n_scored));
+  for (int64_t i = 0; i < n_chunks * n_scored; ++i) {
+    targets[i] = text[(i / n_scored) * n_ctx + first + i % n_scored + 1];
+  }
+  return targets;
+}
 
 // Chunks per forward pass: several chunks share each pass over the weights,
 // as llama-perplexity batches 2048 tokens, while their logits stay small.
@@ -117,11 +128,12 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
   run.activations = options.activations;
   const int64_t batch = BatchChunks(n_ctx, n_scored, n_vocab);
   Sums sums;
-  std::vector<float> logits;
-  std::vector<float> lp(static_cast<size_t>(batch * n_scored * n_vocab));
-  std::vector<int32_t> argmax(batch * n_scored);
+  std::vector<float> lp;
+  std::vector<RowScore> scores(batch * n_scored);
   std::vector<RowStats> rows(batch * n_scored);
   BaseRows base_rows;
+  auto after_first = start;
+  int64_t first_tokens = 0;
   for (int64_t c0 = 0; c0 < n_chunks; c0 += batch) {
     const int64_t nb = std::min(batch, n_chunks - c0);
     std::span<const int32_t> text = tokens.subspan(static_cast<size_t>(c0 * n_ctx), static_cast<size_t>(nb * n_ctx));
@@ -129,29 +141,22 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
     if (options.bos_id >= 0) {
       for (int64_t b = 0; b < nb; ++b) input[b * n_ctx] = options.bos_id;
     }
-    MIXQ_TRY(model.Forward(input, first, &logits, run).WithContext("chunks from " + std::to_string(c0)));
-    if (base != nullptr) MIXQ_TRY((*base)(c0, nb, input, &base_rows));
-    // Forward returns n_scored + 1 rows per chunk; the last predicts past it.
-    ParallelFor(nb * n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t b = i / n_scored, k = i % n_scored;
-        const int32_t target = text[b * n_ctx + first + k + 1];
-        float* q = lp.data() + i * n_vocab;
-        RowStats& r = rows[i];
-        LogSoftmaxRow(logits.data() + (b * (n_scored + 1) + k) * n_vocab, n_vocab, target, q, &argmax[i], &r.nll);
-        if (base == nullptr) continue;
-        const float* p = base_rows.lp.data() + i * n_vocab;
-        double kld = 0.0;
-        for (int64_t j = 0; j < n_vocab; ++j) {
-          const double pj = std::exp(static_cast<double>(p[j]));
-          kld += pj * (static_cast<double>(p[j]) - static_cast<double>(q[j]));
-        }
-        r.kld = kld;
-        r.nll_base = base_rows.nll[i];
-        r.dp = std::exp(-r.nll) - std::exp(-r.nll_base);
-        r.same_top = argmax[i] == base_rows.argmax[i];
-      }
-    });
+    ScoreBase source;
+    if (base != nullptr) MIXQ_TRY((*base)(c0, nb, input, &base_rows, &source));
+    const std::vector<int32_t> targets = Targets(text, nb, n_ctx, first);
+    const std::span<RowScore> scored(scores.data(), targets.size());
+    MIXQ_TRY(model.ForwardScores(input, first, targets, source, scored, run)
+                 .WithContext("chunks from " + std::to_string(c0)));
+    if (!options.save_logits.empty()) model.LastLogProbs(&lp);
+    for (int64_t i = 0; i < nb * n_scored; ++i) {
+      RowStats& r = rows[i];
+      r.nll = scores[i].nll;
+      if (base == nullptr) continue;
+      r.kld = scores[i].kld;
+      r.nll_base = base_rows.nll[i];
+      r.dp = std::exp(-r.nll) - std::exp(-r.nll_base);
+      r.same_top = scores[i].argmax == base_rows.argmax[i];
+    }
     for (int64_t i = 0; i < nb * n_scored; ++i) {
       if (!std::isfinite(rows[i].nll)) {
         return Status::Corruption("non-finite logits in chunk " + std::to_string(c0 + i / n_scored) + " of " +
@@ -166,7 +171,7 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
         sums.nll += r.nll;
         sums.nll2 += r.nll * r.nll;
         if (!options.save_logits.empty()) {
-          MIXQ_TRY(writer.AddRow(lp.data() + i * n_vocab, n_vocab, argmax[i], r.nll));
+          MIXQ_TRY(writer.AddRow(lp.data() + i * n_vocab, n_vocab, scores[i].argmax, r.nll));
         }
         if (base == nullptr) continue;
         sums.nll_base += r.nll_base;
@@ -183,6 +188,10 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
       result.chunk_ppl.push_back(std::exp(chunk_nll / static_cast<double>(n_scored)));
     }
     if (options.on_progress) options.on_progress(c0 + nb, n_chunks, (c0 + nb) * n_ctx);
+    if (c0 == 0) {
+      after_first = std::chrono::steady_clock::now();
+      first_tokens = nb * n_ctx;
+    }
   }
   if (!options.save_logits.empty()) MIXQ_TRY(writer.Finish());
 
@@ -196,6 +205,10 @@ Result<EvalResult> RunEval(Model& model, std::span<const int32_t> tokens, int64_
   if (base != nullptr) result.kld = Finish(sums);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.tokens_per_second = result.seconds > 0 ? static_cast<double>(n_chunks * n_ctx) / result.seconds : 0.0;
+  const double steady = std::chrono::duration<double>(std::chrono::steady_clock::now() - after_first).count();
+  if (n_chunks * n_ctx > first_tokens && steady > 0) {
+    result.steady_tokens_per_second = static_cast<double>(n_chunks * n_ctx - first_tokens) / steady;
+  }
   return result;
 }
 
@@ -231,30 +244,27 @@ Result<EvalResult> EvaluateVsModel(Model& model, Model& base, std::span<const in
   }
   auto n_chunks = ChunkCount(static_cast<int64_t>(tokens.size()), options);
   MIXQ_TRY(n_chunks);
-  const int64_t n_vocab = base.config().n_vocab;
   const int64_t first = options.n_ctx / 2;
-  const int64_t n_scored = options.n_ctx - 1 - first;
-  std::vector<float> logits;
   RunOptions run;
   run.n_threads = options.n_threads;
   run.seq_len = options.n_ctx;
   run.activations = options.activations;
-  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t> input, BaseRows* rows) -> Status {
-    MIXQ_TRY(base.Forward(input, first, &logits, run).WithContext("base model, chunks from " + std::to_string(c0)));
-    rows->n_rows = nb * n_scored;
-    rows->n_vocab = n_vocab;
-    rows->lp.resize(static_cast<size_t>(nb * n_scored * n_vocab));
-    rows->argmax.resize(nb * n_scored);
-    rows->nll.resize(nb * n_scored);
-    const int32_t* text = tokens.data() + c0 * options.n_ctx;
-    ParallelFor(nb * n_scored, 16, options.n_threads, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t b = i / n_scored, k = i % n_scored;
-        LogSoftmaxRow(logits.data() + (b * (n_scored + 1) + k) * n_vocab, n_vocab,
-                      text[b * options.n_ctx + first + k + 1], rows->lp.data() + i * n_vocab, &rows->argmax[i],
-                      &rows->nll[i]);
-      }
-    });
+  std::vector<RowScore> scores;
+  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t> input, BaseRows* rows, ScoreBase* source) -> Status {
+    const std::span<const int32_t> text = tokens.subspan(static_cast<size_t>(c0 * options.n_ctx));
+    const std::vector<int32_t> targets = Targets(text, nb, options.n_ctx, first);
+    scores.resize(targets.size());
+    MIXQ_TRY(base.ForwardScores(input, first, targets, {}, scores, run)
+                 .WithContext("base model, chunks from " + std::to_string(c0)));
+    rows->n_rows = static_cast<int64_t>(targets.size());
+    rows->n_vocab = base.config().n_vocab;
+    rows->argmax.resize(targets.size());
+    rows->nll.resize(targets.size());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      rows->argmax[i] = scores[i].argmax;
+      rows->nll[i] = scores[i].nll;
+    }
+    source->model = &base;
     return Status::Ok();
   };
   return RunEval(model, tokens, options.n_ctx, *n_chunks, options, &fn);
@@ -273,7 +283,7 @@ Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const 
   if (!base.bos_at_chunk_start()) o.bos_id = -1;
   const int64_t n_chunks = options.n_chunks < 0 ? base.n_chunks() : std::min(base.n_chunks(), options.n_chunks);
   BaseRows one;
-  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t>, BaseRows* rows) -> Status {
+  BaseFn fn = [&](int64_t c0, int64_t nb, std::span<const int32_t>, BaseRows* rows, ScoreBase* source) -> Status {
     rows->lp.clear();
     rows->argmax.clear();
     rows->nll.clear();
@@ -285,6 +295,7 @@ Result<EvalResult> EvaluateVsLogits(Model& model, const BaseLogits& base, const 
     }
     rows->n_rows = static_cast<int64_t>(rows->nll.size());
     rows->n_vocab = one.n_vocab;
+    source->lp = rows->lp.data();
     return Status::Ok();
   };
   return RunEval(model, base.tokens(), o.n_ctx, n_chunks, o, &fn);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/parallel.h"
 #include "engine/architecture.h"
 #include "engine/backend.h"
 #include "engine/blocks.h"
@@ -26,6 +27,13 @@ struct Model::Impl {
   std::vector<float> layer_rope_factors;
   std::vector<float> forward_hidden;
   std::vector<float> forward_gathered;
+  Device device = Device::kCpu;
+  Tensor last_lp;  // of the last ForwardScores, in the backend's memory
+  int64_t last_lp_rows = 0;
+
+  Status Embed(std::span<const int32_t> tokens, float* hidden, int n_threads);
+  Status RunBlocks(int64_t first, int64_t last, Tensor h, int64_t n_tokens, const RunOptions& options);
+  Tensor LogitsOf(Tensor h, int64_t n_tokens, bool want_logits, const RunOptions& options);
 
   Status AddTensors(LayerWeights& slots, int64_t layer);
   Result<Weight*> Add(const std::string& name, const TensorEntry& entry, bool required);
@@ -41,14 +49,17 @@ std::string ShapeString(std::span<const int64_t> ne) {
 }
 
 // With every weight finite (Load checks them), a NaN or infinity in the
-// activations means they overflowed float; one scan per layer is cheap next
-// to the layer itself. `where` names the values, e.g. "activation leaving layer 3".
-Status CheckFiniteRows(Backend& ops, Tensor x, int64_t n_rows, int64_t n_cols, const std::string& where) {
-  float value = 0;
-  const int64_t bad = ops.FirstNonFinite(x, n_rows * n_cols, &value);
-  if (bad < 0) return Status::Ok();
-  return Status::Corruption("non-finite " + where + " (" + (std::isnan(value) ? "NaN" : "an infinity") + ") at token " +
-                            std::to_string(bad / n_cols) + ", element " + std::to_string(bad % n_cols) +
+// activations means they overflowed float. Notes are tagged with the layer
+// the values leave, n_layer for the logits; a device checks them once per
+// pass, the CPU after every layer.
+Status TakeNonFinite(Backend& ops, const ModelConfig& c) {
+  NonFinite bad;
+  if (!ops.TakeNonFinite(&bad)) return Status::Ok();
+  const bool logits = bad.tag >= c.n_layer;
+  const int64_t n_cols = logits ? c.n_vocab : c.n_embd;
+  const std::string where = logits ? "logit" : "activation leaving layer " + std::to_string(bad.tag);
+  return Status::Corruption("non-finite " + where + " (" + (bad.nan ? "NaN" : "an infinity") + ") at token " +
+                            std::to_string(bad.index / n_cols) + ", element " + std::to_string(bad.index % n_cols) +
                             ": the model's activations overflow");
 }
 
@@ -154,6 +165,7 @@ Result<Model> Model::Load(const gguf::GgufFile& file, const LoadOptions& options
     auto backend = MakeCudaBackend(impl->config, options.gpu_mem_bytes);
     MIXQ_TRY(backend);
     impl->backend = std::move(backend).value();
+    impl->device = Device::kCuda;
   } else {
     impl->backend = MakeCpuBackend(impl->config);
   }
@@ -221,15 +233,21 @@ void Model::ClearAllWeights() {
   impl_->overrides.clear();
 }
 
-Status Model::Embed(std::span<const int32_t> tokens, float* hidden) {
-  const Weight& w = *impl_->globals[Role::kTokenEmbd];
+Status Model::Embed(std::span<const int32_t> tokens, float* hidden) { return impl_->Embed(tokens, hidden, 1); }
+
+Status Model::Impl::Embed(std::span<const int32_t> tokens, float* hidden, int n_threads) {
+  const Weight& w = *globals[Role::kTokenEmbd];
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] < 0 || tokens[i] >= w.n_out) {
       return Status::InvalidArgument("token id " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
                                      " is outside the vocabulary of " + std::to_string(w.n_out));
     }
-    w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
   }
+  ParallelFor(static_cast<int64_t>(tokens.size()), 64, n_threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
+    }
+  });
   return Status::Ok();
 }
 
@@ -243,39 +261,106 @@ Status Model::RunLayers(int64_t first, int64_t last, float* hidden, int64_t n_to
     return Status::InvalidArgument(std::to_string(n_tokens) + " rows are not whole sequences of " +
                                    std::to_string(options.seq_len));
   }
-  Impl& m = *impl_;
-  const float* rope_factors = nullptr;
-  if (const Weight* freqs = m.globals[Role::kRopeFreqs]) {
-    DecodeVector(*freqs, m.layer_rope_factors);
-    rope_factors = m.layer_rope_factors.data();
-  }
-  Backend& ops = *m.backend;
-  const Tensor h = ops.Attach(Slot::kHidden, hidden, n_tokens * m.config.n_embd, true);
-  for (int64_t il = first; il < last; ++il) {
-    LayerContext context{m.config, m.layers[il], rope_factors, h, n_tokens, ops, options};
-    m.arch->block(context);
-    MIXQ_TRY(CheckFiniteRows(ops, h, n_tokens, m.config.n_embd, "activation leaving layer " + std::to_string(il)));
-  }
-  ops.Download(h, n_tokens * m.config.n_embd, hidden);
+  Backend& ops = *impl_->backend;
+  const Tensor h = ops.Attach(Slot::kHidden, hidden, n_tokens * impl_->config.n_embd, true);
+  MIXQ_TRY(impl_->RunBlocks(first, last, h, n_tokens, options));
+  ops.Download(h, n_tokens * impl_->config.n_embd, hidden);
   return Status::Ok();
+}
+
+Status Model::Impl::RunBlocks(int64_t first, int64_t last, Tensor h, int64_t n_tokens, const RunOptions& options) {
+  const float* rope_factors = nullptr;
+  if (const Weight* freqs = globals[Role::kRopeFreqs]) {
+    DecodeVector(*freqs, layer_rope_factors);
+    rope_factors = layer_rope_factors.data();
+  }
+  Backend& ops = *backend;
+  for (int64_t il = first; il < last; ++il) {
+    LayerContext context{config, layers[il], rope_factors, h, n_tokens, ops, options};
+    arch->block(context);
+    ops.NoteNonFinite(h, n_tokens * config.n_embd, il);
+    if (!ops.DefersChecks()) MIXQ_TRY(TakeNonFinite(ops, config));
+  }
+  return TakeNonFinite(ops, config);
+}
+
+// Final norm and output projection of h[n_tokens] into Slot::kLogits (the
+// hook alone when !want_logits); non-finite logits are noted.
+Tensor Model::Impl::LogitsOf(Tensor h, int64_t n_tokens, bool want_logits, const RunOptions& options) {
+  Backend& ops = *backend;
+  const Tensor norm = ops.Scratch(Slot::kNorm, n_tokens * config.n_embd);
+  ops.RmsNorm(h, *globals[Role::kOutputNorm], n_tokens, config.n_embd, config.rms_eps, norm);
+  ops.Hook(options, output, -1, norm, n_tokens);
+  if (!want_logits) return {};
+  const Tensor logits = ops.Scratch(Slot::kLogits, n_tokens * config.n_vocab);
+  ops.MatMul({{output, nullptr, logits}}, norm, n_tokens, options);
+  ops.NoteNonFinite(logits, n_tokens * config.n_vocab, config.n_layer);
+  return logits;
 }
 
 Status Model::Logits(const float* hidden, int64_t n_tokens, float* logits, const RunOptions& options) {
   Impl& m = *impl_;
   if (n_tokens <= 0) return Status::Ok();
   Backend& ops = *m.backend;
-  const int64_t n_embd = m.config.n_embd;
   // The hidden states are only read.
-  const Tensor h = ops.Attach(Slot::kHidden, const_cast<float*>(hidden), n_tokens * n_embd, true);
-  const Tensor norm = ops.Scratch(Slot::kNorm, n_tokens * n_embd);
-  ops.RmsNorm(h, *m.globals[Role::kOutputNorm], n_tokens, n_embd, m.config.rms_eps, norm);
-  ops.Hook(options, m.output, -1, norm, n_tokens);
+  const Tensor h = ops.Attach(Slot::kHidden, const_cast<float*>(hidden), n_tokens * m.config.n_embd, true);
+  const Tensor out = m.LogitsOf(h, n_tokens, logits != nullptr, options);
   if (logits == nullptr) return Status::Ok();
-  const Tensor out = ops.Attach(Slot::kLogits, logits, n_tokens * m.config.n_vocab, false);
-  ops.MatMul({{m.output, nullptr, out}}, norm, n_tokens, options);
-  MIXQ_TRY(CheckFiniteRows(ops, out, n_tokens, m.config.n_vocab, "logit"));
+  MIXQ_TRY(TakeNonFinite(ops, m.config));
   ops.Download(out, n_tokens * m.config.n_vocab, logits);
   return Status::Ok();
+}
+
+Status Model::ForwardScores(std::span<const int32_t> tokens, int64_t logits_from, std::span<const int32_t> targets,
+                            const ScoreBase& base, std::span<RowScore> out, const RunOptions& options) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.config;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t seq_len = options.seq_len;
+  if (seq_len <= 0 || n == 0 || n % seq_len != 0 || logits_from < 0 || logits_from >= seq_len - 1) {
+    return Status::InvalidArgument("ForwardScores needs whole sequences and rows to score");
+  }
+  const int64_t n_seqs = n / seq_len, per_seq = seq_len - logits_from, n_scored = per_seq - 1;
+  if (static_cast<int64_t>(targets.size()) != n_seqs * n_scored || out.size() != targets.size()) {
+    return Status::InvalidArgument("ForwardScores: " + std::to_string(targets.size()) + " targets for " +
+                                   std::to_string(n_seqs * n_scored) + " scored rows");
+  }
+  if (base.model != nullptr && base.model->impl_->device != m.device) {
+    return Status::InvalidArgument("the base model runs on another device than the model");
+  }
+  if (base.model != nullptr && base.model->impl_->last_lp_rows != n_seqs * n_scored) {
+    return Status::InvalidArgument("the base model's last pass scored other rows");
+  }
+  Backend& ops = *m.backend;
+  float* hidden = ops.HostBuffer(Slot::kHidden, n * c.n_embd);
+  MIXQ_TRY(m.Embed(tokens, hidden, options.n_threads));
+  const Tensor h = ops.Attach(Slot::kHidden, hidden, n * c.n_embd, true);
+  MIXQ_TRY(m.RunBlocks(0, c.n_layer, h, n, options));
+  // The rows that want logits, gathered so that one product serves them all.
+  std::vector<int64_t> rows(static_cast<size_t>(n_seqs * per_seq));
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    for (int64_t r = 0; r < per_seq; ++r) rows[s * per_seq + r] = s * seq_len + logits_from + r;
+  }
+  const Tensor gathered = ops.Scratch(Slot::kRows, n_seqs * per_seq * c.n_embd);
+  ops.GatherRows(h, rows, 1, c.n_embd, gathered);
+  const Tensor logits = m.LogitsOf(gathered, n_seqs * per_seq, true, options);
+  ScoreSpec spec{n_seqs, per_seq, n_scored, c.n_vocab, targets, {}};
+  const int64_t lp_floats = n_seqs * n_scored * c.n_vocab;
+  if (base.model != nullptr) {
+    spec.base_lp = base.model->impl_->last_lp;
+  } else if (base.lp != nullptr) {
+    spec.base_lp = ops.Attach(Slot::kBaseLp, const_cast<float*>(base.lp), lp_floats, true);
+  }
+  MIXQ_TRY(TakeNonFinite(ops, c));
+  ops.ScoreRows(logits, spec, out, options.n_threads);
+  m.last_lp = ops.Scratch(Slot::kLogProbs, lp_floats);
+  m.last_lp_rows = n_seqs * n_scored;
+  return Status::Ok();
+}
+
+void Model::LastLogProbs(std::vector<float>* lp) {
+  lp->resize(static_cast<size_t>(impl_->last_lp_rows * impl_->config.n_vocab));
+  impl_->backend->Download(impl_->last_lp, static_cast<int64_t>(lp->size()), lp->data());
 }
 
 Status Model::Forward(std::span<const int32_t> tokens, int64_t logits_from, std::vector<float>* logits,

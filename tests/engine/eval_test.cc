@@ -1,6 +1,8 @@
 // Evaluation, base logits files, imatrix collection and their CLI commands.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -92,6 +94,56 @@ TEST_F(Eval, ChunkingAndScoredPositions) {
   auto r1 = Evaluate(*model_, tokens_, one);
   ASSERT_TRUE(r1.has_value());
   EXPECT_NEAR(r1->chunk_ppl[0], r->chunk_ppl[0], 1e-3 * r->chunk_ppl[0]);
+}
+
+// Eval's pass scores on the backend: the same NLL and argmax as log-softmax
+// of Forward's logits, and a KLD of exactly 0 against an identical base,
+// whether the base is another model's pass or log-probs in host memory.
+TEST_F(Eval, ForwardScoresMatchForwardLogits) {
+  const int64_t n_ctx = 128, first = 64, n_scored = n_ctx - 1 - first;
+  std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + 2 * n_ctx);
+  input[0] = input[n_ctx] = 1;
+  std::vector<int32_t> targets;
+  for (int64_t c = 0; c < 2; ++c) {
+    for (int64_t k = 0; k < n_scored; ++k) targets.push_back(tokens_[c * n_ctx + first + k + 1]);
+  }
+  RunOptions run;
+  run.seq_len = n_ctx;
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->Forward(input, first, &logits, run).ok());
+  std::vector<RowScore> scores(targets.size());
+  ASSERT_TRUE(model_->ForwardScores(input, first, targets, {}, scores, run).ok());
+  const int64_t n_vocab = model_->config().n_vocab;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const float* z = logits.data() + ((i / n_scored) * (n_scored + 1) + i % n_scored) * n_vocab;
+    const int64_t best = std::max_element(z, z + n_vocab) - z;
+    double sum = 0;
+    for (int64_t j = 0; j < n_vocab; ++j) sum += std::exp(static_cast<double>(z[j] - z[best]));
+    EXPECT_EQ(scores[i].argmax, best) << i;
+    EXPECT_NEAR(scores[i].nll, std::log(sum) - static_cast<double>(z[targets[i]] - z[best]), 1e-9) << i;
+    EXPECT_EQ(scores[i].kld, 0.0);
+  }
+
+  auto base = Model::Load(*file_);
+  ASSERT_TRUE(base.has_value());
+  std::vector<RowScore> base_scores(targets.size());
+  ASSERT_TRUE(base->ForwardScores(input, first, targets, {}, base_scores, run).ok());
+  std::vector<float> base_lp;
+  base->LastLogProbs(&base_lp);
+  ASSERT_EQ(base_lp.size(), targets.size() * n_vocab);
+  for (const ScoreBase& source : {ScoreBase{&*base, nullptr}, ScoreBase{nullptr, base_lp.data()}}) {
+    ASSERT_TRUE(model_->ForwardScores(input, first, targets, source, scores, run).ok());
+    for (size_t i = 0; i < targets.size(); ++i) {
+      EXPECT_EQ(scores[i].kld, 0.0) << i;
+      EXPECT_EQ(scores[i].nll, base_scores[i].nll) << i;
+    }
+  }
+  // A base whose last pass scored other rows is refused, not misread.
+  const std::span<const int32_t> one_chunk(input.data(), n_ctx);
+  const std::span<const int32_t> one_target(targets.data(), n_scored);
+  auto refused = model_->ForwardScores(one_chunk, first, one_target, {&*base, nullptr},
+                                       std::span<RowScore>(scores.data(), n_scored), run);
+  EXPECT_EQ(refused.kind(), StatusKind::kInvalidArgument);
 }
 
 TEST_F(Eval, TooFewTokensIsAnInvalidArgument) {
@@ -331,7 +383,8 @@ TEST(EvalCli, JsonSummaryAndSavedLogits) {
   EXPECT_EQ(lines[1]["type"], "chunk");
   EXPECT_EQ(lines.back()["type"], "summary");
   const auto& s = lines.back()["data"];
-  for (const char* key : {"ppl", "ppl_stderr", "nll_mean", "n_scored", "n_ctx", "n_chunks", "tokens_per_second"}) {
+  for (const char* key : {"ppl", "ppl_stderr", "nll_mean", "n_scored", "n_ctx", "n_chunks", "tokens_per_second",
+                          "steady_tokens_per_second"}) {
     EXPECT_TRUE(s.contains(key)) << key;
   }
   EXPECT_EQ(s["n_scored"], 3 * 63);

@@ -74,6 +74,30 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Pinned host memory that grows on demand.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+  }
+  void* Get(size_t bytes) {
+    if (bytes > bytes_) {
+      if (ptr_ != nullptr) Check(cudaFreeHost(ptr_), "cudaFreeHost");
+      ptr_ = nullptr;
+      Check(cudaMallocHost(&ptr_, bytes), "cudaMallocHost");
+      bytes_ = bytes;
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const ModelConfig& config, int64_t budget) : config_(config), budget_(budget) {
@@ -81,11 +105,14 @@ class CudaBackend final : public Backend {
     Check(cublasCreate(&blas_), "cublasCreate");
     Check(cublasSetStream(blas_, stream_), "cublasSetStream");
     Check(cudaMalloc(&flag_, sizeof(unsigned long long)), "cudaMalloc");
+    Check(cudaMemset(flag_, 0xFF, sizeof *flag_), "cudaMemset");
+    Check(cudaMallocHost(&flag_host_, sizeof *flag_host_), "cudaMallocHost");
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (auto& [key, c] : cache_) cudaFree(c.ptr);
     cudaFree(flag_);
+    cudaFreeHost(flag_host_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -100,20 +127,27 @@ class CudaBackend final : public Backend {
     }
     return t;
   }
+  float* HostBuffer(Slot slot, int64_t n) override {
+    return static_cast<float*>(pinned_[static_cast<size_t>(slot)].Get(static_cast<size_t>(n) * sizeof(float)));
+  }
   void Download(Tensor x, int64_t n, float* host) override {
     Check(cudaMemcpyAsync(host, x.handle, n * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download");
     Check(cudaStreamSynchronize(stream_), "download");
   }
-  int64_t FirstNonFinite(Tensor x, int64_t n, float* value) override {
-    unsigned long long first = std::numeric_limits<unsigned long long>::max();
-    Check(cudaMemcpyAsync(flag_, &first, sizeof first, cudaMemcpyHostToDevice, stream_), "upload");
-    cuda::FirstNonFinite(F(x), n, flag_, stream_);
-    Check(cudaMemcpyAsync(&first, flag_, sizeof first, cudaMemcpyDeviceToHost, stream_), "download");
-    Check(cudaStreamSynchronize(stream_), "FirstNonFinite");
-    if (first == std::numeric_limits<unsigned long long>::max()) return -1;
-    Check(cudaMemcpy(value, F(x) + first, sizeof(float), cudaMemcpyDeviceToHost), "download");
-    return static_cast<int64_t>(first);
+  // The flag holds the smallest (tag, index, not-NaN) key noted; all ones
+  // when none is.
+  void NoteNonFinite(Tensor x, int64_t n, int64_t tag) override { cuda::NoteNonFinite(F(x), n, tag, flag_, stream_); }
+  bool TakeNonFinite(NonFinite* first) override {
+    Check(cudaMemcpyAsync(flag_host_, flag_, sizeof *flag_, cudaMemcpyDeviceToHost, stream_), "download");
+    Check(cudaStreamSynchronize(stream_), "TakeNonFinite");
+    const unsigned long long key = *flag_host_;
+    if (key == std::numeric_limits<unsigned long long>::max()) return false;
+    Check(cudaMemsetAsync(flag_, 0xFF, sizeof *flag_, stream_), "cudaMemset");
+    *first = {static_cast<int64_t>(key >> cuda::kTagShift),
+              static_cast<int64_t>((key & ((1ull << cuda::kTagShift) - 1)) >> 1), (key & 1) == 0};
+    return true;
   }
+  bool DefersChecks() const override { return true; }
 
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
     cuda::RmsNorm(F(x), Vector(weight), rows, n, eps, F(y), stream_);
@@ -128,22 +162,31 @@ class CudaBackend final : public Backend {
     for (const TensorProduct& p : products) {
       // Activations rounded as the CPU rounds them for this weight (ggml's
       // vec_dot types), then to F16 for the product.
-      const ActRounding rounding =
-          options.activations == Activations::kGgml ? RoundingFor(*p.w->format) : ActRounding::kNone;
+      const ActRounding rounding = RoundingOf(*p.w, options);
       if (!prepared || rounding != done) {
         PrepareInput(F(x), rounding, n_tokens * n_in, xh);
         prepared = true;
         done = rounding;
       }
-      const Half* w = Matrix(*p.w);
-      const float one = 1.0f, zero = 0.0f;
-      Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(p.w->n_out), static_cast<int>(n_tokens),
-                         static_cast<int>(n_in), &one, w, CUDA_R_16F, static_cast<int>(n_in), xh, CUDA_R_16F,
-                         static_cast<int>(n_in), &zero, p.y.handle, CUDA_R_32F, static_cast<int>(p.w->n_out),
-                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
-      if (p.bias != nullptr) cuda::AddBias(F(p.y), Vector(*p.bias), n_tokens, p.w->n_out, stream_);
+      Product(p, xh, n_tokens);
     }
+  }
+  // Where the down projection's input needs no rounding but F16's and no
+  // hook sees it, silu(gate)·up goes straight to F16 (what MatMul would
+  // compute from the float result, without writing it).
+  void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
+                    int64_t expert, const RunOptions& options) override {
+    const ActRounding rounding = RoundingOf(*down.w, options);
+    if ((options.hook != nullptr && hooked != nullptr) ||
+        (rounding != ActRounding::kNone && rounding != ActRounding::kF16)) {
+      Backend::SwigluMatMul(gate, up, n_tokens, down, hooked, expert, options);
+      return;
+    }
+    const int64_t n = n_tokens * down.w->n_in;
+    Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n) * sizeof(Half)));
+    ++use_;
+    cuda::SwigluToHalf(F(gate), F(up), n, xh, stream_);
+    Product(down, xh, n_tokens);
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
     if (options.hook == nullptr || w == nullptr) return;
@@ -161,7 +204,6 @@ class CudaBackend final : public Backend {
   void Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
                  const RunOptions&) override;
   void Swiglu(Tensor gate, Tensor up, int64_t n) override { cuda::Swiglu(F(gate), F(up), n, stream_); }
-  void AddResidual(Tensor hidden, Tensor delta, int64_t n) override { cuda::Add(F(hidden), F(delta), n, stream_); }
 
   void Route(Tensor probs, int64_t n_tokens, std::span<int32_t> chosen, std::span<float> weights) override {
     host_.resize(static_cast<size_t>(n_tokens * config_.n_expert));
@@ -189,6 +231,7 @@ class CudaBackend final : public Backend {
   void AddRanks(Tensor out, int64_t n_tokens, int64_t k, int64_t n, Tensor hidden) override {
     cuda::AddRanks(F(out), n_tokens, k, n, F(hidden), stream_);
   }
+  void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) override;
 
  private:
   struct Cached {
@@ -202,6 +245,27 @@ class CudaBackend final : public Backend {
   const Half* Matrix(const Weight& w) { return static_cast<const Half*>(Lookup(w, true)); }
   const float* Vector(const Weight& w) { return static_cast<const float*>(Lookup(w, false)); }
   void* Lookup(const Weight& w, bool matrix);
+  static ActRounding RoundingOf(const Weight& w, const RunOptions& options) {
+    return options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
+  }
+  // p.y (+)= xh · Wᵀ (+ bias). A residual without bias is accumulated by
+  // cuBLAS (beta = 1: one rounding of product + residual, as the CPU's add).
+  void Product(const TensorProduct& p, const Half* xh, int64_t n_tokens) {
+    const int64_t n_out = p.w->n_out;
+    const bool accumulate = p.add && p.bias == nullptr;
+    float* y = F(p.y);
+    if (p.add && !accumulate)
+      y = static_cast<float*>(added_.Get(static_cast<size_t>(n_tokens * n_out) * sizeof(float)));
+    const Half* w = Matrix(*p.w);
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    const int n_in = static_cast<int>(p.w->n_in);
+    Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out), static_cast<int>(n_tokens), n_in, &one,
+                       w, CUDA_R_16F, n_in, xh, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F, static_cast<int>(n_out),
+                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+    if (p.bias != nullptr) cuda::AddBias(y, Vector(*p.bias), n_tokens, n_out, stream_);
+    if (p.add && !accumulate) cuda::Add(F(p.y), y, n_tokens * n_out, stream_);
+  }
   void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
     if (rounding == ActRounding::kNone || rounding == ActRounding::kF16) {
       cuda::ToHalf(x, n, xh, stream_);
@@ -226,10 +290,17 @@ class CudaBackend final : public Backend {
   const int64_t budget_;  // bytes of weights kept on the device
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  unsigned long long* flag_ = nullptr;
+  unsigned long long* flag_ = nullptr;       // NoteNonFinite's, on the device
+  unsigned long long* flag_host_ = nullptr;  // pinned
   std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
+  std::array<PinnedBuffer, static_cast<size_t>(Slot::kCount)> pinned_;
   DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
-  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_;
+  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_, added_;
+  PinnedBuffer row_results_host_;
+  // Attention's pointer arrays as last uploaded, and what they were built from.
+  std::vector<const void*> attention_ptrs_;
+  std::tuple<const void*, const void*, const void*, const void*, const void*, const void*, int64_t, int64_t, int64_t>
+      attention_key_{};
   int64_t rope_seq_len_ = -1;
   const float* rope_factors_ = nullptr;
   std::vector<float> host_;
@@ -328,8 +399,10 @@ void CudaBackend::RopeTables(int64_t seq_len, const float* freq_factors) {
   rope_factors_ = freq_factors;
 }
 
-// Per group of sequences: S = K·Qᵀ for every (sequence, head) in one batched
-// product, the causal softmax into F16 P, then out = P·V in a second.
+// Per group of sequences: S = K·Qᵀ for every (sequence, head) in batched
+// products, the causal softmax into P, then out = P·V. K and V hold F16
+// values already (ggml's F16 cache); Q and P are floats on the CPU, so each
+// goes in as two F16 halves (x = hi + lo, 22 bits), one product per half.
 void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int64_t seq_len, Tensor out,
                             const RunOptions&) {
   const ModelConfig& c = config_;
@@ -337,51 +410,96 @@ void CudaBackend::Attention(Tensor q, Tensor k, Tensor v, int64_t n_tokens, int6
   const int64_t q_stride = c.n_head * hd, kv_stride = c.n_head_kv * hd;
   const int64_t group = c.n_head / c.n_head_kv;
   const int64_t n_seqs = n_tokens / L;
-  Half* qh = static_cast<Half*>(half_q_.Get(static_cast<size_t>(n_tokens * q_stride) * sizeof(Half)));
+  Half* qh = static_cast<Half*>(half_q_.Get(static_cast<size_t>(2 * n_tokens * q_stride) * sizeof(Half)));
+  Half* ql = qh + n_tokens * q_stride;
   Half* kh = static_cast<Half*>(half_k_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
   Half* vh = static_cast<Half*>(half_v_.Get(static_cast<size_t>(n_tokens * kv_stride) * sizeof(Half)));
-  cuda::ToHalf(F(q), n_tokens * q_stride, qh, stream_);
+  cuda::SplitHalf(F(q), n_tokens * q_stride, qh, ql, stream_);
   cuda::ToHalf(F(k), n_tokens * kv_stride, kh, stream_);
   cuda::ToHalf(F(v), n_tokens * kv_stride, vh, stream_);
   // Scores of at most ~512 MiB at a time.
   const int64_t per_seq = c.n_head * L * L;
-  const int64_t seqs_per_group = std::clamp<int64_t>((int64_t{512} << 20) / (6 * per_seq), 1, n_seqs);
+  const int64_t seqs_per_group = std::clamp<int64_t>((int64_t{512} << 20) / (8 * per_seq), 1, n_seqs);
   float* scores = static_cast<float*>(scores_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(float)));
-  Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(seqs_per_group * per_seq) * sizeof(Half)));
+  Half* probs = static_cast<Half*>(probs_.Get(static_cast<size_t>(2 * seqs_per_group * per_seq) * sizeof(Half)));
+  Half* probs_lo = probs + seqs_per_group * per_seq;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t s0 = 0; s0 < n_seqs; s0 += seqs_per_group) {
-    const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
-    const int64_t batch = ns * c.n_head;
-    // Pointer arrays: A, B, C of the first product, then of the second.
-    std::vector<const void*> ptrs(static_cast<size_t>(6 * batch));
-    for (int64_t s = 0; s < ns; ++s) {
-      for (int64_t h = 0; h < c.n_head; ++h) {
-        const int64_t i = s * c.n_head + h;
-        const int64_t row0 = (s0 + s) * L;
-        ptrs[i] = kh + row0 * kv_stride + (h / group) * hd;
-        ptrs[batch + i] = qh + row0 * q_stride + h * hd;
-        ptrs[2 * batch + i] = scores + i * L * L;
-        ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
-        ptrs[4 * batch + i] = probs + i * L * L;
-        ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+  // Pointer arrays for every group (K, Q, S, V, P, out, Q's low half, P's
+  // low half), built and uploaded only when the buffers or shapes change:
+  // within a pass every layer uses the same ones.
+  const decltype(attention_key_) key{qh, kh, vh, scores, probs, out.handle, n_tokens, L, seqs_per_group};
+  const int64_t per_group = 8 * seqs_per_group * c.n_head;
+  const int64_t n_groups = (n_seqs + seqs_per_group - 1) / seqs_per_group;
+  void** d = static_cast<void**>(pointers_.Get(static_cast<size_t>(n_groups * per_group) * sizeof(void*)));
+  if (key != attention_key_) {
+    attention_ptrs_.assign(static_cast<size_t>(n_groups * per_group), nullptr);
+    for (int64_t s0 = 0, g = 0; s0 < n_seqs; s0 += seqs_per_group, ++g) {
+      const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
+      const int64_t batch = ns * c.n_head;
+      const void** ptrs = attention_ptrs_.data() + g * per_group;
+      for (int64_t s = 0; s < ns; ++s) {
+        for (int64_t h = 0; h < c.n_head; ++h) {
+          const int64_t i = s * c.n_head + h;
+          const int64_t row0 = (s0 + s) * L;
+          ptrs[i] = kh + row0 * kv_stride + (h / group) * hd;
+          ptrs[batch + i] = qh + row0 * q_stride + h * hd;
+          ptrs[2 * batch + i] = scores + i * L * L;
+          ptrs[3 * batch + i] = vh + row0 * kv_stride + (h / group) * hd;
+          ptrs[4 * batch + i] = probs + i * L * L;
+          ptrs[5 * batch + i] = F(out) + row0 * q_stride + h * hd;
+          ptrs[6 * batch + i] = ql + row0 * q_stride + h * hd;
+          ptrs[7 * batch + i] = probs_lo + i * L * L;
+        }
       }
     }
-    void** d = static_cast<void**>(pointers_.Get(ptrs.size() * sizeof(void*)));
-    Check(cudaMemcpyAsync(d, ptrs.data(), ptrs.size() * sizeof(void*), cudaMemcpyHostToDevice, stream_), "upload");
-    const float one = 1.0f, zero = 0.0f;
-    const int L32 = static_cast<int>(L), hd32 = static_cast<int>(hd), b32 = static_cast<int>(batch);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, d, CUDA_R_16F,
-                              static_cast<int>(kv_stride), d + batch, CUDA_R_16F, static_cast<int>(q_stride), &zero,
-                              d + 2 * batch, CUDA_R_32F, L32, b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmBatchedEx (scores)");
-    cuda::CausalSoftmax(scores, batch * L, L, scale, probs, stream_);
-    Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, d + 3 * batch, CUDA_R_16F,
-                              static_cast<int>(kv_stride), d + 4 * batch, CUDA_R_16F, L32, &zero, d + 5 * batch,
-                              CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmBatchedEx (values)");
-    // `ptrs` is reused by the next group only after the copy has been taken.
-    Check(cudaStreamSynchronize(stream_), "attention");
+    // From pageable memory: the copy is taken before this call returns.
+    Check(cudaMemcpyAsync(d, attention_ptrs_.data(), attention_ptrs_.size() * sizeof(void*), cudaMemcpyHostToDevice,
+                          stream_),
+          "upload");
+    attention_key_ = key;
   }
+  for (int64_t s0 = 0, g = 0; s0 < n_seqs; s0 += seqs_per_group, ++g) {
+    const int64_t ns = std::min(seqs_per_group, n_seqs - s0);
+    const int64_t batch = ns * c.n_head;
+    void** p = d + g * per_group;
+    const int L32 = static_cast<int>(L), hd32 = static_cast<int>(hd), b32 = static_cast<int>(batch);
+    for (int half = 0; half < 2; ++half) {
+      const float one = 1.0f, beta = half == 0 ? 0.0f : 1.0f;
+      Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, L32, L32, hd32, &one, p, CUDA_R_16F,
+                                static_cast<int>(kv_stride), p + (half == 0 ? 1 : 6) * batch, CUDA_R_16F,
+                                static_cast<int>(q_stride), &beta, p + 2 * batch, CUDA_R_32F, L32, b32,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmBatchedEx (scores)");
+    }
+    cuda::CausalSoftmax(scores, batch * L, L, scale, probs, probs_lo, stream_);
+    for (int half = 0; half < 2; ++half) {
+      const float one = 1.0f, beta = half == 0 ? 0.0f : 1.0f;
+      Check(cublasGemmBatchedEx(blas_, CUBLAS_OP_N, CUBLAS_OP_N, hd32, L32, L32, &one, p + 3 * batch, CUDA_R_16F,
+                                static_cast<int>(kv_stride), p + (half == 0 ? 4 : 7) * batch, CUDA_R_16F, L32, &beta,
+                                p + 5 * batch, CUDA_R_32F, static_cast<int>(q_stride), b32, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+            "cublasGemmBatchedEx (values)");
+    }
+  }
+}
+
+// Per row results come back as nll and kld (doubles) then argmax (int32).
+void CudaBackend::ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int) {
+  const int64_t n_rows = spec.n_chunks * spec.n_scored;
+  float* lp = F(Scratch(Slot::kLogProbs, n_rows * spec.n_vocab));
+  int32_t* targets = static_cast<int32_t*>(targets_.Get(static_cast<size_t>(n_rows) * sizeof(int32_t)));
+  Check(cudaMemcpyAsync(targets, spec.targets.data(), static_cast<size_t>(n_rows) * sizeof(int32_t),
+                        cudaMemcpyHostToDevice, stream_),
+        "upload");
+  const size_t bytes = static_cast<size_t>(n_rows) * (2 * sizeof(double) + sizeof(int32_t));
+  double* results = static_cast<double*>(row_results_.Get(bytes));
+  cuda::ScoreRows(F(logits), spec.stride, spec.n_scored, n_rows, spec.n_vocab, targets, F(spec.base_lp), lp, results,
+                  results + n_rows, reinterpret_cast<int32_t*>(results + 2 * n_rows), stream_);
+  double* host = static_cast<double*>(row_results_host_.Get(bytes));
+  Check(cudaMemcpyAsync(host, results, bytes, cudaMemcpyDeviceToHost, stream_), "download");
+  Check(cudaStreamSynchronize(stream_), "ScoreRows");
+  const int32_t* argmax = reinterpret_cast<const int32_t*>(host + 2 * n_rows);
+  for (int64_t i = 0; i < n_rows; ++i) out[i] = {host[i], host[n_rows + i], argmax[i]};
 }
 
 }  // namespace

@@ -34,6 +34,16 @@ __global__ void ToHalfKernel(const float* x, int64_t n, __half* y) {
   if (i < n) y[i] = __float2half_rn(x[i]);
 }
 
+__device__ void Split(float x, __half* hi, __half* lo) {
+  *hi = __float2half_rn(x);
+  *lo = __float2half_rn(__fsub_rn(x, __half2float(*hi)));
+}
+
+__global__ void SplitHalfKernel(const float* x, int64_t n, __half* hi, __half* lo) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) Split(x[i], hi + i, lo + i);
+}
+
 __global__ void RoundToHalfKernel(float* x, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = __half2float(__float2half_rn(x[i]));
@@ -102,12 +112,16 @@ __global__ void AddKernel(float* h, const float* d, int64_t n) {
   if (i < n) h[i] = __fadd_rn(h[i], d[i]);
 }
 
+__device__ float SiluTimes(float x, float u) { return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u); }
+
 __global__ void SwigluKernel(float* g, const float* u, int64_t n) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) {
-    const float x = g[i];
-    g[i] = __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u[i]);
-  }
+  if (i < n) g[i] = SiluTimes(g[i], u[i]);
+}
+
+__global__ void SwigluToHalfKernel(const float* g, const float* u, int64_t n, __half* y) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = __float2half_rn(SiluTimes(g[i], u[i]));
 }
 
 __global__ void RopeKernel(float* x, const float* cs, const float* sn, int64_t total, int64_t seq_len, int64_t n_heads,
@@ -128,11 +142,10 @@ __global__ void RopeKernel(float* x, const float* cs, const float* sn, int64_t t
 }
 
 // One block per row of scores.
-__global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scale, __half* p) {
+__global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scale, __half* hi, __half* lo) {
   const int64_t row = blockIdx.x;
   const int64_t n_valid = row % len + 1;
   const float* s = scores + row * len;
-  __half* out = p + row * len;
   __shared__ float red[kThreads];
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < n_valid; j += blockDim.x) m = fmaxf(m, s[j] * scale);
@@ -154,13 +167,85 @@ __global__ void CausalSoftmaxKernel(const float* scores, int64_t len, float scal
   }
   const float inv = 1.0f / red[0];
   for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
-    out[j] = __float2half_rn(j < n_valid ? expf(s[j] * scale - m) * inv : 0.0f);
+    Split(j < n_valid ? expf(s[j] * scale - m) * inv : 0.0f, hi + row * len + j, lo + row * len + j);
   }
 }
 
-__global__ void FirstNonFiniteKernel(const float* x, int64_t n, unsigned long long* first) {
+__global__ void NoteNonFiniteKernel(const float* x, int64_t n, unsigned long long tag, unsigned long long* flag) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n && !isfinite(x[i])) atomicMin(first, static_cast<unsigned long long>(i));
+  if (i < n && !isfinite(x[i])) {
+    atomicMin(flag, tag << kTagShift | static_cast<unsigned long long>(i) << 1 | (isnan(x[i]) ? 0ull : 1ull));
+  }
+}
+
+constexpr int kScoreThreads = 512;
+
+// The block's sum of v (every thread gets it).
+__device__ double BlockSum(double v, double* red) {
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int stride = kScoreThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) red[threadIdx.x] += red[threadIdx.x + stride];
+    __syncthreads();
+  }
+  const double sum = red[0];
+  __syncthreads();
+  return sum;
+}
+
+// One block per scored row.
+__global__ void ScoreRowsKernel(const float* logits, int64_t stride, int64_t n_scored, int64_t n_vocab,
+                                const int32_t* targets, const float* base_lp, float* lp, double* nll, double* kld,
+                                int32_t* argmax) {
+  const int64_t i = blockIdx.x;
+  const float* z = logits + ((i / n_scored) * stride + i % n_scored) * n_vocab;
+  float* q = lp + i * n_vocab;
+  __shared__ double red[kScoreThreads];
+  __shared__ float best_v[kScoreThreads];
+  __shared__ int32_t best_i[kScoreThreads];
+  // The first index of the largest value, as LogSoftmaxRow's strict '>'.
+  float bv = -INFINITY;
+  int32_t bi = -1;
+  for (int64_t j = threadIdx.x; j < n_vocab; j += blockDim.x) {
+    if (bi < 0 || z[j] > bv) {
+      bv = z[j];
+      bi = static_cast<int32_t>(j);
+    }
+  }
+  best_v[threadIdx.x] = bv;
+  best_i[threadIdx.x] = bi;
+  __syncthreads();
+  for (int s = kScoreThreads / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) {
+      const float ov = best_v[threadIdx.x + s];
+      const int32_t oi = best_i[threadIdx.x + s];
+      if (oi >= 0 && (best_i[threadIdx.x] < 0 || ov > best_v[threadIdx.x] ||
+                      (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x]))) {
+        best_v[threadIdx.x] = ov;
+        best_i[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  const float max = best_v[0];
+  double sum = 0.0;
+  for (int64_t j = threadIdx.x; j < n_vocab; j += blockDim.x) sum += exp(static_cast<double>(__fsub_rn(z[j], max)));
+  const double lse = log(BlockSum(sum, red));
+  double k = 0.0;
+  for (int64_t j = threadIdx.x; j < n_vocab; j += blockDim.x) {
+    const float qj = static_cast<float>(static_cast<double>(__fsub_rn(z[j], max)) - lse);
+    q[j] = qj;
+    if (base_lp != nullptr) {
+      const double p = base_lp[i * n_vocab + j];
+      k += exp(p) * (p - static_cast<double>(qj));
+    }
+  }
+  k = BlockSum(k, red);
+  if (threadIdx.x == 0) {
+    argmax[i] = best_i[0];
+    nll[i] = lse - static_cast<double>(__fsub_rn(z[targets[i]], max));
+    kld[i] = k;
+  }
 }
 
 __global__ void GatherRowsKernel(const float* src, const int64_t* slots, int64_t total, int64_t k, int64_t n,
@@ -218,20 +303,36 @@ void Add(float* h, const float* d, int64_t n, cudaStream_t s) {
 void Swiglu(float* g, const float* u, int64_t n, cudaStream_t s) {
   if (n > 0) SwigluKernel<<<Blocks(n), kThreads, 0, s>>>(g, u, n);
 }
+void SwigluToHalf(const float* g, const float* u, int64_t n, Half* y, cudaStream_t s) {
+  if (n > 0) SwigluToHalfKernel<<<Blocks(n), kThreads, 0, s>>>(g, u, n, reinterpret_cast<__half*>(y));
+}
 void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
           int64_t head_dim, int64_t half, bool neox, cudaStream_t s) {
   const int64_t total = n_tokens * n_heads * half;
   if (total > 0)
     RopeKernel<<<Blocks(total), kThreads, 0, s>>>(x, cos, sin, total, seq_len, n_heads, head_dim, half, neox);
 }
-void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* p, cudaStream_t s) {
-  if (rows > 0) {
-    CausalSoftmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(scores, len, scale,
-                                                                         reinterpret_cast<__half*>(p));
+void SplitHalf(const float* x, int64_t n, Half* hi, Half* lo, cudaStream_t s) {
+  if (n > 0) {
+    SplitHalfKernel<<<Blocks(n), kThreads, 0, s>>>(x, n, reinterpret_cast<__half*>(hi), reinterpret_cast<__half*>(lo));
   }
 }
-void FirstNonFinite(const float* x, int64_t n, unsigned long long* first, cudaStream_t s) {
-  if (n > 0) FirstNonFiniteKernel<<<Blocks(n), kThreads, 0, s>>>(x, n, first);
+void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* hi, Half* lo, cudaStream_t s) {
+  if (rows > 0) {
+    CausalSoftmaxKernel<<<static_cast<unsigned>(rows), kThreads, 0, s>>>(
+        scores, len, scale, reinterpret_cast<__half*>(hi), reinterpret_cast<__half*>(lo));
+  }
+}
+void NoteNonFinite(const float* x, int64_t n, int64_t tag, unsigned long long* flag, cudaStream_t s) {
+  if (n > 0) NoteNonFiniteKernel<<<Blocks(n), kThreads, 0, s>>>(x, n, static_cast<unsigned long long>(tag), flag);
+}
+void ScoreRows(const float* logits, int64_t stride, int64_t n_scored, int64_t n_rows, int64_t n_vocab,
+               const int32_t* targets, const float* base_lp, float* lp, double* nll, double* kld, int32_t* argmax,
+               cudaStream_t s) {
+  if (n_rows > 0) {
+    ScoreRowsKernel<<<static_cast<unsigned>(n_rows), kScoreThreads, 0, s>>>(logits, stride, n_scored, n_vocab, targets,
+                                                                           base_lp, lp, nll, kld, argmax);
+  }
 }
 void GatherRows(const float* src, const int64_t* slots, int64_t count, int64_t k, int64_t n, float* dst,
                 cudaStream_t s) {

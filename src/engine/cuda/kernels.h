@@ -30,14 +30,29 @@ void AddBias(float* y, const float* bias, int64_t rows, int64_t n, cudaStream_t 
 void Add(float* h, const float* d, int64_t n, cudaStream_t s);
 // g[i] = silu(g[i]) · u[i].
 void Swiglu(float* g, const float* u, int64_t n, cudaStream_t s);
+// y[i] = silu(g[i]) · u[i] as F16 (Swiglu, then ToHalf).
+void SwigluToHalf(const float* g, const float* u, int64_t n, Half* y, cudaStream_t s);
 // Rotates pairs of every head of x[n_tokens][n_heads·head_dim] with the
 // tables cos/sin[seq_len][half]; row r is at position r % seq_len.
 void Rope(float* x, const float* cos, const float* sin, int64_t n_tokens, int64_t seq_len, int64_t n_heads,
           int64_t head_dim, int64_t half, bool neox, cudaStream_t s);
-// p[rows][len] (F16) = softmax(scale · scores) over keys 0..(row % len), zero past them.
-void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* p, cudaStream_t s);
-// *first = the smallest index of a NaN or infinity in x[n] (*first must start at INT64_MAX).
-void FirstNonFinite(const float* x, int64_t n, unsigned long long* first, cudaStream_t s);
+// hi[i] = x[i] as F16, lo[i] = the rest (x[i] - hi[i]) as F16.
+void SplitHalf(const float* x, int64_t n, Half* hi, Half* lo, cudaStream_t s);
+// p[rows][len] = softmax(scale · scores) over keys 0..(row % len), zero past
+// them, as two F16 halves (SplitHalf).
+void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* hi, Half* lo, cudaStream_t s);
+// *flag = min(*flag, the key of the first NaN or infinity in x[n]): tag <<
+// kTagShift | index << 1 | (not NaN), so that the lowest tag, then the lowest
+// index wins (*flag starts at all ones).
+constexpr int kTagShift = 40;
+void NoteNonFinite(const float* x, int64_t n, int64_t tag, unsigned long long* flag, cudaStream_t s);
+// For scored row i (row (i / n_scored)·stride + i % n_scored of logits, rows
+// of n_vocab): lp[i] = log-softmax (as the CPU's LogSoftmaxRow: exponentials
+// summed in double), nll[i] of targets[i], argmax[i] (the first largest),
+// and when base_lp is given kld[i] = Σ exp(base)·(base − lp) in double.
+void ScoreRows(const float* logits, int64_t stride, int64_t n_scored, int64_t n_rows, int64_t n_vocab,
+               const int32_t* targets, const float* base_lp, float* lp, double* nll, double* kld, int32_t* argmax,
+               cudaStream_t s);
 // dst[i] = src[slots[i] / k] (rows of n).
 void GatherRows(const float* src, const int64_t* slots, int64_t count, int64_t k, int64_t n, float* dst,
                 cudaStream_t s);
