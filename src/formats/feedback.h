@@ -50,10 +50,12 @@ void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* d
 // for the group's weights v as updated so far (the block search saw them
 // before the feedback of the block's earlier groups reached them). Coordinate
 // descent from the current sc and m (steps of up to 8 in sc, then in m, until
-// neither moves) on the importance-weighted error of nearest rounding of v;
-// a move is taken only when it lowers that error, so the group never ends
-// worse than with the block search's choice. *scale and *offset (the group's,
-// read_grid's values) become the chosen ones.
+// neither moves; one pass over sc for the types without mins) on the
+// importance-weighted error of nearest rounding of v; a move is taken only
+// when it lowers that error, so the group never ends worse than with the
+// block search's choice. *scale and *offset (the group's, read_grid's
+// values) become the chosen ones.
+//
 // REQUIRES: c.set_group; v and importance (nullptr: all 1) hold c.group_size values.
 void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
                    float* offset);
