@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -132,6 +133,9 @@ void QuantizeBlock(const Format& f, float* w, int64_t col0, int64_t batch_end, i
   for (int j = 0; j < be; ++j) {
     const int64_t col = col0 + j;
     const int g = j / c.group_size;
+    if (c.set_group != nullptr && j % c.group_size == 0) {
+      RechooseGroup(c, block, g, w + col, importance != nullptr ? importance + col : nullptr, &scale[g], &offset[g]);
+    }
     float y;
     codes[j] = RoundToGrid(c, scale[g], offset[g], w[col], &y);
     const float* uc = u + col * n;
@@ -142,7 +146,56 @@ void QuantizeBlock(const Format& f, float* w, int64_t col0, int64_t batch_end, i
   c.store_codes(codes, block);
 }
 
+// Coordinate steps of the re-choice's search (RechooseGroup).
+constexpr int kRechoice = 8;
+
 }  // namespace
+
+void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
+                   float* offset) {
+  uint16_t bits;
+  std::memcpy(&bits, block + c.d_at, sizeof bits);
+  const float d = HalfToFloat(bits);
+  float dmin = 0;
+  if (c.dmin_at >= 0) {
+    std::memcpy(&bits, block + c.dmin_at, sizeof bits);
+    dmin = HalfToFloat(bits);
+  }
+  if (d == 0 || !std::isfinite(d) || !std::isfinite(dmin)) return;
+  const auto error = [&](int sc, int m) {
+    const float s = d * static_cast<float>(sc), o = dmin * static_cast<float>(m);
+    double e = 0;
+    for (int j = 0; j < c.group_size; ++j) {
+      float y;
+      RoundToGrid(c, s, o, v[j], &y);
+      e += static_cast<double>(importance != nullptr ? importance[j] : 1.0f) * (v[j] - y) * (v[j] - y);
+    }
+    return e;
+  };
+  int sc = static_cast<int>(std::lround(*scale / d));
+  int m = dmin != 0 ? static_cast<int>(std::lround(*offset / dmin)) : 0;
+  double least = error(sc, m);
+  bool moved = false;
+  for (bool again = true; again;) {
+    again = false;
+    for (int k = std::max(c.sc_min, sc - kRechoice); k <= std::min(c.sc_max, sc + kRechoice); ++k) {
+      const double e = error(k, m);
+      if (e < least) least = e, sc = k, again = true;
+    }
+    for (int k = std::max(0, m - kRechoice); dmin != 0 && k <= std::min(c.m_max, m + kRechoice); ++k) {
+      const double e = error(sc, k);
+      if (e < least) least = e, m = k, again = true;
+    }
+    moved |= again;
+    if (dmin == 0) break;
+  }
+  if (!moved) return;
+  c.set_group(block, g, sc, m);
+  float scales[kQKK / 16], offsets[kQKK / 16];
+  c.read_grid(block, scales, offsets);
+  *scale = scales[g];
+  *offset = offsets[g];
+}
 
 void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
                               int64_t row_bytes, const float* importance, const float* u) {

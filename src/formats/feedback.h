@@ -15,15 +15,26 @@ namespace mixq::formats {
 struct Format;
 
 struct FeedbackCodec {
-  int group_size;
-  int qmin;
-  int qmax;
-  const int8_t* levels;  // nullptr: level(q) = q
+  int group_size = 0;
+  int qmin = 0;
+  int qmax = 0;
+  const int8_t* levels = nullptr;  // nullptr: level(q) = q
   // Every group's scale and offset of an encoded block, as its decoder
   // computes them (offset 0 for the symmetric types).
-  void (*read_grid)(const uint8_t* block, float* scale, float* offset);
+  void (*read_grid)(const uint8_t* block, float* scale, float* offset) = nullptr;
   // Replaces the block's quants with codes[block_elems] (qmin..qmax), keeping its scales.
-  void (*store_codes)(const int* codes, uint8_t* block);
+  void (*store_codes)(const int* codes, uint8_t* block) = nullptr;
+  // For the super-block types: scale[g] = d · sc[g] and offset[g] = dmin ·
+  // m[g] with d, dmin the block's f16 multipliers (at byte d_at, dmin_at;
+  // dmin_at -1: no offsets) and integers sc in sc_min..sc_max, m in
+  // 0..m_max; set_group stores group g's sc (and m). nullptr: one group per
+  // block (the 32-element types), whose scale is the block's search.
+  void (*set_group)(uint8_t* block, int g, int sc, int m) = nullptr;
+  int d_at = 0;
+  int dmin_at = -1;
+  int sc_min = 0;
+  int sc_max = 0;
+  int m_max = 0;
 };
 
 namespace internal {
@@ -32,6 +43,22 @@ namespace internal {
 // (FeedbackFactor): the work of QuantizeRowsFeedback for one range of rows.
 void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
                               int64_t row_bytes, const float* importance, const float* u);
+
+// The step that makes a 16/32-column group of a super-block the unit of the
+// sequential step: when the encoder reaches group g's first column, with the
+// block's multipliers d and dmin fixed, it re-chooses the group's sc and m
+// for the group's weights v as updated so far (the block search saw them
+// before the feedback of the block's earlier groups reached them). Coordinate
+// descent from the current sc and m (steps of up to 8 in sc, then in m, until
+// neither moves; one pass over sc for the types without mins) on the
+// importance-weighted error of nearest rounding of v; a move is taken only
+// when it lowers that error, so the group never ends worse than with the
+// block search's choice. *scale and *offset (the group's, read_grid's
+// values) become the chosen ones.
+//
+// REQUIRES: c.set_group; v and importance (nullptr: all 1) hold c.group_size values.
+void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
+                   float* offset);
 
 extern const FeedbackCodec kFeedbackQ4_0;
 extern const FeedbackCodec kFeedbackQ8_0;

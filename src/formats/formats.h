@@ -125,10 +125,12 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 // through the factor U below. A block's scales are fixed when its first
 // column is reached: quantize_row_best on the weights as updated so far, with
 // the importance (H's diagonal) as its weights; then its columns are rounded
-// one by one to the nearest value those scales allow. The unit of the
-// sequential step is the format's block (32 or 256 columns); its sub-block
-// scales are chosen together by the block search. The output is the format
-// itself: every GGUF loader decodes it.
+// one by one to the nearest value those scales allow. In the super-block
+// types (K-quants, IQ4_XS) the block search fixes the f16 multipliers, and
+// each 16/32-column group's integer scale (and min) is chosen again when its
+// first column is reached, from its weights as updated by then: the unit of
+// the sequential step is the group (internal::RechooseGroup). The output is
+// the format itself: every GGUF loader decodes it.
 
 // U, upper triangular with Uᵀ U = (H + damp · mean(diag H) · I)⁻¹: n x n
 // floats, row-major. H is n x n, row-major, symmetric. An all-zero H gives the

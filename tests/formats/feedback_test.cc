@@ -4,6 +4,8 @@
 // inputs there is nothing to feed forward, and the result must be best's
 // scales with nearest rounding: never a larger weighted error than best's,
 // which also checks that each format's grid and packing decode as assumed.
+#include "formats/feedback.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -192,6 +194,67 @@ TEST(FeedbackTest, UncorrelatedInputsGiveBestScalesWithNearestRounding) {
       }
       EXPECT_LE(ef, eb * (1 + 1e-6)) << f->name << " block " << b;
     }
+  }
+}
+
+// Importance-weighted error of nearest rounding of v at one group's scale and offset.
+double GroupError(const FeedbackCodec& c, float scale, float offset, const std::vector<float>& v,
+                  const std::vector<float>& importance) {
+  double e = 0;
+  for (int j = 0; j < c.group_size; ++j) {
+    double y = INFINITY;  // the grid value nearest to v[j]
+    for (int q = c.qmin; q <= c.qmax; ++q) {
+      const double level = c.levels != nullptr ? c.levels[q - c.qmin] : q;
+      const double candidate = static_cast<double>(scale) * level - offset;
+      if (std::fabs(candidate - v[j]) < std::fabs(y - v[j])) y = candidate;
+    }
+    e += importance[j] * (v[j] - y) * (v[j] - y);
+  }
+  return e;
+}
+
+// The super-block types' group step: after the block search saw one set of
+// weights, each group's weights move as the feedback would move them (scaled
+// up or down, shifted, plus noise); the re-chosen scale and offset must never
+// round them worse than the block's, must be what the block then decodes
+// with, and must round them clearly better overall.
+TEST(FeedbackTest, GroupRechoiceFitsTheUpdatedWeights) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const Format* f : FeedbackFormats()) {
+    const FeedbackCodec& c = *f->feedback;
+    if (c.set_group == nullptr) continue;
+    double before = 0, after = 0;
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> w(f->block_elems), importance(f->block_elems);
+      for (float& v : w) v = 0.02f * normal(rng);
+      for (float& v : importance) v = std::exp(normal(rng));
+      std::vector<uint8_t> block(f->block_bytes);
+      ASSERT_TRUE(
+          QuantizeRows(*f, QuantMethod::kBest, w.data(), block.data(), 1, f->block_elems, importance.data(), 1).ok());
+      float scale[16], offset[16];
+      c.read_grid(block.data(), scale, offset);
+      for (int g = 0; g < f->block_elems / c.group_size; ++g) {
+        const float gain = std::exp(0.4f * normal(rng)), shift = 0.005f * normal(rng);
+        std::vector<float> v(c.group_size),
+            imp(importance.begin() + g * c.group_size, importance.begin() + (g + 1) * c.group_size);
+        for (int j = 0; j < c.group_size; ++j) v[j] = gain * w[g * c.group_size + j] + shift + 0.003f * normal(rng);
+        const double old_error = GroupError(c, scale[g], offset[g], v, imp);
+        float s = scale[g], o = offset[g];
+        internal::RechooseGroup(c, block.data(), g, v.data(), imp.data(), &s, &o);
+        const double new_error = GroupError(c, s, o, v, imp);
+        EXPECT_LE(new_error, old_error) << f->name << " group " << g;
+        float grid_scale[16], grid_offset[16];
+        c.read_grid(block.data(), grid_scale, grid_offset);
+        EXPECT_EQ(grid_scale[g], s) << f->name;
+        EXPECT_EQ(grid_offset[g], o) << f->name;
+        before += old_error;
+        after += new_error;
+      }
+    }
+    std::printf("%-7s group rounding error: block search's scales %.4g, re-chosen %.4g (%.3f)\n",
+                std::string(f->name).c_str(), before, after, after / before);
+    EXPECT_LT(after, 0.8 * before) << f->name;
   }
 }
 
