@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <numeric>
@@ -36,6 +37,26 @@ struct SmallModel {
     for (int i = 0; i < 64; ++i) tokens.push_back(static_cast<int32_t>(3 + rng() % 256));
   }
   std::string path;
+  std::unique_ptr<gguf::GgufFile> file;
+  std::vector<int32_t> tokens;
+};
+
+// A random llama 256 wide (so that every block size fits its rows) and 64
+// byte tokens; `adjust` changes its spec.
+struct WideModel {
+  explicit WideModel(const testing::TempDir& dir, const std::function<void(engine::test::RandomModelSpec&)>& adjust) {
+    engine::test::RandomModelSpec spec;
+    spec.n_embd = 256;
+    spec.n_ff = 256;
+    spec.head_dim = 64;
+    adjust(spec);
+    const std::string path = dir.File("wide.gguf");
+    engine::test::WriteRandomModel(path, spec);
+    auto f = gguf::GgufFile::Open(path);
+    EXPECT_TRUE(f.has_value());
+    file = std::make_unique<gguf::GgufFile>(std::move(f).value());
+    for (int i = 0; i < 64; ++i) tokens.push_back(static_cast<int32_t>(3 + (i * 37) % 256));
+  }
   std::unique_ptr<gguf::GgufFile> file;
   std::vector<int32_t> tokens;
 };
@@ -286,16 +307,10 @@ TEST(MeasureTest, GarbledCacheLineIsCorruptionNamingTheFile) {
 // imatrix covers.
 TEST(MeasureTest, TypesThatNeedAnImatrixAreCandidatesOnlyWhereItCovers) {
   testing::TempDir dir;
-  engine::test::RandomModelSpec spec;
-  spec.n_embd = 256;
-  spec.n_ff = 256;
-  spec.head_dim = 64;
-  const std::string path = dir.File("wide.gguf");
-  engine::test::WriteRandomModel(path, spec);
-  auto file = gguf::GgufFile::Open(path);
-  ASSERT_TRUE(file.has_value());
-  std::vector<int32_t> tokens(64);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
+  const WideModel m(dir, [](engine::test::RandomModelSpec&) {});
+  ASSERT_TRUE(m.file != nullptr);
+  const gguf::GgufFile* file = m.file.get();
+  const std::vector<int32_t>& tokens = m.tokens;
   MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
   o.types = {Type("Q4_0"), Type("IQ2_XS")};
   auto refused = MeasureModel(*file, tokens, o);
@@ -319,20 +334,15 @@ TEST(MeasureTest, TypesThatNeedAnImatrixAreCandidatesOnlyWhereItCovers) {
 // measured header bound holds the written header.
 TEST(MeasureTest, MeasuredBytesAreTheBytesQuantizeWritesForEveryType) {
   testing::TempDir dir;
-  engine::test::RandomModelSpec spec;
-  spec.n_embd = 256;
-  spec.n_ff = 256;
-  spec.head_dim = 64;
-  spec.n_layer = 1;
-  spec.type = "F16";
-  const std::string path = dir.File("wide.gguf");
-  engine::test::WriteRandomModel(path, spec);
-  auto file = gguf::GgufFile::Open(path);
-  ASSERT_TRUE(file.has_value());
+  const WideModel m(dir, [](engine::test::RandomModelSpec& spec) {
+    spec.n_layer = 1;
+    spec.type = "F16";
+  });
+  ASSERT_TRUE(m.file != nullptr);
+  const gguf::GgufFile* file = m.file.get();
+  const std::vector<int32_t>& tokens = m.tokens;
   quantize::Imatrix im;  // covering every weight, so that every type is a candidate
   for (const auto& t : file->tensors()) im.entries[t.name] = {std::vector<float>(t.ne[0], 1.0f), {1.0f}};
-  std::vector<int32_t> tokens(64);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
   MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
   o.types.clear();  // every encodable type
   o.imatrix = &im;
@@ -373,17 +383,13 @@ TEST(MeasureTest, MeasuredBytesAreTheBytesQuantizeWritesForEveryType) {
 // from every row, and a sample as large as the tensor is no sample.
 TEST(MeasureTest, ErrorsFromSampledRowsEstimateTheErrorsOfAllRows) {
   testing::TempDir dir;
-  engine::test::RandomModelSpec spec;
-  spec.n_embd = 256;
-  spec.n_ff = 512;
-  spec.head_dim = 64;
-  spec.n_layer = 1;
-  const std::string path = dir.File("wide.gguf");
-  engine::test::WriteRandomModel(path, spec);
-  auto file = gguf::GgufFile::Open(path);
-  ASSERT_TRUE(file.has_value());
-  std::vector<int32_t> tokens(64);
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(3 + (i * 37) % 256);
+  const WideModel m(dir, [](engine::test::RandomModelSpec& spec) {
+    spec.n_ff = 512;
+    spec.n_layer = 1;
+  });
+  ASSERT_TRUE(m.file != nullptr);
+  const gguf::GgufFile* file = m.file.get();
+  const std::vector<int32_t>& tokens = m.tokens;
   MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
   o.types = {Type("Q4_0"), Type("Q3_K"), Type("Q8_0")};
   o.n_chunks = 1;
