@@ -61,8 +61,8 @@ std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& optio
 }
 
 struct Encoded {
-  std::vector<uint8_t> bytes;  // of the rows encoded
-  double error = 0;            // importance-weighted squared error, scaled to all rows
+  std::vector<uint8_t> bytes;
+  double error = 0;  // importance-weighted squared error
 };
 
 // `imp` holds ne[0] values per matrix (expert) of the tensor.
@@ -90,8 +90,8 @@ struct RowSample {
 };
 
 std::optional<RowSample> SampleRows(const gguf::TensorInfo& t, const std::vector<float>& w, int64_t error_rows) {
+  if (error_rows <= 0) return std::nullopt;
   const int64_t n_mat = t.ne[2] * t.ne[3];
-  if (error_rows <= 0 || t.n_rows() <= error_rows) return std::nullopt;
   const int64_t kept = std::max<int64_t>(1, error_rows / n_mat);
   if (kept >= t.ne[1]) return std::nullopt;
   RowSample s{t, {}, static_cast<double>(t.ne[1]) / static_cast<double>(kept)};
@@ -186,17 +186,17 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
   const int64_t n_layer = model.config().n_layer;
   const int64_t layer = FirstLayerOf(t.name, n_layer);
   const bool propagate = Propagates(ctx, layer, n_layer);
+  const std::vector<float>* importance = imatrix->has_value() ? &**imatrix : nullptr;
   const std::optional<RowSample> sample = SampleRows(t, w, ctx.options.error_rows);
   for (const formats::Format* f : ctx.types) {
     if (!formats::RowFits(*f, t.ne[0]) || (f->needs_imatrix && !imatrix->has_value())) continue;
     const bool calibrated = std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end();
     if (sample.has_value() && !calibrated) {
-      MIXQ_ASSIGN_OR_RETURN(TypeRecord tr, EstimateError(*sample, imp, *f, ctx.options,
-                                                         imatrix->has_value() ? &**imatrix : nullptr, t.n_rows()));
+      MIXQ_ASSIGN_OR_RETURN(TypeRecord tr, EstimateError(*sample, imp, *f, ctx.options, importance, t.n_rows()));
       rec.types.push_back(std::move(tr));
       continue;
     }
-    auto enc = Encode(t, w, imp, *f, ctx.options, imatrix->has_value() ? &**imatrix : nullptr);
+    auto enc = Encode(t, w, imp, *f, ctx.options, importance);
     MIXQ_TRY(enc);
     TypeRecord tr;
     tr.type = std::string(f->name);
