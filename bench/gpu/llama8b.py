@@ -8,12 +8,15 @@ usage: llama8b.py OUT.gguf [--layers 32] [--chunks 16] [--ctx 512]
 Prints one JSON line with the PyTorch timing."""
 import argparse
 import json
-import struct
+import os
+import sys
 import time
 
-import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gguf_write as gw  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("out")
@@ -62,49 +65,16 @@ for i, l in enumerate(model.model.layers):
                 (b + "ffn_down.weight", l.mlp.down_proj.weight)]
 
 
-def s(x):
-    x = x.encode()
-    return struct.pack("<Q", len(x)) + x
-
-
-kv = []
-def add(k, t, v):
-    kv.append(s(k) + struct.pack("<I", t) + v)
-
-U32, F32T, STR, ARR, I32 = 4, 6, 8, 9, 5
-add("general.architecture", STR, s("llama"))
+metadata = [("general.architecture", gw.STR, "llama")]
 for k, v in [("context_length", 4096), ("embedding_length", a.d), ("feed_forward_length", a.ff),
              ("block_count", a.layers), ("attention.head_count", a.heads), ("attention.head_count_kv", a.kv_heads),
              ("rope.dimension_count", hd)]:
-    add("llama." + k, U32, struct.pack("<I", v))
-add("llama.attention.layer_norm_rms_epsilon", F32T, struct.pack("<f", 1e-5))
-add("tokenizer.ggml.model", STR, s("llama"))
-pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-pieces += [f"\u2581w{i}" for i in range(a.vocab - len(pieces))]
-types = [2, 3, 3] + [6] * 256 + [1] * (a.vocab - 259)
-add("tokenizer.ggml.tokens", ARR, struct.pack("<IQ", STR, len(pieces)) + b"".join(s(x) for x in pieces))
-add("tokenizer.ggml.scores", ARR, struct.pack("<IQ", F32T, a.vocab) + np.zeros(a.vocab, "<f4").tobytes())
-add("tokenizer.ggml.token_type", ARR, struct.pack("<IQ", I32, a.vocab) + np.array(types, "<i4").tobytes())
-add("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 1))
-add("tokenizer.ggml.eos_token_id", U32, struct.pack("<I", 2))
-add("tokenizer.ggml.add_bos_token", 7, struct.pack("<?", True))
-
-infos, offset = [], 0
-for name, t in tensors:
-    f16 = t.dim() == 2
-    nbytes = t.numel() * (2 if f16 else 4)
-    dims = list(reversed(t.shape))
-    infos.append(s(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) +
-                 struct.pack("<IQ", 1 if f16 else 0, offset))
-    offset += (nbytes + 31) // 32 * 32
+    metadata.append(("llama." + k, gw.U32, v))
+metadata.append(("llama.attention.layer_norm_rms_epsilon", gw.F32, 1e-5))
+metadata += gw.spm_vocab(a.vocab)
 t0 = time.time()
-with open(a.out, "wb") as f:
-    f.write(b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv)) + b"".join(kv) + b"".join(infos))
-    f.write(b"\0" * (-f.tell() % 32))
-    for name, t in tensors:
-        x = t.detach().to(torch.float16 if t.dim() == 2 else torch.float32).cpu().numpy()
-        f.write(x.tobytes())
-        f.write(b"\0" * (-f.tell() % 32))
+gw.write(a.out, metadata,
+         [(name, list(t.shape), lambda t=t: t.detach().float().cpu().numpy(), t.dim() < 2) for name, t in tensors])
 write_s = time.time() - t0
 
 # ---- PyTorch forward: the same chunking as `mixq eval` ----

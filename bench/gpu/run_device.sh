@@ -3,7 +3,7 @@
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
 # bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
-# big LAYERS GPU_MEM
+# big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS]
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -84,6 +84,34 @@ case "$1" in
       --chunks 4 --device cuda --gpu-mem "$mem"
     tail -1 "$RESULTS/cuda-70b-$layers.json"
     rm -f "$model"
+    ;;
+  moe)  # a 30B-A3B-shaped qwen3moe (128 experts, top 8) of LAYERS layers: mixq measure on the GPU
+    layers=$2
+    shift 2
+    dir=/tmp/moe30b-$layers
+    mkdir -p "$dir"
+    cp models/ref-dev/val.txt.gz "$dir"/
+    start=$(date +%s.%N)
+    python3 "$(dirname "$0")"/synth_moe.py "$dir"/moe30b-f16.gguf --layers "$layers"
+    echo "written in $(awk "BEGIN {print $(date +%s.%N) - $start}") s: $(ls -l "$dir"/moe30b-f16.gguf)"
+    echo "== mixq measure --device cuda $*"
+    start=$(date +%s.%N)
+    with_gpu_peak "$RESULTS/measure-moe30b-$layers.log" "$BIN"/mixq --json measure "$dir"/moe30b-f16.gguf \
+      --text "$dir"/val.txt.gz -o "$RESULTS/measure-moe30b-$layers.json" --device cuda -t 16 "$@"
+    echo "wall seconds: $(awk "BEGIN {print $(date +%s.%N) - $start}")"
+    tail -1 "$RESULTS/measure-moe30b-$layers.log"
+    rm -rf "$dir"
+    ;;
+  auto8b)  # the 8B-shaped llama of LAYERS layers: mixq auto --target 4.5bpw on the GPU, time of each stage
+    layers=$2
+    shift 2
+    model=/tmp/llama8b-$layers.gguf
+    python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --chunks 4 >/dev/null
+    echo "== mixq auto --target 4.5bpw --device cuda $*"
+    with_gpu_peak "$RESULTS/auto8b-$layers.log" "$BIN"/mixq --json auto "$model" --text models/ref-dev/val.txt.gz \
+      -o /tmp/auto8b-$layers.gguf --target 4.5bpw --device cuda -t 16 "$@"
+    tail -1 "$RESULTS/auto8b-$layers.log"
+    rm -rf "$model" /tmp/auto8b-"$layers".gguf*
     ;;
   bench)  # the 8B-shaped llama: PyTorch bf16, mixq cuda (two lengths: the difference is the
     # steady rate, without the one-time weight upload), mixq cpu (16 threads)
