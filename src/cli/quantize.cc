@@ -25,6 +25,7 @@ struct QuantizeCliOptions {
   std::string token_embd_type;
   std::string method = "best";
   std::string text;  // calibration text of --method gptq
+  DeviceCliOptions device;  // of gptq's covariance passes
   int64_t ctx = 512;
   int64_t chunks = -1;
   std::string plan;
@@ -80,6 +81,9 @@ int RunQuantize(const GlobalOptions& global, const QuantizeCliOptions& opt) {
     request.text = opt.text;
     request.ctx = opt.ctx;
     request.chunks = opt.chunks;
+    auto device = ResolveDeviceOptions(global, opt.device);
+    if (!device) return ReportError(device.error());
+    request.device = *device;
   }
   auto start = std::chrono::steady_clock::now();
   auto report = pipeline::QuantizeLanguageModel(request, CliHooks(global));
@@ -152,6 +156,7 @@ void AddQuantize(CLI::App& app, const GlobalOptions& global, Action* action) {
       ->capture_default_str()
       ->check(PositiveOrAll());
   AddThreadsOption(sub, &opt->threads);
+  AddDeviceOptions(sub, &opt->device);
   sub->callback([&global, opt, action, type] {
     opt->type_given = type->count() > 0;
     *action = [&global, opt] { return RunQuantize(global, *opt); };

@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "engine/engine.h"
 
@@ -73,6 +74,20 @@ struct NonFinite {
   bool nan = false;
 };
 
+class Backend;
+
+// Sums of xᵀx (an n_in x n_in matrix) kept where a backend computes them.
+struct Gram {
+  virtual ~Gram() = default;
+};
+
+// Receives, through Backend::Hook, each linear input of a pass as the
+// backend holds it, to sum its second moments there (covariance.cc).
+struct GramSink {
+  virtual ~GramSink() = default;
+  virtual void Add(Backend& backend, const Weight& w, int64_t expert, Tensor x, int64_t n_tokens) = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -101,8 +116,18 @@ class Backend {
   // Products that share their input x (q/k/v, gate/up).
   virtual void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
                       const RunOptions& options) = 0;
-  // options.hook, when there is one, with the input x of `w` (or of its expert).
+  // options.grams and options.hook, where given, with the input x of `w` (or
+  // of its expert).
   virtual void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) = 0;
+  // A zeroed n_in x n_in Gram on this backend.
+  virtual std::unique_ptr<Gram> MakeGram(int64_t n_in) = 0;
+  // Upper triangle of gram (row-major) += xᵀx over the n_tokens rows of
+  // x[n_tokens][n_in]: the products summed in float over this call's rows,
+  // the calls' sums added in double (so long texts lose nothing).
+  virtual void AddGram(Tensor x, int64_t n_tokens, int64_t n_in, Gram& gram, int n_threads) = 0;
+  // The sums, row-major n_in x n_in doubles (the strict lower triangle
+  // unspecified); gram's memory is released.
+  virtual void TakeGram(Gram& gram, std::vector<double>* sums) = 0;
   // RoPE on the first n_rot dims of every head of x [n_tokens][n_heads*head_dim].
   virtual void Rope(Tensor x, int64_t n_tokens, int64_t seq_len, int64_t n_heads, const float* freq_factors) = 0;
   // x[n] rounded to F16 values (llama.cpp's F16 KV cache).

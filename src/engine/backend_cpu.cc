@@ -15,6 +15,42 @@ namespace {
 
 float* F(Tensor t) { return static_cast<float*>(t.handle); }
 
+// Rows of a Gram per work item: a multiple of every panel width (8, 16, 32),
+// so that each item's first column starts a panel.
+constexpr int64_t kGramRowsPerItem = 64;
+
+struct CpuGram final : Gram {
+  std::vector<double> sums;
+};
+
+// Adds the upper triangle of xᵀx (x: n_tokens rows of n_in) to sums
+// (n_in x n_in, row-major), summing the products in float.
+void AddOuterProducts(const float* x, int64_t n_tokens, int64_t n_in, double* sums, int n_threads) {
+  // A = xᵀ row-major; B = xᵀ too, packed from x's columns.
+  std::vector<float> xt(static_cast<size_t>(n_in * n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t j = 0; j < n_in; ++j) xt[j * n_tokens + t] = x[t * n_in + j];
+  }
+  std::vector<float> packed(static_cast<size_t>(PackedFloats(n_in, n_tokens)));
+  PackTransposed(x, n_in, n_tokens, n_in, packed.data());
+  const int64_t n_items = (n_in + kGramRowsPerItem - 1) / kGramRowsPerItem;
+  ParallelFor(n_items, 1, n_threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> c;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t i0 = item * kGramRowsPerItem;
+      const int64_t rows = std::min(kGramRowsPerItem, n_in - i0);
+      const int64_t cols = n_in - i0;  // columns i0.. cover the upper triangle of these rows
+      c.resize(static_cast<size_t>(rows * cols));
+      Gemm(rows, cols, n_tokens, xt.data() + i0 * n_tokens, n_tokens, packed.data() + PackedFloats(i0, n_tokens),
+           n_tokens, c.data(), cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        double* dst = sums + (i0 + r) * n_in + i0;
+        for (int64_t j = r; j < cols; ++j) dst[j] += c[r * cols + j];
+      }
+    }
+  });
+}
+
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
@@ -82,7 +118,20 @@ class CpuBackend final : public Backend {
     }
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
+    if (options.grams != nullptr && w != nullptr) options.grams->Add(*this, *w, expert, x, n_tokens);
     engine::Hook(options, w, expert, F(x), n_tokens);
+  }
+  std::unique_ptr<Gram> MakeGram(int64_t n_in) override {
+    auto gram = std::make_unique<CpuGram>();
+    gram->sums.assign(static_cast<size_t>(n_in * n_in), 0.0);
+    return gram;
+  }
+  void AddGram(Tensor x, int64_t n_tokens, int64_t n_in, Gram& gram, int n_threads) override {
+    AddOuterProducts(F(x), n_tokens, n_in, static_cast<CpuGram&>(gram).sums.data(), n_threads);
+  }
+  void TakeGram(Gram& gram, std::vector<double>* sums) override {
+    sums->swap(static_cast<CpuGram&>(gram).sums);
+    std::vector<double>().swap(static_cast<CpuGram&>(gram).sums);
   }
   void Rope(Tensor x, int64_t n_tokens, int64_t seq_len, int64_t n_heads, const float* freq_factors) override {
     ApplyRope(config_, F(x), n_tokens, seq_len, n_heads, freq_factors, b_);

@@ -111,6 +111,8 @@ using ActivationHook =
 // llama.cpp's. kF32 keeps them exact (F32 weights are never rounded).
 enum class Activations { kGgml, kF32 };
 
+struct GramSink;  // internal (backend.h): input second moments summed on the pass's backend
+
 struct RunOptions {
   int n_threads = 2;
   // > 0: the rows are independent sequences of seq_len tokens each (positions
@@ -118,6 +120,7 @@ struct RunOptions {
   // over the weights. 0: all rows are one sequence.
   int64_t seq_len = 0;
   const ActivationHook* hook = nullptr;  // optional; sees activations before rounding
+  GramSink* grams = nullptr;             // optional; LayerCovariances' accumulator
   Activations activations = Activations::kGgml;
 };
 
@@ -336,8 +339,9 @@ struct CovarianceOptions {
 // runs layer L; pass n_layer the output projection's input), over every token
 // of each chunk, the way CollectImatrix sees them: its diagonal is the
 // imatrix. The tokens go through `model` as it is when each pass runs (its
-// file's weights unless SetWeight replaced some). Holds the hidden states of
-// all tokens (n_tokens x n_embd floats) and one pass's covariances. `model`
+// file's weights unless SetWeight replaced some). The products xᵀx are summed
+// where the model runs (on the GPU for a CUDA model). Holds the hidden states
+// of all tokens (n_tokens x n_embd floats) and one pass's covariances. `model`
 // must outlive the source.
 Result<std::unique_ptr<quantize::CovarianceSource>> LayerCovariances(Model& model, std::span<const int32_t> tokens,
                                                                      const CovarianceOptions& options);

@@ -56,7 +56,7 @@ Result<quantize::QuantizeReport> QuantizeLanguageModel(QuantizeRequest request, 
   std::optional<engine::Model> model;
   std::unique_ptr<quantize::CovarianceSource> covariances;
   if (!request.text.empty()) {
-    MIXQ_ASSIGN_OR_RETURN(model, engine::Model::Load(input));
+    MIXQ_ASSIGN_OR_RETURN(model, engine::Model::Load(input, request.device));
     MIXQ_ASSIGN_OR_RETURN(TextTokens text, TokenizeTextFile(input, request.text));
     engine::CovarianceOptions co;
     co.n_ctx = request.ctx;

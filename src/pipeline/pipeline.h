@@ -86,7 +86,8 @@ struct QuantizeRequest {
   // Calibration text for error-feedback rounding ("gptq"); empty: none.
   std::string text;
   int64_t ctx = 512;
-  int64_t chunks = -1;  // -1: all
+  int64_t chunks = -1;         // -1: all
+  engine::LoadOptions device;  // where the covariance passes run
 };
 // Quantizes a GGUF language model (or a diffusion GGUF without a plan) as
 // stage "quantize".

@@ -2,6 +2,8 @@
 // as in CI), and the choice of device, which runs everywhere.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -103,6 +105,49 @@ TEST(Cuda, AgreesWithCpuOnPerplexityAndKld) {
     EXPECT_NEAR(gpu.ppl / cpu.ppl, 1.0, 1e-3);
     EXPECT_NEAR(gpu.base_ppl / cpu.base_ppl, 1.0, 1e-3);
     EXPECT_NEAR(gpu.kld / cpu.kld, 1.0, 1e-2);
+  }
+}
+
+// gptq's input covariances summed on the GPU against the CPU's, pass by
+// pass on ref-dev: every linear weight gets the H of its own input (on the
+// GPU, attn_output once got the attention input's), equal to rounding.
+TEST(Cuda, CovariancesAgreeWithCpu) {
+  if (!CudaUsable()) GTEST_SKIP() << CudaStatusMessage();
+  auto file = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(file.has_value());
+  auto tok = tokenizer::Tokenizer::FromGguf(*file);
+  ASSERT_TRUE(tok.has_value());
+  const std::vector<int32_t> tokens = TokenizeForEval(*tok, testing::RefDevTextStart(20000));
+  CovarianceOptions options;
+  options.n_ctx = 256;
+  options.n_chunks = 4;
+  options.n_threads = 0;
+  options.bos_id = 1;
+  auto cpu_model = Model::Load(*file, {Device::kCpu});
+  auto gpu_model = Model::Load(*file, {Device::kCuda});
+  ASSERT_TRUE(cpu_model.has_value() && gpu_model.has_value());
+  auto cpu = LayerCovariances(*cpu_model, tokens, options);
+  auto gpu = LayerCovariances(*gpu_model, tokens, options);
+  ASSERT_TRUE(cpu.has_value() && gpu.has_value());
+  const std::vector<std::string> weights = cpu_model->LinearWeights();
+  for (int64_t pass = 0; pass < (*cpu)->n_passes(); ++pass) {
+    ASSERT_TRUE((*cpu)->Run(pass).ok());
+    ASSERT_TRUE((*gpu)->Run(pass).ok());
+    for (const std::string& w : weights) {
+      if ((*cpu)->PassOf(w) != pass) continue;
+      SCOPED_TRACE(w);
+      const quantize::InputCovariance* a = (*cpu)->Find(w);
+      const quantize::InputCovariance* b = (*gpu)->Find(w);
+      ASSERT_TRUE(a != nullptr && b != nullptr);
+      ASSERT_EQ(a->n_in, b->n_in);
+      EXPECT_EQ(a->n_tokens, b->n_tokens);
+      double largest = 0, worst = 0;
+      for (size_t i = 0; i < a->sums.size(); ++i) {
+        largest = std::max(largest, std::abs(a->sums[i]));
+        worst = std::max(worst, std::abs(a->sums[i] - b->sums[i]));
+      }
+      EXPECT_LT(worst, 1e-5 * largest);
+    }
   }
 }
 

@@ -68,10 +68,20 @@ class DeviceBuffer {
     return ptr_;
   }
   size_t bytes() const { return bytes_; }
+  void Release() {
+    if (ptr_ != nullptr) Check(cudaFree(ptr_), "cudaFree");
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
 
  private:
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+};
+
+struct CudaGram final : Gram {
+  int64_t n_in = 0;
+  DeviceBuffer sums;  // n_in x n_in doubles
 };
 
 // Pinned host memory that grows on demand.
@@ -177,7 +187,7 @@ class CudaBackend final : public Backend {
   void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
                     int64_t expert, const RunOptions& options) override {
     const ActRounding rounding = RoundingOf(*down.w, options);
-    if ((options.hook != nullptr && hooked != nullptr) ||
+    if ((hooked != nullptr && (options.hook != nullptr || options.grams != nullptr)) ||
         (rounding != ActRounding::kNone && rounding != ActRounding::kF16)) {
       Backend::SwigluMatMul(gate, up, n_tokens, down, hooked, expert, options);
       return;
@@ -189,10 +199,39 @@ class CudaBackend final : public Backend {
     Product(down, xh, n_tokens);
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
-    if (options.hook == nullptr || w == nullptr) return;
+    if (w == nullptr) return;
+    if (options.grams != nullptr) options.grams->Add(*this, *w, expert, x, n_tokens);
+    if (options.hook == nullptr) return;
     host_.resize(static_cast<size_t>(n_tokens * w->n_in));
     Download(x, n_tokens * w->n_in, host_.data());
     engine::Hook(options, w, expert, host_.data(), n_tokens);
+  }
+  // Sums in double on the device; each call's products in one cublasSsyrk
+  // (F32, no tensor-op rounding), which writes the row-major upper triangle
+  // as the column-major lower one.
+  std::unique_ptr<Gram> MakeGram(int64_t n_in) override {
+    auto gram = std::make_unique<CudaGram>();
+    gram->n_in = n_in;
+    gram->sums.Get(static_cast<size_t>(n_in * n_in) * sizeof(double));
+    Check(cudaMemsetAsync(gram->sums.Get(0), 0, static_cast<size_t>(n_in * n_in) * sizeof(double), stream_),
+          "cudaMemset");
+    return gram;
+  }
+  void AddGram(Tensor x, int64_t n_tokens, int64_t n_in, Gram& gram, int) override {
+    float* products = static_cast<float*>(gram_products_.Get(static_cast<size_t>(n_in * n_in) * sizeof(float)));
+    const float one = 1.0f, zero = 0.0f;
+    Check(cublasSsyrk(blas_, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(n_in), static_cast<int>(n_tokens),
+                      &one, F(x), static_cast<int>(n_in), &zero, products, static_cast<int>(n_in)),
+          "cublasSsyrk");
+    cuda::AddLowerTriangle(products, n_in, static_cast<double*>(static_cast<CudaGram&>(gram).sums.Get(0)), stream_);
+  }
+  void TakeGram(Gram& gram, std::vector<double>* sums) override {
+    CudaGram& g = static_cast<CudaGram&>(gram);
+    sums->resize(static_cast<size_t>(g.n_in * g.n_in));
+    Check(cudaMemcpyAsync(sums->data(), g.sums.Get(0), sums->size() * sizeof(double), cudaMemcpyDeviceToHost, stream_),
+          "download");
+    Check(cudaStreamSynchronize(stream_), "TakeGram");
+    g.sums.Release();
   }
   void Rope(Tensor x, int64_t n_tokens, int64_t seq_len, int64_t n_heads, const float* freq_factors) override {
     const int64_t half = config_.n_rot / 2;
@@ -295,6 +334,7 @@ class CudaBackend final : public Backend {
   std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
   std::array<PinnedBuffer, static_cast<size_t>(Slot::kCount)> pinned_;
   DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
+  DeviceBuffer gram_products_;  // one AddGram call's xᵀx in float
   DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_, added_;
   PinnedBuffer row_results_host_;
   // Attention's pointer arrays as last uploaded, and what they were built from.

@@ -112,6 +112,13 @@ __global__ void AddKernel(float* h, const float* d, int64_t n) {
   if (i < n) h[i] = __fadd_rn(h[i], d[i]);
 }
 
+// c and acc are n x n column-major; the lower triangle (row >= column) is
+// the one cublasSsyrk wrote.
+__global__ void AddLowerTriangleKernel(const float* c, int64_t n, double* acc) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n * n && i % n >= i / n) acc[i] += static_cast<double>(c[i]);
+}
+
 __device__ float SiluTimes(float x, float u) { return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), u); }
 
 __global__ void SwigluKernel(float* g, const float* u, int64_t n) {
@@ -323,6 +330,10 @@ void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, 
         scores, len, scale, reinterpret_cast<__half*>(hi), reinterpret_cast<__half*>(lo));
   }
 }
+void AddLowerTriangle(const float* c, int64_t n, double* acc, cudaStream_t s) {
+  if (n > 0) AddLowerTriangleKernel<<<Blocks(n * n), kThreads, 0, s>>>(c, n, acc);
+}
+
 void NoteNonFinite(const float* x, int64_t n, int64_t tag, unsigned long long* flag, cudaStream_t s) {
   if (n > 0) NoteNonFiniteKernel<<<Blocks(n), kThreads, 0, s>>>(x, n, static_cast<unsigned long long>(tag), flag);
 }

@@ -41,6 +41,9 @@ void SplitHalf(const float* x, int64_t n, Half* hi, Half* lo, cudaStream_t s);
 // p[rows][len] = softmax(scale · scores) over keys 0..(row % len), zero past
 // them, as two F16 halves (SplitHalf).
 void CausalSoftmax(const float* scores, int64_t rows, int64_t len, float scale, Half* hi, Half* lo, cudaStream_t s);
+// acc[i] += c[i] (as doubles) for the lower triangle of the column-major
+// n x n matrices (row >= column), the rest left as it is.
+void AddLowerTriangle(const float* c, int64_t n, double* acc, cudaStream_t s);
 // *flag = min(*flag, the key of the first NaN or infinity in x[n]): tag <<
 // kTagShift | index << 1 | (not NaN), so that the lowest tag, then the lowest
 // index wins (*flag starts at all ones).
