@@ -24,7 +24,7 @@ struct QuantizeCliOptions {
   std::string output_type;
   std::string token_embd_type;
   std::string method = "best";
-  std::string text;  // calibration text of --method gptq
+  std::string text;         // calibration text of --method gptq
   DeviceCliOptions device;  // of gptq's covariance passes
   int64_t ctx = 512;
   int64_t chunks = -1;

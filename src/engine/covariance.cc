@@ -80,8 +80,8 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
     Input*& input = by_name_[w.name];
     // Weights that share an input (q/k/v, gate/up) are hooked one after the
     // other with the same tensor, which nothing writes in between.
-    const bool shared = last_ != nullptr && x.handle == last_x_ && n_tokens == last_n_tokens_ &&
-                        last_->cov.n_in == w.n_in;
+    const bool shared =
+        last_ != nullptr && x.handle == last_x_ && n_tokens == last_n_tokens_ && last_->cov.n_in == w.n_in;
     if (input == nullptr) {
       if (shared) {
         input = last_;
