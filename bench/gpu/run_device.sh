@@ -3,7 +3,7 @@
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
 # bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
-# big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS]
+# big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -84,6 +84,24 @@ case "$1" in
       --chunks 4 --device cuda --gpu-mem "$mem"
     tail -1 "$RESULTS/cuda-70b-$layers.json"
     rm -f "$model"
+    ;;
+  gptq)  # gptq Q4_K with its covariance passes on each device (16 CPU threads): times, and the two files' KLD
+    dir=$2 chunks=$3
+    name=$(basename "$dir")
+    f16=$(ls "$dir"/*-f16.gguf)
+    zcat -f "$dir"/val.txt.gz >"$RESULTS/$name-all.txt"
+    head -c $(($(wc -c <"$RESULTS/$name-all.txt") / 2)) "$RESULTS/$name-all.txt" >"$RESULTS/$name-calib.txt"
+    tail -c +$(($(wc -c <"$RESULTS/$name-all.txt") / 2 + 1)) "$RESULTS/$name-all.txt" >"$RESULTS/$name-eval.txt"
+    for dev in cpu cuda; do
+      echo "== quantize --method gptq --chunks $chunks --device $dev"
+      with_gpu_peak "$RESULTS/gptq-$name-$dev.json" "$BIN"/mixq --json quantize "$f16" "$RESULTS/gptq-$name-$dev.gguf" \
+        --type Q4_K --method gptq --text "$RESULTS/$name-calib.txt" --chunks "$chunks" --device $dev -t 16
+      tail -1 "$RESULTS/gptq-$name-$dev.json"
+      "$BIN"/mixq --json eval "$RESULTS/gptq-$name-$dev.gguf" --base "$f16" --text "$RESULTS/$name-eval.txt" \
+        --chunks 20 --device cuda | tail -1
+    done
+    cmp "$RESULTS/gptq-$name-cpu.gguf" "$RESULTS/gptq-$name-cuda.gguf" && echo "files identical"
+    rm -f "$RESULTS"/gptq-"$name"-*.gguf "$RESULTS/$name"-*.txt
     ;;
   moe)  # a 30B-A3B-shaped qwen3moe (128 experts, top 8) of LAYERS layers: mixq measure on the GPU
     layers=$2
