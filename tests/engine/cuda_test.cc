@@ -110,7 +110,9 @@ TEST(Cuda, AgreesWithCpuOnPerplexityAndKld) {
 
 // gptq's input covariances summed on the GPU against the CPU's, pass by
 // pass on ref-dev: every linear weight gets the H of its own input (on the
-// GPU, attn_output once got the attention input's), equal to rounding.
+// GPU, attn_output and ffn_gate/up once got the attention input's: relative
+// differences of order 1), equal up to the two forward passes' rounding,
+// which grows with depth (3.7e-4 of the largest entry at most, measured).
 TEST(Cuda, CovariancesAgreeWithCpu) {
   if (!CudaUsable()) GTEST_SKIP() << CudaStatusMessage();
   auto file = gguf::GgufFile::Open(testing::RefDevModel());
@@ -130,6 +132,7 @@ TEST(Cuda, CovariancesAgreeWithCpu) {
   auto gpu = LayerCovariances(*gpu_model, tokens, options);
   ASSERT_TRUE(cpu.has_value() && gpu.has_value());
   const std::vector<std::string> weights = cpu_model->LinearWeights();
+  double worst_ratio = 0;
   for (int64_t pass = 0; pass < (*cpu)->n_passes(); ++pass) {
     ASSERT_TRUE((*cpu)->Run(pass).ok());
     ASSERT_TRUE((*gpu)->Run(pass).ok());
@@ -146,9 +149,11 @@ TEST(Cuda, CovariancesAgreeWithCpu) {
         largest = std::max(largest, std::abs(a->sums[i]));
         worst = std::max(worst, std::abs(a->sums[i] - b->sums[i]));
       }
-      EXPECT_LT(worst, 1e-5 * largest);
+      EXPECT_LT(worst, 2e-3 * largest);
+      worst_ratio = std::max(worst_ratio, worst / largest);
     }
   }
+  std::printf("largest difference / largest entry: %.3g\n", worst_ratio);
 }
 
 }  // namespace
