@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Paired A/B of two mixq builds' `--method gptq` on ref-dev, type for type
+# Paired A/B of two mixq builds' `--method gptq` on ref-dev (or MODEL), type for type
 # (gptq_vs_best.sh's protocol: every 2-D tensor in one type, val.txt cut in
 # halves, CALIB chunks of 512 of the first half calibrate the imatrix and
 # gptq, llama.cpp judges on CHUNKS held-out chunks of the second half and on
@@ -8,16 +8,17 @@
 # logits are kept in WORK and reused, so that several B's can be compared
 # with one A.
 # Usage: bench/quality/gptq_ab.sh MIXQ_A MIXQ_B TAG types...
-#   env: WORK (default bench/out/gptq-ab), CALIB (40), CHUNKS (40), OTHER (20; 0: no other text), T (mixq threads, 2)
+#   env: WORK (default bench/out/gptq-ab), CALIB (40), CHUNKS (40), OTHER (20; 0: no other text), T (mixq threads, 2),
+#        MODEL (an F16 GGUF, default ref-dev's) and TEXT (its text, default ref-dev's val.txt.gz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 a="$1"; b="$2"; tag="$3"; shift 3
 oracle="$(scripts/setup-oracle.sh)"
-model=models/ref-dev/ref-dev-f16.gguf
+model="${MODEL:-models/ref-dev/ref-dev-f16.gguf}"; text="${TEXT:-models/ref-dev/val.txt.gz}"
 w="${WORK:-bench/out/gptq-ab}"; calib="${CALIB:-40}"; chunks="${CHUNKS:-40}"; other="${OTHER:-20}"; T="${T:-2}"
 mkdir -p "$w"
 if [ ! -f "$w/calib.txt" ]; then
-  zcat models/ref-dev/val.txt.gz > "$w/all.txt"
+  zcat -f "$text" > "$w/all.txt"
   half=$(( $(wc -c < "$w/all.txt") / 2 ))
   head -c "$half" "$w/all.txt" > "$w/calib.txt"
   tail -c +"$((half + 1))" "$w/all.txt" > "$w/eval.txt"

@@ -41,7 +41,7 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
     }
     ++next_pass_;
     owned_.clear();
-    by_name_.clear();
+    inputs_.clear();
     RunOptions run;
     run.n_threads = n_threads_;
     run.seq_len = n_ctx_;
@@ -52,7 +52,7 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
     for (int64_t t0 = 0; t0 < n; t0 += batch) {
       const int64_t nt = std::min(batch, n - t0);
       float* h = hidden_.data() + t0 * c.n_embd;
-      last_ = nullptr;
+      last_dense_ = last_expert_ = {};
       if (pass < c.n_layer) {
         MIXQ_TRY(model_.RunLayers(pass, pass + 1, h, nt, run));
       } else {
@@ -67,24 +67,24 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
     return Status::Ok();
   }
 
-  const quantize::InputCovariance* Find(const std::string& tensor) const override {
-    auto it = by_name_.find(tensor);
-    return it == by_name_.end() ? nullptr : &it->second->cov;
+  const quantize::InputCovariance* Find(const std::string& tensor, int64_t expert) const override {
+    auto it = inputs_.find({tensor, expert});
+    return it == inputs_.end() ? nullptr : &it->second->cov;
   }
 
-  // Routed experts are left out: each would need its own H from the tokens
-  // routed to it, and their tensors are rounded without feedback.
   void Add(Backend& backend, const Weight& w, int64_t expert, Tensor x, int64_t n_tokens) override {
-    if (expert >= 0) return;
     backend_ = &backend;
-    Input*& input = by_name_[w.name];
-    // Weights that share an input (q/k/v, gate/up) are hooked one after the
-    // other with the same tensor, which nothing writes in between.
+    Input*& input = inputs_[{w.name, expert}];
+    // Weights that share an input (q/k/v; gate/up, an expert's too) are
+    // hooked one after the other with the same tensor, which nothing writes
+    // in between. Routed experts are tracked apart: their calls come between
+    // a layer's router and its shared expert, which read one input.
+    Last& last = expert >= 0 ? last_expert_ : last_dense_;
     const bool shared =
-        last_ != nullptr && x.handle == last_x_ && n_tokens == last_n_tokens_ && last_->cov.n_in == w.n_in;
+        last.input != nullptr && x.handle == last.x && n_tokens == last.n_tokens && last.input->cov.n_in == w.n_in;
     if (input == nullptr) {
       if (shared) {
-        input = last_;
+        input = last.input;
       } else {
         owned_.push_back(std::make_unique<Input>());
         input = owned_.back().get();
@@ -92,13 +92,11 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
         input->gram = backend.MakeGram(w.n_in);
       }
     }
-    if (!(shared && input == last_)) {
+    if (!(shared && input == last.input)) {
       backend.AddGram(x, n_tokens, w.n_in, *input->gram, n_threads_);
       input->cov.n_tokens += n_tokens;
     }
-    last_x_ = x.handle;
-    last_n_tokens_ = n_tokens;
-    last_ = input;
+    last = {x.handle, n_tokens, input};
   }
 
  private:
@@ -106,6 +104,12 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
   struct Input {
     quantize::InputCovariance cov;
     std::unique_ptr<Gram> gram;
+  };
+  // The input of the last hooked call of a kind (dense or routed expert).
+  struct Last {
+    const void* x = nullptr;
+    int64_t n_tokens = 0;
+    Input* input = nullptr;
   };
 
   static void MirrorUpperTriangle(quantize::InputCovariance& cov) {
@@ -124,10 +128,8 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
   int64_t next_pass_ = 0;
   Backend* backend_ = nullptr;  // the model's, as the hook last gave it
   std::vector<std::unique_ptr<Input>> owned_;
-  std::map<std::string, Input*> by_name_;
-  const void* last_x_ = nullptr;
-  int64_t last_n_tokens_ = 0;
-  Input* last_ = nullptr;
+  std::map<std::pair<std::string, int64_t>, Input*> inputs_;  // by weight and expert (-1: none)
+  Last last_dense_, last_expert_;
 };
 
 }  // namespace

@@ -335,7 +335,8 @@ struct CovarianceOptions {
   int32_t bos_id = -1;  // as in EvalOptions
 };
 
-// H = Σ x xᵀ of the input of every linear weight, one layer per pass (pass L
+// H = Σ x xᵀ of the input of every linear weight (of each routed expert's
+// slice: over the tokens routed to it), one layer per pass (pass L
 // runs layer L; pass n_layer the output projection's input), over every token
 // of each chunk, the way CollectImatrix sees them: its diagonal is the
 // imatrix. The tokens go through `model` as it is when each pass runs (its

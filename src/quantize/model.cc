@@ -77,24 +77,44 @@ std::vector<size_t> ConversionOrder(const gguf::GgufFile& input, const Covarianc
   return order;
 }
 
-// The feedback factor `t` is rounded with, or nullptr for plain rounding: a
-// tensor gets feedback when the last pass measured its input and its type has
-// a feedback encoder. Expert tensors (3-D) never do: the passes collect no
-// per-expert covariances (docs/gptq.md). Without an imatrix the importance
-// becomes H's diagonal.
-Result<const float*> FeedbackFactorOf(const gguf::TensorInfo& t, const formats::Format& target,
-                                      const QuantizeOptions& options, FeedbackFactors* factors,
-                                      std::optional<std::vector<float>>* importance) {
-  const InputCovariance* cov = options.covariances != nullptr ? options.covariances->Find(t.name) : nullptr;
-  if (cov == nullptr || !target.can_feedback() || t.ne[2] * t.ne[3] != 1) return nullptr;
-  if (cov->n_in != t.ne[0]) {
-    return Status::Internal("tensor '" + t.name + "' has rows of " + std::to_string(t.ne[0]) +
-                            " but an input covariance of " + std::to_string(cov->n_in));
+// The feedback factor of each matrix of `t` (one for a 2-D tensor, one per
+// routed expert for a 3-D one), nullptr where that matrix gets plain
+// rounding; empty when none gets feedback. A matrix gets feedback when the
+// last pass measured its input (for an expert: some token was routed to it)
+// and the type has a feedback encoder. Without an imatrix the importance
+// becomes each matrix's H diagonal (uniform for an expert no token reached).
+Result<std::vector<const float*>> FeedbackFactorsOf(const gguf::TensorInfo& t, const formats::Format& target,
+                                                    const QuantizeOptions& options, FeedbackFactors* factors,
+                                                    std::optional<std::vector<float>>* importance) {
+  if (options.covariances == nullptr || !target.can_feedback()) return std::vector<const float*>();
+  const int64_t n_mat = t.ne[2] * t.ne[3];
+  std::vector<const InputCovariance*> covs(static_cast<size_t>(n_mat));
+  bool any = false;
+  for (int64_t m = 0; m < n_mat; ++m) {
+    covs[m] = options.covariances->Find(t.name, n_mat > 1 ? m : -1);
+    if (covs[m] == nullptr) continue;
+    any = true;
+    if (covs[m]->n_in != t.ne[0]) {
+      return Status::Internal("tensor '" + t.name + "' has rows of " + std::to_string(t.ne[0]) +
+                              " but an input covariance of " + std::to_string(covs[m]->n_in));
+    }
   }
-  if (!importance->has_value()) *importance = cov->MeanDiagonal();
-  auto u = factors->For(*cov, options.feedback_damp);
-  MIXQ_TRY(u.status().WithContext("tensor '" + t.name + "'"));
-  return (*u)->data();
+  if (!any) return std::vector<const float*>();
+  if (!importance->has_value()) {
+    std::vector<float> from_h(static_cast<size_t>(n_mat * t.ne[0]), 1.0f);
+    for (int64_t m = 0; m < n_mat; ++m) {
+      if (covs[m] != nullptr) std::ranges::copy(covs[m]->MeanDiagonal(), from_h.begin() + m * t.ne[0]);
+    }
+    *importance = std::move(from_h);
+  }
+  std::vector<const float*> out(static_cast<size_t>(n_mat), nullptr);
+  for (int64_t m = 0; m < n_mat; ++m) {
+    if (covs[m] == nullptr) continue;
+    auto u = factors->For(*covs[m], options.feedback_damp);
+    MIXQ_TRY(u.status().WithContext("tensor '" + t.name + "'"));
+    out[m] = (*u)->data();
+  }
+  return out;
 }
 
 // The bytes of one tensor in its chosen type: the input's own when the type
@@ -109,9 +129,10 @@ Result<std::span<const uint8_t>> ConvertTensor(const gguf::GgufFile& input, cons
   }
   MIXQ_TRY(TensorToF32(input, t, scratch, options.n_threads));
   MIXQ_ASSIGN_OR_RETURN(auto importance, TensorImportance(target.quantized ? options.imatrix : nullptr, t));
-  MIXQ_ASSIGN_OR_RETURN(const float* factor, FeedbackFactorOf(t, target, options, factors, &importance));
+  MIXQ_ASSIGN_OR_RETURN(std::vector<const float*> feedback,
+                        FeedbackFactorsOf(t, target, options, factors, &importance));
   MIXQ_TRY(QuantizeTensor(t, target, options.method, *scratch, importance.has_value() ? &*importance : nullptr, out,
-                          options.n_threads, factor));
+                          options.n_threads, feedback));
   return std::span<const uint8_t>(*out);
 }
 
@@ -173,24 +194,26 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 
 Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads, const float* feedback_factor) {
+                      int n_threads, std::span<const float* const> feedback_factors) {
   auto row_bytes = formats::RowBytes(format, t.ne[0]);
   MIXQ_TRY(row_bytes.status().WithContext("tensor '" + t.name + "'"));
   out->resize(static_cast<size_t>(*row_bytes * t.n_rows()));
-  if (feedback_factor != nullptr) {
-    if (t.ne[2] * t.ne[3] != 1) return Status::Internal("tensor '" + t.name + "': error feedback on a 3-D tensor");
-    return formats::QuantizeRowsFeedback(format, values.data(), out->data(), t.n_rows(), t.ne[0],
-                                         importance != nullptr ? importance->data() : nullptr, feedback_factor,
-                                         n_threads)
-        .WithContext("tensor '" + t.name + "'");
+  const int64_t n_mat = t.ne[2] * t.ne[3];
+  if (!feedback_factors.empty() && static_cast<int64_t>(feedback_factors.size()) != n_mat) {
+    return Status::Internal("tensor '" + t.name + "': " + std::to_string(feedback_factors.size()) +
+                            " feedback factors for " + std::to_string(n_mat) + " matrices");
   }
-  // Without an importance, rows are independent whatever matrix they are in.
-  const int64_t n_mat = importance != nullptr ? t.ne[2] * t.ne[3] : 1;
-  const int64_t rows = t.n_rows() / n_mat;
-  for (int64_t m = 0; m < n_mat; ++m) {
-    Status s = formats::QuantizeRows(format, method, values.data() + m * rows * t.ne[0],
-                                     out->data() + m * rows * *row_bytes, rows, t.ne[0],
-                                     importance != nullptr ? importance->data() + m * t.ne[0] : nullptr, n_threads);
+  // Without an importance or feedback, rows are independent whatever matrix they are in.
+  const int64_t n_parts = importance != nullptr || !feedback_factors.empty() ? n_mat : 1;
+  const int64_t rows = t.n_rows() / n_parts;
+  for (int64_t m = 0; m < n_parts; ++m) {
+    const float* x = values.data() + m * rows * t.ne[0];
+    uint8_t* y = out->data() + m * rows * *row_bytes;
+    const float* imp = importance != nullptr ? importance->data() + m * t.ne[0] : nullptr;
+    const float* factor = feedback_factors.empty() ? nullptr : feedback_factors[m];
+    Status s = factor != nullptr
+                   ? formats::QuantizeRowsFeedback(format, x, y, rows, t.ne[0], imp, factor, n_threads)
+                   : formats::QuantizeRows(format, method, x, y, rows, t.ne[0], imp, n_threads);
     MIXQ_TRY(s.WithContext("tensor '" + t.name + "'"));
   }
   return Status::Ok();

@@ -96,9 +96,11 @@ class CovarianceSource {
   // Runs pass p. REQUIRES: passes run in order 0, 1, ...; each drops the
   // covariances of the one before.
   virtual Status Run(int64_t pass) = 0;
-  // The covariance of `tensor`'s input from the pass run last; nullptr when
-  // that pass did not see it.
-  virtual const InputCovariance* Find(const std::string& tensor) const = 0;
+  // The covariance of `tensor`'s input from the pass run last; for a routed
+  // expert's slice (expert >= 0), of the tokens routed to it. nullptr when
+  // that pass did not see it (or routed no token to the expert).
+  virtual const InputCovariance* Find(const std::string& tensor, int64_t expert) const = 0;
+  const InputCovariance* Find(const std::string& tensor) const { return Find(tensor, -1); }
 };
 
 // ---- type choice ----
@@ -276,12 +278,13 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 
 // Encodes a tensor's F32 values (TensorToF32) in `format` into *out, row by
 // row; each matrix of a 3-D tensor (an expert) with its own slice of
-// `importance` (TensorImportance; may be null). With a `feedback_factor`
-// (formats::FeedbackFactor of the tensor's input covariance; 2-D tensors
-// only) the rows are rounded with error feedback instead of by `method`.
+// `importance` (TensorImportance; may be null). `feedback_factors` is empty
+// or holds one entry per matrix: where an entry is given
+// (formats::FeedbackFactor of that matrix's input covariance) its rows are
+// rounded with error feedback instead of by `method`.
 Status QuantizeTensor(const gguf::TensorInfo& tensor, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads, const float* feedback_factor = nullptr);
+                      int n_threads, std::span<const float* const> feedback_factors = {});
 
 }  // namespace mixq::quantize
 
