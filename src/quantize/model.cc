@@ -211,9 +211,8 @@ Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, 
     uint8_t* y = out->data() + m * rows * *row_bytes;
     const float* imp = importance != nullptr ? importance->data() + m * t.ne[0] : nullptr;
     const float* factor = feedback_factors.empty() ? nullptr : feedback_factors[m];
-    Status s = factor != nullptr
-                   ? formats::QuantizeRowsFeedback(format, x, y, rows, t.ne[0], imp, factor, n_threads)
-                   : formats::QuantizeRows(format, method, x, y, rows, t.ne[0], imp, n_threads);
+    Status s = factor != nullptr ? formats::QuantizeRowsFeedback(format, x, y, rows, t.ne[0], imp, factor, n_threads)
+                                 : formats::QuantizeRows(format, method, x, y, rows, t.ne[0], imp, n_threads);
     MIXQ_TRY(s.WithContext("tensor '" + t.name + "'"));
   }
   return Status::Ok();
