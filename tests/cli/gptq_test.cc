@@ -151,7 +151,8 @@ TEST(Gptq, MoeExpertsGetTheirOwnCovariance) {
   const std::string same = " --type Q4_0 --output-tensor-type Q4_0 --token-embedding-type Q4_0";
   auto r = RunMixq("imatrix -q " + Q(model) + " --text " + Q(text) + " -o " + Q(dir.File("im.gguf")) + kCalibration);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = RunMixq("quantize -q " + Q(model) + " " + Q(dir.File("best.gguf")) + same + " --imatrix " + Q(dir.File("im.gguf")));
+  r = RunMixq("quantize -q " + Q(model) + " " + Q(dir.File("best.gguf")) + same + " --imatrix " +
+              Q(dir.File("im.gguf")));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = RunMixq("quantize -q " + Q(model) + " " + Q(dir.File("gptq.gguf")) + same + " --method gptq --text " + Q(text) +
               kCalibration);
