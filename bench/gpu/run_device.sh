@@ -3,7 +3,8 @@
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
 # bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
-# big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS
+# big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS |
+# gptq8b LAYERS CHUNKS
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -102,6 +103,17 @@ case "$1" in
     done
     cmp "$RESULTS/gptq-$name-cpu.gguf" "$RESULTS/gptq-$name-cuda.gguf" && echo "files identical"
     rm -f "$RESULTS"/gptq-"$name"-*.gguf "$RESULTS/$name"-*.txt
+    ;;
+  gptq8b)  # the 8B-shaped llama of LAYERS layers: gptq Q4_K with the covariance passes on the GPU, time per tensor
+    layers=$2 chunks=$3
+    model=/tmp/llama8b-$layers.gguf
+    python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --chunks 4 >/dev/null
+    echo "== quantize --method gptq --chunks $chunks --device cuda"
+    with_gpu_peak "$RESULTS/gptq8b-$layers.json" "$BIN"/mixq --json quantize "$model" /tmp/gptq8b.gguf --type Q4_K \
+      --method gptq --text models/ref-dev/val.txt.gz --chunks "$chunks" --device cuda -t 16
+    grep '"tensor"' "$RESULTS/gptq8b-$layers.json" | grep 'blk.0\.' | cut -c1-160
+    tail -1 "$RESULTS/gptq8b-$layers.json"
+    rm -f "$model" /tmp/gptq8b.gguf
     ;;
   moe)  # a 30B-A3B-shaped qwen3moe (128 experts, top 8) of LAYERS layers: mixq measure on the GPU
     layers=$2
