@@ -62,16 +62,25 @@ std::vector<double> RandomCovariance(int64_t n) {
   return h;
 }
 
+// Args: n, threads (0: Threads()).
 void BM_Factor(benchmark::State& state) {
   const int64_t n = state.range(0);
+  const int threads = state.range(1) != 0 ? static_cast<int>(state.range(1)) : Threads();
   std::vector<double> h = RandomCovariance(n);
   for (auto _ : state) {
-    auto u = FeedbackFactor(h, n, 0.01);
+    auto u = FeedbackFactor(h, n, 0.01, threads);
     if (!u) Fail(u.error().message());
     benchmark::DoNotOptimize(u->data());
   }
 }
-BENCHMARK(BM_Factor)->Arg(256)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Factor)
+    ->Args({256, 1})
+    ->Args({1024, 1})
+    ->Args({2048, 1})
+    ->Args({2048, 0})
+    ->Args({4096, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_Quantize(benchmark::State& state) {
   const int64_t n = state.range(0), rows = 1024;

@@ -21,48 +21,6 @@
 namespace mixq::formats {
 namespace {
 
-// H = V Vᵀ with V upper triangular, in place in the upper triangle of a (row
-// major, n x n); false when a pivot is not positive. Cholesky from the last
-// index down: chol(J H J) for the reversal J, turned around.
-bool UpperLowerFactor(std::vector<double>& a, int64_t n) {
-  for (int64_t j = n - 1; j >= 0; --j) {
-    const double* vj = a.data() + j * n;
-    double s = vj[j];
-    for (int64_t k = j + 1; k < n; ++k) s -= vj[k] * vj[k];
-    if (!(s > 0)) return false;
-    const double pivot = std::sqrt(s);
-    a[j * n + j] = pivot;
-    for (int64_t i = 0; i < j; ++i) {
-      const double* vi = a.data() + i * n;
-      double t = vi[j];
-      for (int64_t k = j + 1; k < n; ++k) t -= vi[k] * vj[k];
-      a[i * n + j] = t / pivot;
-    }
-  }
-  return true;
-}
-
-// U = V⁻¹ (upper triangular) in place, row by row from the last: row i of
-// V U = I gives U[i][.] = (e_i - Σ_{k>i} V[i][k] U[k][.]) / V[i][i], and the
-// rows k > i already hold U.
-void InvertUpper(std::vector<double>& a, int64_t n) {
-  std::vector<double> row(static_cast<size_t>(n));
-  for (int64_t i = n - 1; i >= 0; --i) {
-    std::fill(row.begin(), row.end(), 0.0);
-    row[i] = 1.0;
-    const double* vi = a.data() + i * n;
-    for (int64_t k = i + 1; k < n; ++k) {
-      const double f = vi[k];
-      const double* uk = a.data() + k * n;
-      for (int64_t j = k; j < n; ++j) row[j] -= f * uk[j];
-    }
-    const double pivot = vi[i];
-    double* out = a.data() + i * n;
-    for (int64_t j = 0; j < i; ++j) out[j] = 0.0;
-    for (int64_t j = i; j < n; ++j) out[j] = row[j] / pivot;
-  }
-}
-
 std::vector<float> Identity(int64_t n) {
   std::vector<float> u(static_cast<size_t>(n * n), 0.0f);
   for (int64_t i = 0; i < n; ++i) u[i * n + i] = 1.0f;
@@ -92,7 +50,7 @@ int RoundToGrid(const FeedbackCodec& c, float scale, float offset, float v, floa
 
 }  // namespace
 
-Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp) {
+Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads) {
   if (n <= 0 || static_cast<int64_t>(h.size()) != n * n) {
     return Status::InvalidArgument("covariance of " + std::to_string(h.size()) + " values is not " + std::to_string(n) +
                                    " x " + std::to_string(n));
@@ -105,9 +63,8 @@ Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, 
   for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
     std::vector<double> a(h.begin(), h.end());
     for (int64_t i = 0; i < n; ++i) a[i * n + i] += damp * mean_diag;
-    if (!UpperLowerFactor(a, n)) continue;
-    InvertUpper(a, n);
-    return std::vector<float>(a.begin(), a.end());
+    std::vector<float> u;
+    if (internal::InverseUpperFactor(a, n, n_threads, &u)) return u;
   }
   return Status::Corruption("the input covariance is not positive definite even with damping " +
                             std::to_string(damp / 10));

@@ -9,6 +9,7 @@
 #define MIXQ_FORMATS_FEEDBACK_H_
 
 #include <cstdint>
+#include <vector>
 
 namespace mixq::formats {
 
@@ -38,6 +39,14 @@ struct FeedbackCodec {
 };
 
 namespace internal {
+
+// U = V⁻¹ (n x n floats, row major, zero below the diagonal) where H = V Vᵀ
+// with V upper triangular (Cholesky from the last index down), so that
+// Uᵀ U = H⁻¹. a holds H (row major; its upper triangle is read) and is
+// overwritten. False when a pivot is not positive (H not positive definite
+// in floating point). Spreads over n_threads (<= 0: all cores); the result
+// does not depend on the thread count (feedback_factor.cc).
+bool InverseUpperFactor(std::vector<double>& a, int64_t n, int n_threads, std::vector<float>* u);
 
 // Encodes n_rows rows of n values with error feedback through the factor u
 // (FeedbackFactor): the work of QuantizeRowsFeedback for one range of rows.

@@ -136,8 +136,9 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 // floats, row-major. H is n x n, row-major, symmetric. An all-zero H gives the
 // identity (no feedback: plain rounding at the best scales). When rounding
 // leaves the damped H indefinite, the damping grows tenfold, up to three
-// times; Corruption after that, and for non-finite H.
-Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp);
+// times; Corruption after that, and for non-finite H. Runs on n_threads
+// (<= 0: all cores); U does not depend on the thread count.
+Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads = 1);
 
 // As QuantizeRows with the error-feedback encoder; NotSupported for formats
 // without one (can_feedback()).

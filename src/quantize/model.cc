@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "base/parallel.h"
 #include "quantize/quantize.h"
 
 namespace mixq::quantize {
@@ -50,15 +51,28 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 // weights that share it (q/k/v, gate/up).
 class FeedbackFactors {
  public:
-  Result<const std::vector<float>*> For(const InputCovariance& cov, double damp) {
-    auto it = factors_.find(&cov);
-    if (it == factors_.end()) {
-      auto u = formats::FeedbackFactor(cov.sums, cov.n_in, damp);
-      MIXQ_TRY(u);
-      it = factors_.emplace(&cov, std::move(u).value()).first;
+  // Computes the factors of covs not yet held: one at a time on all threads,
+  // or, for several (a 3-D tensor's experts), one per thread.
+  Status Prepare(std::span<const InputCovariance* const> covs, double damp, int n_threads) {
+    std::vector<const InputCovariance*> missing;
+    for (const InputCovariance* cov : covs) {
+      if (cov != nullptr && !factors_.contains(cov) && std::ranges::find(missing, cov) == missing.end()) {
+        missing.push_back(cov);
+      }
     }
-    return &it->second;
+    std::vector<Result<std::vector<float>>> made(missing.size(), Status::Internal("not computed"));
+    const int inner_threads = missing.size() > 1 ? 1 : n_threads;
+    RunTasks(static_cast<int64_t>(missing.size()), n_threads, [&](int64_t i, int) {
+      made[i] = formats::FeedbackFactor(missing[i]->sums, missing[i]->n_in, damp, inner_threads);
+    });
+    for (size_t i = 0; i < missing.size(); ++i) {
+      MIXQ_TRY(made[i]);
+      factors_.emplace(missing[i], std::move(made[i]).value());
+    }
+    return Status::Ok();
   }
+  // REQUIRES: Prepare was given cov.
+  const std::vector<float>& Of(const InputCovariance& cov) const { return factors_.at(&cov); }
   void Clear() { factors_.clear(); }
 
  private:
@@ -107,12 +121,10 @@ Result<std::vector<const float*>> FeedbackFactorsOf(const gguf::TensorInfo& t, c
     }
     *importance = std::move(from_h);
   }
+  MIXQ_TRY(factors->Prepare(covs, options.feedback_damp, options.n_threads).WithContext("tensor '" + t.name + "'"));
   std::vector<const float*> out(static_cast<size_t>(n_mat), nullptr);
   for (int64_t m = 0; m < n_mat; ++m) {
-    if (covs[m] == nullptr) continue;
-    auto u = factors->For(*covs[m], options.feedback_damp);
-    MIXQ_TRY(u.status().WithContext("tensor '" + t.name + "'"));
-    out[m] = (*u)->data();
+    if (covs[m] != nullptr) out[m] = factors->Of(*covs[m]).data();
   }
   return out;
 }

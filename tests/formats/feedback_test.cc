@@ -110,30 +110,49 @@ TEST(FeedbackTest, TheTypesThatHaveIt) {
   EXPECT_EQ(names, "Q4_0 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS ");
 }
 
-TEST(FeedbackTest, FactorInvertsTheDampedCovariance) {
-  Problem p = MakeProblem(1, 64, 200, 4, 3);
-  auto u = FeedbackFactor(p.h, p.n, kDamp);
-  ASSERT_TRUE(u.has_value());
+// Checks that u is upper triangular with (Uᵀ U) (H + damp·mean·I) = I.
+void ExpectInvertsTheDampedCovariance(const Problem& p, const std::vector<float>& u, double tolerance) {
   const int64_t n = p.n;
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += p.h[i * n + i] / n;
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < i; ++j) EXPECT_EQ((*u)[i * n + j], 0.0f);
-    EXPECT_GT((*u)[i * n + i], 0.0f);
+    for (int64_t j = 0; j < i; ++j) ASSERT_EQ(u[i * n + j], 0.0f);
+    ASSERT_GT(u[i * n + i], 0.0f);
   }
-  // (Uᵀ U) (H + damp·mean·I) = I.
   std::vector<double> inv(n * n, 0.0);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j) {
-      for (int64_t k = 0; k <= std::min(i, j); ++k) inv[i * n + j] += double((*u)[k * n + i]) * (*u)[k * n + j];
+      for (int64_t k = 0; k <= std::min(i, j); ++k) inv[i * n + j] += double(u[k * n + i]) * u[k * n + j];
     }
   }
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double s = 0;
       for (int64_t k = 0; k < n; ++k) s += inv[i * n + k] * (p.h[k * n + j] + (k == j ? kDamp * mean : 0.0));
-      EXPECT_NEAR(s, i == j ? 1.0 : 0.0, 1e-4) << i << "," << j;
+      ASSERT_NEAR(s, i == j ? 1.0 : 0.0, tolerance) << i << "," << j;
     }
+  }
+}
+
+TEST(FeedbackTest, FactorInvertsTheDampedCovariance) {
+  Problem p = MakeProblem(1, 64, 200, 4, 3);
+  auto u = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(u.has_value());
+  ExpectInvertsTheDampedCovariance(p, *u, 1e-4);
+}
+
+// 300 columns span three of the factor's column blocks (the last one partial),
+// so the blocked products, the row solves and the column blocks of the
+// inverse all run; the result must not depend on how many threads share them.
+TEST(FeedbackTest, BlockedFactorIsTheSameAtAnyThreadCount) {
+  Problem p = MakeProblem(1, 300, 900, 6, 5);
+  auto one = FeedbackFactor(p.h, p.n, kDamp, 1);
+  ASSERT_TRUE(one.has_value());
+  ExpectInvertsTheDampedCovariance(p, *one, 1e-3);
+  for (int threads : {2, 3, 0}) {
+    auto many = FeedbackFactor(p.h, p.n, kDamp, threads);
+    ASSERT_TRUE(many.has_value());
+    EXPECT_EQ(*many, *one) << threads << " threads";
   }
 }
 
