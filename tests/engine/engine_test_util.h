@@ -19,8 +19,9 @@
 
 namespace mixq::engine::test {
 
-inline nlohmann::json RunOracle(const std::string& args) {
-  auto r = testing::RunCommand(testing::OraclePath() + " " + args);
+// env: "NAME=VALUE ..." for the oracle's environment, or empty.
+inline nlohmann::json RunOracle(const std::string& args, const std::string& env = "") {
+  auto r = testing::RunCommand((env.empty() ? "" : "env " + env + " ") + testing::OraclePath() + " " + args);
   EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out.substr(0, 2000) << "\n" << r.err.substr(0, 2000);
   return nlohmann::json::parse(r.out, nullptr, false);
 }
