@@ -1,5 +1,6 @@
 #include "test_support.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,6 +82,31 @@ std::vector<nlohmann::json> JsonLines(const std::string& text) {
 std::string OraclePath() {
   if (const char* env = std::getenv("MIXQ_ORACLE")) return env;
   return MIXQ_ORACLE;
+}
+
+int64_t PresentPages(std::span<const uint8_t> bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(bytes.data());
+  const uintptr_t first = (begin + page - 1) / page, last = (begin + bytes.size()) / page;
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY);
+  if (fd < 0) return -1;
+  int64_t present = 0;
+  for (uintptr_t p = first; p < last; ++p) {
+    uint64_t entry = 0;
+    if (::pread(fd, &entry, sizeof entry, static_cast<off_t>(p * sizeof entry)) != sizeof entry) {
+      present = -1;
+      break;
+    }
+    present += static_cast<int64_t>(entry >> 63);
+  }
+  ::close(fd);
+  return present;
+}
+
+std::span<const uint8_t> BeyondFaultAround(std::span<const uint8_t> bytes) {
+  constexpr size_t kWindow = size_t{64} << 10;
+  if (bytes.size() <= 2 * kWindow) return {};
+  return bytes.subspan(kWindow, bytes.size() - 2 * kWindow);
 }
 
 }  // namespace mixq::testing

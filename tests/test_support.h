@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,16 @@ CommandResult RunMixq(const std::string& args);
 
 // Each line of `text` parsed as JSON (mixq's --json output: JSON Lines).
 std::vector<nlohmann::json> JsonLines(const std::string& text);
+
+// How many of the pages wholly inside `bytes` this process has mapped in, by
+// /proc/self/pagemap's present bit (mincore would not do: for a file mapping
+// it reports the page cache, which keeps pages a mapping has let go); -1 when
+// pagemap cannot be read.
+int64_t PresentPages(std::span<const uint8_t> bytes);
+// All of `bytes` but 64 KiB at each end (empty when shorter): the part that
+// reading the bytes around it cannot map in, as the kernel's fault-around
+// maps the cached pages of the 64 KiB-aligned window of each read fault.
+std::span<const uint8_t> BeyondFaultAround(std::span<const uint8_t> bytes);
 
 // Path of gguf-oracle, or empty when not configured (tests then GTEST_SKIP).
 std::string OraclePath();

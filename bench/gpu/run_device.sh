@@ -80,10 +80,12 @@ case "$1" in
     python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --d 8192 --ff 28672 --heads 64 --kv-heads 8 \
       --chunks 4 | tee "$RESULTS/torch-70b-$layers.json"
     ls -l "$model"
-    echo "== mixq eval --device cuda --gpu-mem $mem, 4 chunks"
-    with_gpu_peak "$RESULTS/cuda-70b-$layers.json" "$BIN"/mixq --json eval "$model" --text models/ref-dev/val.txt.gz \
-      --chunks 4 --device cuda --gpu-mem "$mem"
-    tail -1 "$RESULTS/cuda-70b-$layers.json"
+    for chunks in 4 16; do  # one pass (the first uploads every weight), then four (the steady rate)
+      echo "== mixq eval --device cuda --gpu-mem $mem, $chunks chunks"
+      with_gpu_peak "$RESULTS/cuda-70b-$layers-$chunks.json" "$BIN"/mixq --json eval "$model" \
+        --text models/ref-dev/val.txt.gz --chunks $chunks --device cuda --gpu-mem "$mem"
+      tail -1 "$RESULTS/cuda-70b-$layers-$chunks.json"
+    done
     rm -f "$model"
     ;;
   gptq)  # gptq Q4_K with its covariance passes on each device (16 CPU threads): times, and the two files' KLD

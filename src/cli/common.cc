@@ -73,6 +73,9 @@ Result<engine::LoadOptions> ResolveDeviceOptions(const GlobalOptions& global, co
     auto bytes = plan::ParseSizeTarget(options.gpu_mem);
     if (!bytes) return Status::InvalidArgument("bad --gpu-mem '" + options.gpu_mem + "'; use e.g. 24GiB");
     load.gpu_mem_bytes = bytes->file_n_bytes;
+    if (load.gpu_mem_bytes < engine::kMinGpuMemBytes) {
+      return Status::InvalidArgument("--gpu-mem '" + options.gpu_mem + "' is too small: give at least 1GiB");
+    }
   }
   std::string line = "device: " + std::string(engine::DeviceName(load.device));
   if (load.device == engine::Device::kCpu && options.device != "cpu") {

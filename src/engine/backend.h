@@ -111,6 +111,11 @@ class Backend {
   // pass rather than once per layer).
   virtual bool DefersChecks() const = 0;
 
+  // A hint that `weights` (the next block's; null entries skipped) come
+  // after the work queued so far, so that a device may copy them while that
+  // work runs. The CPU reads weights in place and ignores it.
+  virtual void Prefetch([[maybe_unused]] std::span<Weight* const> weights) {}
+
   // y[rows][n] = ggml's RMS norm of x times `weight` (1-D, n values).
   virtual void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) = 0;
   // Products that share their input x (q/k/v, gate/up).

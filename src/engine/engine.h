@@ -129,8 +129,12 @@ struct RunOptions {
 enum class Device { kCpu, kCuda };
 struct LoadOptions {
   Device device = Device::kCpu;
-  int64_t gpu_mem_bytes = 0;  // CUDA: most device memory to use for weights (0: what the GPU has free)
+  // CUDA: most device memory that mixq allocates (weights, scratch, Grams),
+  // besides a margin for the CUDA context (0: what the GPU has free).
+  int64_t gpu_mem_bytes = 0;
 };
+// The smallest --gpu-mem the CLI takes; less is taken for a typing mistake.
+inline constexpr int64_t kMinGpuMemBytes = int64_t{1} << 30;
 // Whether this build has the CUDA backend and a GPU is usable, and if not,
 // why not ("cuda usable" when it is).
 bool CudaUsable();

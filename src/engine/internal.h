@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,15 @@ struct Weight {
   // (NextWeightGeneration), so that a device's copy of an earlier override is
   // never mistaken for a later one at the same address.
   uint64_t generation = 0;
+  const gguf::GgufFile* file = nullptr;  // whose mapping holds `data` when generation is 0
+
+  // Drops the resident pages of `part` (bytes of `data`) when they are the
+  // file's, for a device that has copied them (GgufFile::ReleasePages).
+  void ReleasePages(std::span<const uint8_t> part) const {
+    if (generation == 0 && file != nullptr) file->ReleasePages(part);
+  }
+  // All of data's bytes.
+  std::span<const uint8_t> Bytes() const { return {data, static_cast<size_t>(n_expert * n_out * row_bytes)}; }
 
   // Expert e's matrix, as a 2-D weight of the same name.
   Weight Expert(int64_t e) const {

@@ -108,6 +108,9 @@ Result<Weight*> Model::Impl::Add(const std::string& name, const TensorEntry& ent
   // Every later result depends on every value: a NaN norm or block scale
   // would otherwise turn into silently wrong costs or perplexities.
   MIXQ_TRY(quantize::CheckTensorFinite(*file, *t, 0));
+  // Read once for that check: the pass reads the bytes again, from the file,
+  // when it needs them (a device copies them once).
+  file->ReleasePages(file->TensorData(*t));
   Weight& w = weights[name];
   w.name = name;
   w.info = t;
@@ -122,6 +125,7 @@ void Model::Impl::Reset(Weight& w) {
   w.n_out = w.info->ne[1];
   w.n_expert = w.info->ne[2];
   w.row_bytes = static_cast<int64_t>(w.info->n_bytes) / w.info->n_rows();
+  w.file = file;
   // The file's bytes never change: a device keeps its copy of them across
   // overrides (measure restores every weight it substitutes).
   w.generation = 0;
@@ -248,6 +252,9 @@ Status Model::Impl::Embed(std::span<const int32_t> tokens, float* hidden, int n_
       w.format->dequantize_row(w.data + tokens[i] * w.row_bytes, hidden + i * w.n_in, w.n_in);
     }
   });
+  // The CPU reads the weights in place on every pass (a tied output head
+  // reads this table); a device reads only its own copies.
+  if (device != Device::kCpu) w.ReleasePages(w.Bytes());
   return Status::Ok();
 }
 
@@ -280,6 +287,9 @@ Status Model::Impl::RunBlocks(int64_t first, int64_t last, Tensor h, int64_t n_t
     arch->block(context);
     ops.NoteNonFinite(h, n_tokens * config.n_embd, il);
     if (!ops.DefersChecks()) MIXQ_TRY(TakeNonFinite(ops, config));
+    // Queued after this block's work: a device copies the next block's
+    // weights while it runs.
+    if (il + 1 < last) ops.Prefetch(layers[il + 1].slots);
   }
   return TakeNonFinite(ops, config);
 }

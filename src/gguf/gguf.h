@@ -114,6 +114,13 @@ class GgufFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* FindTensor(std::string_view name) const;
   std::span<const uint8_t> TensorData(const TensorInfo& info) const;
+  // Lets the kernel drop the resident pages that lie wholly inside `bytes`
+  // (a part of this file's data) once the caller is done reading them, so
+  // that a model read once (checked, copied to a device) does not stay in the
+  // process's memory. The bytes stay readable: a later read faults them back
+  // in from the file. Nothing happens for a Parse()d image (its memory is the
+  // caller's). REQUIRES: `bytes` lies inside this file's data.
+  void ReleasePages(std::span<const uint8_t> bytes) const;
 
   // XXH3-128 of the whole file (header, metadata, tensor data) in hex: the
   // identity of results computed from it. Computed on the first call (about

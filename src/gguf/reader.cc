@@ -368,4 +368,8 @@ std::span<const uint8_t> GgufFile::TensorData(const TensorInfo& info) const {
   return bytes_.subspan(data_offset_ + info.offset, info.n_bytes);
 }
 
+void GgufFile::ReleasePages(std::span<const uint8_t> bytes) const {
+  if (mapping_) DropResidentPages(bytes);
+}
+
 }  // namespace mixq::gguf

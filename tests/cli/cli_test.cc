@@ -76,6 +76,9 @@ TEST(Cli, DeviceFlags) {
   auto mem = RunMixq(eval + "--device cpu --gpu-mem lots");
   EXPECT_EQ(mem.exit_code, 2);
   EXPECT_NE(mem.err.find("bad --gpu-mem 'lots'"), std::string::npos) << mem.err;
+  auto tiny = RunMixq(eval + "--device cpu --gpu-mem 512MiB");
+  EXPECT_EQ(tiny.exit_code, 2);
+  EXPECT_NE(tiny.err.find("--gpu-mem '512MiB' is too small: give at least 1GiB"), std::string::npos) << tiny.err;
   auto cpu = RunMixq(eval + "--device cpu");
   EXPECT_EQ(cpu.exit_code, 0) << cpu.err;
   EXPECT_NE(cpu.err.find("mixq: device: cpu\n"), std::string::npos) << cpu.err;

@@ -156,5 +156,54 @@ TEST(Cuda, CovariancesAgreeWithCpu) {
   std::printf("largest difference / largest entry: %.3g\n", worst_ratio);
 }
 
+// A pass on the GPU reads each weight from the file once, to upload it, and
+// lets go of its pages (the embedding's after the lookup), as Load did after
+// the finiteness check.
+TEST(Cuda, LeavesTheModelFileUnmappedAfterAPass) {
+  if (!CudaUsable()) GTEST_SKIP() << CudaStatusMessage();
+  auto file = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(file.has_value());
+  auto model = Model::Load(*file, {Device::kCuda});
+  ASSERT_TRUE(model.has_value());
+  std::vector<int32_t> tokens(128);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % 4096);
+  RunOptions options;
+  options.seq_len = 64;
+  std::vector<float> logits;
+  ASSERT_TRUE(model->Forward(tokens, 32, &logits, options).ok());
+  // Reading one tensor maps the cached pages next to it back in (the
+  // kernel's fault-around), so only pages further inside are counted.
+  int64_t checked = 0;
+  for (const gguf::TensorInfo& t : file->tensors()) {
+    const std::span<const uint8_t> inside = testing::BeyondFaultAround(file->TensorData(t));
+    const int64_t present = testing::PresentPages(inside);
+    if (present < 0) GTEST_SKIP() << "/proc/self/pagemap cannot be read here";
+    EXPECT_EQ(present, 0) << t.name << ": " << testing::PresentPages(file->TensorData(t)) << " pages present in all";
+    checked += static_cast<int64_t>(inside.size());
+  }
+  EXPECT_GT(checked, int64_t{8} << 20);  // most of the file
+}
+
+// --gpu-mem bounds the scratch too: logits of 40960 rows of ref-dev's 4096
+// (640 MiB) fit 2 GiB but not 1 GiB (less the CUDA context's margin), which ends
+// the process with exit 3 and one line.
+TEST(Cuda, GpuMemBoundsScratch) {
+  if (!CudaUsable()) GTEST_SKIP() << CudaStatusMessage();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto file = gguf::GgufFile::Open(testing::RefDevModel());
+  ASSERT_TRUE(file.has_value());
+  const int64_t n_tokens = 40960;
+  const auto run = [&](int64_t gpu_mem) -> Status {
+    auto model = Model::Load(*file, {Device::kCuda, gpu_mem});
+    if (!model) return model.status();
+    std::vector<float> hidden(static_cast<size_t>(n_tokens * model->config().n_embd), 0.5f);
+    std::vector<float> logits(static_cast<size_t>(n_tokens * model->config().n_vocab));
+    return model->Logits(hidden.data(), n_tokens, logits.data(), {});
+  };
+  EXPECT_TRUE(run(int64_t{2} << 30).ok());
+  EXPECT_EXIT(static_cast<void>(run(int64_t{1} << 30)), ::testing::ExitedWithCode(3),
+              "mixq: error: --gpu-mem is too small: scratch needs");
+}
+
 }  // namespace
 }  // namespace mixq::engine

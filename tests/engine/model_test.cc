@@ -91,6 +91,25 @@ TEST(DescribeWeight, LayerRoleAndExpertsFromTheTensorTables) {
   }
 }
 
+// Load reads every weight once (the finiteness check) and lets go of the
+// file's pages afterwards; the CPU reads them back from the file.
+TEST_F(RefDev, LoadLeavesTheFileUnmapped) {
+  // Reading one tensor maps the cached pages next to it back in (the
+  // kernel's fault-around), so only pages further inside are counted.
+  int64_t checked = 0;
+  for (const gguf::TensorInfo& t : file_->tensors()) {
+    const std::span<const uint8_t> inside = testing::BeyondFaultAround(file_->TensorData(t));
+    const int64_t present = testing::PresentPages(inside);
+    if (present < 0) GTEST_SKIP() << "/proc/self/pagemap cannot be read here";
+    EXPECT_EQ(present, 0) << t.name;
+    checked += static_cast<int64_t>(inside.size());
+  }
+  EXPECT_GT(checked, int64_t{8} << 20);  // most of the file
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->Forward(SomeTokens(16, 4096), 0, &logits, {}).ok());
+  EXPECT_GT(testing::PresentPages(file_->TensorData(*file_->FindTensor("output.weight"))), 0);
+}
+
 TEST_F(RefDev, SplitPassEqualsWholePass) {
   const ModelConfig& c = model_->config();
   const int64_t n = 96;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "gguf/gguf.h"
@@ -75,6 +76,33 @@ TEST(GgufReader, ReadsRefDevModel) {
   int64_t n_weights = 0;
   for (const auto& t : file->tensors()) n_weights += t.n_elems();
   EXPECT_EQ(n_weights, 6819072);  // train.json "params"
+}
+
+// ReleasePages lets go of a mapped file's pages and keeps its bytes
+// readable; a Parse()d image is the caller's memory and is left alone (a
+// dropped anonymous page would read back as zeros).
+TEST(GgufReader, ReleasePagesDropsMappedPagesAndKeepsTheBytes) {
+  auto file = GgufFile::Open(RefDevModel());
+  ASSERT_TRUE(file.has_value()) << file.error().message();
+  const TensorInfo* largest = &file->tensors().front();
+  for (const TensorInfo& t : file->tensors()) {
+    if (t.n_bytes > largest->n_bytes) largest = &t;
+  }
+  const std::span<const uint8_t> data = file->TensorData(*largest);
+  const std::vector<uint8_t> copy(data.begin(), data.end());
+  const int64_t present = testing::PresentPages(data);
+  if (present < 0) GTEST_SKIP() << "/proc/self/pagemap cannot be read here";
+  EXPECT_GT(present, 16);
+  file->ReleasePages(data);
+  EXPECT_EQ(testing::PresentPages(data), 0);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), copy.begin()));
+
+  const std::vector<uint8_t> image = testing::ReadFileBytes(RefDevModel());
+  auto parsed = GgufFile::Parse(image);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().message();
+  const std::span<const uint8_t> in_memory = parsed->TensorData(*parsed->FindTensor(largest->name));
+  parsed->ReleasePages(in_memory);
+  EXPECT_TRUE(std::equal(in_memory.begin(), in_memory.end(), copy.begin()));
 }
 
 TEST(GgufReader, MissingFileIsIOError) {

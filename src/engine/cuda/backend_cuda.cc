@@ -2,11 +2,14 @@
 // products run through cuBLAS in F16 with F32 accumulation, their inputs
 // rounded first as the CPU rounds them (Q8_0/Q8_K blocks for quantized
 // weights under Activations::kGgml, then F16); weights are
-// uploaded once as F16 (an F16 file's bytes as they are, other formats
-// decoded on the host) and kept in a cache bounded by the memory budget,
-// least recently used first out, so that a model larger than the budget
-// streams its layers. Attention is two batched cuBLAS products per group of
-// sequences around a causal softmax kernel. Routing choices are made on the
+// uploaded as F16 (an F16 file's bytes as they are, other formats decoded on
+// the host) through pinned staging on a stream of their own, the next
+// block's while the current one runs (Prefetch), and kept in a cache, least
+// recently used first out, so that a model larger than --gpu-mem streams its
+// layers. Everything mixq allocates on the device (weights, scratch, Grams)
+// stays under --gpu-mem less a margin for the CUDA context. Attention is two
+// batched cuBLAS products per group of sequences around a causal softmax
+// kernel. Routing choices are made on the
 // host from the device's router logits (RouteTokens, as on the CPU), and
 // so are qwen2moe's shared-expert gates (SigmoidOfLogits).
 //
@@ -20,10 +23,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <map>
+#include <optional>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "base/parallel.h"
@@ -36,9 +42,27 @@ namespace {
 
 using cuda::Half;
 
+// Device memory that mixq does not allocate itself (the CUDA context and
+// cuBLAS's workspace, ~600 MiB on an H200 with CUDA 13), kept out of
+// --gpu-mem.
+constexpr int64_t kContextMargin = int64_t{768} << 20;
+// Pinned staging of weight uploads: two slices of this size.
+constexpr size_t kSliceBytes = size_t{64} << 20;
+
 [[noreturn]] void Fail(const char* what, const char* detail) {
   std::fprintf(stderr, "mixq: error: CUDA error in %s: %s\n", what, detail);
   std::exit(4);
+}
+// What one step needs does not fit --gpu-mem: exit 3, as any budget that
+// cannot be met.
+[[noreturn]] void FailBudget(const char* what, size_t bytes, int64_t used, int64_t limit) {
+  constexpr double kGiB = 1 << 30;
+  std::fprintf(stderr,
+               "mixq: error: --gpu-mem is too small: %s needs %.2f GiB more with %.2f GiB held in use, over the "
+               "%.2f GiB that mixq may take (--gpu-mem less %.2f GiB for the CUDA context)\n",
+               what, static_cast<double>(bytes) / kGiB, static_cast<double>(used) / kGiB,
+               static_cast<double>(limit) / kGiB, static_cast<double>(kContextMargin) / kGiB);
+  std::exit(3);
 }
 void Check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) Fail(what, cudaGetErrorString(e));
@@ -49,37 +73,52 @@ void Check(cublasStatus_t e, const char* what) {
 
 float* F(Tensor t) { return static_cast<float*>(t.handle); }
 
-// Device memory that grows on demand and is never shrunk.
+class CudaBackend;
+
+// The device memory that the process's CUDA backends hold (scratch, Grams,
+// weight blocks). Each backend keeps it under its own limit, shedding
+// weights (its own first) to make room.
+struct DeviceMemory {
+  int64_t used = 0;
+  std::vector<CudaBackend*> backends;
+};
+DeviceMemory& Memory() {
+  static DeviceMemory memory;
+  return memory;
+}
+
+// Device memory that grows on demand and is never shrunk, counted in Memory().
 class DeviceBuffer {
  public:
-  DeviceBuffer() = default;
+  explicit DeviceBuffer(CudaBackend* owner) : owner_(owner) {}
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() {
     if (ptr_ != nullptr) cudaFree(ptr_);
+    Memory().used -= static_cast<int64_t>(bytes_);
   }
-  void* Get(size_t bytes) {
-    if (bytes > bytes_) {
-      if (ptr_ != nullptr) Check(cudaFree(ptr_), "cudaFree");
-      ptr_ = nullptr;
-      Check(cudaMalloc(&ptr_, bytes), "cudaMalloc (scratch)");
-      bytes_ = bytes;
-    }
-    return ptr_;
-  }
-  size_t bytes() const { return bytes_; }
+  void* Get(size_t bytes);  // after CudaBackend
   void Release() {
     if (ptr_ != nullptr) Check(cudaFree(ptr_), "cudaFree");
+    Memory().used -= static_cast<int64_t>(bytes_);
     ptr_ = nullptr;
     bytes_ = 0;
   }
 
  private:
+  CudaBackend* owner_;
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
 
+template <size_t... I>
+std::array<DeviceBuffer, sizeof...(I)> MakeBuffers(CudaBackend* owner, std::index_sequence<I...>) {
+  return {{(static_cast<void>(I), DeviceBuffer(owner))...}};
+}
+
+// Gram sums die before their backend (covariance.cc's sink holds the model).
 struct CudaGram final : Gram {
+  explicit CudaGram(CudaBackend* owner) : sums(owner) {}
   int64_t n_in = 0;
   DeviceBuffer sums;  // n_in x n_in doubles
 };
@@ -110,8 +149,14 @@ class PinnedBuffer {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const ModelConfig& config, int64_t budget) : config_(config), budget_(budget) {
+  CudaBackend(const ModelConfig& config, int64_t limit) : config_(config), limit_(limit) {
     Check(cudaStreamCreate(&stream_), "cudaStreamCreate");
+    Check(cudaStreamCreateWithFlags(&upload_, cudaStreamNonBlocking), "cudaStreamCreate");
+    for (size_t s = 0; s < pinned_slices_.size(); ++s) {
+      Check(cudaMallocHost(&pinned_slices_[s], kSliceBytes), "cudaMallocHost");
+      Check(cudaEventCreateWithFlags(&slice_free_[s], cudaEventDisableTiming), "cudaEventCreate");
+    }
+    Memory().backends.push_back(this);
     Check(cublasCreate(&blas_), "cublasCreate");
     Check(cublasSetStream(blas_, stream_), "cublasSetStream");
     Check(cudaMalloc(&flag_, sizeof(unsigned long long)), "cudaMalloc");
@@ -120,7 +165,15 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
-    for (auto& [key, c] : cache_) cudaFree(c.ptr);
+    cudaStreamSynchronize(upload_);
+    for (auto& [key, c] : cache_) FreeBlock(c.block);
+    for (Block& b : free_) FreeBlock(b);
+    std::erase(Memory().backends, this);
+    for (size_t s = 0; s < pinned_slices_.size(); ++s) {
+      cudaFreeHost(pinned_slices_[s]);
+      cudaEventDestroy(slice_free_[s]);
+    }
+    cudaStreamDestroy(upload_);
     cudaFree(flag_);
     cudaFreeHost(flag_host_);
     cublasDestroy(blas_);
@@ -159,8 +212,11 @@ class CudaBackend final : public Backend {
   }
   bool DefersChecks() const override { return true; }
 
+  void Prefetch(std::span<Weight* const> weights) override;
   void RmsNorm(Tensor x, const Weight& weight, int64_t rows, int64_t n, float eps, Tensor y) override {
-    cuda::RmsNorm(F(x), Vector(weight), rows, n, eps, F(y), stream_);
+    Cached& w = Lookup(weight, false);
+    cuda::RmsNorm(F(x), static_cast<const float*>(w.block.ptr), rows, n, eps, F(y), stream_);
+    Used(w);
   }
   void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
               const RunOptions& options) override {
@@ -210,7 +266,7 @@ class CudaBackend final : public Backend {
   // (F32, no tensor-op rounding), which writes the row-major upper triangle
   // as the column-major lower one.
   std::unique_ptr<Gram> MakeGram(int64_t n_in) override {
-    auto gram = std::make_unique<CudaGram>();
+    auto gram = std::make_unique<CudaGram>(this);
     gram->n_in = n_in;
     gram->sums.Get(static_cast<size_t>(n_in * n_in) * sizeof(double));
     Check(cudaMemsetAsync(gram->sums.Get(0), 0, static_cast<size_t>(n_in * n_in) * sizeof(double), stream_),
@@ -272,18 +328,44 @@ class CudaBackend final : public Backend {
   }
   void ScoreRows(Tensor logits, const ScoreSpec& spec, std::span<RowScore> out, int n_threads) override;
 
+  // Adds `bytes` of scratch to Memory(), shedding weights to keep it under
+  // the limit; exits (FailBudget) when even that cannot.
+  void Claim(size_t bytes, const char* what);
+  // Frees one weight block: an evicted one, else the least recently used
+  // weight not in the running product. False when there is none.
+  bool Shed();
+
  private:
-  struct Cached {
+  // Device memory of one weight, and the events that order its reuse:
+  // `ready` when its upload is done, `done` when the last kernel that read
+  // it is (a block is reused for weights of its size, never freed while the
+  // model streams).
+  struct Block {
     void* ptr = nullptr;
     size_t bytes = 0;
+    cudaEvent_t ready = nullptr;
+    cudaEvent_t done = nullptr;
+  };
+  struct Cached {
+    Block block;
     uint64_t last_use = 0;
+    bool waited = false;  // stream_ waits for `ready` once
   };
   // A weight's device copy: its data, generation and form (matrix or vector).
   using Key = std::tuple<const uint8_t*, uint64_t, bool>;
 
-  const Half* Matrix(const Weight& w) { return static_cast<const Half*>(Lookup(w, true)); }
-  const float* Vector(const Weight& w) { return static_cast<const float*>(Lookup(w, false)); }
-  void* Lookup(const Weight& w, bool matrix);
+  // The copy of `w` (uploaded now when missing) for a kernel about to be
+  // queued on stream_; call Used once that kernel is queued.
+  Cached& Lookup(const Weight& w, bool matrix);
+  void Used(const Cached& c) { Check(cudaEventRecord(c.block.done, stream_), "cudaEventRecord"); }
+  // The copy of `w`, its upload queued when missing; null when no room can
+  // be made without evicting weights used at or after `protect`.
+  Cached* Fetch(const Weight& w, bool matrix, uint64_t protect);
+  std::optional<Block> TakeBlock(size_t bytes, uint64_t protect);
+  // Moves the least recently used weight used before `protect` to free_.
+  bool Evict(uint64_t protect);
+  void FreeBlock(Block& b);
+  void Upload(const Weight& w, bool matrix, const Block& b);
   static ActRounding RoundingOf(const Weight& w, const RunOptions& options) {
     return options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
   }
@@ -295,14 +377,19 @@ class CudaBackend final : public Backend {
     float* y = F(p.y);
     if (p.add && !accumulate)
       y = static_cast<float*>(added_.Get(static_cast<size_t>(n_tokens * n_out) * sizeof(float)));
-    const Half* w = Matrix(*p.w);
+    const Cached& w = Lookup(*p.w, true);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     const int n_in = static_cast<int>(p.w->n_in);
     Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out), static_cast<int>(n_tokens), n_in, &one,
-                       w, CUDA_R_16F, n_in, xh, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F, static_cast<int>(n_out),
-                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                       w.block.ptr, CUDA_R_16F, n_in, xh, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F,
+                       static_cast<int>(n_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx");
-    if (p.bias != nullptr) cuda::AddBias(y, Vector(*p.bias), n_tokens, n_out, stream_);
+    Used(w);
+    if (p.bias != nullptr) {
+      const Cached& bias = Lookup(*p.bias, false);
+      cuda::AddBias(y, static_cast<const float*>(bias.block.ptr), n_tokens, n_out, stream_);
+      Used(bias);
+    }
     if (p.add && !accumulate) cuda::Add(F(p.y), y, n_tokens * n_out, stream_);
   }
   void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
@@ -316,8 +403,6 @@ class CudaBackend final : public Backend {
     if (rounding == ActRounding::kBF16) cuda::RoundBf16(x, n, r, stream_);
     cuda::ToHalf(r, n, xh, stream_);
   }
-  void* Upload(const Weight& w, bool matrix, size_t bytes);
-  void MakeRoom(size_t bytes);
   void RopeTables(int64_t seq_len, const float* freq_factors);
   const int64_t* UploadSlots(std::span<const int64_t> slots) {
     int64_t* d = static_cast<int64_t*>(slot_ids_.Get(slots.size() * sizeof(int64_t)));
@@ -326,16 +411,26 @@ class CudaBackend final : public Backend {
   }
 
   const ModelConfig& config_;
-  const int64_t budget_;  // bytes of weights kept on the device
+  const int64_t limit_;  // bytes of Memory() this backend allows
   cudaStream_t stream_ = nullptr;
+  cudaStream_t upload_ = nullptr;  // weight uploads
+  // Pinned staging for uploads, used in turn; slice_free_[s] when slice s's
+  // copy to the device is done.
+  std::array<void*, 2> pinned_slices_{};
+  std::array<cudaEvent_t, 2> slice_free_{};
+  std::array<DeviceBuffer, 2> device_slices_ = MakeBuffers(this, std::make_index_sequence<2>());  // F32 to convert
+  size_t next_slice_ = 0;
   cublasHandle_t blas_ = nullptr;
   unsigned long long* flag_ = nullptr;       // NoteNonFinite's, on the device
   unsigned long long* flag_host_ = nullptr;  // pinned
-  std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_;
+  std::array<DeviceBuffer, static_cast<size_t>(Slot::kCount)> slots_ =
+      MakeBuffers(this, std::make_index_sequence<static_cast<size_t>(Slot::kCount)>());
   std::array<PinnedBuffer, static_cast<size_t>(Slot::kCount)> pinned_;
-  DeviceBuffer half_x_, rounded_, half_q_, half_k_, half_v_, scores_, probs_, pointers_;
-  DeviceBuffer gram_products_;  // one AddGram call's xᵀx in float
-  DeviceBuffer rope_cos_, rope_sin_, staging_, slot_ids_, slot_weights_, targets_, row_results_, added_;
+  DeviceBuffer half_x_{this}, rounded_{this}, half_q_{this}, half_k_{this}, half_v_{this}, scores_{this}, probs_{this},
+      pointers_{this};
+  DeviceBuffer gram_products_{this};  // one AddGram call's xᵀx in float
+  DeviceBuffer rope_cos_{this}, rope_sin_{this}, slot_ids_{this}, slot_weights_{this}, targets_{this},
+      row_results_{this}, added_{this};
   PinnedBuffer row_results_host_;
   // Attention's pointer arrays as last uploaded, and what they were built from.
   std::vector<const void*> attention_ptrs_;
@@ -345,75 +440,181 @@ class CudaBackend final : public Backend {
   const float* rope_factors_ = nullptr;
   std::vector<float> host_;
   std::map<Key, Cached> cache_;
-  size_t cached_bytes_ = 0;
+  std::vector<Block> free_;  // evicted weights' blocks
   uint64_t use_ = 0;
+  uint64_t prefetch_mark_ = 0;  // use_ at the last Prefetch
   const int n_threads_ = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
 
-void* CudaBackend::Lookup(const Weight& w, bool matrix) {
+CudaBackend::Cached& CudaBackend::Lookup(const Weight& w, bool matrix) {
+  Cached* c = Fetch(w, matrix, use_);
+  if (c == nullptr) {
+    const size_t bytes = static_cast<size_t>(w.n_in * w.n_out) * (matrix ? sizeof(Half) : sizeof(float));
+    FailBudget(("weight '" + w.name + "'").c_str(), bytes, Memory().used, limit_);
+  }
+  c->last_use = use_;
+  if (!c->waited) {
+    Check(cudaStreamWaitEvent(stream_, c->block.ready, 0), "cudaStreamWaitEvent");
+    c->waited = true;
+  }
+  return *c;
+}
+
+CudaBackend::Cached* CudaBackend::Fetch(const Weight& w, bool matrix, uint64_t protect) {
   const Key key{w.data, w.generation, matrix};
   auto it = cache_.find(key);
-  if (it == cache_.end()) {
-    const size_t elems = static_cast<size_t>(w.n_in * w.n_out);
-    const size_t bytes = elems * (matrix ? sizeof(Half) : sizeof(float));
-    MakeRoom(bytes);
-    it = cache_.emplace(key, Cached{Upload(w, matrix, bytes), bytes, use_}).first;
-    cached_bytes_ += bytes;
-  }
-  it->second.last_use = use_;
-  return it->second.ptr;
+  if (it != cache_.end()) return &it->second;
+  const size_t bytes = static_cast<size_t>(w.n_in * w.n_out) * (matrix ? sizeof(Half) : sizeof(float));
+  std::optional<Block> block = TakeBlock(bytes, protect);
+  if (!block) return nullptr;
+  Upload(w, matrix, *block);
+  return &cache_.emplace(key, Cached{*block, use_, false}).first->second;
 }
 
-// Evicts the least recently used weights until `bytes` more fit the budget;
-// those of the products now running (last_use == use_) stay.
-void CudaBackend::MakeRoom(size_t bytes) {
-  while (cached_bytes_ + bytes > static_cast<size_t>(budget_)) {
-    auto oldest = cache_.end();
-    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
-      if (it->second.last_use < use_ && (oldest == cache_.end() || it->second.last_use < oldest->second.last_use)) {
-        oldest = it;
+// Weights of one shape follow each other through the layers, so an evicted
+// block is kept for the next weight of its size: no cudaMalloc or cudaFree
+// (which waits for the whole device) while a model streams.
+std::optional<CudaBackend::Block> CudaBackend::TakeBlock(size_t bytes, uint64_t protect) {
+  DeviceMemory& memory = Memory();
+  for (;;) {
+    auto same = std::find_if(free_.begin(), free_.end(), [&](const Block& b) { return b.bytes == bytes; });
+    if (same != free_.end()) {
+      const Block b = *same;
+      free_.erase(same);
+      return b;
+    }
+    if (memory.used + static_cast<int64_t>(bytes) <= limit_) {
+      Block b;
+      b.bytes = bytes;
+      Check(cudaMalloc(&b.ptr, bytes), "cudaMalloc (weights)");
+      Check(cudaEventCreateWithFlags(&b.ready, cudaEventDisableTiming), "cudaEventCreate");
+      Check(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming), "cudaEventCreate");
+      memory.used += static_cast<int64_t>(bytes);
+      return b;
+    }
+    if (Evict(protect)) continue;
+    if (!free_.empty()) {
+      FreeBlock(free_.front());
+      free_.erase(free_.begin());
+      continue;
+    }
+    bool shed = false;
+    for (CudaBackend* other : memory.backends) {
+      if (other != this && other->Shed()) {
+        shed = true;
+        break;
       }
     }
-    if (oldest == cache_.end()) break;  // only weights in use: exceed the budget rather than fail
-    Check(cudaStreamSynchronize(stream_), "evict");
-    Check(cudaFree(oldest->second.ptr), "cudaFree");
-    cached_bytes_ -= oldest->second.bytes;
-    cache_.erase(oldest);
+    if (!shed) return std::nullopt;
   }
 }
 
-// An F16 matrix is copied as stored; anything else is decoded on the host to
-// F32 in slices, uploaded and converted to F16 on the device (vectors stay F32).
-void* CudaBackend::Upload(const Weight& w, bool matrix, size_t bytes) {
-  void* dst = nullptr;
-  Check(cudaMalloc(&dst, bytes), "cudaMalloc (weights)");
-  if (matrix && w.format->name == "F16") {
-    Check(cudaMemcpyAsync(dst, w.data, bytes, cudaMemcpyHostToDevice, stream_), "upload");
-    return dst;
+bool CudaBackend::Evict(uint64_t protect) {
+  auto oldest = cache_.end();
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if (it->second.last_use < protect && (oldest == cache_.end() || it->second.last_use < oldest->second.last_use)) {
+      oldest = it;
+    }
   }
-  constexpr int64_t kSliceFloats = int64_t{16} << 20;
-  const int64_t rows_per_slice = std::max<int64_t>(1, kSliceFloats / w.n_in);
-  std::vector<float> host(static_cast<size_t>(std::min(w.n_out, rows_per_slice) * w.n_in));
+  if (oldest == cache_.end()) return false;
+  free_.push_back(oldest->second.block);
+  cache_.erase(oldest);
+  return true;
+}
+
+void CudaBackend::FreeBlock(Block& b) {
+  cudaFree(b.ptr);  // waits for the device: no kernel reads it any more
+  cudaEventDestroy(b.ready);
+  cudaEventDestroy(b.done);
+  Memory().used -= static_cast<int64_t>(b.bytes);
+  b = {};
+}
+
+bool CudaBackend::Shed() {
+  if (free_.empty() && !Evict(use_)) return false;
+  FreeBlock(free_.back());
+  free_.pop_back();
+  return true;
+}
+
+void CudaBackend::Claim(size_t bytes, const char* what) {
+  DeviceMemory& memory = Memory();
+  while (memory.used + static_cast<int64_t>(bytes) > limit_) {
+    bool shed = Shed();
+    for (size_t i = 0; !shed && i < memory.backends.size(); ++i) {
+      if (memory.backends[i] != this) shed = memory.backends[i]->Shed();
+    }
+    if (!shed) FailBudget(what, bytes, memory.used, limit_);
+  }
+  memory.used += static_cast<int64_t>(bytes);
+}
+
+void* DeviceBuffer::Get(size_t bytes) {
+  if (bytes > bytes_) {
+    Release();
+    owner_->Claim(bytes, "scratch");
+    Check(cudaMalloc(&ptr_, bytes), "cudaMalloc (scratch)");
+    bytes_ = bytes;
+  }
+  return ptr_;
+}
+
+// Queued on upload_ after the work queued so far on stream_: the copies wait
+// only for the kernels that read the blocks they overwrite. Routed experts
+// are left for the layer itself (routing picks them); a 2-D weight is taken
+// for a matrix, a 1-D one for a vector, as the blocks use them.
+void CudaBackend::Prefetch(std::span<Weight* const> weights) {
+  const uint64_t protect = prefetch_mark_;  // what the block just queued reads
+  prefetch_mark_ = ++use_;
+  for (const Weight* w : weights) {
+    if (w == nullptr || w->n_expert > 1) continue;
+    Cached* c = Fetch(*w, w->n_out > 1, protect);
+    if (c == nullptr) return;  // the rest are uploaded when used
+    c->last_use = use_;
+  }
+}
+
+// In slices through pinned memory, two in turn, so that the host fills one
+// (copying from the file, or decoding to F32 on all threads) while the other
+// goes to the device. An F16 matrix is copied as stored; anything else is
+// decoded and, for a matrix, converted to F16 on the device. The file's pages
+// are released once read.
+void CudaBackend::Upload(const Weight& w, bool matrix, const Block& b) {
+  Check(cudaStreamWaitEvent(upload_, b.done, 0), "cudaStreamWaitEvent");  // a reused block's last reader
+  const bool raw = matrix && w.format->name == "F16";
+  const int64_t slice_row = raw ? w.row_bytes : w.n_in * static_cast<int64_t>(sizeof(float));
+  const int64_t rows_per_slice = std::max<int64_t>(1, static_cast<int64_t>(kSliceBytes) / slice_row);
+  if (slice_row > static_cast<int64_t>(kSliceBytes)) Fail("upload", "a weight row larger than the staging slice");
   for (int64_t r0 = 0; r0 < w.n_out; r0 += rows_per_slice) {
     const int64_t rows = std::min(rows_per_slice, w.n_out - r0);
+    const size_t s = next_slice_;
+    next_slice_ = (next_slice_ + 1) % pinned_slices_.size();
+    Check(cudaEventSynchronize(slice_free_[s]), "upload");
+    uint8_t* host = static_cast<uint8_t*>(pinned_slices_[s]);
+    const uint8_t* src = w.data + r0 * w.row_bytes;
     ParallelFor(rows, 16, n_threads_, [&](int64_t begin, int64_t end) {
+      if (raw) {
+        std::memcpy(host + begin * w.row_bytes, src + begin * w.row_bytes,
+                    static_cast<size_t>((end - begin) * w.row_bytes));
+        return;
+      }
       for (int64_t r = begin; r < end; ++r) {
-        w.format->dequantize_row(w.data + (r0 + r) * w.row_bytes, host.data() + r * w.n_in, w.n_in);
+        w.format->dequantize_row(src + r * w.row_bytes, reinterpret_cast<float*>(host) + r * w.n_in, w.n_in);
       }
     });
-    const size_t n = static_cast<size_t>(rows * w.n_in);
-    if (matrix) {
-      float* stage = static_cast<float*>(staging_.Get(n * sizeof(float)));
-      Check(cudaMemcpyAsync(stage, host.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
-      cuda::ToHalf(stage, static_cast<int64_t>(n), static_cast<Half*>(dst) + r0 * w.n_in, stream_);
+    w.ReleasePages({src, static_cast<size_t>(rows * w.row_bytes)});
+    const size_t n = static_cast<size_t>(rows * slice_row);
+    uint8_t* dst = static_cast<uint8_t*>(b.ptr);
+    if (raw || !matrix) {
+      Check(cudaMemcpyAsync(dst + r0 * slice_row, host, n, cudaMemcpyHostToDevice, upload_), "upload");
     } else {
-      Check(cudaMemcpyAsync(static_cast<float*>(dst) + r0 * w.n_in, host.data(), n * sizeof(float),
-                            cudaMemcpyHostToDevice, stream_),
-            "upload");
+      float* stage = static_cast<float*>(device_slices_[s].Get(kSliceBytes));
+      Check(cudaMemcpyAsync(stage, host, n, cudaMemcpyHostToDevice, upload_), "upload");
+      cuda::ToHalf(stage, rows * w.n_in, reinterpret_cast<Half*>(dst) + r0 * w.n_in, upload_);
     }
-    Check(cudaStreamSynchronize(stream_), "upload");  // `host` is reused
+    Check(cudaEventRecord(slice_free_[s], upload_), "cudaEventRecord");
   }
-  return dst;
+  Check(cudaEventRecord(b.ready, upload_), "cudaEventRecord");
 }
 
 // The CPU's tables (ApplyRope), computed the same way on the host.
@@ -556,14 +757,15 @@ Result<std::unique_ptr<Backend>> MakeCudaBackend(const ModelConfig& config, int6
   MIXQ_TRY(CudaStatus());
   size_t free = 0, total = 0;
   if (cudaMemGetInfo(&free, &total) != cudaSuccess) return Status::NotSupported("cannot read the GPU's memory");
-  // Scratch (activations, attention scores) takes what the budget leaves.
-  const int64_t reserve = int64_t{3} << 30;
-  const int64_t cap =
-      gpu_mem_bytes > 0 ? std::min<int64_t>(gpu_mem_bytes, static_cast<int64_t>(free)) : static_cast<int64_t>(free);
-  if (cap <= reserve) {
-    return Status::InvalidArgument("--gpu-mem leaves no room for weights: give more than 3 GiB");
+  // What this process's backends hold counts as available to this one.
+  const int64_t available = static_cast<int64_t>(free) + Memory().used;
+  const int64_t cap = gpu_mem_bytes > 0 ? std::min(gpu_mem_bytes, available) : available;
+  if (cap <= kContextMargin) {
+    return Status::Infeasible("--gpu-mem or the GPU's free memory (" + std::to_string(free >> 20) +
+                              " MiB) leaves nothing beside the CUDA context's " + std::to_string(kContextMargin >> 20) +
+                              " MiB");
   }
-  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(config, cap - reserve));
+  return std::unique_ptr<Backend>(std::make_unique<CudaBackend>(config, cap - kContextMargin));
 }
 
 }  // namespace mixq::engine
