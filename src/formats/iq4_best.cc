@@ -15,15 +15,6 @@
 namespace mixq::formats::internal {
 namespace {
 
-// The codebook value of IQ4BestIndex(v) for each lane, as a float: the
-// compare form of the index (kIQ4Steps), each step selecting the next value.
-template <typename V>
-[[gnu::always_inline]] inline V CodebookValueLanes(V v) {
-  V q = Broadcast<V>(static_cast<float>(kIQ4Values[0]));
-  for (int k = 1; k < 16; ++k) q = v >= kIQ4Steps[k - 1] ? Broadcast<V>(static_cast<float>(kIQ4Values[k])) : q;
-  return q;
-}
-
 // CodebookError without indices and CodebookFit, kLaneCount<V> elements per
 // step with the scalar code's operations; AddInOrder keeps its four partial
 // sums. REQUIRES: n a multiple of kLaneCount<V>.

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "formats/blocks.h"
+#include "formats/lanes.h"
 
 namespace mixq::formats::internal {
 
@@ -113,6 +114,15 @@ constexpr std::array<float, 15> BuildSteps() {
 // IQ4BestIndex(v) = #{k : v >= kIQ4Steps[k]} for every float, also NaN (0).
 // The search lanes use this form: compares instead of table lookups.
 inline constexpr std::array<float, 15> kIQ4Steps = iq4_detail::BuildSteps();
+
+// The codebook value of IQ4BestIndex(v) for each lane, as a float: the
+// compare form of the index (kIQ4Steps), each step selecting the next value.
+template <typename V>
+[[gnu::always_inline]] inline V CodebookValueLanes(V v) {
+  V q = Broadcast<V>(static_cast<float>(kIQ4Values[0]));
+  for (int k = 1; k < 16; ++k) q = v >= kIQ4Steps[k - 1] ? Broadcast<V>(static_cast<float>(kIQ4Values[k])) : q;
+  return q;
+}
 
 // REQUIRES: v is not NaN.
 inline int IQ4BestIndex(float v) {
