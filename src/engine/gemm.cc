@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #include "engine/internal.h"
@@ -188,46 +187,7 @@ IsaInfo Info(GemmIsa isa) {
   return {kScalarMr, kScalarNr, KernelScalar};
 }
 
-GemmIsa DetectIsa() {
-  const char* forced = std::getenv("MIXQ_ISA");
-  GemmIsa best = GemmIsaSupported(GemmIsa::kAvx512) ? GemmIsa::kAvx512
-                 : GemmIsaSupported(GemmIsa::kAvx2) ? GemmIsa::kAvx2
-                                                    : GemmIsa::kScalar;
-  if (forced != nullptr && std::strcmp(forced, "scalar") == 0) return GemmIsa::kScalar;
-  if (forced != nullptr && std::strcmp(forced, "avx2") == 0 && best == GemmIsa::kAvx512) return GemmIsa::kAvx2;
-  return best;
-}
-
 }  // namespace
-
-GemmIsa ActiveGemmIsa() {
-  static const GemmIsa isa = DetectIsa();
-  return isa;
-}
-
-std::string_view GemmIsaName(GemmIsa isa) {
-  switch (isa) {
-    case GemmIsa::kAvx512:
-      return "avx512";
-    case GemmIsa::kAvx2:
-      return "avx2";
-    case GemmIsa::kScalar:
-      break;
-  }
-  return "scalar";
-}
-
-bool GemmIsaSupported(GemmIsa isa) {
-  switch (isa) {
-    case GemmIsa::kAvx512:
-      return __builtin_cpu_supports("avx512f");
-    case GemmIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case GemmIsa::kScalar:
-      break;
-  }
-  return true;
-}
 
 int64_t PanelWidth(GemmIsa isa) { return Info(isa).nr; }
 

@@ -7,8 +7,8 @@
 // for rows past n). A is read in place, row-major.
 //
 // Kernels: AVX-512 (panels of 32), AVX2+FMA (panels of 16) and a scalar
-// reference (panels of 8), chosen once from the CPU's features;
-// MIXQ_ISA=scalar or MIXQ_ISA=avx2 forces a lesser one. A kernel sums each
+// reference (panels of 8), the one base/isa.h's ActiveIsa() names (so
+// MIXQ_ISA=scalar or MIXQ_ISA=avx2 forces a lesser one). A kernel sums each
 // output in a fixed order (k ascending, in blocks), so its results do not
 // depend on how callers tile m and n; kernels differ from each other only by
 // rounding (the SIMD ones fuse multiply and add).
@@ -16,16 +16,15 @@
 #define MIXQ_ENGINE_GEMM_H_
 
 #include <cstdint>
-#include <string_view>
+
+#include "base/isa.h"
 
 namespace mixq::engine {
 
-enum class GemmIsa { kScalar, kAvx2, kAvx512 };
+using GemmIsa = Isa;
 
-// The kernel in use, and its name ("scalar", "avx2", "avx512").
-GemmIsa ActiveGemmIsa();
-std::string_view GemmIsaName(GemmIsa isa);
-bool GemmIsaSupported(GemmIsa isa);
+// The kernel in use.
+inline GemmIsa ActiveGemmIsa() { return ActiveIsa(); }
 
 int64_t PanelWidth(GemmIsa isa);
 inline int64_t PanelWidth() { return PanelWidth(ActiveGemmIsa()); }

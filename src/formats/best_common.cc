@@ -1,5 +1,6 @@
 #include "formats/best_common.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -23,38 +24,202 @@ double WeightedError(const float* x, const float* y, const float* w, int n) {
   return sum;
 }
 
-float AffineGroupError(const float* x, const float* w, int n, float a, float b, float qmax, uint8_t* codes) {
+namespace {
+
+// The group errors, kLaneCount<V> elements per step. Every element's term is
+// the four-lane code's, and AddInOrder adds the terms into four partial sums in
+// the same order, so all widths give the same float. REQUIRES: n a multiple
+// of kLaneCount<V>.
+template <typename V>
+[[gnu::always_inline]] inline float AffineGroupErrorLanes(const float* x, const float* w, int n, float a, float b,
+                                                          float qmax, uint8_t* codes) {
   const float inv = a != 0 ? 1 / a : 0.0f;
-  const Lanes4 zero = {};
-  const Lanes4 top = Broadcast(qmax);
+  const V zero = {};
+  const V top = Broadcast<V>(qmax);
   Lanes4 acc = {};
-  for (int i = 0; i < n; i += 4) {
-    Lanes4 xv = Load4(x + i);
-    Lanes4 q = MinLanes(MaxLanes(RoundLanes((xv + b) * inv), zero), top);
-    Lanes4 d = xv - (a * q - b);
-    acc += Load4(w + i) * d * d;
+  for (int i = 0; i < n; i += kLaneCount<V>) {
+    V xv = LoadLanes<V>(x + i);
+    V q = MinLanes(MaxLanes(RoundLanes((xv + b) * inv), zero), top);
+    V d = xv - (a * q - b);
+    AddInOrder(&acc, LoadLanes<V>(w + i) * d * d);
     if (codes != nullptr) {
-      for (int k = 0; k < 4; ++k) codes[i + k] = static_cast<uint8_t>(q[k]);
+      for (int k = 0; k < kLaneCount<V>; ++k) codes[i + k] = static_cast<uint8_t>(q[k]);
     }
   }
   return SumLanes(acc);
 }
 
-float SymmetricGroupError(const float* x, const float* w, int n, float a, float qmin, float qmax, int8_t* codes) {
+template <typename V>
+[[gnu::always_inline]] inline float SymmetricGroupErrorLanes(const float* x, const float* w, int n, float a, float qmin,
+                                                             float qmax, int8_t* codes) {
   const float inv = a != 0 ? 1 / a : 0.0f;
-  const Lanes4 bottom = Broadcast(qmin);
-  const Lanes4 top = Broadcast(qmax);
+  const V bottom = Broadcast<V>(qmin);
+  const V top = Broadcast<V>(qmax);
   Lanes4 acc = {};
-  for (int i = 0; i < n; i += 4) {
-    Lanes4 xv = Load4(x + i);
-    Lanes4 q = MinLanes(MaxLanes(RoundLanes(xv * inv), bottom), top);
-    Lanes4 d = xv - a * q;
-    acc += Load4(w + i) * d * d;
+  for (int i = 0; i < n; i += kLaneCount<V>) {
+    V xv = LoadLanes<V>(x + i);
+    V q = MinLanes(MaxLanes(RoundLanes(xv * inv), bottom), top);
+    V d = xv - a * q;
+    AddInOrder(&acc, LoadLanes<V>(w + i) * d * d);
     if (codes != nullptr) {
-      for (int k = 0; k < 4; ++k) codes[i + k] = static_cast<int8_t>(q[k]);
+      for (int k = 0; k < kLaneCount<V>; ++k) codes[i + k] = static_cast<int8_t>(q[k]);
     }
   }
   return SumLanes(acc);
+}
+
+MIXQ_TARGET_AVX2 float AffineGroupErrorAvx2(const float* x, const float* w, int n, float a, float b, float qmax,
+                                            uint8_t* codes) {
+  return AffineGroupErrorLanes<Lanes8>(x, w, n, a, b, qmax, codes);
+}
+
+MIXQ_TARGET_AVX512 float AffineGroupErrorAvx512(const float* x, const float* w, int n, float a, float b, float qmax,
+                                                uint8_t* codes) {
+  return AffineGroupErrorLanes<Lanes16>(x, w, n, a, b, qmax, codes);
+}
+
+MIXQ_TARGET_AVX2 float SymmetricGroupErrorAvx2(const float* x, const float* w, int n, float a, float qmin, float qmax,
+                                               int8_t* codes) {
+  return SymmetricGroupErrorLanes<Lanes8>(x, w, n, a, qmin, qmax, codes);
+}
+
+MIXQ_TARGET_AVX512 float SymmetricGroupErrorAvx512(const float* x, const float* w, int n, float a, float qmin,
+                                                   float qmax, int8_t* codes) {
+  return SymmetricGroupErrorLanes<Lanes16>(x, w, n, a, qmin, qmax, codes);
+}
+
+// The batch kernels: kLaneCount<V> / 4 tries per vector, lanes 4p..4p+3
+// doing try p's four-lane code. A short last batch repeats its last try.
+template <typename V, typename Try>
+[[gnu::always_inline]] inline void BatchOf(const Try* tries, int count, int first, const Try** batch) {
+  for (int p = 0; p < kLaneCount<V> / 4; ++p) batch[p] = &tries[std::min(first + p, count - 1)];
+}
+
+// errors[p] = the four-lane sum of try p, for the tries that exist.
+template <typename V>
+[[gnu::always_inline]] inline void StoreSums(V acc, int left, float* errors) {
+  for (int p = 0; p < kLaneCount<V> / 4 && p < left; ++p) errors[p] = SumLanes(Piece(acc, p));
+}
+
+template <typename V>
+[[gnu::always_inline]] inline void AffineGroupErrorsLanes(const AffineTry* tries, int count, int n, float qmax,
+                                                          float* errors) {
+  constexpr int kTries = kLaneCount<V> / 4;
+  const V zero = {};
+  const V top = Broadcast<V>(qmax);
+  for (int first = 0; first < count; first += kTries) {
+    const AffineTry* t[kTries];
+    BatchOf<V>(tries, count, first, t);
+    Lanes4 a4[kTries], b4[kTries], inv4[kTries];
+    for (int p = 0; p < kTries; ++p) {
+      a4[p] = Broadcast(t[p]->a);
+      b4[p] = Broadcast(t[p]->b);
+      inv4[p] = Broadcast(t[p]->a != 0 ? 1 / t[p]->a : 0.0f);
+    }
+    const V a = Join<V>(a4), b = Join<V>(b4), inv = Join<V>(inv4);
+    V acc = {};
+    for (int i = 0; i < n; i += 4) {
+      Lanes4 x4[kTries], w4[kTries];
+      for (int p = 0; p < kTries; ++p) {
+        x4[p] = Load4(t[p]->x + i);
+        w4[p] = Load4(t[p]->w + i);
+      }
+      const V xv = Join<V>(x4);
+      V q = MinLanes(MaxLanes(RoundLanes((xv + b) * inv), zero), top);
+      V d = xv - (a * q - b);
+      acc += Join<V>(w4) * d * d;
+    }
+    StoreSums(acc, count - first, errors + first);
+  }
+}
+
+template <typename V>
+[[gnu::always_inline]] inline void SymmetricGroupErrorsLanes(const SymmetricTry* tries, int count, int n, float qmin,
+                                                             float qmax, float* errors) {
+  constexpr int kTries = kLaneCount<V> / 4;
+  const V bottom = Broadcast<V>(qmin);
+  const V top = Broadcast<V>(qmax);
+  for (int first = 0; first < count; first += kTries) {
+    const SymmetricTry* t[kTries];
+    BatchOf<V>(tries, count, first, t);
+    Lanes4 a4[kTries], inv4[kTries];
+    for (int p = 0; p < kTries; ++p) {
+      a4[p] = Broadcast(t[p]->a);
+      inv4[p] = Broadcast(t[p]->a != 0 ? 1 / t[p]->a : 0.0f);
+    }
+    const V a = Join<V>(a4), inv = Join<V>(inv4);
+    V acc = {};
+    for (int i = 0; i < n; i += 4) {
+      Lanes4 x4[kTries], w4[kTries];
+      for (int p = 0; p < kTries; ++p) {
+        x4[p] = Load4(t[p]->x + i);
+        w4[p] = Load4(t[p]->w + i);
+      }
+      const V xv = Join<V>(x4);
+      V q = MinLanes(MaxLanes(RoundLanes(xv * inv), bottom), top);
+      V d = xv - a * q;
+      acc += Join<V>(w4) * d * d;
+    }
+    StoreSums(acc, count - first, errors + first);
+  }
+}
+
+MIXQ_TARGET_AVX2 void AffineGroupErrorsAvx2(const AffineTry* tries, int count, int n, float qmax, float* errors) {
+  AffineGroupErrorsLanes<Lanes8>(tries, count, n, qmax, errors);
+}
+
+MIXQ_TARGET_AVX512 void AffineGroupErrorsAvx512(const AffineTry* tries, int count, int n, float qmax, float* errors) {
+  AffineGroupErrorsLanes<Lanes16>(tries, count, n, qmax, errors);
+}
+
+MIXQ_TARGET_AVX2 void SymmetricGroupErrorsAvx2(const SymmetricTry* tries, int count, int n, float qmin, float qmax,
+                                               float* errors) {
+  SymmetricGroupErrorsLanes<Lanes8>(tries, count, n, qmin, qmax, errors);
+}
+
+MIXQ_TARGET_AVX512 void SymmetricGroupErrorsAvx512(const SymmetricTry* tries, int count, int n, float qmin, float qmax,
+                                                   float* errors) {
+  SymmetricGroupErrorsLanes<Lanes16>(tries, count, n, qmin, qmax, errors);
+}
+
+}  // namespace
+
+float AffineGroupError(const float* x, const float* w, int n, float a, float b, float qmax, uint8_t* codes) {
+  const Isa isa = LaneIsa();
+  if (isa == Isa::kAvx512 && n % 16 == 0) return AffineGroupErrorAvx512(x, w, n, a, b, qmax, codes);
+  if (isa >= Isa::kAvx2 && n % 8 == 0) return AffineGroupErrorAvx2(x, w, n, a, b, qmax, codes);
+  return AffineGroupErrorLanes<Lanes4>(x, w, n, a, b, qmax, codes);
+}
+
+void AffineGroupErrors(const AffineTry* tries, int count, int n, float qmax, float* errors) {
+  switch (LaneIsa()) {
+    case Isa::kAvx512:
+      return AffineGroupErrorsAvx512(tries, count, n, qmax, errors);
+    case Isa::kAvx2:
+      return AffineGroupErrorsAvx2(tries, count, n, qmax, errors);
+    case Isa::kScalar:
+      break;
+  }
+  AffineGroupErrorsLanes<Lanes4>(tries, count, n, qmax, errors);
+}
+
+void SymmetricGroupErrors(const SymmetricTry* tries, int count, int n, float qmin, float qmax, float* errors) {
+  switch (LaneIsa()) {
+    case Isa::kAvx512:
+      return SymmetricGroupErrorsAvx512(tries, count, n, qmin, qmax, errors);
+    case Isa::kAvx2:
+      return SymmetricGroupErrorsAvx2(tries, count, n, qmin, qmax, errors);
+    case Isa::kScalar:
+      break;
+  }
+  SymmetricGroupErrorsLanes<Lanes4>(tries, count, n, qmin, qmax, errors);
+}
+
+float SymmetricGroupError(const float* x, const float* w, int n, float a, float qmin, float qmax, int8_t* codes) {
+  const Isa isa = LaneIsa();
+  if (isa == Isa::kAvx512 && n % 16 == 0) return SymmetricGroupErrorAvx512(x, w, n, a, qmin, qmax, codes);
+  if (isa >= Isa::kAvx2 && n % 8 == 0) return SymmetricGroupErrorAvx2(x, w, n, a, qmin, qmax, codes);
+  return SymmetricGroupErrorLanes<Lanes4>(x, w, n, a, qmin, qmax, codes);
 }
 
 float RefitSymmetricScale(const float* x, const float* w, int n, float a, float qmin, float qmax) {

@@ -62,6 +62,28 @@ float AffineGroupError(const float* x, const float* w, int n, float a, float b, 
 // Error of a group coded as y = a*q, q in qmin..qmax chosen by rounding.
 float SymmetricGroupError(const float* x, const float* w, int n, float a, float qmin, float qmax, int8_t* codes);
 
+// Many candidates at once: errors[k] is AffineGroupError(tries[k].x,
+// tries[k].w, n, tries[k].a, tries[k].b, qmax, nullptr), bit for bit. The wide
+// ISAs put several candidates in one vector (four elements each), which
+// shortens the latency-bound chains of additions that a single group's error
+// is; searches collect the candidates of a step and then scan the errors in
+// their own order, so their choices do not change.
+struct AffineTry {
+  const float* x;
+  const float* w;
+  float a;
+  float b;
+};
+void AffineGroupErrors(const AffineTry* tries, int count, int n, float qmax, float* errors);
+
+// The same for SymmetricGroupError (codes nullptr).
+struct SymmetricTry {
+  const float* x;
+  const float* w;
+  float a;
+};
+void SymmetricGroupErrors(const SymmetricTry* tries, int count, int n, float qmin, float qmax, float* errors);
+
 // The f16 value `steps` representable values away from h in magnitude, same
 // sign; h itself when that would leave the finite range or cross zero.
 uint16_t HalfNeighbor(uint16_t h, int steps);

@@ -24,8 +24,46 @@ void IQ4Weights(const float* x, const float* qw, float sigma2, float* w) {
   }
 }
 
+namespace {
+
+constexpr int kTries = 15;  // itry = -7..7
+
+// ggml's 16 sums per try (first guess and tries, as lanes) with
+// kLaneCount<V> tries per vector and the scalar loop's operations per lane.
+template <typename V>
+[[gnu::always_inline]] inline void TrySumsLanes(const float* x, const float* w, const float* id, float* sumqx,
+                                                float* sumq2) {
+  constexpr int kWidth = kLaneCount<V>;
+  constexpr int kVectors = (kTries + 1) / kWidth;
+  V idv[kVectors];
+  V sx[kVectors] = {};
+  V s2[kVectors] = {};
+  for (int v = 0; v < kVectors; ++v) idv[v] = LoadLanes<V>(id + kWidth * v);
+  for (int j = 0; j < 32; ++j) {
+    for (int v = 0; v < kVectors; ++v) {
+      const V q = CodebookValueLanes(idv[v] * x[j]);
+      const V wq = w[j] * q;
+      sx[v] += wq * x[j];
+      s2[v] += wq * q;
+    }
+  }
+  for (int v = 0; v < kVectors; ++v) {
+    StoreLanes(sumqx + kWidth * v, sx[v]);
+    StoreLanes(sumq2 + kWidth * v, s2[v]);
+  }
+}
+
+MIXQ_TARGET_AVX2 void TrySumsAvx2(const float* x, const float* w, const float* id, float* sumqx, float* sumq2) {
+  TrySumsLanes<Lanes8>(x, w, id, sumqx, sumq2);
+}
+
+MIXQ_TARGET_AVX512 void TrySumsAvx512(const float* x, const float* w, const float* id, float* sumqx, float* sumq2) {
+  TrySumsLanes<Lanes16>(x, w, id, sumqx, sumq2);
+}
+
+}  // namespace
+
 float IQ4GroupScaleGgml(const float* x, const float* w) {
-  constexpr int kTries = 15;  // itry = -7..7
   float amax = 0;
   float max = 0;
   for (int j = 0; j < 32; ++j) {
@@ -44,12 +82,19 @@ float IQ4GroupScaleGgml(const float* x, const float* w) {
   for (int t = 0; t < kTries; ++t) id[t + 1] = static_cast<float>(t - 7 + kIQ4Values[0]) / max;
   float sumqx[kTries + 1] = {};
   float sumq2[kTries + 1] = {};
-  for (int j = 0; j < 32; ++j) {
-    for (int t = 0; t <= kTries; ++t) {
-      float q = kIQ4Values[IQ4BestIndex(id[t] * x[j])];
-      float wq = w[j] * q;
-      sumqx[t] += wq * x[j];
-      sumq2[t] += wq * q;
+  const Isa isa = LaneIsa();
+  if (isa == Isa::kAvx512) {
+    TrySumsAvx512(x, w, id, sumqx, sumq2);
+  } else if (isa == Isa::kAvx2) {
+    TrySumsAvx2(x, w, id, sumqx, sumq2);
+  } else {
+    for (int j = 0; j < 32; ++j) {
+      for (int t = 0; t <= kTries; ++t) {
+        float q = kIQ4Values[IQ4BestIndex(id[t] * x[j])];
+        float wq = w[j] * q;
+        sumqx[t] += wq * x[j];
+        sumq2[t] += wq * q;
+      }
     }
   }
   float d = sumq2[0] > 0 ? sumqx[0] / sumq2[0] : 0.0f;

@@ -15,8 +15,56 @@
 namespace mixq::formats::internal {
 namespace {
 
+// CodebookError without indices and CodebookFit, kLaneCount<V> elements per
+// step with the scalar code's operations; AddInOrder keeps its four partial
+// sums. REQUIRES: n a multiple of kLaneCount<V>.
+template <typename V>
+[[gnu::always_inline]] inline float CodebookErrorLanes(const float* x, const float* w, int n, float a) {
+  const float inv = a != 0 ? 1 / a : 0.0f;
+  Lanes4 acc = {};
+  for (int j = 0; j < n; j += kLaneCount<V>) {
+    const V xv = LoadLanes<V>(x + j);
+    const V d = xv - a * CodebookValueLanes(xv * inv);
+    AddInOrder(&acc, LoadLanes<V>(w + j) * d * d);
+  }
+  return SumLanes(acc);
+}
+
+template <typename V>
+[[gnu::always_inline]] inline float CodebookFitLanes(const float* x, const float* w, int n, float inv) {
+  Lanes4 sqx = {};
+  Lanes4 sqq = {};
+  for (int j = 0; j < n; j += kLaneCount<V>) {
+    const V xv = LoadLanes<V>(x + j);
+    const V q = CodebookValueLanes(xv * inv);
+    const V wq = LoadLanes<V>(w + j) * q;
+    AddInOrder(&sqx, wq * xv);
+    AddInOrder(&sqq, wq * q);
+  }
+  const float den = SumLanes(sqq);
+  return den > 0 ? SumLanes(sqx) / den : 0.0f;
+}
+
+MIXQ_TARGET_AVX2 float CodebookErrorAvx2(const float* x, const float* w, int n, float a) {
+  return CodebookErrorLanes<Lanes8>(x, w, n, a);
+}
+MIXQ_TARGET_AVX512 float CodebookErrorAvx512(const float* x, const float* w, int n, float a) {
+  return CodebookErrorLanes<Lanes16>(x, w, n, a);
+}
+MIXQ_TARGET_AVX2 float CodebookFitAvx2(const float* x, const float* w, int n, float inv) {
+  return CodebookFitLanes<Lanes8>(x, w, n, inv);
+}
+MIXQ_TARGET_AVX512 float CodebookFitAvx512(const float* x, const float* w, int n, float inv) {
+  return CodebookFitLanes<Lanes16>(x, w, n, inv);
+}
+
 // Error of y = a * kIQ4Values[index], indices by nearest value; writes them when idx != nullptr.
 float CodebookError(const float* x, const float* w, int n, float a, uint8_t* idx) {
+  if (idx == nullptr) {
+    const Isa isa = LaneIsa();
+    if (isa == Isa::kAvx512 && n % 16 == 0) return CodebookErrorAvx512(x, w, n, a);
+    if (isa >= Isa::kAvx2 && n % 8 == 0) return CodebookErrorAvx2(x, w, n, a);
+  }
   float inv = a != 0 ? 1 / a : 0.0f;
   float acc[4] = {};
   for (int j = 0; j < n; ++j) {
@@ -30,6 +78,9 @@ float CodebookError(const float* x, const float* w, int n, float a, uint8_t* idx
 
 // The least-squares scale of the indices that `inv` (an inverse scale) gives; 0 if none.
 float CodebookFit(const float* x, const float* w, int n, float inv) {
+  const Isa isa = LaneIsa();
+  if (isa == Isa::kAvx512 && n % 16 == 0) return CodebookFitAvx512(x, w, n, inv);
+  if (isa >= Isa::kAvx2 && n % 8 == 0) return CodebookFitAvx2(x, w, n, inv);
   float sqx[4] = {};
   float sqq[4] = {};
   for (int j = 0; j < n; ++j) {

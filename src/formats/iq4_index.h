@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "formats/blocks.h"
+#include "formats/lanes.h"
 
 namespace mixq::formats::internal {
 
@@ -83,6 +84,45 @@ constexpr std::array<Bin, 2 * kBinOffset + 1> BuildBins() {
 inline constexpr std::array<Bin, 2 * kBinOffset + 1> kBins = BuildBins();
 
 }  // namespace iq4_detail
+
+namespace iq4_detail {
+
+// The smallest float whose reference index is at least k (1 <= k <= 15).
+constexpr float StepUpTo(int k) {
+  int64_t lo = OrderedKey(-128.0f);  // index 0 here
+  int64_t hi = OrderedKey(128.0f);   // index 15 here
+  while (hi - lo > 1) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (IQ4BestIndexReference(FromOrderedKey(static_cast<int32_t>(mid))) >= k) {
+      hi = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  return FromOrderedKey(static_cast<int32_t>(hi));
+}
+
+constexpr std::array<float, 15> BuildSteps() {
+  std::array<float, 15> steps{};
+  for (int k = 1; k <= 15; ++k) steps[k - 1] = StepUpTo(k);
+  return steps;
+}
+
+}  // namespace iq4_detail
+
+// The index is monotone in v, so it is the number of these it reaches:
+// IQ4BestIndex(v) = #{k : v >= kIQ4Steps[k]} for every float, also NaN (0).
+// The search lanes use this form: compares instead of table lookups.
+inline constexpr std::array<float, 15> kIQ4Steps = iq4_detail::BuildSteps();
+
+// The codebook value of IQ4BestIndex(v) for each lane, as a float: the
+// compare form of the index (kIQ4Steps), each step selecting the next value.
+template <typename V>
+[[gnu::always_inline]] inline V CodebookValueLanes(V v) {
+  V q = Broadcast<V>(static_cast<float>(kIQ4Values[0]));
+  for (int k = 1; k < 16; ++k) q = v >= kIQ4Steps[k - 1] ? Broadcast<V>(static_cast<float>(kIQ4Values[k])) : q;
+  return q;
+}
 
 // REQUIRES: v is not NaN.
 inline int IQ4BestIndex(float v) {

@@ -13,6 +13,11 @@ constexpr int kRounds = 3;
 
 // ---- scale + offset ----
 
+AffineTry GroupTry(const float* x, const float* w, const AffineLayout& l, float d, float dmin, int sc, int m, int g) {
+  int off = g * l.group_size;
+  return {x + off, w + off, d * static_cast<float>(sc), dmin * static_cast<float>(m)};
+}
+
 float AffineGroup(const float* x, const float* w, const AffineLayout& l, float d, float dmin, int sc, int m, int g,
                   uint8_t* quants) {
   int off = g * l.group_size;
@@ -41,20 +46,31 @@ float OptimizeAffineGroup(const float* x, const float* w, const AffineLayout& l,
       m = cm;
     }
   }
+  // The neighbours of a step are evaluated together, then scanned in order.
   for (int step = 0; step < 4; ++step) {
-    int bsc = sc;
-    int bm = m;
+    AffineTry tries[8];
+    int codes[8][2];
+    int count = 0;
     for (int i = -1; i <= 1; ++i) {
       for (int k = -1; k <= 1; ++k) {
         int csc = sc + i;
         int cm = m + k;
         if ((i == 0 && k == 0) || csc < 0 || cm < 0 || csc > l.code_max || cm > l.code_max) continue;
-        float e = AffineGroup(x, w, l, d, dmin, csc, cm, g, nullptr);
-        if (e < best) {
-          best = e;
-          bsc = csc;
-          bm = cm;
-        }
+        tries[count] = GroupTry(x, w, l, d, dmin, csc, cm, g);
+        codes[count][0] = csc;
+        codes[count][1] = cm;
+        ++count;
+      }
+    }
+    float errors[8];
+    AffineGroupErrors(tries, count, l.group_size, l.qmax, errors);
+    int bsc = sc;
+    int bm = m;
+    for (int c = 0; c < count; ++c) {
+      if (errors[c] < best) {
+        best = errors[c];
+        bsc = codes[c][0];
+        bm = codes[c][1];
       }
     }
     if (bsc == sc && bm == m) break;
@@ -64,9 +80,26 @@ float OptimizeAffineGroup(const float* x, const float* w, const AffineLayout& l,
   return best;
 }
 
+// The totals over all groups of the state's codes for multipliers (d[c], dmin[c]), c < n_cand <= 10.
+void AffineTotals(const float* x, const float* w, const AffineLayout& l, const float* d, const float* dmin, int n_cand,
+                  const AffineState& s, float* totals) {
+  AffineTry tries[10 * 16];
+  for (int c = 0; c < n_cand; ++c) {
+    for (int g = 0; g < l.n_groups; ++g)
+      tries[c * l.n_groups + g] = GroupTry(x, w, l, d[c], dmin[c], s.sc[g], s.m[g], g);
+  }
+  float errors[10 * 16];
+  AffineGroupErrors(tries, n_cand * l.n_groups, l.group_size, l.qmax, errors);
+  for (int c = 0; c < n_cand; ++c) {
+    float total = 0;
+    for (int g = 0; g < l.n_groups; ++g) total += errors[c * l.n_groups + g];
+    totals[c] = total;
+  }
+}
+
 float AffineTotal(const float* x, const float* w, const AffineLayout& l, float d, float dmin, const AffineState& s) {
-  float total = 0;
-  for (int g = 0; g < l.n_groups; ++g) total += AffineGroup(x, w, l, d, dmin, s.sc[g], s.m[g], g, nullptr);
+  float total;
+  AffineTotals(x, w, l, &d, &dmin, 1, s, &total);
   return total;
 }
 
@@ -89,19 +122,28 @@ void RefitAffineMultipliers(const float* x, const float* w, const AffineLayout& 
   if (!FitScaleOffset(x, w, t, u, n, &fd, &fm) || fd <= 0 || fm < 0) return;
   uint16_t hd = FloatToHalf(fd);
   uint16_t hm = FloatToHalf(fm);
-  float best = AffineTotal(x, w, l, d, dmin, *s);
+  // The current multipliers, then the 3x3 f16 neighbourhood of the fit.
+  uint16_t cd[10] = {s->d}, cm[10] = {s->dmin};
+  float fd10[10] = {d}, fm10[10] = {dmin};
+  int n_cand = 1;
+  for (int i = -1; i <= 1; ++i) {
+    for (int k = -1; k <= 1; ++k, ++n_cand) {
+      cd[n_cand] = HalfNeighbor(hd, i);
+      cm[n_cand] = HalfNeighbor(hm, k);
+      fd10[n_cand] = HalfToFloat(cd[n_cand]);
+      fm10[n_cand] = HalfToFloat(cm[n_cand]);
+    }
+  }
+  float totals[10];
+  AffineTotals(x, w, l, fd10, fm10, n_cand, *s, totals);
+  float best = totals[0];
   uint16_t best_d = s->d;
   uint16_t best_m = s->dmin;
-  for (int i = -1; i <= 1; ++i) {
-    for (int k = -1; k <= 1; ++k) {
-      uint16_t cd = HalfNeighbor(hd, i);
-      uint16_t cm = HalfNeighbor(hm, k);
-      float e = AffineTotal(x, w, l, HalfToFloat(cd), HalfToFloat(cm), *s);
-      if (e < best) {
-        best = e;
-        best_d = cd;
-        best_m = cm;
-      }
+  for (int c = 1; c < n_cand; ++c) {
+    if (totals[c] < best) {
+      best = totals[c];
+      best_d = cd[c];
+      best_m = cm[c];
     }
   }
   s->d = best_d;
@@ -109,6 +151,11 @@ void RefitAffineMultipliers(const float* x, const float* w, const AffineLayout& 
 }
 
 // ---- scale only ----
+
+SymmetricTry GroupTry(const float* x, const float* w, const SymmetricLayout& l, float d, int sc, int g) {
+  int off = g * l.group_size;
+  return {x + off, w + off, d * static_cast<float>(sc)};
+}
 
 float SymmetricGroup(const float* x, const float* w, const SymmetricLayout& l, float d, int sc, int g, int8_t* quants) {
   int off = g * l.group_size;
@@ -131,14 +178,22 @@ float OptimizeSymmetricGroup(const float* x, const float* w, const SymmetricLayo
     }
   }
   for (int step = 0; step < 6; ++step) {
-    int bsc = sc;
+    SymmetricTry tries[2];
+    int codes[2];
+    int count = 0;
     for (int k : {-1, 1}) {
       int csc = sc + k;
       if (csc < l.smin || csc > l.smax) continue;
-      float e = SymmetricGroup(x, w, l, d, csc, g, nullptr);
-      if (e < best) {
-        best = e;
-        bsc = csc;
+      tries[count] = GroupTry(x, w, l, d, csc, g);
+      codes[count++] = csc;
+    }
+    float errors[2];
+    SymmetricGroupErrors(tries, count, l.group_size, l.qmin, l.qmax, errors);
+    int bsc = sc;
+    for (int c = 0; c < count; ++c) {
+      if (errors[c] < best) {
+        best = errors[c];
+        bsc = codes[c];
       }
     }
     if (bsc == sc) break;
@@ -147,9 +202,25 @@ float OptimizeSymmetricGroup(const float* x, const float* w, const SymmetricLayo
   return best;
 }
 
+// The totals over all groups of the state's codes for multipliers d[c], c < n_cand <= 4.
+void SymmetricTotals(const float* x, const float* w, const SymmetricLayout& l, const float* d, int n_cand,
+                     const SymmetricState& s, float* totals) {
+  SymmetricTry tries[4 * 16];
+  for (int c = 0; c < n_cand; ++c) {
+    for (int g = 0; g < l.n_groups; ++g) tries[c * l.n_groups + g] = GroupTry(x, w, l, d[c], s.s[g], g);
+  }
+  float errors[4 * 16];
+  SymmetricGroupErrors(tries, n_cand * l.n_groups, l.group_size, l.qmin, l.qmax, errors);
+  for (int c = 0; c < n_cand; ++c) {
+    float total = 0;
+    for (int g = 0; g < l.n_groups; ++g) total += errors[c * l.n_groups + g];
+    totals[c] = total;
+  }
+}
+
 float SymmetricTotal(const float* x, const float* w, const SymmetricLayout& l, float d, const SymmetricState& s) {
-  float total = 0;
-  for (int g = 0; g < l.n_groups; ++g) total += SymmetricGroup(x, w, l, d, s.s[g], g, nullptr);
+  float total;
+  SymmetricTotals(x, w, l, &d, 1, s, &total);
   return total;
 }
 
@@ -163,14 +234,19 @@ void RefitSymmetricMultiplier(const float* x, const float* w, const SymmetricLay
   float fd = FitScale(x, w, t, n);
   if (fd == 0 || !std::isfinite(fd)) return;
   uint16_t hd = FloatToHalf(fd);
-  float best = SymmetricTotal(x, w, l, d, *s);
+  // The current multiplier, then the fit and its f16 neighbours.
+  uint16_t cd[4] = {s->d, HalfNeighbor(hd, -1), hd, HalfNeighbor(hd, 1)};
+  float fd4[4];
+  fd4[0] = d;
+  for (int c = 1; c < 4; ++c) fd4[c] = HalfToFloat(cd[c]);
+  float totals[4];
+  SymmetricTotals(x, w, l, fd4, 4, *s, totals);
+  float best = totals[0];
   uint16_t best_d = s->d;
-  for (int k = -1; k <= 1; ++k) {
-    uint16_t cd = HalfNeighbor(hd, k);
-    float e = SymmetricTotal(x, w, l, HalfToFloat(cd), *s);
-    if (e < best) {
-      best = e;
-      best_d = cd;
+  for (int c = 1; c < 4; ++c) {
+    if (totals[c] < best) {
+      best = totals[c];
+      best_d = cd[c];
     }
   }
   s->d = best_d;

@@ -1,37 +1,116 @@
-// Four float lanes (GCC/Clang vector extensions, one SSE register) for searches that evaluate
-// several candidate scales at once. Each lane is computed with exactly the
-// scalar operations, in the same order, so results are bit-identical to the
-// scalar code.
+// Float lanes (GCC/Clang vector extensions) for searches that evaluate several
+// candidates, or several elements, at once. Each lane is computed with exactly
+// the scalar operations, in the same order, so results are bit-identical to
+// the scalar code.
+//
+// Lanes4 is one SSE register, the baseline x86-64 ISA. Lanes8 (AVX2) and
+// Lanes16 (AVX-512) are used only inside functions compiled for that level
+// (MIXQ_TARGET_AVX2/AVX512 of base/isa.h) and chosen at run time by
+// LaneIsa(); the generic helpers below are templates that are always inlined,
+// so they take the instruction set of the function that uses them.
 #ifndef MIXQ_FORMATS_LANES_H_
 #define MIXQ_FORMATS_LANES_H_
 
 #include <cstdint>
 #include <cstring>
 
+#include "base/isa.h"
+
 namespace mixq::formats::internal {
 
 using Lanes4 = float __attribute__((vector_size(16)));
 using Mask4 = int32_t __attribute__((vector_size(16)));
+using Lanes8 = float __attribute__((vector_size(32)));
+using Lanes16 = float __attribute__((vector_size(64)));
+
+template <typename V>
+inline constexpr int kLaneCount = sizeof(V) / sizeof(float);
+
+// The ISA whose lanes the searches use: base's ActiveIsa(), or what a test set.
+Isa LaneIsa();
+// REQUIRES: IsaSupported(isa); no search running. For tests comparing ISAs.
+void SetLaneIsa(Isa isa);
 
 inline constexpr Lanes4 kLaneIndex = {0, 1, 2, 3};
 
 // NearestInt of each lane as a float, for |v| <= 2^22 (1.5 * 2^23 trick, §2.2).
-inline Lanes4 RoundLanes(Lanes4 v) {
+template <typename V>
+[[gnu::always_inline]] inline V RoundLanes(V v) {
   const float magic = 12582912.0f;
   return (v + magic) - magic;
 }
 
 // std::max(v, lo) and std::min(v, hi) per lane, with std::'s tie rules.
-inline Lanes4 MaxLanes(Lanes4 v, Lanes4 lo) { return v < lo ? lo : v; }
-inline Lanes4 MinLanes(Lanes4 v, Lanes4 hi) { return hi < v ? hi : v; }
+template <typename V>
+[[gnu::always_inline]] inline V MaxLanes(V v, V lo) {
+  return v < lo ? lo : v;
+}
+template <typename V>
+[[gnu::always_inline]] inline V MinLanes(V v, V hi) {
+  return hi < v ? hi : v;
+}
 
-inline Lanes4 AbsLanes(Lanes4 v) { return reinterpret_cast<Lanes4>(reinterpret_cast<Mask4>(v) & 0x7FFFFFFF); }
+template <typename V>
+[[gnu::always_inline]] inline V AbsLanes(V v) {
+  using Mask = decltype(v < v);
+  return reinterpret_cast<V>(reinterpret_cast<Mask>(v) & 0x7FFFFFFF);
+}
 
-inline Lanes4 Broadcast(float v) { return Lanes4{} + v; }
+template <typename V = Lanes4>
+[[gnu::always_inline]] inline V Broadcast(float v) {
+  return V{} + v;
+}
 
-inline Lanes4 Load4(const float* p) {
-  Lanes4 v;
+template <typename V>
+[[gnu::always_inline]] inline V LoadLanes(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename V>
+[[gnu::always_inline]] inline void StoreLanes(float* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+inline Lanes4 Load4(const float* p) { return LoadLanes<Lanes4>(p); }
+
+// Four-lane piece k of v.
+template <typename V>
+[[gnu::always_inline]] inline Lanes4 Piece(V v, int k) {
+  Lanes4 piece;
+  std::memcpy(&piece, reinterpret_cast<const char*>(&v) + sizeof(Lanes4) * k, sizeof(piece));
+  return piece;
+}
+
+// acc += the four-lane pieces of t, lowest first: a wide pass over elements
+// i..i+kLaneCount-1 adds into a four-lane accumulator exactly as four-lane
+// passes over i, i+4, ... would.
+template <typename V>
+[[gnu::always_inline]] inline void AddInOrder(Lanes4* acc, V t) {
+  for (int k = 0; k < kLaneCount<V> / 4; ++k) *acc += Piece(t, k);
+}
+
+// The pieces p[0..kLaneCount<V> / 4) side by side, p[0] lowest.
+template <typename V>
+[[gnu::always_inline]] inline V Join(const Lanes4* p) {
+  if constexpr (kLaneCount<V> == 4) {
+    return p[0];
+  } else if constexpr (kLaneCount<V> == 8) {
+    return __builtin_shufflevector(p[0], p[1], 0, 1, 2, 3, 4, 5, 6, 7);
+  } else {
+    static_assert(kLaneCount<V> == 16);
+    Lanes8 lo = __builtin_shufflevector(p[0], p[1], 0, 1, 2, 3, 4, 5, 6, 7);
+    Lanes8 hi = __builtin_shufflevector(p[2], p[3], 0, 1, 2, 3, 4, 5, 6, 7);
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  }
+}
+
+// 0, 1, ..., kLaneCount - 1.
+template <typename V>
+[[gnu::always_inline]] inline V LaneIndex() {
+  V v;
+  for (int k = 0; k < kLaneCount<V>; ++k) v[k] = static_cast<float>(k);
   return v;
 }
 

@@ -22,15 +22,17 @@ struct SymmetricCodes {
   float clip_step;  // in code units
 };
 
-// Tries the f16 scale h and its neighbours within `radius`; keeps the best in *best.
-void TryHalfScales(const float* x, const float* w, const SymmetricCodes& c, uint16_t h, int radius, uint16_t* best,
-                   float* best_error) {
-  for (int k = -radius; k <= radius; ++k) {
-    uint16_t cand = HalfNeighbor(h, k);
-    float e = SymmetricGroupError(x, w, kQK, HalfToFloat(cand), c.qmin, c.qmax, nullptr);
-    if (e < *best_error) {
-      *best_error = e;
-      *best = cand;
+// Tries the f16 scales h[0..count), in order; keeps the best in *best.
+void TryHalfScales(const float* x, const float* w, const SymmetricCodes& c, const uint16_t* h, int count,
+                   uint16_t* best, float* best_error) {
+  SymmetricTry tries[16];
+  for (int k = 0; k < count; ++k) tries[k] = {x, w, HalfToFloat(h[k])};
+  float errors[16];
+  SymmetricGroupErrors(tries, count, kQK, c.qmin, c.qmax, errors);
+  for (int k = 0; k < count; ++k) {
+    if (errors[k] < *best_error) {
+      *best_error = errors[k];
+      *best = h[k];
     }
   }
 }
@@ -51,17 +53,22 @@ uint16_t SearchSymmetricScale(const float* x, const float* w, const SymmetricCod
   if (max == 0) return best;
   // Map the largest value to either end of the code range, clipping a little
   // more or less each time; the refit then centres the scale on its codes.
+  uint16_t fitted[16];
+  int count = 0;
   for (float end : {c.qmin, c.qmax}) {
     for (int k = -c.n_clips; k <= c.n_clips; ++k) {
       float scale = max / (end + std::copysign(c.clip_step * static_cast<float>(k), end));
       if (!std::isfinite(scale) || scale == 0) continue;
-      TryHalfScales(x, w, c, RefitSymmetric(x, w, c, scale), 0, &best, &best_error);
+      fitted[count++] = RefitSymmetric(x, w, c, scale);
     }
   }
-  // Polish: refit on the best codes until it stops helping.
+  TryHalfScales(x, w, c, fitted, count, &best, &best_error);
+  // Polish: refit on the best codes, with its f16 neighbours, until it stops helping.
   for (int round = 0; round < 3; ++round) {
     uint16_t before = best;
-    TryHalfScales(x, w, c, RefitSymmetric(x, w, c, HalfToFloat(best)), 1, &best, &best_error);
+    uint16_t h = RefitSymmetric(x, w, c, HalfToFloat(best));
+    const uint16_t around[3] = {HalfNeighbor(h, -1), h, HalfNeighbor(h, 1)};
+    TryHalfScales(x, w, c, around, 3, &best, &best_error);
     if (best == before) break;
   }
   return best;
@@ -71,19 +78,19 @@ struct AffineCodes {
   float qmax;
 };
 
-// y = d*q + m with f16 d and m; keeps the best (d, m) pair in *best_d/*best_m.
-void TryHalfAffine(const float* x, const float* w, const AffineCodes& c, uint16_t d, uint16_t m, int radius,
-                   uint16_t* best_d, uint16_t* best_m, float* best_error) {
-  for (int i = -radius; i <= radius; ++i) {
-    for (int k = -radius; k <= radius; ++k) {
-      uint16_t cd = HalfNeighbor(d, i);
-      uint16_t cm = HalfNeighbor(m, k);
-      float e = AffineGroupError(x, w, kQK, HalfToFloat(cd), -HalfToFloat(cm), c.qmax, nullptr);
-      if (e < *best_error) {
-        *best_error = e;
-        *best_d = cd;
-        *best_m = cm;
-      }
+// y = d*q + m with f16 d and m: tries the pairs (d[k], m[k]), k < count, in
+// order; keeps the best in *best_d/*best_m.
+void TryHalfAffine(const float* x, const float* w, const AffineCodes& c, const uint16_t* d, const uint16_t* m,
+                   int count, uint16_t* best_d, uint16_t* best_m, float* best_error) {
+  AffineTry tries[16];
+  for (int k = 0; k < count; ++k) tries[k] = {x, w, HalfToFloat(d[k]), -HalfToFloat(m[k])};
+  float errors[16];
+  AffineGroupErrors(tries, count, kQK, c.qmax, errors);
+  for (int k = 0; k < count; ++k) {
+    if (errors[k] < *best_error) {
+      *best_error = errors[k];
+      *best_d = d[k];
+      *best_m = m[k];
     }
   }
 }
@@ -109,20 +116,27 @@ void SearchAffine(const float* x, const float* w, const AffineCodes& c, uint16_t
   if (max == min) return;
   // Shrink the [min, max] range by different amounts (the codes then clip the
   // extremes), refit each, and try the f16 neighbours of each fit.
+  uint16_t fd[7], fm[7];
+  int count = 0;
   for (int k = 0; k <= 6; ++k) {
     float shrink = 0.08f * static_cast<float>(k);
     float lo = min + shrink * 0.5f * (max - min);
     float hi = max - shrink * 0.5f * (max - min);
-    uint16_t fd, fm;
-    if (RefitHalfAffine(x, w, c, (hi - lo) / c.qmax, lo, &fd, &fm))
-      TryHalfAffine(x, w, c, fd, fm, 0, d, m, &best_error);
+    if (RefitHalfAffine(x, w, c, (hi - lo) / c.qmax, lo, &fd[count], &fm[count])) ++count;
   }
+  TryHalfAffine(x, w, c, fd, fm, count, d, m, &best_error);
   for (int round = 0; round < 3; ++round) {
     uint16_t bd = *d;
     uint16_t bm = *m;
-    uint16_t fd, fm;
-    if (!RefitHalfAffine(x, w, c, HalfToFloat(*d), HalfToFloat(*m), &fd, &fm)) break;
-    TryHalfAffine(x, w, c, fd, fm, 1, d, m, &best_error);
+    uint16_t hd, hm;
+    if (!RefitHalfAffine(x, w, c, HalfToFloat(*d), HalfToFloat(*m), &hd, &hm)) break;
+    // The fit's 3x3 f16 neighbourhood, d's steps outermost.
+    uint16_t nd[9], nm[9];
+    for (int i = 0; i < 9; ++i) {
+      nd[i] = HalfNeighbor(hd, i / 3 - 1);
+      nm[i] = HalfNeighbor(hm, i % 3 - 1);
+    }
+    TryHalfAffine(x, w, c, nd, nm, 9, d, m, &best_error);
     if (*d == bd && *m == bm) break;
   }
 }

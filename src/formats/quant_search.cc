@@ -46,7 +46,12 @@ constexpr int kQxLanes = 24;  // 1 first guess + 18 tries, padded
 
 }  // namespace
 
-float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+namespace {
+
+// The body of MakeQxQuants. Its loops over the tries are plain arrays that the
+// compiler vectorizes, each try one lane, so the wider ISAs' builds of it
+// (below) give the same floats.
+[[gnu::always_inline]] inline float MakeQxQuantsBody(int n, int nmax, const float* x, int8_t* L, const float* qw) {
   assert(n <= kMaxGroup);
   float max, amax;
   SignedMax(n, x, &max, &amax);
@@ -87,6 +92,18 @@ float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) 
   }
   for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(static_cast<int>(lq[i][chosen]) + nmax);
   return scale;
+}
+
+MIXQ_TARGET_AVX2 float MakeQxQuantsAvx2(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  return MakeQxQuantsBody(n, nmax, x, L, qw);
+}
+
+}  // namespace
+
+float MakeQxQuants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  // 24 tries are three AVX2 vectors; AVX-512 machines run that build too.
+  if (LaneIsa() >= Isa::kAvx2) return MakeQxQuantsAvx2(n, nmax, x, L, qw);
+  return MakeQxQuantsBody(n, nmax, x, L, qw);
 }
 
 float MakeQ3Quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
@@ -148,69 +165,93 @@ namespace {
 // changes it; each try's numbers are then exactly those of ggml's try. Blocks
 // of 8 keep the re-evaluation cheap and still give 8 independent sums.
 struct QkxBlock {
-  static constexpr int kVectors = 2;
-  static constexpr int kBlock = 4 * kVectors;
+  static constexpr int kBlock = 8;
   int first = 0;
-  Lanes4 lq[kMaxGroup][kVectors];  // quants of each try, as floats
-  Lanes4 D[kVectors];
-  Lanes4 scale[kVectors];
-  Lanes4 min[kVectors];
-  Lanes4 error[kVectors];
+  float lq[kMaxGroup][kBlock];  // quants of each try, as floats
+  float D[kBlock];
+  float scale[kBlock];
+  float min[kBlock];
+  float error[kBlock];
 
-  float LaneD(int k) const { return D[k / 4][k % 4]; }
-  float LaneScale(int k) const { return scale[k / 4][k % 4]; }
-  float LaneMin(int k) const { return min[k / 4][k % 4]; }
-  float LaneError(int k) const { return error[k / 4][k % 4]; }
-  uint8_t LaneQuant(int i, int k) const { return static_cast<uint8_t>(lq[i][k / 4][k % 4]); }
+  uint8_t LaneQuant(int i, int k) const { return static_cast<uint8_t>(lq[i][k]); }
+};
 
-  template <bool kUseMad>
-  void Evaluate(int first_try, int n, float fnmax, const float* x, const float* w, float sum_w, float sum_x, float max,
-                float cur_min, float rmin, float rdelta) {
-    first = first_try;
-    const Lanes4 zero = {};
-    const Lanes4 top = Broadcast(fnmax);
-    Lanes4 iscale[kVectors];
-    Lanes4 sum_l[kVectors] = {};
-    Lanes4 sum_l2[kVectors] = {};
-    Lanes4 sum_xl[kVectors] = {};
+// Evaluates the block's tries, kLaneCount<V> per vector; the lanes are
+// independent, so every width gives each try the same numbers.
+template <typename V, bool kUseMad>
+[[gnu::always_inline]] inline void EvaluateTries(QkxBlock* block, int first_try, int n, float fnmax, const float* x,
+                                                 const float* w, float sum_w, float sum_x, float max, float cur_min,
+                                                 float rmin, float rdelta) {
+  constexpr int kWidth = kLaneCount<V>;
+  constexpr int kVectors = QkxBlock::kBlock / kWidth;
+  block->first = first_try;
+  const V zero = {};
+  const V top = Broadcast<V>(fnmax);
+  V iscale[kVectors];
+  V sum_l[kVectors] = {};
+  V sum_l2[kVectors] = {};
+  V sum_xl[kVectors] = {};
+  for (int v = 0; v < kVectors; ++v) {
+    V tries = static_cast<float>(first_try + kWidth * v) + LaneIndex<V>();  // exact small integers
+    iscale[v] = (rmin + rdelta * tries + fnmax) / (max - cur_min);
+  }
+  for (int i = 0; i < n; ++i) {
+    float xm = x[i] - cur_min;
     for (int v = 0; v < kVectors; ++v) {
-      Lanes4 tries = static_cast<float>(first + 4 * v) + kLaneIndex;  // exact small integers
-      iscale[v] = (rmin + rdelta * tries + fnmax) / (max - cur_min);
-    }
-    for (int i = 0; i < n; ++i) {
-      float xm = x[i] - cur_min;
-      for (int v = 0; v < kVectors; ++v) {
-        Lanes4 l = MinLanes(MaxLanes(RoundLanes(iscale[v] * xm), zero), top);
-        lq[i][v] = l;
-        Lanes4 wl = w[i] * l;
-        sum_l[v] += wl;
-        sum_l2[v] += wl * l;
-        sum_xl[v] += wl * x[i];
-      }
-    }
-    for (int v = 0; v < kVectors; ++v) {
-      D[v] = sum_w * sum_l2[v] - sum_l[v] * sum_l[v];
-      Lanes4 fitted_scale = (sum_w * sum_xl[v] - sum_x * sum_l[v]) / D[v];
-      Lanes4 fitted_min = (sum_l2[v] * sum_x - sum_l[v] * sum_xl[v]) / D[v];
-      // A positive offset is clamped to 0 and the scale refitted alone, as ggml does.
-      Mask4 positive = fitted_min > 0;
-      fitted_scale = positive ? sum_xl[v] / sum_l2[v] : fitted_scale;
-      fitted_min = positive ? zero : fitted_min;
-      // Lanes with D <= 0 are never chosen; zeros keep their errors finite.
-      Mask4 valid = D[v] > 0;
-      scale[v] = valid ? fitted_scale : zero;
-      min[v] = valid ? fitted_min : zero;
-      error[v] = zero;
-    }
-    for (int i = 0; i < n; ++i) {
-      for (int v = 0; v < kVectors; ++v) {
-        Lanes4 diff = scale[v] * lq[i][v] + min[v] - x[i];
-        diff = kUseMad ? AbsLanes(diff) : diff * diff;
-        error[v] += w[i] * diff;
-      }
+      V l = MinLanes(MaxLanes(RoundLanes(iscale[v] * xm), zero), top);
+      StoreLanes(&block->lq[i][kWidth * v], l);
+      V wl = w[i] * l;
+      sum_l[v] += wl;
+      sum_l2[v] += wl * l;
+      sum_xl[v] += wl * x[i];
     }
   }
-};
+  V scale[kVectors];
+  V min[kVectors];
+  for (int v = 0; v < kVectors; ++v) {
+    V D = sum_w * sum_l2[v] - sum_l[v] * sum_l[v];
+    V fitted_scale = (sum_w * sum_xl[v] - sum_x * sum_l[v]) / D;
+    V fitted_min = (sum_l2[v] * sum_x - sum_l[v] * sum_xl[v]) / D;
+    // A positive offset is clamped to 0 and the scale refitted alone, as ggml does.
+    auto positive = fitted_min > 0;
+    fitted_scale = positive ? sum_xl[v] / sum_l2[v] : fitted_scale;
+    fitted_min = positive ? zero : fitted_min;
+    // Lanes with D <= 0 are never chosen; zeros keep their errors finite.
+    auto valid = D > 0;
+    scale[v] = valid ? fitted_scale : zero;
+    min[v] = valid ? fitted_min : zero;
+    StoreLanes(&block->D[kWidth * v], D);
+    StoreLanes(&block->scale[kWidth * v], scale[v]);
+    StoreLanes(&block->min[kWidth * v], min[v]);
+  }
+  V error[kVectors] = {};
+  for (int i = 0; i < n; ++i) {
+    for (int v = 0; v < kVectors; ++v) {
+      V diff = scale[v] * LoadLanes<V>(&block->lq[i][kWidth * v]) + min[v] - x[i];
+      diff = kUseMad ? AbsLanes(diff) : diff * diff;
+      error[v] += w[i] * diff;
+    }
+  }
+  for (int v = 0; v < kVectors; ++v) StoreLanes(&block->error[kWidth * v], error[v]);
+}
+
+template <bool kUseMad>
+MIXQ_TARGET_AVX2 void EvaluateTriesAvx2(QkxBlock* block, int first_try, int n, float fnmax, const float* x,
+                                        const float* w, float sum_w, float sum_x, float max, float cur_min, float rmin,
+                                        float rdelta) {
+  EvaluateTries<Lanes8, kUseMad>(block, first_try, n, fnmax, x, w, sum_w, sum_x, max, cur_min, rmin, rdelta);
+}
+
+// A block of 8 tries fills one AVX2 vector; AVX-512 machines run that too.
+template <bool kUseMad>
+void EvaluateTriesAt(Isa isa, QkxBlock* block, int first_try, int n, float fnmax, const float* x, const float* w,
+                     float sum_w, float sum_x, float max, float cur_min, float rmin, float rdelta) {
+  if (isa >= Isa::kAvx2) {
+    EvaluateTriesAvx2<kUseMad>(block, first_try, n, fnmax, x, w, sum_w, sum_x, max, cur_min, rmin, rdelta);
+  } else {
+    EvaluateTries<Lanes4, kUseMad>(block, first_try, n, fnmax, x, w, sum_w, sum_x, max, cur_min, rmin, rdelta);
+  }
+}
 
 // Shared body of MakeQkx2Quants / MakeQkx3Quants; they differ only in the
 // default weights and in how a constant group is detected.
@@ -251,24 +292,25 @@ float MakeQkxQuants(int n, int nmax, const float* x, const float* weights, uint8
     *the_min = -min;
     return scale;
   }
+  const Isa isa = LaneIsa();
   QkxBlock block;
   bool evaluated = false;
   for (int s = 0; s <= nstep; ++s) {
     if (!evaluated || s >= block.first + QkxBlock::kBlock) {
       if (use_mad) {
-        block.Evaluate<true>(s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
+        EvaluateTriesAt<true>(isa, &block, s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
       } else {
-        block.Evaluate<false>(s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
+        EvaluateTriesAt<false>(isa, &block, s, n, fnmax, x, w, sum_w, sum_x, max, min, rmin, rdelta);
       }
       evaluated = true;
     }
     int k = s - block.first;
-    if (block.LaneD(k) > 0 && block.LaneError(k) < best_error) {
+    if (block.D[k] > 0 && block.error[k] < best_error) {
       for (int i = 0; i < n; ++i) L[i] = block.LaneQuant(i, k);
-      best_error = block.LaneError(k);
-      scale = block.LaneScale(k);
-      if (block.LaneMin(k) != min) evaluated = false;  // later tries use the new offset
-      min = block.LaneMin(k);
+      best_error = block.error[k];
+      scale = block.scale[k];
+      if (block.min[k] != min) evaluated = false;  // later tries use the new offset
+      min = block.min[k];
     }
   }
   *the_min = -min;

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <random>
 
+#include "base/parallel.h"
 #include "engine/engine.h"
 #include "measure/cache.h"
 #include "measure/calibration.h"
@@ -188,12 +190,47 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
   const bool propagate = Propagates(ctx, layer, n_layer);
   const std::vector<float>* importance = imatrix->has_value() ? &**imatrix : nullptr;
   const std::optional<RowSample> sample = SampleRows(t, w, ctx.options.error_rows);
+  std::vector<const formats::Format*> candidates;
   for (const formats::Format* f : ctx.types) {
-    if (!formats::RowFits(*f, t.ne[0]) || (f->needs_imatrix && !imatrix->has_value())) continue;
-    const bool calibrated = std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end();
-    if (sample.has_value() && !calibrated) {
-      MIXQ_ASSIGN_OR_RETURN(TypeRecord tr, EstimateError(*sample, imp, *f, ctx.options, importance, t.n_rows()));
-      rec.types.push_back(std::move(tr));
+    if (formats::RowFits(*f, t.ne[0]) && (!f->needs_imatrix || imatrix->has_value())) candidates.push_back(f);
+  }
+  auto is_calibrated = [&](const formats::Format* f) {
+    return std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end();
+  };
+  // The uncalibrated types need no forward pass, only an encoding each. Each
+  // encoding spreads its rows over the threads in chunks of ~16K weights; a
+  // tensor (or sample) with too few chunks to keep every thread busy has its
+  // types encoded side by side instead, one thread each. Both give the same
+  // records: encodings do not depend on the thread count.
+  const int64_t encoded_weights = sample.has_value() ? sample->tensor.n_elems() : t.n_elems();
+  const int n_threads = ResolveThreadCount(ctx.options.n_threads);
+  const bool types_in_parallel = encoded_weights < int64_t{4} * n_threads * 16384;
+  std::vector<std::optional<Result<TypeRecord>>> uncalibrated(candidates.size());
+  RunTasks(static_cast<int64_t>(candidates.size()), types_in_parallel ? n_threads : 1, [&](int64_t i, int) {
+    const formats::Format* f = candidates[static_cast<size_t>(i)];
+    if (is_calibrated(f)) return;
+    MeasureOptions options = ctx.options;
+    options.n_threads = types_in_parallel ? 1 : n_threads;
+    if (sample.has_value()) {
+      uncalibrated[static_cast<size_t>(i)].emplace(EstimateError(*sample, imp, *f, options, importance, t.n_rows()));
+      return;
+    }
+    auto enc = Encode(t, w, imp, *f, options, importance);
+    if (!enc) {
+      uncalibrated[static_cast<size_t>(i)].emplace(enc.error());
+      return;
+    }
+    TypeRecord tr;
+    tr.type = std::string(f->name);
+    tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
+    tr.error = enc->error;
+    uncalibrated[static_cast<size_t>(i)].emplace(std::move(tr));
+  });
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const formats::Format* f = candidates[i];
+    if (uncalibrated[i].has_value()) {
+      MIXQ_TRY(*uncalibrated[i]);
+      rec.types.push_back(std::move(*uncalibrated[i]).value());
       continue;
     }
     auto enc = Encode(t, w, imp, *f, ctx.options, importance);
@@ -202,16 +239,14 @@ Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t
     tr.type = std::string(f->name);
     tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
     tr.error = enc->error;
-    if (calibrated) {
-      const auto start = std::chrono::steady_clock::now();
-      MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
-      auto p = calib.Perturb(model, layer, propagate);
-      model.ClearWeight(t.name);
-      forward_seconds += SecondsSince(start);
-      MIXQ_TRY(p);
-      tr.local = p->local;
-      tr.kld = p->kld;
-    }
+    const auto start = std::chrono::steady_clock::now();
+    MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
+    auto p = calib.Perturb(model, layer, propagate);
+    model.ClearWeight(t.name);
+    forward_seconds += SecondsSince(start);
+    MIXQ_TRY(p);
+    tr.local = p->local;
+    tr.kld = p->kld;
     rec.types.push_back(std::move(tr));
   }
   return rec;

@@ -420,5 +420,44 @@ TEST(MeasureTest, ErrorsFromSampledRowsEstimateTheErrorsOfAllRows) {
   EXPECT_GT(differing, 0);  // tensors have more than 64 rows: some costs are estimates
 }
 
+// Small tensors have their uncalibrated types encoded side by side, one
+// thread each, large ones their rows spread over the threads: the records
+// (and so every cost) must be the same for any thread count.
+TEST(MeasureTest, RecordsDoNotDependOnTheThreadCount) {
+  testing::TempDir dir;
+  // ffn matrices of 128K weights: encoded row-parallel from 2 threads on when
+  // not sampled; the attention matrices and samples side by side.
+  const WideModel m(dir, [](engine::test::RandomModelSpec& spec) {
+    spec.n_layer = 1;
+    spec.n_ff = 512;
+  });
+  ASSERT_TRUE(m.file != nullptr);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.types = {Type("Q4_0"), Type("Q3_K"), Type("IQ4_XS"), Type("Q8_0")};
+  o.n_chunks = 1;
+  for (int64_t error_rows : {0, 128}) {
+    o.error_rows = error_rows;
+    o.n_threads = 1;
+    const MeasureResult one = Measure(*m.file, m.tokens, o);
+    for (int n_threads : {2, 5}) {
+      o.n_threads = n_threads;
+      const MeasureResult many = Measure(*m.file, m.tokens, o);
+      ASSERT_EQ(one.measurement.units.size(), many.measurement.units.size());
+      for (size_t i = 0; i < one.measurement.units.size(); ++i) {
+        const plan::Unit& a = one.measurement.units[i];
+        const plan::Unit& b = many.measurement.units[i];
+        ASSERT_EQ(a.options.size(), b.options.size()) << a.name;
+        for (size_t k = 0; k < a.options.size(); ++k) {
+          SCOPED_TRACE(a.name + " " + a.options[k].type + " threads " + std::to_string(n_threads) + " error rows " +
+                       std::to_string(error_rows));
+          EXPECT_EQ(a.options[k].type, b.options[k].type);
+          EXPECT_EQ(a.options[k].n_bytes, b.options[k].n_bytes);
+          EXPECT_EQ(a.options[k].cost, b.options[k].cost);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace mixq::measure
