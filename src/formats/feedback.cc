@@ -6,7 +6,8 @@
 // (GPTQ's Cholesky form of OBQ's update). Updates within a 256-column batch
 // are applied at once; the rest of the row gets the batch's errors in one
 // sweep at its end ("lazy batch"), so U's rows are read once per batch and
-// tile of rows rather than once per column and row.
+// tile of rows rather than once per column and row. After the pass, each
+// row's codes are refined on the exact objective with H itself (RefineRow).
 #include "formats/feedback.h"
 
 #include <algorithm>
@@ -69,6 +70,10 @@ std::vector<float> Identity(int64_t n) {
   return u;
 }
 
+float Level(const FeedbackCodec& c, int q) {
+  return c.levels != nullptr ? static_cast<float>(c.levels[q - c.qmin]) : static_cast<float>(q);
+}
+
 // The code nearest to v among the group's values, and the value it decodes to.
 int RoundToGrid(const FeedbackCodec& c, float scale, float offset, float v, float* y) {
   int q = std::clamp(0, c.qmin, c.qmax);
@@ -80,7 +85,7 @@ int RoundToGrid(const FeedbackCodec& c, float scale, float offset, float v, floa
     *y = scale * static_cast<float>(q) - offset;
     return q;
   }
-  const float t = scale != 0 ? v / scale : 0.0f;
+  const float t = scale != 0 ? (v + offset) / scale : 0.0f;
   float best = INFINITY;
   for (int k = c.qmin; k <= c.qmax; ++k) {
     const float d = std::fabs(t - static_cast<float>(c.levels[k - c.qmin]));
@@ -92,7 +97,7 @@ int RoundToGrid(const FeedbackCodec& c, float scale, float offset, float v, floa
 
 }  // namespace
 
-Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp) {
+Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp) {
   if (n <= 0 || static_cast<int64_t>(h.size()) != n * n) {
     return Status::InvalidArgument("covariance of " + std::to_string(h.size()) + " values is not " + std::to_string(n) +
                                    " x " + std::to_string(n));
@@ -101,13 +106,15 @@ Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, 
   for (int64_t i = 0; i < n; ++i) mean_diag += h[i * n + i];
   mean_diag /= static_cast<double>(n);
   if (!std::isfinite(mean_diag)) return Status::Corruption("the input covariance is not finite");
-  if (mean_diag <= 0) return Identity(n);
+  if (mean_diag <= 0) return FeedbackMatrices{.u = Identity(n), .h = Identity(n)};
   for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
     std::vector<double> a(h.begin(), h.end());
     for (int64_t i = 0; i < n; ++i) a[i * n + i] += damp * mean_diag;
+    FeedbackMatrices out{.u = {}, .h = std::vector<float>(a.begin(), a.end())};
     if (!UpperLowerFactor(a, n)) continue;
     InvertUpper(a, n);
-    return std::vector<float>(a.begin(), a.end());
+    out.u.assign(a.begin(), a.end());
+    return out;
   }
   return Status::Corruption("the input covariance is not positive definite even with damping " +
                             std::to_string(damp / 10));
@@ -121,15 +128,15 @@ constexpr int64_t kBatch = kQKK;
 
 // One block of one row: scales from the current weights w (block_elems of
 // them, updated so far), then column by column rounding with the update
-// inside the batch; err receives each column's scaled error.
+// inside the batch; err receives each column's scaled error, codes the
+// block's codes.
 void QuantizeBlock(const Format& f, float* w, int64_t col0, int64_t batch_end, int64_t n, const float* importance,
-                   const float* u, uint8_t* block, float* err) {
+                   const float* u, uint8_t* block, float* err, int* codes) {
   const FeedbackCodec& c = *f.feedback;
   const int be = f.block_elems;
   f.quantize_row_best(w + col0, block, be, importance != nullptr ? importance + col0 : nullptr);
   float scale[kQKK / 16], offset[kQKK / 16];
   c.read_grid(block, scale, offset);
-  int codes[kQKK];
   for (int j = 0; j < be; ++j) {
     const int64_t col = col0 + j;
     const int g = j / c.group_size;
@@ -197,17 +204,60 @@ void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v
   *offset = offsets[g];
 }
 
+int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float* h, const float* scale,
+                  const float* offset, int* codes) {
+  std::vector<float> y(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t g = j / c.group_size;
+    y[j] = scale[g] * Level(c, codes[j]) - offset[g];
+  }
+  // r = h (w − y), as a sum of h's rows (h is symmetric): element-wise
+  // updates, which vectorize, in double so that the many incremental
+  // updates below do not drift.
+  std::vector<double> r(static_cast<size_t>(n), 0.0);
+  for (int64_t k = 0; k < n; ++k) {
+    const double d = static_cast<double>(w[k]) - y[k];
+    if (d == 0) continue;
+    const float* hk = h + k * n;
+    for (int64_t i = 0; i < n; ++i) r[i] += d * hk[i];
+  }
+  int64_t changes = 0;
+  for (int sweep = 0; sweep < kRefineSweeps; ++sweep) {
+    int64_t changed = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const float* hj = h + j * n;
+      const double hjj = hj[j];
+      if (!(hjj > 0)) continue;
+      const int64_t g = j / c.group_size;
+      float candidate;
+      const int q = RoundToGrid(c, scale[g], offset[g], static_cast<float>(y[j] + r[j] / hjj), &candidate);
+      if (q == codes[j]) continue;
+      // E falls by 2 δ r_j − δ² h_jj when y_j grows by δ.
+      const double delta = static_cast<double>(candidate) - y[j];
+      if (!(2 * delta * r[j] - delta * delta * hjj > 0)) continue;
+      codes[j] = q;
+      y[j] = candidate;
+      for (int64_t i = 0; i < n; ++i) r[i] -= delta * hj[i];
+      ++changed;
+    }
+    changes += changed;
+    if (changed == 0) break;
+  }
+  return changes;
+}
+
 void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
-                              int64_t row_bytes, const float* importance, const float* u) {
+                              int64_t row_bytes, const float* importance, const float* u, const float* h) {
   std::vector<float> w(src, src + n_rows * n);
   std::vector<float> err(static_cast<size_t>(n_rows * kBatch));
+  std::vector<int> codes(static_cast<size_t>(n_rows * n));
   for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
     const int64_t b1 = std::min(n, b0 + kBatch);
     for (int64_t r = 0; r < n_rows; ++r) {
       for (int64_t col0 = b0; col0 < b1; col0 += f.block_elems) {
         QuantizeBlock(f, w.data() + r * n, col0, b1, n, importance, u,
-                      dst + r * row_bytes + col0 / f.block_elems * f.block_bytes,
-                      err.data() + r * kBatch + (col0 - b0));
+                      dst + r * row_bytes + col0 / f.block_elems * f.block_bytes, err.data() + r * kBatch + (col0 - b0),
+                      codes.data() + r * n + col0);
       }
     }
     // The batch's errors reach the columns after it.
@@ -219,6 +269,19 @@ void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, i
         for (int64_t k = b1; k < n; ++k) wr[k] -= e * uc[k];
       }
     }
+  }
+  if (h == nullptr) return;
+  const FeedbackCodec& c = *f.feedback;
+  const int64_t groups_per_block = f.block_elems / c.group_size;
+  std::vector<float> scale(static_cast<size_t>(n / c.group_size)), offset(scale.size());
+  for (int64_t r = 0; r < n_rows; ++r) {
+    uint8_t* row = dst + r * row_bytes;
+    for (int64_t b = 0; b < n / f.block_elems; ++b) {
+      c.read_grid(row + b * f.block_bytes, scale.data() + b * groups_per_block, offset.data() + b * groups_per_block);
+    }
+    int* rc = codes.data() + r * n;
+    if (RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc) == 0) continue;
+    for (int64_t b = 0; b < n / f.block_elems; ++b) c.store_codes(rc + b * f.block_elems, row + b * f.block_bytes);
   }
 }
 
