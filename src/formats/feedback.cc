@@ -7,7 +7,8 @@
 // are applied at once; the rest of the row gets the batch's errors in one
 // sweep at its end ("lazy batch"), so U's rows are read once per batch and
 // tile of rows rather than once per column and row. After the pass, each
-// row's codes are refined on the exact objective with H itself (RefineRow).
+// row's codes, and then its groups' integer scales, are refined on the exact
+// objective with H itself (RefineRow, RefitGroups).
 #include "formats/feedback.h"
 
 #include <algorithm>
@@ -153,8 +154,24 @@ void QuantizeBlock(const Format& f, float* w, int64_t col0, int64_t batch_end, i
   c.store_codes(codes, block);
 }
 
+// r = h (w − y), as a sum of h's rows (h is symmetric): element-wise
+// updates, which vectorize, in double so that the many incremental updates
+// of the refinement do not drift.
+std::vector<double> Residual(const float* h, const float* w, const std::vector<float>& y, int64_t n) {
+  std::vector<double> r(static_cast<size_t>(n), 0.0);
+  for (int64_t k = 0; k < n; ++k) {
+    const double d = static_cast<double>(w[k]) - y[k];
+    if (d == 0) continue;
+    const float* hk = h + k * n;
+    for (int64_t i = 0; i < n; ++i) r[i] += d * hk[i];
+  }
+  return r;
+}
+
 // Coordinate steps of the re-choice's search (RechooseGroup).
 constexpr int kRechoice = 8;
+// Steps of sc and m around a group's own that RefitGroups tries.
+constexpr int kRefit = 2;
 
 }  // namespace
 
@@ -211,16 +228,7 @@ int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float
     const int64_t g = j / c.group_size;
     y[j] = scale[g] * Level(c, codes[j]) - offset[g];
   }
-  // r = h (w − y), as a sum of h's rows (h is symmetric): element-wise
-  // updates, which vectorize, in double so that the many incremental
-  // updates below do not drift.
-  std::vector<double> r(static_cast<size_t>(n), 0.0);
-  for (int64_t k = 0; k < n; ++k) {
-    const double d = static_cast<double>(w[k]) - y[k];
-    if (d == 0) continue;
-    const float* hk = h + k * n;
-    for (int64_t i = 0; i < n; ++i) r[i] += d * hk[i];
-  }
+  std::vector<double> r = Residual(h, w, y, n);
   int64_t changes = 0;
   for (int sweep = 0; sweep < kRefineSweeps; ++sweep) {
     int64_t changed = 0;
@@ -244,6 +252,107 @@ int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float
     if (changed == 0) break;
   }
   return changes;
+}
+
+int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const float* h, int64_t block_elems,
+                    int64_t block_bytes, uint8_t* row, int* codes) {
+  const int gs = c.group_size;
+  const int64_t groups = n / gs, per_block = block_elems / gs;
+  std::vector<float> scale(static_cast<size_t>(groups)), offset(scale.size());
+  for (int64_t b = 0; b < n / block_elems; ++b) {
+    c.read_grid(row + b * block_bytes, scale.data() + b * per_block, offset.data() + b * per_block);
+  }
+  std::vector<float> y(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) y[j] = scale[j / gs] * Level(c, codes[j]) - offset[j / gs];
+  std::vector<double> r = Residual(h, w, y, n);
+  int64_t moved = 0;
+  std::vector<double> hg(static_cast<size_t>(gs * gs)), dy(gs), rg(gs), best_dy(gs);
+  std::vector<int> q(gs), best_q(gs);
+  std::vector<float> yg(gs);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t j0 = g * gs;
+    uint8_t* block = row + j0 / block_elems * block_bytes;
+    const int gb = static_cast<int>((j0 % block_elems) / gs);
+    uint16_t bits;
+    std::memcpy(&bits, block + c.d_at, sizeof bits);
+    const float d = HalfToFloat(bits);
+    float dmin = 0;
+    if (c.dmin_at >= 0) {
+      std::memcpy(&bits, block + c.dmin_at, sizeof bits);
+      dmin = HalfToFloat(bits);
+    }
+    if (d == 0 || !std::isfinite(d) || !std::isfinite(dmin)) continue;
+    const int sc = static_cast<int>(std::lround(scale[g] / d));
+    const int m = dmin != 0 ? static_cast<int>(std::lround(offset[g] / dmin)) : 0;
+    for (int a = 0; a < gs; ++a) {
+      for (int b = 0; b < gs; ++b) hg[a * gs + b] = h[(j0 + a) * n + j0 + b];
+    }
+    double best_gain = 0;
+    int best_sc = sc, best_m = m;
+    for (int sc2 = std::max(c.sc_min, sc - kRefit); sc2 <= std::min(c.sc_max, sc + kRefit); ++sc2) {
+      const int m_lo = dmin != 0 ? std::max(0, m - kRefit) : m, m_hi = dmin != 0 ? std::min(c.m_max, m + kRefit) : m;
+      for (int m2 = m_lo; m2 <= m_hi; ++m2) {
+        if (sc2 == sc && m2 == m) continue;
+        const float s2 = d * static_cast<float>(sc2), o2 = dmin * static_cast<float>(m2);
+        for (int a = 0; a < gs; ++a) {
+          q[a] = codes[j0 + a];
+          yg[a] = s2 * Level(c, q[a]) - o2;
+          dy[a] = static_cast<double>(yg[a]) - y[j0 + a];
+        }
+        // The error falls by 2 Δyᵀ r_G − Δyᵀ h_GG Δy when the group's values
+        // move by Δy with its codes held (only the group's block of h is
+        // needed); then its codes are refined at the new scales, given all
+        // other columns, through the group's part of the moved residual rg.
+        double gain = 0;
+        for (int a = 0; a < gs; ++a) {
+          double hdy = 0;
+          for (int b = 0; b < gs; ++b) hdy += hg[a * gs + b] * dy[b];
+          gain += dy[a] * (2 * r[j0 + a] - hdy);
+          rg[a] = r[j0 + a] - hdy;
+        }
+        for (int sweep = 0; sweep < kRefineSweeps; ++sweep) {
+          bool changed = false;
+          for (int a = 0; a < gs; ++a) {
+            const double haa = hg[a * gs + a];
+            if (!(haa > 0)) continue;
+            float candidate;
+            const int qa = RoundToGrid(c, s2, o2, static_cast<float>(yg[a] + rg[a] / haa), &candidate);
+            if (qa == q[a]) continue;
+            const double delta = static_cast<double>(candidate) - yg[a];
+            const double step = 2 * delta * rg[a] - delta * delta * haa;
+            if (!(step > 0)) continue;
+            q[a] = qa;
+            yg[a] = candidate;
+            dy[a] += delta;
+            gain += step;
+            for (int b = 0; b < gs; ++b) rg[b] -= delta * hg[b * gs + a];
+            changed = true;
+          }
+          if (!changed) break;
+        }
+        if (gain > best_gain) {
+          best_gain = gain, best_sc = sc2, best_m = m2;
+          best_q = q;
+          best_dy = dy;
+        }
+      }
+    }
+    if (best_gain <= 0) continue;
+    // The row's residual follows the group's move (O(n · group_size)).
+    c.set_group(block, gb, best_sc, best_m);
+    float bs[kQKK / 16], bo[kQKK / 16];
+    c.read_grid(block, bs, bo);
+    scale[g] = bs[gb];
+    offset[g] = bo[gb];
+    for (int a = 0; a < gs; ++a) {
+      codes[j0 + a] = best_q[a];
+      y[j0 + a] = scale[g] * Level(c, best_q[a]) - offset[g];
+      const float* ha = h + (j0 + a) * n;
+      for (int64_t i = 0; i < n; ++i) r[i] -= best_dy[a] * ha[i];
+    }
+    ++moved;
+  }
+  return moved;
 }
 
 void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
@@ -280,7 +389,14 @@ void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, i
       c.read_grid(row + b * f.block_bytes, scale.data() + b * groups_per_block, offset.data() + b * groups_per_block);
     }
     int* rc = codes.data() + r * n;
-    if (RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc) == 0) continue;
+    int64_t changes = RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc);
+    if (c.set_group != nullptr && RefitGroups(c, src + r * n, n, h, f.block_elems, f.block_bytes, row, rc) > 0) {
+      for (int64_t b = 0; b < n / f.block_elems; ++b) {
+        c.read_grid(row + b * f.block_bytes, scale.data() + b * groups_per_block, offset.data() + b * groups_per_block);
+      }
+      changes += 1 + RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc);
+    }
+    if (changes == 0) continue;
     for (int64_t b = 0; b < n / f.block_elems; ++b) c.store_codes(rc + b * f.block_elems, row + b * f.block_bytes);
   }
 }

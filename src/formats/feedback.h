@@ -40,8 +40,9 @@ struct FeedbackCodec {
 namespace internal {
 
 // Encodes n_rows rows of n values with error feedback through the factor u
-// (FeedbackMatrices::u), then refines each row's codes with the damped
-// covariance h (RefineRow; h nullptr: the feedback pass alone): the work of
+// (FeedbackMatrices::u), then refines each row with the damped covariance h
+// (RefineRow; for the super-block types RefitGroups, and RefineRow again when
+// a group moved; h nullptr: the feedback pass alone): the work of
 // QuantizeRowsFeedback for one range of rows.
 void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
                               int64_t row_bytes, const float* importance, const float* u, const float* h);
@@ -81,6 +82,16 @@ int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float
 // REQUIRES: c.set_group; v and importance (nullptr: all 1) hold c.group_size values.
 void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
                    float* offset);
+
+// After RefineRow, for the super-block types: each group's sc (and m) chosen
+// again on the row's output error (w − y)ᵀ h (w − y), the block's d and dmin
+// held: every sc, m within kRefit steps of the group's own, each with the
+// group's codes re-refined by coordinate descent given all other columns; the
+// best is taken when it lowers the error, stored in the row's block
+// (set_group) with the group's codes in `codes`. Returns how many groups moved.
+// REQUIRES: c.set_group; row holds the row's n / block_elems blocks, codes its n codes.
+int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const float* h, int64_t block_elems,
+                    int64_t block_bytes, uint8_t* row, int* codes);
 
 extern const FeedbackCodec kFeedbackQ4_0;
 extern const FeedbackCodec kFeedbackQ8_0;

@@ -149,7 +149,9 @@ Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, do
 // without one (can_feedback()), InvalidArgument when `feedback` is not
 // n_per_row x n_per_row. After a row's feedback pass its codes are refined,
 // every group's scale held, by coordinate descent on the row's output error
-// (w − y)ᵀ H_d (w − y) (internal::RefineRow).
+// (w − y)ᵀ H_d (w − y) (internal::RefineRow); in the super-block types each
+// group's integer scale (and min) is then chosen again on that error, its
+// codes re-refined with it, the f16 multipliers held (internal::RefitGroups).
 // REQUIRES: feedback from FeedbackFactor for n_per_row; importance nullptr or n_per_row values.
 Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n_per_row,
                             const float* importance, const FeedbackMatrices& feedback, int n_threads);

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -277,8 +278,9 @@ double RowError(const float* w, const float* y, const std::vector<float>& h, int
 }
 
 // The refinement after the feedback pass, per row on correlated inputs: the
-// output error with the damped H never rises above the pass's, falls overall,
-// and only codes change (every group's scale and offset as the pass left them).
+// output error with the damped H never rises above the pass's and falls
+// overall; the blocks' f16 multipliers stay as the pass left them (and every
+// scale and offset, for the types without groups).
 TEST(FeedbackTest, RefinementNeverRaisesTheRowError) {
   Problem p = MakeProblem(12, 512, 700, 8, 6);
   auto m = FeedbackFactor(p.h, p.n, kDamp);
@@ -292,13 +294,20 @@ TEST(FeedbackTest, RefinementNeverRaisesTheRowError) {
     internal::QuantizeRowsWithFeedback(*f, p.w.data(), refined.data(), p.rows, p.n, row_bytes, p.importance.data(),
                                        m->u.data(), m->h.data());
     for (size_t b = 0; b < pass.size() / f->block_bytes; ++b) {
-      float s0[16], o0[16], s1[16], o1[16];
-      c.read_grid(pass.data() + b * f->block_bytes, s0, o0);
-      c.read_grid(refined.data() + b * f->block_bytes, s1, o1);
-      for (int g = 0; g < f->block_elems / c.group_size; ++g) {
-        EXPECT_EQ(s0[g], s1[g]) << f->name;
-        EXPECT_EQ(o0[g], o1[g]) << f->name;
+      const uint8_t* b0 = pass.data() + b * f->block_bytes;
+      const uint8_t* b1 = refined.data() + b * f->block_bytes;
+      if (c.set_group != nullptr) {
+        EXPECT_EQ(std::memcmp(b0 + c.d_at, b1 + c.d_at, 2), 0) << f->name;
+        if (c.dmin_at >= 0) {
+          EXPECT_EQ(std::memcmp(b0 + c.dmin_at, b1 + c.dmin_at, 2), 0) << f->name;
+        }
+        continue;
       }
+      float s0[16], o0[16], s1[16], o1[16];
+      c.read_grid(b0, s0, o0);
+      c.read_grid(b1, s1, o1);
+      EXPECT_EQ(s0[0], s1[0]) << f->name;
+      EXPECT_EQ(o0[0], o1[0]) << f->name;
     }
     std::vector<float> y0(p.w.size()), y1(p.w.size());
     ASSERT_TRUE(DequantizeRows(*f, pass.data(), y0.data(), p.rows, p.n, 1).ok());
@@ -368,6 +377,67 @@ TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
         EXPECT_GE(delta * delta * hjj - 2 * delta * r, -1e-9 * e) << f->name << " col " << j << " code " << q;
       }
     }
+  }
+}
+
+// RefitGroups after RefineRow, from best's blocks with nearest codes: the
+// error never rises, falls overall, d and dmin stay, and the row's bytes
+// decode to the returned codes at the re-chosen scales (set_group's packing).
+TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
+  Problem p = MakeProblem(6, 512, 700, 8, 9);
+  auto m = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(m.has_value());
+  for (const Format* f : FeedbackFormats()) {
+    const FeedbackCodec& c = *f->feedback;
+    if (c.set_group == nullptr) continue;
+    const int64_t row_bytes = *RowBytes(*f, p.n), groups = p.n / c.group_size;
+    std::vector<uint8_t> q = Best(*f, p);
+    double refined = 0, refit = 0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const float* w = p.w.data() + r * p.n;
+      uint8_t* row = q.data() + r * row_bytes;
+      std::vector<float> scale(groups), offset(groups);
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                    &offset[b * f->block_elems / c.group_size]);
+      }
+      std::vector<int> codes(p.n);
+      for (int64_t j = 0; j < p.n; ++j) {
+        double nearest = INFINITY;
+        for (int k = c.qmin; k <= c.qmax; ++k) {
+          const float level = c.levels != nullptr ? c.levels[k - c.qmin] : static_cast<float>(k);
+          const double d = std::fabs(scale[j / c.group_size] * level - offset[j / c.group_size] - w[j]);
+          if (d < nearest) nearest = d, codes[j] = k;
+        }
+      }
+      internal::RefineRow(c, w, p.n, m->h.data(), scale.data(), offset.data(), codes.data());
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+      }
+      const std::vector<uint8_t> before(row, row + row_bytes);
+      std::vector<float> y(p.n);
+      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+      const double e0 = RowError(w, y.data(), m->h, p.n);
+      internal::RefitGroups(c, w, p.n, m->h.data(), f->block_elems, f->block_bytes, row, codes.data());
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        EXPECT_EQ(std::memcmp(&before[b * f->block_bytes + c.d_at], row + b * f->block_bytes + c.d_at, 2), 0);
+        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                    &offset[b * f->block_elems / c.group_size]);
+      }
+      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+      for (int64_t j = 0; j < p.n; ++j) {
+        const float level = c.levels != nullptr ? c.levels[codes[j] - c.qmin] : static_cast<float>(codes[j]);
+        EXPECT_FLOAT_EQ(y[j], scale[j / c.group_size] * level - offset[j / c.group_size]) << f->name << " " << j;
+      }
+      const double e1 = RowError(w, y.data(), m->h, p.n);
+      EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
+      refined += e0;
+      refit += e1;
+    }
+    std::printf("%-7s (w-y)^T H (w-y): refined %.4g, groups refit %.4g (%.3f)\n", std::string(f->name).c_str(), refined,
+                refit, refit / refined);
+    EXPECT_LT(refit, 0.999 * refined) << f->name;
   }
 }
 
