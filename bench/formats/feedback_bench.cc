@@ -70,7 +70,7 @@ void BM_Factor(benchmark::State& state) {
   for (auto _ : state) {
     auto u = FeedbackFactor(h, n, 0.01, threads);
     if (!u) Fail(u.error().message());
-    benchmark::DoNotOptimize(u->data());
+    benchmark::DoNotOptimize(u->u.data());
   }
 }
 BENCHMARK(BM_Factor)
@@ -97,7 +97,7 @@ void BM_Quantize(benchmark::State& state) {
   std::vector<uint8_t> out(static_cast<size_t>(*RowBytes(q4k, n) * rows));
   for (auto _ : state) {
     Status s = feedback
-                   ? QuantizeRowsFeedback(q4k, w.data(), out.data(), rows, n, importance.data(), u->data(), Threads())
+                   ? QuantizeRowsFeedback(q4k, w.data(), out.data(), rows, n, importance.data(), *u, Threads())
                    : QuantizeRows(q4k, QuantMethod::kBest, w.data(), out.data(), rows, n, importance.data(), Threads());
     if (!s.ok()) Fail(s.message());
   }

@@ -8,12 +8,13 @@
 # logits are kept in WORK and reused, so that several B's can be compared
 # with one A.
 # Usage: bench/quality/gptq_ab.sh MIXQ_A MIXQ_B TAG types...
-#   env: WORK (default bench/out/gptq-ab), CALIB (40), CHUNKS (40), OTHER (20; 0: no other text), T (mixq threads, 2),
+#   env: ORACLE (gguf-oracle, default scripts/setup-oracle.sh's), WORK (default bench/out/gptq-ab), CALIB (40),
+#        CHUNKS (40), OTHER (20; 0: no other text), T (mixq threads, 2),
 #        MODEL (an F16 GGUF, default ref-dev's) and TEXT (its text, default ref-dev's val.txt.gz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 a="$1"; b="$2"; tag="$3"; shift 3
-oracle="$(scripts/setup-oracle.sh)"
+oracle="${ORACLE:-$(scripts/setup-oracle.sh)}"
 model="${MODEL:-models/ref-dev/ref-dev-f16.gguf}"; text="${TEXT:-models/ref-dev/val.txt.gz}"
 w="${WORK:-bench/out/gptq-ab}"; calib="${CALIB:-40}"; chunks="${CHUNKS:-40}"; other="${OTHER:-20}"; T="${T:-2}"
 mkdir -p "$w"

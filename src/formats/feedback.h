@@ -49,9 +49,32 @@ namespace internal {
 bool InverseUpperFactor(std::vector<double>& a, int64_t n, int n_threads, std::vector<float>* u);
 
 // Encodes n_rows rows of n values with error feedback through the factor u
-// (FeedbackFactor): the work of QuantizeRowsFeedback for one range of rows.
+// (FeedbackMatrices::u), then refines each row with the damped covariance h
+// (RefineRow; for the super-block types RefitGroups, and RefineRow again when
+// a group moved; h nullptr: the feedback pass alone): the work of
+// QuantizeRowsFeedback for one range of rows.
 void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
-                              int64_t row_bytes, const float* importance, const float* u);
+                              int64_t row_bytes, const float* importance, const float* u, const float* h);
+
+// Sweeps of RefineRow at most.
+inline constexpr int kRefineSweeps = 3;
+
+// The feedback pass rounds each column once, knowing only the columns before
+// it; RefineRow revisits every code knowing all the others. With every
+// group's scale and offset held (element j of group g = j / c.group_size
+// decodes to scale[g] · level(codes[j]) − offset[g]), it lowers the row's
+// output error E(y) = (w − y)ᵀ h (w − y) by coordinate descent: for column j
+// in order, given all other columns, E is least at y_j + r_j / h_jj with
+// r = h (w − y), and the nearest value the group allows there is the best
+// code for j; a code changes only when that lowers E, and r follows each
+// change (O(n)). At most kRefineSweeps sweeps over the row, fewer when a
+// sweep changes nothing. E never increases; codes stay in c.qmin..c.qmax.
+// Returns the number of code changes. Columns with h_jj <= 0 are left alone.
+//
+// REQUIRES: w and codes hold n values, n a multiple of c.group_size; scale and
+// offset n / c.group_size; h n x n, row-major, symmetric.
+int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float* h, const float* scale,
+                  const float* offset, int* codes);
 
 // The step that makes a 16/32-column group of a super-block the unit of the
 // sequential step: when the encoder reaches group g's first column, with the
@@ -68,6 +91,16 @@ void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* d
 // REQUIRES: c.set_group; v and importance (nullptr: all 1) hold c.group_size values.
 void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
                    float* offset);
+
+// After RefineRow, for the super-block types: each group's sc (and m) chosen
+// again on the row's output error (w − y)ᵀ h (w − y), the block's d and dmin
+// held: every sc, m within kRefit steps of the group's own, each with the
+// group's codes re-refined by coordinate descent given all other columns; the
+// best is taken when it lowers the error, stored in the row's block
+// (set_group) with the group's codes in `codes`. Returns how many groups moved.
+// REQUIRES: c.set_group; row holds the row's n / block_elems blocks, codes its n codes.
+int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const float* h, int64_t block_elems,
+                    int64_t block_bytes, uint8_t* row, int* codes);
 
 extern const FeedbackCodec kFeedbackQ4_0;
 extern const FeedbackCodec kFeedbackQ8_0;

@@ -132,19 +132,30 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 // the sequential step is the group (internal::RechooseGroup). The output is
 // the format itself: every GGUF loader decodes it.
 
-// U, upper triangular with Uᵀ U = (H + damp · mean(diag H) · I)⁻¹: n x n
-// floats, row-major. H is n x n, row-major, symmetric. An all-zero H gives the
-// identity (no feedback: plain rounding at the best scales). When rounding
-// leaves the damped H indefinite, the damping grows tenfold, up to three
-// times; Corruption after that, and for non-finite H. Runs on n_threads
-// (<= 0: all cores); U does not depend on the thread count.
-Result<std::vector<float>> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads = 1);
+// What the feedback encoder needs of one weight's input covariance H (n x n,
+// row-major, symmetric): the damped H_d = H + damp · mean(diag H) · I and U,
+// upper triangular with Uᵀ U = H_d⁻¹, both n x n floats, row-major (8 n²
+// bytes together). An all-zero H gives the identity for both (no feedback:
+// plain rounding at the best scales). When rounding leaves the damped H
+// indefinite, the damping grows tenfold, up to three times; Corruption after
+// that, and for non-finite H. Runs on n_threads (<= 0: all cores); the
+// result does not depend on the thread count.
+struct FeedbackMatrices {
+  std::vector<float> u;
+  std::vector<float> h;
+};
+Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads = 1);
 
 // As QuantizeRows with the error-feedback encoder; NotSupported for formats
-// without one (can_feedback()).
-// REQUIRES: factor from FeedbackFactor for n_per_row; importance nullptr or n_per_row values.
+// without one (can_feedback()), InvalidArgument when `feedback` is not
+// n_per_row x n_per_row. After a row's feedback pass its codes are refined,
+// every group's scale held, by coordinate descent on the row's output error
+// (w − y)ᵀ H_d (w − y) (internal::RefineRow); in the super-block types each
+// group's integer scale (and min) is then chosen again on that error, its
+// codes re-refined with it, the f16 multipliers held (internal::RefitGroups).
+// REQUIRES: feedback from FeedbackFactor for n_per_row; importance nullptr or n_per_row values.
 Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n_per_row,
-                            const float* importance, const float* factor, int n_threads);
+                            const float* importance, const FeedbackMatrices& feedback, int n_threads);
 
 // Decodes n_rows rows; NotSupported when the format has no decoder.
 Status DequantizeRows(const Format& format, const uint8_t* src, float* dst, int64_t n_rows, int64_t n_per_row,

@@ -98,14 +98,19 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 }
 
 Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n_per_row,
-                            const float* importance, const float* factor, int n_threads) {
+                            const float* importance, const FeedbackMatrices& feedback, int n_threads) {
   if (!format.can_feedback()) {
     return Status::NotSupported("mixq has no error-feedback encoder for type " + std::string(format.name));
   }
   int64_t row_bytes = 0;
   MIXQ_TRY(CheckShape(format, src, dst, n_rows, n_per_row, &row_bytes));
   MIXQ_TRY(CheckImportance(importance, n_per_row));
-  if (n_rows > 0 && factor == nullptr) return Status::InvalidArgument("null feedback factor");
+  const auto n2 = static_cast<size_t>(n_per_row * n_per_row);
+  if (feedback.u.size() != n2 || feedback.h.size() != n2) {
+    return Status::InvalidArgument("feedback matrices of " + std::to_string(feedback.u.size()) + " and " +
+                                   std::to_string(feedback.h.size()) + " values for rows of " +
+                                   std::to_string(n_per_row));
+  }
   // Every row is checked first: an error spreads within its row only, but a
   // failed call should write nothing it would not write on good input.
   for (int64_t r = 0; r < n_rows; ++r) {
@@ -115,7 +120,7 @@ Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst
   constexpr int64_t kTileRows = 16;
   ParallelFor(n_rows, kTileRows, n_threads, [&](int64_t begin, int64_t end) {
     internal::QuantizeRowsWithFeedback(format, src + begin * n_per_row, dst + begin * row_bytes, end - begin, n_per_row,
-                                       row_bytes, importance, factor);
+                                       row_bytes, importance, feedback.u.data(), feedback.h.data());
   });
   return Status::Ok();
 }

@@ -47,7 +47,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The feedback factors of one pass's covariances, each computed once for the
+// The feedback matrices of one pass's covariances, each computed once for the
 // weights that share it (q/k/v, gate/up).
 class FeedbackFactors {
  public:
@@ -60,7 +60,7 @@ class FeedbackFactors {
         missing.push_back(cov);
       }
     }
-    std::vector<Result<std::vector<float>>> made(missing.size(), Status::Internal("not computed"));
+    std::vector<Result<formats::FeedbackMatrices>> made(missing.size(), Status::Internal("not computed"));
     const int inner_threads = missing.size() > 1 ? 1 : n_threads;
     RunTasks(static_cast<int64_t>(missing.size()), n_threads, [&](int64_t i, int) {
       made[i] = formats::FeedbackFactor(missing[i]->sums, missing[i]->n_in, damp, inner_threads);
@@ -72,11 +72,11 @@ class FeedbackFactors {
     return Status::Ok();
   }
   // REQUIRES: Prepare was given cov.
-  const std::vector<float>& Of(const InputCovariance& cov) const { return factors_.at(&cov); }
+  const formats::FeedbackMatrices& Of(const InputCovariance& cov) const { return factors_.at(&cov); }
   void Clear() { factors_.clear(); }
 
  private:
-  std::map<const InputCovariance*, std::vector<float>> factors_;
+  std::map<const InputCovariance*, formats::FeedbackMatrices> factors_;
 };
 
 // The order tensors are converted and written in: the input's, except that
@@ -91,16 +91,18 @@ std::vector<size_t> ConversionOrder(const gguf::GgufFile& input, const Covarianc
   return order;
 }
 
-// The feedback factor of each matrix of `t` (one for a 2-D tensor, one per
+// The feedback matrices of each matrix of `t` (one for a 2-D tensor, one per
 // routed expert for a 3-D one), nullptr where that matrix gets plain
 // rounding; empty when none gets feedback. A matrix gets feedback when the
 // last pass measured its input (for an expert: some token was routed to it)
 // and the type has a feedback encoder. Without an imatrix the importance
 // becomes each matrix's H diagonal (uniform for an expert no token reached).
-Result<std::vector<const float*>> FeedbackFactorsOf(const gguf::TensorInfo& t, const formats::Format& target,
-                                                    const QuantizeOptions& options, FeedbackFactors* factors,
-                                                    std::optional<std::vector<float>>* importance) {
-  if (options.covariances == nullptr || !target.can_feedback()) return std::vector<const float*>();
+Result<std::vector<const formats::FeedbackMatrices*>> FeedbackFactorsOf(const gguf::TensorInfo& t,
+                                                                        const formats::Format& target,
+                                                                        const QuantizeOptions& options,
+                                                                        FeedbackFactors* factors,
+                                                                        std::optional<std::vector<float>>* importance) {
+  if (options.covariances == nullptr || !target.can_feedback()) return std::vector<const formats::FeedbackMatrices*>();
   const int64_t n_mat = t.ne[2] * t.ne[3];
   std::vector<const InputCovariance*> covs(static_cast<size_t>(n_mat));
   bool any = false;
@@ -113,7 +115,7 @@ Result<std::vector<const float*>> FeedbackFactorsOf(const gguf::TensorInfo& t, c
                               " but an input covariance of " + std::to_string(covs[m]->n_in));
     }
   }
-  if (!any) return std::vector<const float*>();
+  if (!any) return std::vector<const formats::FeedbackMatrices*>();
   if (!importance->has_value()) {
     std::vector<float> from_h(static_cast<size_t>(n_mat * t.ne[0]), 1.0f);
     for (int64_t m = 0; m < n_mat; ++m) {
@@ -122,9 +124,9 @@ Result<std::vector<const float*>> FeedbackFactorsOf(const gguf::TensorInfo& t, c
     *importance = std::move(from_h);
   }
   MIXQ_TRY(factors->Prepare(covs, options.feedback_damp, options.n_threads).WithContext("tensor '" + t.name + "'"));
-  std::vector<const float*> out(static_cast<size_t>(n_mat), nullptr);
+  std::vector<const formats::FeedbackMatrices*> out(static_cast<size_t>(n_mat), nullptr);
   for (int64_t m = 0; m < n_mat; ++m) {
-    if (covs[m] != nullptr) out[m] = factors->Of(*covs[m]).data();
+    if (covs[m] != nullptr) out[m] = &factors->Of(*covs[m]);
   }
   return out;
 }
@@ -141,7 +143,7 @@ Result<std::span<const uint8_t>> ConvertTensor(const gguf::GgufFile& input, cons
   }
   MIXQ_TRY(TensorToF32(input, t, scratch, options.n_threads));
   MIXQ_ASSIGN_OR_RETURN(auto importance, TensorImportance(target.quantized ? options.imatrix : nullptr, t));
-  MIXQ_ASSIGN_OR_RETURN(std::vector<const float*> feedback,
+  MIXQ_ASSIGN_OR_RETURN(std::vector<const formats::FeedbackMatrices*> feedback,
                         FeedbackFactorsOf(t, target, options, factors, &importance));
   MIXQ_TRY(QuantizeTensor(t, target, options.method, *scratch, importance.has_value() ? &*importance : nullptr, out,
                           options.n_threads, feedback));
@@ -206,7 +208,7 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 
 Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads, std::span<const float* const> feedback_factors) {
+                      int n_threads, std::span<const formats::FeedbackMatrices* const> feedback_factors) {
   auto row_bytes = formats::RowBytes(format, t.ne[0]);
   MIXQ_TRY(row_bytes.status().WithContext("tensor '" + t.name + "'"));
   out->resize(static_cast<size_t>(*row_bytes * t.n_rows()));
@@ -222,8 +224,8 @@ Status QuantizeTensor(const gguf::TensorInfo& t, const formats::Format& format, 
     const float* x = values.data() + m * rows * t.ne[0];
     uint8_t* y = out->data() + m * rows * *row_bytes;
     const float* imp = importance != nullptr ? importance->data() + m * t.ne[0] : nullptr;
-    const float* factor = feedback_factors.empty() ? nullptr : feedback_factors[m];
-    Status s = factor != nullptr ? formats::QuantizeRowsFeedback(format, x, y, rows, t.ne[0], imp, factor, n_threads)
+    const formats::FeedbackMatrices* factor = feedback_factors.empty() ? nullptr : feedback_factors[m];
+    Status s = factor != nullptr ? formats::QuantizeRowsFeedback(format, x, y, rows, t.ne[0], imp, *factor, n_threads)
                                  : formats::QuantizeRows(format, method, x, y, rows, t.ne[0], imp, n_threads);
     MIXQ_TRY(s.WithContext("tensor '" + t.name + "'"));
   }

@@ -281,10 +281,10 @@ Result<std::optional<std::vector<float>>> TensorImportance(const Imatrix* imatri
 // `importance` (TensorImportance; may be null). `feedback_factors` is empty
 // or holds one entry per matrix: where an entry is given
 // (formats::FeedbackFactor of that matrix's input covariance) its rows are
-// rounded with error feedback instead of by `method`.
+// rounded with error feedback (and refined) instead of by `method`.
 Status QuantizeTensor(const gguf::TensorInfo& tensor, const formats::Format& format, formats::QuantMethod method,
                       const std::vector<float>& values, const std::vector<float>* importance, std::vector<uint8_t>* out,
-                      int n_threads, std::span<const float* const> feedback_factors = {});
+                      int n_threads, std::span<const formats::FeedbackMatrices* const> feedback_factors = {});
 
 }  // namespace mixq::quantize
 

@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -91,7 +92,7 @@ std::vector<uint8_t> Feedback(const Format& f, const Problem& p, int n_threads =
   auto u = FeedbackFactor(p.h, p.n, kDamp);
   EXPECT_TRUE(u.has_value());
   std::vector<uint8_t> q(static_cast<size_t>(*RowBytes(f, p.n) * p.rows));
-  Status s = QuantizeRowsFeedback(f, p.w.data(), q.data(), p.rows, p.n, p.importance.data(), u->data(), n_threads);
+  Status s = QuantizeRowsFeedback(f, p.w.data(), q.data(), p.rows, p.n, p.importance.data(), *u, n_threads);
   EXPECT_TRUE(s.ok()) << s.message();
   return q;
 }
@@ -111,18 +112,22 @@ TEST(FeedbackTest, TheTypesThatHaveIt) {
 }
 
 // Checks that u is upper triangular with (Uᵀ U) (H + damp·mean·I) = I.
-void ExpectInvertsTheDampedCovariance(const Problem& p, const std::vector<float>& u, double tolerance) {
+void ExpectInvertsTheDampedCovariance(const Problem& p, const FeedbackMatrices& f, double tolerance) {
   const int64_t n = p.n;
   double mean = 0;
   for (int64_t i = 0; i < n; ++i) mean += p.h[i * n + i] / n;
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < i; ++j) ASSERT_EQ(u[i * n + j], 0.0f);
-    ASSERT_GT(u[i * n + i], 0.0f);
+    for (int64_t j = 0; j < i; ++j) ASSERT_EQ(f.u[i * n + j], 0.0f);
+    ASSERT_GT(f.u[i * n + i], 0.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      const double damped = p.h[i * n + j] + (i == j ? kDamp * mean : 0.0);
+      ASSERT_NEAR(f.h[i * n + j], damped, 1e-6 * std::fabs(damped)) << i << "," << j;
+    }
   }
   std::vector<double> inv(n * n, 0.0);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t j = 0; j < n; ++j) {
-      for (int64_t k = 0; k <= std::min(i, j); ++k) inv[i * n + j] += double(u[k * n + i]) * u[k * n + j];
+      for (int64_t k = 0; k <= std::min(i, j); ++k) inv[i * n + j] += double(f.u[k * n + i]) * f.u[k * n + j];
     }
   }
   for (int64_t i = 0; i < n; ++i) {
@@ -152,7 +157,8 @@ TEST(FeedbackTest, BlockedFactorIsTheSameAtAnyThreadCount) {
   for (int threads : {2, 3, 0}) {
     auto many = FeedbackFactor(p.h, p.n, kDamp, threads);
     ASSERT_TRUE(many.has_value());
-    EXPECT_EQ(*many, *one) << threads << " threads";
+    EXPECT_EQ(many->u, one->u) << threads << " threads";
+    EXPECT_EQ(many->h, one->h) << threads << " threads";
   }
 }
 
@@ -161,7 +167,10 @@ TEST(FeedbackTest, FactorEdgeCases) {
   auto u = FeedbackFactor(zero, 4, kDamp);
   ASSERT_TRUE(u.has_value());
   for (int i = 0; i < 4; ++i) {
-    for (int j = 0; j < 4; ++j) EXPECT_EQ((*u)[i * 4 + j], i == j ? 1.0f : 0.0f);
+    for (int j = 0; j < 4; ++j) {
+      EXPECT_EQ(u->u[i * 4 + j], i == j ? 1.0f : 0.0f);
+      EXPECT_EQ(u->h[i * 4 + j], i == j ? 1.0f : 0.0f);
+    }
   }
   // Eigenvalues -999 and 1001: no damping within a thousand times mean(diag) cures it.
   std::vector<double> indefinite = {1, 1000, 1000, 1};
@@ -277,6 +286,181 @@ TEST(FeedbackTest, GroupRechoiceFitsTheUpdatedWeights) {
   }
 }
 
+// (w − y)ᵀ h (w − y) of one row.
+double RowError(const float* w, const float* y, const std::vector<float>& h, int64_t n) {
+  double e = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j) s += static_cast<double>(h[i * n + j]) * (w[j] - y[j]);
+    e += (w[i] - y[i]) * s;
+  }
+  return e;
+}
+
+// The refinement after the feedback pass, per row on correlated inputs: the
+// output error with the damped H never rises above the pass's and falls
+// overall; the blocks' f16 multipliers stay as the pass left them (and every
+// scale and offset, for the types without groups).
+TEST(FeedbackTest, RefinementNeverRaisesTheRowError) {
+  Problem p = MakeProblem(12, 512, 700, 8, 6);
+  auto m = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(m.has_value());
+  for (const Format* f : FeedbackFormats()) {
+    const FeedbackCodec& c = *f->feedback;
+    const int64_t row_bytes = *RowBytes(*f, p.n);
+    std::vector<uint8_t> pass(static_cast<size_t>(row_bytes * p.rows)), refined(pass.size());
+    internal::QuantizeRowsWithFeedback(*f, p.w.data(), pass.data(), p.rows, p.n, row_bytes, p.importance.data(),
+                                       m->u.data(), nullptr);
+    internal::QuantizeRowsWithFeedback(*f, p.w.data(), refined.data(), p.rows, p.n, row_bytes, p.importance.data(),
+                                       m->u.data(), m->h.data());
+    for (size_t b = 0; b < pass.size() / f->block_bytes; ++b) {
+      const uint8_t* b0 = pass.data() + b * f->block_bytes;
+      const uint8_t* b1 = refined.data() + b * f->block_bytes;
+      if (c.set_group != nullptr) {
+        EXPECT_EQ(std::memcmp(b0 + c.d_at, b1 + c.d_at, 2), 0) << f->name;
+        if (c.dmin_at >= 0) {
+          EXPECT_EQ(std::memcmp(b0 + c.dmin_at, b1 + c.dmin_at, 2), 0) << f->name;
+        }
+        continue;
+      }
+      float s0[16], o0[16], s1[16], o1[16];
+      c.read_grid(b0, s0, o0);
+      c.read_grid(b1, s1, o1);
+      EXPECT_EQ(s0[0], s1[0]) << f->name;
+      EXPECT_EQ(o0[0], o1[0]) << f->name;
+    }
+    std::vector<float> y0(p.w.size()), y1(p.w.size());
+    ASSERT_TRUE(DequantizeRows(*f, pass.data(), y0.data(), p.rows, p.n, 1).ok());
+    ASSERT_TRUE(DequantizeRows(*f, refined.data(), y1.data(), p.rows, p.n, 1).ok());
+    double before = 0, after = 0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const float* w = p.w.data() + r * p.n;
+      const double e0 = RowError(w, y0.data() + r * p.n, m->h, p.n);
+      const double e1 = RowError(w, y1.data() + r * p.n, m->h, p.n);
+      EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
+      before += e0;
+      after += e1;
+    }
+    std::printf("%-7s (w-y)^T H (w-y): feedback pass %.4g, refined %.4g (%.3f)\n", std::string(f->name).c_str(), before,
+                after, after / before);
+    EXPECT_LT(after, 0.995 * before) << f->name;
+  }
+}
+
+// RefineRow from random codes at random scales: codes stay in range, the
+// error never rises, and once a call changes nothing the row is a coordinate
+// minimum: no single code, tried exhaustively, lowers the error.
+TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
+  Problem p = MakeProblem(1, 256, 300, 4, 7);
+  auto m = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(m.has_value());
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const Format* f : FeedbackFormats()) {
+    const FeedbackCodec& c = *f->feedback;
+    const int64_t groups = p.n / c.group_size;
+    std::vector<float> scale(groups), offset(groups);
+    for (int64_t g = 0; g < groups; ++g) {
+      scale[g] = 0.04f * std::exp(0.3f * normal(rng)) / static_cast<float>(c.qmax - c.qmin);
+      offset[g] = c.qmin < 0 ? 0.0f : 0.02f * std::exp(0.3f * normal(rng));
+    }
+    std::vector<int> codes(p.n);
+    for (int& q : codes) q = c.qmin + static_cast<int>(rng() % (c.qmax - c.qmin + 1));
+    const auto decode = [&](const std::vector<int>& q) {
+      std::vector<float> y(p.n);
+      for (int64_t j = 0; j < p.n; ++j) {
+        const float level = c.levels != nullptr ? c.levels[q[j] - c.qmin] : static_cast<float>(q[j]);
+        y[j] = scale[j / c.group_size] * level - offset[j / c.group_size];
+      }
+      return y;
+    };
+    double e = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+    int calls = 0;
+    for (int64_t changed = 1; changed > 0 && calls < 2000; ++calls) {
+      changed = internal::RefineRow(c, p.w.data(), p.n, m->h.data(), scale.data(), offset.data(), codes.data());
+      for (int q : codes) ASSERT_TRUE(q >= c.qmin && q <= c.qmax) << f->name << " code " << q;
+      const double next = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+      EXPECT_LE(next, e * (1 + 1e-9)) << f->name;
+      e = next;
+    }
+    ASSERT_LT(calls, 2000) << f->name;
+    std::printf("%-7s coordinate minimum after %d calls\n", std::string(f->name).c_str(), calls);
+    // Moving y_j by δ changes the error by δ² h_jj − 2 δ (h (w − y))_j.
+    const std::vector<float> y = decode(codes);
+    for (int64_t j = 0; j < p.n; ++j) {
+      double r = 0;
+      for (int64_t k = 0; k < p.n; ++k) r += static_cast<double>(m->h[j * p.n + k]) * (p.w[k] - y[k]);
+      const double hjj = m->h[j * p.n + j];
+      for (int q = c.qmin; q <= c.qmax; ++q) {
+        const float level = c.levels != nullptr ? c.levels[q - c.qmin] : static_cast<float>(q);
+        const double delta = static_cast<double>(scale[j / c.group_size] * level - offset[j / c.group_size]) - y[j];
+        EXPECT_GE(delta * delta * hjj - 2 * delta * r, -1e-9 * e) << f->name << " col " << j << " code " << q;
+      }
+    }
+  }
+}
+
+// RefitGroups after RefineRow, from best's blocks with nearest codes: the
+// error never rises, falls overall, d and dmin stay, and the row's bytes
+// decode to the returned codes at the re-chosen scales (set_group's packing).
+TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
+  Problem p = MakeProblem(6, 512, 700, 8, 9);
+  auto m = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(m.has_value());
+  for (const Format* f : FeedbackFormats()) {
+    const FeedbackCodec& c = *f->feedback;
+    if (c.set_group == nullptr) continue;
+    const int64_t row_bytes = *RowBytes(*f, p.n), groups = p.n / c.group_size;
+    std::vector<uint8_t> q = Best(*f, p);
+    double refined = 0, refit = 0;
+    for (int64_t r = 0; r < p.rows; ++r) {
+      const float* w = p.w.data() + r * p.n;
+      uint8_t* row = q.data() + r * row_bytes;
+      std::vector<float> scale(groups), offset(groups);
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                    &offset[b * f->block_elems / c.group_size]);
+      }
+      std::vector<int> codes(p.n);
+      for (int64_t j = 0; j < p.n; ++j) {
+        double nearest = INFINITY;
+        for (int k = c.qmin; k <= c.qmax; ++k) {
+          const float level = c.levels != nullptr ? c.levels[k - c.qmin] : static_cast<float>(k);
+          const double d = std::fabs(scale[j / c.group_size] * level - offset[j / c.group_size] - w[j]);
+          if (d < nearest) nearest = d, codes[j] = k;
+        }
+      }
+      internal::RefineRow(c, w, p.n, m->h.data(), scale.data(), offset.data(), codes.data());
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+      }
+      const std::vector<uint8_t> before(row, row + row_bytes);
+      std::vector<float> y(p.n);
+      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+      const double e0 = RowError(w, y.data(), m->h, p.n);
+      internal::RefitGroups(c, w, p.n, m->h.data(), f->block_elems, f->block_bytes, row, codes.data());
+      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+        EXPECT_EQ(std::memcmp(&before[b * f->block_bytes + c.d_at], row + b * f->block_bytes + c.d_at, 2), 0);
+        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                    &offset[b * f->block_elems / c.group_size]);
+      }
+      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+      for (int64_t j = 0; j < p.n; ++j) {
+        const float level = c.levels != nullptr ? c.levels[codes[j] - c.qmin] : static_cast<float>(codes[j]);
+        EXPECT_FLOAT_EQ(y[j], scale[j / c.group_size] * level - offset[j / c.group_size]) << f->name << " " << j;
+      }
+      const double e1 = RowError(w, y.data(), m->h, p.n);
+      EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
+      refined += e0;
+      refit += e1;
+    }
+    std::printf("%-7s (w-y)^T H (w-y): refined %.4g, groups refit %.4g (%.3f)\n", std::string(f->name).c_str(), refined,
+                refit, refit / refined);
+    EXPECT_LT(refit, 0.999 * refined) << f->name;
+  }
+}
+
 TEST(FeedbackTest, BytesDoNotDependOnThreads) {
   Problem p = MakeProblem(40, 256, 300, 4, 4);
   for (const Format* f : FeedbackFormats()) EXPECT_EQ(Feedback(*f, p, 1), Feedback(*f, p, 3)) << f->name;
@@ -287,10 +471,12 @@ TEST(FeedbackTest, RejectsWhatItCannotEncode) {
   auto u = FeedbackFactor(p.h, p.n, kDamp);
   ASSERT_TRUE(u.has_value());
   std::vector<uint8_t> q(4096);
-  Status s = QuantizeRowsFeedback(*FindFormatByName("Q4_1"), p.w.data(), q.data(), 2, 256, nullptr, u->data(), 1);
+  Status s = QuantizeRowsFeedback(*FindFormatByName("Q4_1"), p.w.data(), q.data(), 2, 256, nullptr, *u, 1);
   EXPECT_EQ(s.kind(), StatusKind::kNotSupported);
+  s = QuantizeRowsFeedback(*FindFormatByName("Q4_K"), p.w.data(), q.data(), 1, 512, nullptr, *u, 1);
+  EXPECT_EQ(s.kind(), StatusKind::kInvalidArgument);
   p.w[256 + 9] = NAN;
-  s = QuantizeRowsFeedback(*FindFormatByName("Q4_K"), p.w.data(), q.data(), 2, 256, nullptr, u->data(), 1);
+  s = QuantizeRowsFeedback(*FindFormatByName("Q4_K"), p.w.data(), q.data(), 2, 256, nullptr, *u, 1);
   EXPECT_EQ(s.kind(), StatusKind::kCorruption);
   EXPECT_NE(s.message().find("row 1, element 9"), std::string::npos) << s.message();
 }
