@@ -23,6 +23,18 @@
 namespace mixq::formats {
 namespace {
 
+// A super-block's f16 multipliers d and dmin (0 for the types without mins).
+void ReadMultipliers(const FeedbackCodec& c, const uint8_t* block, float* d, float* dmin) {
+  uint16_t bits;
+  std::memcpy(&bits, block + c.d_at, sizeof bits);
+  *d = internal::HalfToFloat(bits);
+  *dmin = 0;
+  if (c.dmin_at >= 0) {
+    std::memcpy(&bits, block + c.dmin_at, sizeof bits);
+    *dmin = internal::HalfToFloat(bits);
+  }
+}
+
 std::vector<float> Identity(int64_t n) {
   std::vector<float> u(static_cast<size_t>(n * n), 0.0f);
   for (int64_t i = 0; i < n; ++i) u[i * n + i] = 1.0f;
@@ -132,14 +144,8 @@ constexpr int kRefit = 2;
 
 void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v, const float* importance, float* scale,
                    float* offset) {
-  uint16_t bits;
-  std::memcpy(&bits, block + c.d_at, sizeof bits);
-  const float d = HalfToFloat(bits);
-  float dmin = 0;
-  if (c.dmin_at >= 0) {
-    std::memcpy(&bits, block + c.dmin_at, sizeof bits);
-    dmin = HalfToFloat(bits);
-  }
+  float d, dmin;
+  ReadMultipliers(c, block, &d, &dmin);
   if (d == 0 || !std::isfinite(d) || !std::isfinite(dmin)) return;
   const auto error = [&](int sc, int m) {
     const float s = d * static_cast<float>(sc), o = dmin * static_cast<float>(m);
@@ -228,14 +234,8 @@ int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const flo
     const int64_t j0 = g * gs;
     uint8_t* block = row + j0 / block_elems * block_bytes;
     const int gb = static_cast<int>((j0 % block_elems) / gs);
-    uint16_t bits;
-    std::memcpy(&bits, block + c.d_at, sizeof bits);
-    const float d = HalfToFloat(bits);
-    float dmin = 0;
-    if (c.dmin_at >= 0) {
-      std::memcpy(&bits, block + c.dmin_at, sizeof bits);
-      dmin = HalfToFloat(bits);
-    }
+    float d, dmin;
+    ReadMultipliers(c, block, &d, &dmin);
     if (d == 0 || !std::isfinite(d) || !std::isfinite(dmin)) continue;
     const int sc = static_cast<int>(std::lround(scale[g] / d));
     const int m = dmin != 0 ? static_cast<int>(std::lround(offset[g] / dmin)) : 0;
