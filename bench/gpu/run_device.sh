@@ -4,7 +4,7 @@
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
 # bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
 # big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS |
-# gptq8b LAYERS CHUNKS
+# gptq8b LAYERS CHUNKS | build DIR (the CUDA build of mixq and engine_test, made on the GPU machine)
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -26,6 +26,18 @@ with_gpu_peak() {
 }
 
 case "$1" in
+  build)  # configure and build with CUDA into DIR; xxhash.h from XXHASH_INCLUDE where the machine lacks it
+    dir=$2
+    extra=()
+    [ -n "${XXHASH_INCLUDE:-}" ] && extra=(-DXXHASH_INCLUDE_DIR="$XXHASH_INCLUDE"
+      -DXXHASH_LIBRARY="$(ls /usr/lib/x86_64-linux-gnu/libxxhash.so* | head -1)")
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMIXQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCMAKE_CUDA_COMPILER="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)" "${extra[@]}" >"$RESULTS/build.log" &&
+      cmake --build "$dir" -j"$(nproc)" --target mixq engine_test >>"$RESULTS/build.log" 2>&1
+    rc=$?
+    tail -3 "$RESULTS/build.log"
+    exit $rc
+    ;;
   agree)  # PPL and KLD of a Q4_K quant against its F16 base, CPU (16 threads) and CUDA
     dir=$2
     for xz in "$dir"/*.gguf.xz; do [ -e "$xz" ] && python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[1][:-3], 'wb'))" "$xz"; done

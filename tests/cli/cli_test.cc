@@ -371,7 +371,7 @@ TEST(Cli, AutoCachesAreKeyedByTextAndOptions) {
   auto run = [&](const std::string& text_file, int imatrix_chunks) {
     return RunMixq("auto " + Q(testing::RefDevModel()) + " --text " + Q(text_file) + " --target 5.0bpw -o " +
                    Q(dir.File("a.gguf")) + " --cache-dir " + Q(dir.File("cache")) +
-                   " --types Q4_K,Q8_0 --measure-chunks 1 --no-eval --ctx 128 --imatrix-chunks " +
+                   " --types Q4_K,Q8_0 --method best --measure-chunks 1 --no-eval --ctx 128 --imatrix-chunks " +
                    std::to_string(imatrix_chunks));
   };
   auto first = run(text, 4);
@@ -402,8 +402,8 @@ TEST(Cli, ConcurrentAutosSharingACacheKeepTheirOwnTypes) {
   auto command = [&](const std::string& name, const std::string& types) {
     return std::string(MIXQ_BINARY) + " auto --json " + Q(testing::RefDevModel()) + " --text " + Q(text) +
            " --target 7.0bpw -o " + Q(dir.File(name + ".gguf")) + " --cache-dir " + Q(dir.File("cache")) + " --types " +
-           types + " --imatrix-chunks 2 --measure-chunks 1 --no-eval --ctx 128 >" + Q(dir.File(name + ".out")) + " 2>" +
-           Q(dir.File(name + ".err"));
+           types + " --method best --imatrix-chunks 2 --measure-chunks 1 --no-eval --ctx 128 >" +
+           Q(dir.File(name + ".out")) + " 2>" + Q(dir.File(name + ".err"));
   };
   auto both = testing::RunCommand(command("a", "Q4_K,Q5_K") + " & " + command("b", "Q6_K,Q8_0") +
                                   "; b=$?; wait $!; a=$?; exit $((a | b))");

@@ -59,8 +59,8 @@ struct Scores {
   double ppl = 0, base_ppl = 0, kld = 0;
 };
 
-Scores Evaluate(const gguf::GgufFile& quant, const gguf::GgufFile& base, std::span<const int32_t> tokens,
-                Device device) {
+Scores Evaluate(const gguf::GgufFile& quant, const gguf::GgufFile& base, std::span<const int32_t> tokens, Device device,
+                Activations activations) {
   auto model = Model::Load(quant, {device});
   auto base_model = Model::Load(base, {device});
   EXPECT_TRUE(model.has_value() && base_model.has_value());
@@ -70,14 +70,21 @@ Scores Evaluate(const gguf::GgufFile& quant, const gguf::GgufFile& base, std::sp
   options.n_chunks = 4;
   options.n_threads = 0;
   options.bos_id = 1;
+  options.activations = activations;
   auto r = EvaluateVsModel(*model, *base_model, tokens, options);
   EXPECT_TRUE(r.has_value()) << r.status().message();
   if (!r) return {};
   return {r->ppl, r->kld->base_ppl, r->kld->kld_mean};
 }
 
-// A Q4_K model against its F16 base, on both devices: perplexities within
-// 0.1%, KLD within 1% (the CUDA backend multiplies in F16 with F32 sums).
+// A Q4_K model against its F16 base, on both devices. With exact (F32)
+// activations the arithmetic is continuous and the devices must agree:
+// perplexities within 0.1%, KLD within 1%. With ggml's activation rounding
+// (Q8_K blocks for Q4_K) a last-bit difference before the rounding can move
+// an activation by a whole step, and the CPU does not agree with itself
+// there: on ref-dev, MIXQ_ISA=avx2 against avx512 moves the Q4_K PPL by
+// 0.15% and the KLD by 0.73% (docs/gpu.md "Agreement"); that mode is held
+// to 0.5% and 3%, which still catches a wrong rounding rule.
 TEST(Cuda, AgreesWithCpuOnPerplexityAndKld) {
   if (!CudaUsable()) GTEST_SKIP() << CudaStatusMessage();
   for (const std::string& dir : ModelDirs()) {
@@ -98,13 +105,17 @@ TEST(Cuda, AgreesWithCpuOnPerplexityAndKld) {
     ASSERT_TRUE(text.has_value());
     const std::vector<int32_t> tokens = TokenizeForEval(*tok, *text);
 
-    const Scores cpu = Evaluate(*quant, *base, tokens, Device::kCpu);
-    const Scores gpu = Evaluate(*quant, *base, tokens, Device::kCuda);
-    std::printf("%s: PPL cpu %.6f cuda %.6f, base PPL cpu %.6f cuda %.6f, KLD cpu %.6f cuda %.6f\n", dir.c_str(),
-                cpu.ppl, gpu.ppl, cpu.base_ppl, gpu.base_ppl, cpu.kld, gpu.kld);
-    EXPECT_NEAR(gpu.ppl / cpu.ppl, 1.0, 1e-3);
-    EXPECT_NEAR(gpu.base_ppl / cpu.base_ppl, 1.0, 1e-3);
-    EXPECT_NEAR(gpu.kld / cpu.kld, 1.0, 1e-2);
+    for (const Activations activations : {Activations::kF32, Activations::kGgml}) {
+      const bool exact = activations == Activations::kF32;
+      SCOPED_TRACE(exact ? "f32 activations" : "ggml activations");
+      const Scores cpu = Evaluate(*quant, *base, tokens, Device::kCpu, activations);
+      const Scores gpu = Evaluate(*quant, *base, tokens, Device::kCuda, activations);
+      std::printf("%s, %s activations: PPL cpu %.6f cuda %.6f, base PPL cpu %.6f cuda %.6f, KLD cpu %.6f cuda %.6f\n",
+                  dir.c_str(), exact ? "f32" : "ggml", cpu.ppl, gpu.ppl, cpu.base_ppl, gpu.base_ppl, cpu.kld, gpu.kld);
+      EXPECT_NEAR(gpu.ppl / cpu.ppl, 1.0, exact ? 1e-3 : 5e-3);
+      EXPECT_NEAR(gpu.base_ppl / cpu.base_ppl, 1.0, 1e-3);
+      EXPECT_NEAR(gpu.kld / cpu.kld, 1.0, exact ? 1e-2 : 3e-2);
+    }
   }
 }
 

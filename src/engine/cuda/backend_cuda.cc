@@ -221,20 +221,28 @@ class CudaBackend final : public Backend {
   void MatMul(std::initializer_list<TensorProduct> products, Tensor x, int64_t n_tokens,
               const RunOptions& options) override {
     const int64_t n_in = products.begin()->w->n_in;
-    Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n_tokens * n_in) * sizeof(Half)));
+    const size_t n = static_cast<size_t>(n_tokens * n_in);
+    const bool any_split = std::any_of(products.begin(), products.end(), [&](const TensorProduct& p) {
+      return RoundingOf(*p.w, options) != ActRounding::kF16;
+    });
+    Half* xh = static_cast<Half*>(half_x_.Get((any_split ? 2 : 1) * n * sizeof(Half)));
+    Half* xl = xh + n;
     ++use_;  // the weights of these products stay cached while they run
     bool prepared = false;
     ActRounding done = ActRounding::kNone;
+    bool split = false;
     for (const TensorProduct& p : products) {
       // Activations rounded as the CPU rounds them for this weight (ggml's
-      // vec_dot types), then to F16 for the product.
+      // vec_dot types), then to F16 for the product: as two halves unless
+      // the rounding was to F16 itself.
       const ActRounding rounding = RoundingOf(*p.w, options);
       if (!prepared || rounding != done) {
-        PrepareInput(F(x), rounding, n_tokens * n_in, xh);
+        split = rounding != ActRounding::kF16;
+        PrepareInput(F(x), rounding, n_tokens * n_in, xh, split ? xl : nullptr);
         prepared = true;
         done = rounding;
       }
-      Product(p, xh, n_tokens);
+      Product(p, xh, split ? xl : nullptr, n_tokens);
     }
   }
   // Where the down projection's input needs no rounding but F16's and no
@@ -243,8 +251,8 @@ class CudaBackend final : public Backend {
   void SwigluMatMul(Tensor gate, Tensor up, int64_t n_tokens, const TensorProduct& down, const Weight* hooked,
                     int64_t expert, const RunOptions& options) override {
     const ActRounding rounding = RoundingOf(*down.w, options);
-    if ((hooked != nullptr && (options.hook != nullptr || options.grams != nullptr)) ||
-        (rounding != ActRounding::kNone && rounding != ActRounding::kF16)) {
+    if ((hooked != nullptr && (options.hook != nullptr || options.grams != nullptr)) || rounding != ActRounding::kF16 ||
+        SplitInHalves(*down.w)) {
       Backend::SwigluMatMul(gate, up, n_tokens, down, hooked, expert, options);
       return;
     }
@@ -252,7 +260,7 @@ class CudaBackend final : public Backend {
     Half* xh = static_cast<Half*>(half_x_.Get(static_cast<size_t>(n) * sizeof(Half)));
     ++use_;
     cuda::SwigluToHalf(F(gate), F(up), n, xh, stream_);
-    Product(down, xh, n_tokens);
+    Product(down, xh, nullptr, n_tokens);
   }
   void Hook(const RunOptions& options, const Weight* w, int64_t expert, Tensor x, int64_t n_tokens) override {
     if (w == nullptr) return;
@@ -369,21 +377,40 @@ class CudaBackend final : public Backend {
   static ActRounding RoundingOf(const Weight& w, const RunOptions& options) {
     return options.activations == Activations::kGgml ? RoundingFor(*w.format) : ActRounding::kNone;
   }
-  // p.y (+)= xh · Wᵀ (+ bias). A residual without bias is accumulated by
-  // cuBLAS (beta = 1: one rounding of product + residual, as the CPU's add).
-  void Product(const TensorProduct& p, const Half* xh, int64_t n_tokens) {
+  // The CPU multiplies exact values: a quantized block's d·q, BF16 or F32
+  // weights, by activations rounded to Q8 blocks, BF16 or not at all. F16
+  // copies of those lose bits (22 of 24 are kept as two F16 halves, w = hi +
+  // lo, and the same for the input), so only an F16 weight with its
+  // F16-rounded input (ggml's activations) is one product.
+  static bool SplitInHalves(const Weight& w) { return w.format->name != "F16"; }
+  static size_t MatrixBytes(const Weight& w, bool matrix) {
+    const size_t n = static_cast<size_t>(w.n_in * w.n_out);
+    if (!matrix) return n * sizeof(float);
+    return n * sizeof(Half) * (SplitInHalves(w) ? 2 : 1);
+  }
+  // p.y (+)= x · Wᵀ (+ bias), x = xh + xl (xl null: x is exact in F16). The
+  // product of two split operands is hi·hi + lo·hi + hi·lo (lo·lo is below
+  // F32's rounding). A residual without bias is accumulated by cuBLAS (beta =
+  // 1, as the CPU's add).
+  void Product(const TensorProduct& p, const Half* xh, const Half* xl, int64_t n_tokens) {
     const int64_t n_out = p.w->n_out;
     const bool accumulate = p.add && p.bias == nullptr;
     float* y = F(p.y);
     if (p.add && !accumulate)
       y = static_cast<float*>(added_.Get(static_cast<size_t>(n_tokens * n_out) * sizeof(float)));
     const Cached& w = Lookup(*p.w, true);
-    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     const int n_in = static_cast<int>(p.w->n_in);
-    Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out), static_cast<int>(n_tokens), n_in, &one,
-                       w.block.ptr, CUDA_R_16F, n_in, xh, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F,
-                       static_cast<int>(n_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx");
+    const Half* wh = static_cast<const Half*>(w.block.ptr);
+    auto gemm = [&](const Half* weights, const Half* input, float beta) {
+      const float one = 1.0f;
+      Check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n_out), static_cast<int>(n_tokens), n_in,
+                         &one, weights, CUDA_R_16F, n_in, input, CUDA_R_16F, n_in, &beta, y, CUDA_R_32F,
+                         static_cast<int>(n_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+    };
+    gemm(wh, xh, accumulate ? 1.0f : 0.0f);
+    if (SplitInHalves(*p.w)) gemm(wh + static_cast<size_t>(n_out) * static_cast<size_t>(n_in), xh, 1.0f);
+    if (xl != nullptr) gemm(wh, xl, 1.0f);
     Used(w);
     if (p.bias != nullptr) {
       const Cached& bias = Lookup(*p.bias, false);
@@ -392,16 +419,21 @@ class CudaBackend final : public Backend {
     }
     if (p.add && !accumulate) cuda::Add(F(p.y), y, n_tokens * n_out, stream_);
   }
-  void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh) {
-    if (rounding == ActRounding::kNone || rounding == ActRounding::kF16) {
-      cuda::ToHalf(x, n, xh, stream_);
-      return;
+  // xh = x rounded as `rounding` says, in F16; with xl, the two halves of it.
+  void PrepareInput(const float* x, ActRounding rounding, int64_t n, Half* xh, Half* xl) {
+    const float* r = x;
+    if (rounding != ActRounding::kNone && rounding != ActRounding::kF16) {
+      float* rounded = static_cast<float*>(rounded_.Get(static_cast<size_t>(n) * sizeof(float)));
+      if (rounding == ActRounding::kQ8_0) cuda::RoundQ8_0(x, n, rounded, stream_);
+      if (rounding == ActRounding::kQ8_K) cuda::RoundQ8_K(x, n, rounded, stream_);
+      if (rounding == ActRounding::kBF16) cuda::RoundBf16(x, n, rounded, stream_);
+      r = rounded;
     }
-    float* r = static_cast<float*>(rounded_.Get(static_cast<size_t>(n) * sizeof(float)));
-    if (rounding == ActRounding::kQ8_0) cuda::RoundQ8_0(x, n, r, stream_);
-    if (rounding == ActRounding::kQ8_K) cuda::RoundQ8_K(x, n, r, stream_);
-    if (rounding == ActRounding::kBF16) cuda::RoundBf16(x, n, r, stream_);
-    cuda::ToHalf(r, n, xh, stream_);
+    if (xl != nullptr) {
+      cuda::SplitHalf(r, n, xh, xl, stream_);
+    } else {
+      cuda::ToHalf(r, n, xh, stream_);
+    }
   }
   void RopeTables(int64_t seq_len, const float* freq_factors);
   const int64_t* UploadSlots(std::span<const int64_t> slots) {
@@ -449,7 +481,7 @@ class CudaBackend final : public Backend {
 CudaBackend::Cached& CudaBackend::Lookup(const Weight& w, bool matrix) {
   Cached* c = Fetch(w, matrix, use_);
   if (c == nullptr) {
-    const size_t bytes = static_cast<size_t>(w.n_in * w.n_out) * (matrix ? sizeof(Half) : sizeof(float));
+    const size_t bytes = MatrixBytes(w, matrix);
     FailBudget(("weight '" + w.name + "'").c_str(), bytes, Memory().used, limit_);
   }
   c->last_use = use_;
@@ -464,7 +496,7 @@ CudaBackend::Cached* CudaBackend::Fetch(const Weight& w, bool matrix, uint64_t p
   const Key key{w.data, w.generation, matrix};
   auto it = cache_.find(key);
   if (it != cache_.end()) return &it->second;
-  const size_t bytes = static_cast<size_t>(w.n_in * w.n_out) * (matrix ? sizeof(Half) : sizeof(float));
+  const size_t bytes = MatrixBytes(w, matrix);
   std::optional<Block> block = TakeBlock(bytes, protect);
   if (!block) return nullptr;
   Upload(w, matrix, *block);
@@ -577,11 +609,12 @@ void CudaBackend::Prefetch(std::span<Weight* const> weights) {
 // In slices through pinned memory, two in turn, so that the host fills one
 // (copying from the file, or decoding to F32 on all threads) while the other
 // goes to the device. An F16 matrix is copied as stored; anything else is
-// decoded and, for a matrix, converted to F16 on the device. The file's pages
-// are released once read.
+// decoded and, for a matrix, split into its two F16 halves on the device (hi
+// in the block's first half, lo in its second). The file's pages are released
+// once read.
 void CudaBackend::Upload(const Weight& w, bool matrix, const Block& b) {
   Check(cudaStreamWaitEvent(upload_, b.done, 0), "cudaStreamWaitEvent");  // a reused block's last reader
-  const bool raw = matrix && w.format->name == "F16";
+  const bool raw = matrix && !SplitInHalves(w);
   const int64_t slice_row = raw ? w.row_bytes : w.n_in * static_cast<int64_t>(sizeof(float));
   const int64_t rows_per_slice = std::max<int64_t>(1, static_cast<int64_t>(kSliceBytes) / slice_row);
   if (slice_row > static_cast<int64_t>(kSliceBytes)) Fail("upload", "a weight row larger than the staging slice");
@@ -610,7 +643,9 @@ void CudaBackend::Upload(const Weight& w, bool matrix, const Block& b) {
     } else {
       float* stage = static_cast<float*>(device_slices_[s].Get(kSliceBytes));
       Check(cudaMemcpyAsync(stage, host, n, cudaMemcpyHostToDevice, upload_), "upload");
-      cuda::ToHalf(stage, rows * w.n_in, reinterpret_cast<Half*>(dst) + r0 * w.n_in, upload_);
+      Half* hi = reinterpret_cast<Half*>(dst);
+      Half* lo = hi + static_cast<size_t>(w.n_out) * static_cast<size_t>(w.n_in);
+      cuda::SplitHalf(stage, rows * w.n_in, hi + r0 * w.n_in, lo + r0 * w.n_in, upload_);
     }
     Check(cudaEventRecord(slice_free_[s], upload_), "cudaEventRecord");
   }
