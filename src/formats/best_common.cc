@@ -26,46 +26,54 @@ double WeightedError(const float* x, const float* y, const float* w, int n) {
 
 namespace {
 
-// The group errors, kLaneCount<V> elements per step. Every element's term is
-// the four-lane code's, and AddInOrder adds the terms into four partial sums in
-// the same order, so all widths give the same float. REQUIRES: n a multiple
-// of kLaneCount<V>.
-template <typename V>
-[[gnu::always_inline]] inline float AffineGroupErrorLanes(const float* x, const float* w, int n, float a, float b,
-                                                          float qmax, uint8_t* codes) {
+// x + b and y − b where the kernel has an offset (the affine formats), x and y
+// where it has not (the symmetric ones).
+template <bool kOffset, typename V, typename B>
+[[gnu::always_inline]] inline V Shifted(V x, B b) {
+  if constexpr (kOffset) return x + b;
+  return x;
+}
+template <bool kOffset, typename V, typename B>
+[[gnu::always_inline]] inline V Unshifted(V y, B b) {
+  if constexpr (kOffset) return y - b;
+  return y;
+}
+
+// The group errors, kLaneCount<V> elements per step: y = a·q − b with q the
+// clamped rounding of (x + b)/a, the offset b only in the affine kernels
+// (kOffset), so that one loop serves both. Every element's term is the
+// four-lane code's, and AddInOrder adds the terms into four partial sums in
+// the same order, so all widths give the same float. REQUIRES: n a multiple of
+// kLaneCount<V>.
+template <typename V, bool kOffset, typename Code>
+[[gnu::always_inline]] inline float GroupErrorLanes(const float* x, const float* w, int n, float a, float b, float qmin,
+                                                    float qmax, Code* codes) {
   const float inv = a != 0 ? 1 / a : 0.0f;
-  const V zero = {};
+  const V bottom = Broadcast<V>(qmin);
   const V top = Broadcast<V>(qmax);
   Lanes4 acc = {};
   for (int i = 0; i < n; i += kLaneCount<V>) {
-    V xv = LoadLanes<V>(x + i);
-    V q = MinLanes(MaxLanes(RoundLanes((xv + b) * inv), zero), top);
-    V d = xv - (a * q - b);
+    const V xv = LoadLanes<V>(x + i);
+    const V q = MinLanes(MaxLanes(RoundLanes(Shifted<kOffset>(xv, b) * inv), bottom), top);
+    const V d = xv - Unshifted<kOffset>(a * q, b);
     AddInOrder(&acc, LoadLanes<V>(w + i) * d * d);
     if (codes != nullptr) {
-      for (int k = 0; k < kLaneCount<V>; ++k) codes[i + k] = static_cast<uint8_t>(q[k]);
+      for (int k = 0; k < kLaneCount<V>; ++k) codes[i + k] = static_cast<Code>(q[k]);
     }
   }
   return SumLanes(acc);
 }
 
 template <typename V>
+[[gnu::always_inline]] inline float AffineGroupErrorLanes(const float* x, const float* w, int n, float a, float b,
+                                                          float qmax, uint8_t* codes) {
+  return GroupErrorLanes<V, true>(x, w, n, a, b, 0.0f, qmax, codes);
+}
+
+template <typename V>
 [[gnu::always_inline]] inline float SymmetricGroupErrorLanes(const float* x, const float* w, int n, float a, float qmin,
                                                              float qmax, int8_t* codes) {
-  const float inv = a != 0 ? 1 / a : 0.0f;
-  const V bottom = Broadcast<V>(qmin);
-  const V top = Broadcast<V>(qmax);
-  Lanes4 acc = {};
-  for (int i = 0; i < n; i += kLaneCount<V>) {
-    V xv = LoadLanes<V>(x + i);
-    V q = MinLanes(MaxLanes(RoundLanes(xv * inv), bottom), top);
-    V d = xv - a * q;
-    AddInOrder(&acc, LoadLanes<V>(w + i) * d * d);
-    if (codes != nullptr) {
-      for (int k = 0; k < kLaneCount<V>; ++k) codes[i + k] = static_cast<int8_t>(q[k]);
-    }
-  }
-  return SumLanes(acc);
+  return GroupErrorLanes<V, false>(x, w, n, a, 0.0f, qmin, qmax, codes);
 }
 
 MIXQ_TARGET_AVX2 float AffineGroupErrorAvx2(const float* x, const float* w, int n, float a, float b, float qmax,
@@ -101,19 +109,26 @@ template <typename V>
   for (int p = 0; p < kLaneCount<V> / 4 && p < left; ++p) errors[p] = SumLanes(Piece(acc, p));
 }
 
-template <typename V>
-[[gnu::always_inline]] inline void AffineGroupErrorsLanes(const AffineTry* tries, int count, int n, float qmax,
-                                                          float* errors) {
+constexpr bool HasOffset(const AffineTry*) { return true; }
+constexpr bool HasOffset(const SymmetricTry*) { return false; }
+inline float OffsetOf(const AffineTry& t) { return t.b; }
+inline float OffsetOf(const SymmetricTry&) { return 0.0f; }
+
+// GroupErrorLanes for a batch of tries (affine or symmetric, by Try).
+template <typename V, typename Try>
+[[gnu::always_inline]] inline void GroupErrorsLanes(const Try* tries, int count, int n, float qmin, float qmax,
+                                                    float* errors) {
   constexpr int kTries = kLaneCount<V> / 4;
-  const V zero = {};
+  constexpr bool kOffset = HasOffset(static_cast<const Try*>(nullptr));
+  const V bottom = Broadcast<V>(qmin);
   const V top = Broadcast<V>(qmax);
   for (int first = 0; first < count; first += kTries) {
-    const AffineTry* t[kTries];
+    const Try* t[kTries];
     BatchOf<V>(tries, count, first, t);
     Lanes4 a4[kTries], b4[kTries], inv4[kTries];
     for (int p = 0; p < kTries; ++p) {
       a4[p] = Broadcast(t[p]->a);
-      b4[p] = Broadcast(t[p]->b);
+      b4[p] = Broadcast(OffsetOf(*t[p]));
       inv4[p] = Broadcast(t[p]->a != 0 ? 1 / t[p]->a : 0.0f);
     }
     const V a = Join<V>(a4), b = Join<V>(b4), inv = Join<V>(inv4);
@@ -125,39 +140,8 @@ template <typename V>
         w4[p] = Load4(t[p]->w + i);
       }
       const V xv = Join<V>(x4);
-      V q = MinLanes(MaxLanes(RoundLanes((xv + b) * inv), zero), top);
-      V d = xv - (a * q - b);
-      acc += Join<V>(w4) * d * d;
-    }
-    StoreSums(acc, count - first, errors + first);
-  }
-}
-
-template <typename V>
-[[gnu::always_inline]] inline void SymmetricGroupErrorsLanes(const SymmetricTry* tries, int count, int n, float qmin,
-                                                             float qmax, float* errors) {
-  constexpr int kTries = kLaneCount<V> / 4;
-  const V bottom = Broadcast<V>(qmin);
-  const V top = Broadcast<V>(qmax);
-  for (int first = 0; first < count; first += kTries) {
-    const SymmetricTry* t[kTries];
-    BatchOf<V>(tries, count, first, t);
-    Lanes4 a4[kTries], inv4[kTries];
-    for (int p = 0; p < kTries; ++p) {
-      a4[p] = Broadcast(t[p]->a);
-      inv4[p] = Broadcast(t[p]->a != 0 ? 1 / t[p]->a : 0.0f);
-    }
-    const V a = Join<V>(a4), inv = Join<V>(inv4);
-    V acc = {};
-    for (int i = 0; i < n; i += 4) {
-      Lanes4 x4[kTries], w4[kTries];
-      for (int p = 0; p < kTries; ++p) {
-        x4[p] = Load4(t[p]->x + i);
-        w4[p] = Load4(t[p]->w + i);
-      }
-      const V xv = Join<V>(x4);
-      V q = MinLanes(MaxLanes(RoundLanes(xv * inv), bottom), top);
-      V d = xv - a * q;
+      const V q = MinLanes(MaxLanes(RoundLanes(Shifted<kOffset>(xv, b) * inv), bottom), top);
+      const V d = xv - Unshifted<kOffset>(a * q, b);
       acc += Join<V>(w4) * d * d;
     }
     StoreSums(acc, count - first, errors + first);
@@ -165,21 +149,21 @@ template <typename V>
 }
 
 MIXQ_TARGET_AVX2 void AffineGroupErrorsAvx2(const AffineTry* tries, int count, int n, float qmax, float* errors) {
-  AffineGroupErrorsLanes<Lanes8>(tries, count, n, qmax, errors);
+  GroupErrorsLanes<Lanes8>(tries, count, n, 0.0f, qmax, errors);
 }
 
 MIXQ_TARGET_AVX512 void AffineGroupErrorsAvx512(const AffineTry* tries, int count, int n, float qmax, float* errors) {
-  AffineGroupErrorsLanes<Lanes16>(tries, count, n, qmax, errors);
+  GroupErrorsLanes<Lanes16>(tries, count, n, 0.0f, qmax, errors);
 }
 
 MIXQ_TARGET_AVX2 void SymmetricGroupErrorsAvx2(const SymmetricTry* tries, int count, int n, float qmin, float qmax,
                                                float* errors) {
-  SymmetricGroupErrorsLanes<Lanes8>(tries, count, n, qmin, qmax, errors);
+  GroupErrorsLanes<Lanes8>(tries, count, n, qmin, qmax, errors);
 }
 
 MIXQ_TARGET_AVX512 void SymmetricGroupErrorsAvx512(const SymmetricTry* tries, int count, int n, float qmin, float qmax,
                                                    float* errors) {
-  SymmetricGroupErrorsLanes<Lanes16>(tries, count, n, qmin, qmax, errors);
+  GroupErrorsLanes<Lanes16>(tries, count, n, qmin, qmax, errors);
 }
 
 }  // namespace
@@ -200,7 +184,7 @@ void AffineGroupErrors(const AffineTry* tries, int count, int n, float qmax, flo
     case Isa::kScalar:
       break;
   }
-  AffineGroupErrorsLanes<Lanes4>(tries, count, n, qmax, errors);
+  GroupErrorsLanes<Lanes4>(tries, count, n, 0.0f, qmax, errors);
 }
 
 void SymmetricGroupErrors(const SymmetricTry* tries, int count, int n, float qmin, float qmax, float* errors) {
@@ -212,7 +196,7 @@ void SymmetricGroupErrors(const SymmetricTry* tries, int count, int n, float qmi
     case Isa::kScalar:
       break;
   }
-  SymmetricGroupErrorsLanes<Lanes4>(tries, count, n, qmin, qmax, errors);
+  GroupErrorsLanes<Lanes4>(tries, count, n, qmin, qmax, errors);
 }
 
 float SymmetricGroupError(const float* x, const float* w, int n, float a, float qmin, float qmax, int8_t* codes) {
