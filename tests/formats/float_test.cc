@@ -1,5 +1,6 @@
 // F16 / BF16 conversions (ggml-formats.md §2.2) against independent judges: the
 // CPU's F16C instructions where present, and exhaustive round trips.
+#include <cpuid.h>
 #include <gtest/gtest.h>
 #include <immintrin.h>
 
@@ -17,7 +18,11 @@ __attribute__((target("f16c"))) uint16_t HardwareF32ToF16(float f) {
 }
 __attribute__((target("f16c"))) float HardwareF16ToF32(uint16_t h) { return _cvtsh_ss(h); }
 
-bool HasF16C() { return __builtin_cpu_supports("f16c"); }
+// CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports has no "f16c").
+bool HasF16C() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & (1u << 29)) != 0;
+}
 
 TEST(FloatTest, EveryHalfWidensExactlyAndRoundTrips) {
   for (uint32_t h = 0; h < 65536; ++h) {

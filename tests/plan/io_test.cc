@@ -6,10 +6,14 @@
 #include <set>
 
 // GCC 12 warns falsely inside <regex> at -O2 with sanitizers (-Wmaybe-uninitialized).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <regex>
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 #include "formats/formats.h"
 #include "plan/plan.h"
