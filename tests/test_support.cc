@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,11 @@ std::string RefDevTextStart(size_t n_bytes) {
 }
 std::string RefVectorPath(const std::string& file) { return TestDataPath("refvectors/" + file); }
 std::string SeedPath(const std::string& file) { return TestDataPath("seeds/" + file); }
+
+std::string ReadSeed(const std::string& file) {
+  std::ifstream in(SeedPath(file), std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 std::vector<uint8_t> ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -83,6 +89,14 @@ std::string OraclePath() {
   if (const char* env = std::getenv("MIXQ_ORACLE")) return env;
   return MIXQ_ORACLE;
 }
+
+nlohmann::json Oracle(const std::string& args) {
+  CommandResult r = RunCommand(Q(OraclePath()) + " " + args);
+  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
+  return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
+}
+
+std::string Q(const std::string& s) { return "'" + s + "'"; }
 
 int64_t PresentPages(std::span<const uint8_t> bytes) {
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));

@@ -18,6 +18,7 @@ std::string RefDevText();                           // its held-out text (val.tx
 std::string RefDevTextStart(size_t n_bytes);
 std::string RefVectorPath(const std::string& file);  // ggml's outputs per block type
 std::string SeedPath(const std::string& file);       // the documents the project started from
+std::string ReadSeed(const std::string& file);       // one of them, whole ("" when it cannot be read)
 std::vector<uint8_t> ReadFileBytes(const std::string& path);
 void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);
 
@@ -58,6 +59,12 @@ std::span<const uint8_t> BeyondFaultAround(std::span<const uint8_t> bytes);
 
 // Path of gguf-oracle, or empty when not configured (tests then GTEST_SKIP).
 std::string OraclePath();
+// gguf-oracle run with `args` (already shell-quoted): its stdout as JSON ({}
+// when empty); a nonzero exit is a test failure.
+nlohmann::json Oracle(const std::string& args);
+
+// `s` in single quotes, for a shell command line (s holds no single quote).
+std::string Q(const std::string& s);
 
 }  // namespace mixq::testing
 

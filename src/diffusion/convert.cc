@@ -12,8 +12,6 @@ namespace {
 
 // convert.py keeps tensors this small in F32 (QUANTIZATION_THRESHOLD).
 constexpr int64_t kSmallTensorElems = 1024;
-// Floats decoded per step; bounds the conversion buffer to 16 MiB.
-constexpr int64_t kChunkElems = int64_t{1} << 22;
 
 const formats::Format& F32() { return *formats::FindFormatByName("F32"); }
 

@@ -12,6 +12,9 @@
 
 namespace mixq::diffusion::internal {
 
+// Floats decoded per step (EncodeRows, Measure); bounds the buffer to 16 MiB.
+inline constexpr int64_t kChunkElems = int64_t{1} << 22;
+
 // Stage-1 storage: F32 for 1-D and tiny tensors, else float_format, else
 // convert.py's choice (BF16 stays BF16, other dtypes F16).
 const formats::Format& StorageFormat(const ModelTensor& t, const formats::Format* float_format);

@@ -12,8 +12,6 @@
 namespace mixq::diffusion {
 namespace {
 
-constexpr int64_t kChunkElems = int64_t{1} << 22;
-
 // REQUIRES: the spec's rows fit its type (RowFits).
 uint64_t TensorBytes(const gguf::TensorSpec& spec) { return gguf::TensorDataBytes(spec).value(); }
 uint64_t Aligned(uint64_t n_bytes) { return gguf::PaddedBytes(n_bytes); }
@@ -46,7 +44,7 @@ Result<std::vector<double>> TensorErrors(const Source& source, const ModelTensor
   std::vector<double> errors(formats_.size(), 0.0);
   std::vector<float> original, decoded;
   std::vector<uint8_t> encoded;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkElems / n_per_row);
+  const int64_t rows_per_chunk = std::max<int64_t>(1, internal::kChunkElems / n_per_row);
   for (int64_t s0 = 0; s0 < n_sampled; s0 += rows_per_chunk) {
     const int64_t rows = std::min(rows_per_chunk, n_sampled - s0);
     original.resize(static_cast<size_t>(rows * n_per_row));

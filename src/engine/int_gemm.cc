@@ -17,7 +17,7 @@ namespace mixq::engine {
 namespace {
 
 // 256 k values per pass over C: one Q8_K block, a few KB of a panel in L1.
-constexpr int64_t kKBlock = 256;
+constexpr int64_t kIntKBlock = 256;
 constexpr int kMr = 6;
 
 // One kernel call: mr rows of A (mr <= kMr) times nr rows of one panel
@@ -217,8 +217,8 @@ void IntGemm(int64_t m, int64_t n, int64_t k, const IntActivations& a, const uin
   void (*const vnni)(const Tile&) = layout.group == 16
                                         ? (layout.has_mins ? KernelVnni<16, true> : KernelVnni<16, false>)
                                         : (layout.has_mins ? KernelVnni<32, true> : KernelVnni<32, false>);
-  for (int64_t k0 = 0; k0 < k; k0 += kKBlock) {
-    const int64_t kc = std::min(kKBlock, k - k0);
+  for (int64_t k0 = 0; k0 < k; k0 += kIntKBlock) {
+    const int64_t kc = std::min(kIntKBlock, k - k0);
     for (int64_t p = 0; p * kIntPanel < n; ++p) {
       const int nr = static_cast<int>(std::min<int64_t>(kIntPanel, n - p * kIntPanel));
       for (int64_t i0 = 0; i0 < m; i0 += kMr) {

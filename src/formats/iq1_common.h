@@ -1,5 +1,6 @@
-// Pieces of the IQ1_S / IQ1_M encoders shared by ggml's search (iq1_quants.cc)
-// and mixq's (iq1_best.cc). Formats: ggml-formats.md §2.9.
+// Pieces of the IQ1_S / IQ1_M formats shared by the decoder
+// (iq_grid_dequant.cc), ggml's search (iq1_quants.cc) and mixq's
+// (iq1_best.cc). Formats: ggml-formats.md §2.9.
 //
 // An IQ1 element decodes as dl * (g + delta): g in {-1, 0, 1} from the grid
 // point of its 8-element vector, delta = +-1/8 (IQ1_S: per group of 32, IQ1_M:

@@ -321,7 +321,7 @@ float EncodeIQ1MGroup(const float* x, const float* w, int g, BlockIQ1M* b, int* 
   return s.scale;
 }
 
-int ScaleCode(float id, float scale) { return std::clamp(NearestInt(0.5f * (id * scale - 1)), 0, 7); }
+int Iq1ScaleCode(float id, float scale) { return std::clamp(NearestInt(0.5f * (id * scale - 1)), 0, 7); }
 
 void EncodeIQ1SBlock(const float* x, const float* qw, BlockIQ1S* b) {
   const float sigma2 = Sigma2(x);
@@ -339,7 +339,7 @@ void EncodeIQ1SBlock(const float* x, const float* qw, BlockIQ1S* b) {
   b->d = FloatToHalf(d * 1.125f);
   const float id = 1 / d;
   for (int g = 0; g < 8; ++g) {
-    int l = ScaleCode(id, scales[g]) | (shifts[g] == -1 ? 8 : 0);
+    int l = Iq1ScaleCode(id, scales[g]) | (shifts[g] == -1 ? 8 : 0);
     b->qh[g] |= static_cast<uint16_t>(l << 12);
   }
 }
@@ -362,7 +362,7 @@ void EncodeIQ1MBlock(const float* x, const float* qw, BlockIQ1M* b) {
   const float id = 1 / d;
   float sumqx = 0, sumq2 = 0;
   for (int g = 0; g < 16; ++g) {
-    const int l = ScaleCode(id, scales[g]);
+    const int l = Iq1ScaleCode(id, scales[g]);
     sc[g / 4] |= static_cast<uint16_t>(l << (3 * (g % 4)));
     b->qh[g] |= kShiftBits[shifts[g]];
     float w[16];

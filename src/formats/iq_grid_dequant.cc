@@ -6,12 +6,11 @@
 
 #include "formats/blocks.h"
 #include "formats/codecs.h"
+#include "formats/iq1_common.h"
 #include "formats/iq_grids.h"
 
 namespace mixq::formats::internal {
 namespace {
-
-constexpr float kIQ1Delta = 0.125f;
 
 uint8_t GridByte(uint64_t row, int k) { return static_cast<uint8_t>(row >> (8 * k)); }
 uint8_t GridByte(uint32_t row, int k) { return static_cast<uint8_t>(row >> (8 * k)); }

@@ -42,7 +42,7 @@ void GroupWeights(const float* x, const float* qw, float sigma2, int n, Unweight
 }
 
 // The 4-bit code of a group scale under the super-block's float d.
-uint8_t ScaleCode(float id, float scale) {
+uint8_t GridScaleCode(float id, float scale) {
   return static_cast<uint8_t>(std::clamp(NearestInt(0.5f * (id * scale - 1)), 0, 15));
 }
 
@@ -90,7 +90,7 @@ void quantize_iq2_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, cons
         indices |= static_cast<uint32_t>(groups[g].index[k]) << (8 * k);
         signs |= static_cast<uint32_t>(groups[g].signs[k]) << (7 * k);
       }
-      signs |= static_cast<uint32_t>(ScaleCode(id, groups[g].scale)) << 28;
+      signs |= static_cast<uint32_t>(GridScaleCode(id, groups[g].scale)) << 28;
       StoreU32(indices, b->qs + 4 * g);
       StoreU32(signs, b->qs + 4 * g + 2);
     }
@@ -110,7 +110,7 @@ void quantize_iq2_xs_ggml(const float* src, uint8_t* dst, int64_t n_elems, const
       for (int k = 0; k < 2 && !groups[g].skipped; ++k) {
         b->qs[2 * g + k] = static_cast<uint16_t>(groups[g].index[k] | (groups[g].signs[k] << 9));
       }
-      b->scales[g / 2] |= static_cast<uint8_t>(ScaleCode(id, groups[g].scale) << (4 * (g % 2)));
+      b->scales[g / 2] |= static_cast<uint8_t>(GridScaleCode(id, groups[g].scale) << (4 * (g % 2)));
     }
   });
 }
@@ -133,7 +133,7 @@ void quantize_iq2_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const 
     b->d = FloatToHalf(d * 0.9875f);
     float id = 1 / d;
     for (int g = 0; g < 16; ++g)
-      b->scales[g / 2] |= static_cast<uint8_t>(ScaleCode(id, groups[g].scale) << (4 * (g % 2)));
+      b->scales[g / 2] |= static_cast<uint8_t>(GridScaleCode(id, groups[g].scale) << (4 * (g % 2)));
   });
 }
 
@@ -150,7 +150,7 @@ void quantize_iq3_xxs_ggml(const float* src, uint8_t* dst, int64_t n_elems, cons
       uint32_t signs = 0;
       for (int k = 0; k < 8 && !groups[g].skipped; ++k) b->qs[8 * g + k] = static_cast<uint8_t>(groups[g].index[k]);
       for (int k = 0; k < 4 && !groups[g].skipped; ++k) signs |= static_cast<uint32_t>(groups[g].signs[k]) << (7 * k);
-      signs |= static_cast<uint32_t>(ScaleCode(id, groups[g].scale)) << 28;
+      signs |= static_cast<uint32_t>(GridScaleCode(id, groups[g].scale)) << 28;
       std::memcpy(b->qs + 64 + 4 * g, &signs, 4);
     }
   });
@@ -180,7 +180,7 @@ void quantize_iq3_s_ggml(const float* src, uint8_t* dst, int64_t n_elems, const 
     float id = 1 / d;
     for (int g = 0; g < 8; g += 2) {
       b->scales[g / 2] =
-          static_cast<uint8_t>(ScaleCode(id, groups[g].scale) | (ScaleCode(id, groups[g + 1].scale) << 4));
+          static_cast<uint8_t>(GridScaleCode(id, groups[g].scale) | (GridScaleCode(id, groups[g + 1].scale) << 4));
     }
   });
 }

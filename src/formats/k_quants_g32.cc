@@ -18,8 +18,8 @@ struct KParams {
   int ref_nstep;                // reference search steps
   bool clamp_importance_codes;  // ggml clamps the make_qp_quants codes to 63 for Q5_K only
 };
-constexpr KParams kQ4K = {15, -1.0f, 20, false};
-constexpr KParams kQ5K = {31, -0.5f, 15, true};
+constexpr KParams kQ4KReference = {15, -1.0f, 20, false};
+constexpr KParams kQ5KReference = {31, -0.5f, 15, true};
 
 // Group scales and mins of one super-block, as 6-bit codes with their f16 multipliers.
 struct ScaleMins {
@@ -148,12 +148,12 @@ void quantize_q4_k_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const float* x = src + i * kQKK;
     uint8_t L[kQKK];
-    ScaleMins s = SearchQ45K(kQ4K, x, importance != nullptr ? importance + i * kQKK : nullptr, L);
+    ScaleMins s = SearchQ45K(kQ4KReference, x, importance != nullptr ? importance + i * kQKK : nullptr, L);
     BlockQ4K b;
     b.d = s.d;
     b.dmin = s.dmin;
     PackScaleMinK4(s.sc, s.m, b.scales);
-    RequantizeQ45K(kQ4K.nmax, x, b.d, b.dmin, b.scales, L);
+    RequantizeQ45K(kQ4KReference.nmax, x, b.d, b.dmin, b.scales, L);
     PackQ4KQuants(L, b.qs);
     StoreBlock(b, dst, i);
   }
@@ -163,12 +163,12 @@ void quantize_q5_k_ggml(const float* src, uint8_t* dst, int64_t n_elems, const f
   for (int64_t i = 0; i < n_elems / kQKK; ++i) {
     const float* x = src + i * kQKK;
     uint8_t L[kQKK];
-    ScaleMins s = SearchQ45K(kQ5K, x, importance != nullptr ? importance + i * kQKK : nullptr, L);
+    ScaleMins s = SearchQ45K(kQ5KReference, x, importance != nullptr ? importance + i * kQKK : nullptr, L);
     BlockQ5K b;
     b.d = s.d;
     b.dmin = s.dmin;
     PackScaleMinK4(s.sc, s.m, b.scales);
-    RequantizeQ45K(kQ5K.nmax, x, b.d, b.dmin, b.scales, L);
+    RequantizeQ45K(kQ5KReference.nmax, x, b.d, b.dmin, b.scales, L);
     PackQ5KQuants(L, b.qh, b.qs);
     StoreBlock(b, dst, i);
   }

@@ -12,8 +12,8 @@ namespace {
 
 using json::Json;
 
-constexpr const char* kSchema = "mixq.measurement";
-constexpr int64_t kVersion = 1;
+constexpr const char* kMeasurementSchema = "mixq.measurement";
+constexpr int64_t kMeasurementVersion = 1;
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 // Keeps every sum the solvers form (costs, cost + lambda x bytes) finite.
 constexpr double kMaxAbsCost = 1e30;
@@ -117,7 +117,7 @@ int64_t TotalWeights(const Measurement& m) {
 Result<Measurement> ParseMeasurementJson(std::string_view json_text) {
   auto doc = json::ParseJson(json_text);
   if (!doc.has_value()) return doc.status();
-  MIXQ_TRY(json::CheckSchema(*doc, kSchema, kVersion));
+  MIXQ_TRY(json::CheckSchema(*doc, kMeasurementSchema, kMeasurementVersion));
   Measurement m;
   const std::string where = "measurement";
   auto model = json::GetOptionalString(*doc, "model", where, "");
@@ -149,8 +149,8 @@ Result<Measurement> ParseMeasurementJson(std::string_view json_text) {
 
 std::string MeasurementToJson(const Measurement& m) {
   Json doc = Json::object();
-  doc["schema"] = kSchema;
-  doc["version"] = kVersion;
+  doc["schema"] = kMeasurementSchema;
+  doc["version"] = kMeasurementVersion;
   doc["model"] = m.model;
   doc["cost_model"] = m.cost_model;
   doc["fixed"] = {

@@ -13,8 +13,8 @@ namespace {
 
 using json::Json;
 
-constexpr const char* kSchema = "mixq.plan";
-constexpr int64_t kVersion = 1;
+constexpr const char* kPlanSchema = "mixq.plan";
+constexpr int64_t kPlanVersion = 1;
 
 double Bpw(const Measurement& m, int64_t unit_bytes) {
   int64_t weights = TotalWeights(m);
@@ -139,8 +139,8 @@ Result<Plan> GreedyPlan(const Measurement& m, const PlanRequest& request) {
 
 std::string PlanToJson(const Plan& plan) {
   Json doc = Json::object();
-  doc["schema"] = kSchema;
-  doc["version"] = kVersion;
+  doc["schema"] = kPlanSchema;
+  doc["version"] = kPlanVersion;
   doc["method"] = plan.method;
   doc["budget_file_n_bytes"] = plan.budget_file_n_bytes;
   doc["file_n_bytes"] = plan.file_n_bytes;
@@ -174,7 +174,7 @@ std::string PlanToJson(const Plan& plan) {
 Result<Plan> ParsePlanJson(std::string_view json_text) {
   auto doc = json::ParseJson(json_text);
   if (!doc.has_value()) return doc.status();
-  MIXQ_TRY(json::CheckSchema(*doc, kSchema, kVersion));
+  MIXQ_TRY(json::CheckSchema(*doc, kPlanSchema, kPlanVersion));
   const std::string where = "plan";
   Plan plan;
   auto method = json::GetString(*doc, "method", where);

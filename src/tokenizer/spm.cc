@@ -12,22 +12,22 @@
 namespace mixq::tokenizer {
 namespace {
 
-struct Symbol {
+struct SpmSymbol {
   uint32_t begin = 0;  // byte offset in the text
   uint32_t n = 0;      // byte length; 0 once merged into its left neighbour
   int32_t prev = -1;
   int32_t next = -1;
 };
 
-struct Candidate {
+struct SpmCandidate {
   float score;
   int32_t left;
   int32_t right;
   uint32_t n;  // combined byte length when queued; stale when it changed
 };
 
-struct CandidateOrder {
-  bool operator()(const Candidate& a, const Candidate& b) const {
+struct SpmCandidateOrder {
+  bool operator()(const SpmCandidate& a, const SpmCandidate& b) const {
     return a.score < b.score || (a.score == b.score && a.left > b.left);
   }
 };
@@ -77,7 +77,7 @@ std::unordered_set<uint64_t> AdjacentCharPairs(const std::vector<std::string>& t
 }
 
 void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* out) {
-  std::vector<Symbol> symbols;
+  std::vector<SpmSymbol> symbols;
   symbols.reserve(text.size());
   for (uint32_t offset = 0; offset < text.size();) {
     uint32_t n =
@@ -103,7 +103,7 @@ void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* 
     }
   }
 
-  std::priority_queue<Candidate, std::vector<Candidate>, CandidateOrder> queue;
+  std::priority_queue<SpmCandidate, std::vector<SpmCandidate>, SpmCandidateOrder> queue;
   auto try_pair = [&](int32_t left, int32_t right) {
     if (left < 0 || right < 0) return;
     uint32_t n = symbols[left].n + symbols[right].n;
@@ -114,10 +114,10 @@ void EncodeSpm(const Vocab& vocab, std::string_view text, std::vector<int32_t>* 
   for (int32_t start : segment_starts) {
     for (int32_t i = start; symbols[i].next >= 0; i = symbols[i].next) try_pair(i, symbols[i].next);
     while (!queue.empty()) {
-      Candidate c = queue.top();
+      SpmCandidate c = queue.top();
       queue.pop();
-      Symbol& left = symbols[c.left];
-      Symbol& right = symbols[c.right];
+      SpmSymbol& left = symbols[c.left];
+      SpmSymbol& right = symbols[c.right];
       if (left.n == 0 || right.n == 0 || left.n + right.n != c.n) continue;
       left.n += right.n;
       right.n = 0;

@@ -19,12 +19,11 @@
 namespace mixq::cli {
 namespace {
 
+using testing::Q;
 using testing::RunMixq;
 using testing::TempDir;
 
 using testing::JsonLines;
-
-std::string Q(const std::string& s) { return "'" + s + "'"; }
 
 TEST(Cli, InspectJsonHasEnvelopesAndTotals) {
   auto r = RunMixq("inspect --json " + Q(testing::RefDevModel()));

@@ -21,10 +21,10 @@
 namespace mixq::cli {
 namespace {
 
+using testing::Oracle;
+using testing::Q;
 using testing::RunMixq;
 using testing::TempDir;
-
-std::string Q(const std::string& s) { return "'" + s + "'"; }
 
 constexpr int64_t kCtx = 128;
 constexpr int64_t kChunks = 4;
@@ -216,12 +216,6 @@ TEST(Gptq, AutoQuantizesWithGptqByDefault) {
                    Q(dir.File("b.gguf")) + " --method gptx");
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.File("b.gguf")));
-}
-
-nlohmann::json Oracle(const std::string& args) {
-  auto r = testing::RunCommand(Q(testing::OraclePath()) + " " + args);
-  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
-  return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
 }
 
 // One file holding every type that has a feedback encoder, each on tensors

@@ -17,10 +17,9 @@
 namespace mixq::cli {
 namespace {
 
+using testing::Q;
 using testing::RunMixq;
 using testing::TempDir;
-
-std::string Q(const std::string& s) { return "'" + s + "'"; }
 
 nlohmann::json LastJsonLine(const std::string& out) {
   std::istringstream in(out);

@@ -17,6 +17,8 @@
 namespace mixq::cli {
 namespace {
 
+using testing::Oracle;
+using testing::Q;
 using testing::TempDir;
 
 // An llama_ftype preset whose base type is the given type; with --pure every
@@ -29,14 +31,6 @@ constexpr Preset kPresets[] = {{"F16", "F16"},       {"BF16", "BF16"},    {"Q8_0
                                {"Q4_1", "Q4_1"},     {"Q5_0", "Q5_0"},    {"Q5_1", "Q5_1"},   {"Q2_K", "Q2_K"},
                                {"Q3_K", "Q3_K_M"},   {"Q4_K", "Q4_K_M"},  {"Q5_K", "Q5_K_M"}, {"Q6_K", "Q6_K"},
                                {"IQ4_NL", "IQ4_NL"}, {"IQ4_XS", "IQ4_XS"}};
-
-std::string Q(const std::string& s) { return "'" + s + "'"; }
-
-nlohmann::json Oracle(const std::string& args) {
-  auto r = testing::RunCommand(Q(testing::OraclePath()) + " " + args);
-  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
-  return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
-}
 
 // A deterministic imatrix over the blk.* weights of `model` that `include`
 // accepts: gamma-distributed sums, count(tensor, matrix) tokens for each

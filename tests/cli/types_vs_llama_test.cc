@@ -17,15 +17,9 @@
 namespace mixq::cli {
 namespace {
 
+using testing::Oracle;
+using testing::Q;
 using testing::TempDir;
-
-std::string Q(const std::string& s) { return "'" + s + "'"; }
-
-nlohmann::json Oracle(const std::string& args) {
-  auto r = testing::RunCommand(Q(testing::OraclePath()) + " " + args);
-  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out << r.err;
-  return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
-}
 
 struct Case {
   const char* type;

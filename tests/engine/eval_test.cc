@@ -16,7 +16,7 @@
 namespace mixq::engine {
 namespace {
 
-std::string Q(const std::string& s) { return "'" + s + "'"; }
+using testing::Q;
 
 // The first 20 kB of the held-out text, gzipped like the original, so that
 // CLI runs do not tokenize all of it.

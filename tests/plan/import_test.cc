@@ -1,8 +1,6 @@
 // Importers on the real seed files (tests/data/seeds), and their error paths.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
 #include <set>
 
 #include "formats/formats.h"
@@ -12,13 +10,8 @@
 namespace mixq::plan {
 namespace {
 
-std::string ReadSeed(const char* file) {
-  std::ifstream in(testing::SeedPath(file), std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 TEST(ImportExl2, SeedMeasurement) {
-  const std::string text = ReadSeed("002_68e96ba8af961ce5.txt");
+  const std::string text = testing::ReadSeed("002_68e96ba8af961ce5.txt");
   ASSERT_FALSE(text.empty());
   auto m = ImportExl2Measurement(text, Exl2Cost::kErr);
   ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -54,7 +47,7 @@ TEST(ImportExl2, RejectsMalformedInput) {
 }
 
 TEST(ImportCostTable, SeedFluxTable) {
-  const std::string text = ReadSeed("000_b622eb4ec4e2b348.txt");
+  const std::string text = testing::ReadSeed("000_b622eb4ec4e2b348.txt");
   ASSERT_FALSE(text.empty());
   auto m = ImportCostTable(text, FluxDevCostTableSpec());
   ASSERT_TRUE(m.has_value()) << m.error().message();

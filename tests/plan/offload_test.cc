@@ -13,7 +13,7 @@
 namespace mixq::plan {
 namespace {
 
-constexpr const char* kTypes[] = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"};
+constexpr const char* kOffloadTypes[] = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_0"};
 
 // Per layer an attention unit and a routed-expert unit (all experts of one
 // tensor), costs falling with bpw and varying by tensor.
@@ -31,7 +31,7 @@ Measurement MoeLike(int n_layers, uint64_t seed) {
       u.tensors = {u.name};
       u.n_weights = role[0] == 'a' ? 256 * 256 : 8 * 256 * 512;
       const double s = sensitivity(rng);
-      for (const char* t : kTypes) {
+      for (const char* t : kOffloadTypes) {
         const formats::Format* f = formats::FindFormatByName(t);
         u.options.push_back({t, u.n_weights / f->block_elems * f->block_bytes, s * std::exp2(-2.0 * f->bpw())});
       }

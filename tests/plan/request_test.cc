@@ -12,7 +12,7 @@
 namespace mixq::plan {
 namespace {
 
-constexpr const char* kTypes[] = {"Q2_K", "Q3_K", "IQ4_XS", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "F16"};
+constexpr const char* kRequestTypes[] = {"Q2_K", "Q3_K", "IQ4_XS", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "F16"};
 
 std::string Cat(std::string a, std::string_view b) { return a.append(b); }
 
@@ -31,7 +31,7 @@ Measurement LlamaLike(int n_layers, uint64_t seed) {
       u.tensors = {u.name};
       u.n_weights = 4096 * (role[0] == 'a' ? 1024 : 4096);
       double s = sensitivity(rng);
-      for (const char* t : kTypes) {
+      for (const char* t : kRequestTypes) {
         const formats::Format* f = formats::FindFormatByName(t);
         int64_t bytes = u.n_weights / f->block_elems * f->block_bytes;
         u.options.push_back({t, bytes, s * std::exp2(-2.0 * f->bpw())});

@@ -5,24 +5,17 @@
 // budget.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
-
 #include "plan/plan.h"
 #include "test_support.h"
 
 namespace mixq::plan {
 namespace {
 
-std::string ReadSeed(const char* file) {
-  std::ifstream in(testing::SeedPath(file), std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 const Measurement& Exl2(Exl2Cost cost) {
-  static const Measurement by_err = ImportExl2Measurement(ReadSeed("002_68e96ba8af961ce5.txt"), Exl2Cost::kErr).value();
+  static const Measurement by_err =
+      ImportExl2Measurement(testing::ReadSeed("002_68e96ba8af961ce5.txt"), Exl2Cost::kErr).value();
   static const Measurement by_err2 =
-      ImportExl2Measurement(ReadSeed("002_68e96ba8af961ce5.txt"), Exl2Cost::kErrSquared).value();
+      ImportExl2Measurement(testing::ReadSeed("002_68e96ba8af961ce5.txt"), Exl2Cost::kErrSquared).value();
   return cost == Exl2Cost::kErr ? by_err : by_err2;
 }
 
@@ -30,7 +23,7 @@ const Measurement& Exl2(Exl2Cost cost) {
 Measurement FluxQuantizableOnly() {
   CostTableSpec spec = FluxDevCostTableSpec();
   spec.fixed_n_bytes = spec.fixed_tensor_n_bytes = spec.fixed_n_weights = 0;
-  return ImportCostTable(ReadSeed("000_b622eb4ec4e2b348.txt"), spec).value();
+  return ImportCostTable(testing::ReadSeed("000_b622eb4ec4e2b348.txt"), spec).value();
 }
 
 struct Pair {
@@ -85,7 +78,7 @@ TEST(SeedFlux, MatchesIndependentOptimumAndGreedy) {
 }
 
 TEST(SeedFlux, WholeFileBudgetsNeverWorseThanGreedy) {
-  const Measurement m = ImportCostTable(ReadSeed("000_b622eb4ec4e2b348.txt"), FluxDevCostTableSpec()).value();
+  const Measurement m = ImportCostTable(testing::ReadSeed("000_b622eb4ec4e2b348.txt"), FluxDevCostTableSpec()).value();
   for (double bpw : {3.1, 3.8, 6.9, 8.2}) PlanBoth(m, bpw);
 }
 
