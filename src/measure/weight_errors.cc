@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cmath>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,6 +24,19 @@ struct Task {
   size_t type;
   int64_t begin, end;
 };
+
+// The control of a sampled type: the full type nearest in bits per weight
+// (the first of equals), or none.
+std::optional<size_t> ControlOf(std::span<const formats::Format* const> types, std::span<const bool> full, size_t i) {
+  std::optional<size_t> best;
+  for (size_t k = 0; k < types.size(); ++k) {
+    if (!full[k]) continue;
+    if (!best || std::abs(types[k]->bpw() - types[i]->bpw()) < std::abs(types[*best]->bpw() - types[i]->bpw())) {
+      best = k;
+    }
+  }
+  return best;
+}
 
 }  // namespace
 
@@ -118,7 +132,18 @@ Result<std::vector<TypeError>> WeightErrors(const gguf::TensorInfo& t, const std
       continue;
     }
     out[i].estimated = true;
-    out[i].error *= static_cast<double>(n_rows) / static_cast<double>(sample.size());
+    const std::optional<size_t> control = ControlOf(types, full, i);
+    double control_sampled = 0;
+    if (control) {
+      for (int64_t r : sample) control_sampled += row_error[*control][static_cast<size_t>(r)];
+    }
+    if (control && control_sampled > 0) {
+      double control_all = 0;
+      for (double e : row_error[*control]) control_all += e;
+      out[i].error *= control_all / control_sampled;
+    } else {
+      out[i].error *= static_cast<double>(n_rows) / static_cast<double>(sample.size());
+    }
   }
   return out;
 }

@@ -11,7 +11,15 @@
 // Types asked for in full are encoded on every row (their bytes are kept: the
 // calibration types' forward passes run them). The others are encoded on a
 // sample of at most `error_rows` rows, spread evenly over each matrix, and
-// their sum is scaled up by all rows / rows kept.
+// their whole-tensor error is a ratio estimate: the full type nearest in bits
+// per weight (the control) has its error on every row, so
+//   E_T ≈ E_control(all rows) · Σ_sample e_T / Σ_sample e_control.
+// A row that is hard for one type is hard for its neighbours, so the ratio
+// varies far less from row to row than the errors themselves, and the
+// estimate needs far fewer rows than scaling Σ_sample e_T by all rows / rows
+// kept (which is used when no full type fits the tensor, or the control's
+// sampled error is 0). The estimator's accuracy on real models:
+// docs/measure.md, "Sampled rows".
 #ifndef MIXQ_MEASURE_WEIGHT_ERRORS_H_
 #define MIXQ_MEASURE_WEIGHT_ERRORS_H_
 

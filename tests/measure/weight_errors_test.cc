@@ -132,6 +132,33 @@ TEST(WeightErrorsTest, SampledTypesEstimateTheErrorOfEveryRow) {
   EXPECT_EQ((*sampled)[0].error, (*all)[0].error);
 }
 
+// Rows of two scales, 10x apart, with only the small ones sampled: scaled by
+// the rows kept, the sum misses the large rows' error (about 50x too low);
+// as a ratio to the full type nearest in bpw, whose error covers every row,
+// the estimate stays near the error of every row.
+TEST(WeightErrorsTest, SampledErrorIsARatioToTheNearestFullType) {
+  const gguf::TensorInfo t = Shape(256, 64, 1);
+  const std::vector<float> w = Values(t, [](int64_t r) { return r % 2 == 1 ? 10.0f : 1.0f; });
+  ASSERT_EQ(SampledRows(t, 16)[1] % 2, 0);
+  const std::vector<float> imp = Importance(256);
+  const std::vector<const formats::Format*> types = {Type("Q2_K"), Type("Q4_K"), Type("IQ2_XS"), Type("Q6_K")};
+  const bool none[] = {false, false, false, false};
+  const bool calibrated[] = {true, true, false, false};
+  WeightErrorOptions o;
+  o.error_rows = 0;
+  auto all = WeightErrors(t, w, &imp, types, none, o);
+  ASSERT_TRUE(all.has_value()) << all.error().message();
+  o.error_rows = 16;
+  auto scaled = WeightErrors(t, w, &imp, types, none, o);
+  auto ratio = WeightErrors(t, w, &imp, types, calibrated, o);
+  ASSERT_TRUE(scaled.has_value() && ratio.has_value());
+  for (size_t i = 2; i < types.size(); ++i) {
+    SCOPED_TRACE(std::string(types[i]->name));
+    EXPECT_LT((*scaled)[i].error, (*all)[i].error / 10);
+    EXPECT_NEAR((*ratio)[i].error / (*all)[i].error, 1.0, 0.05);
+  }
+}
+
 TEST(WeightErrorsTest, WithoutImportanceEveryWeightCountsOnce) {
   const gguf::TensorInfo t = Shape(64, 4, 1);
   const std::vector<float> w = Values(t, [](int64_t) { return 1.0f; });
