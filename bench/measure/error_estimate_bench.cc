@@ -4,9 +4,9 @@
 // candidate type not calibrated, the relative error of the estimate against
 // --error_rows=0, at each sample size of --rows, for two estimators:
 //   scaled: Σ_sample e_T · rows / rows kept (no type encoded in full);
-//   ratio:  E_control · Σ_sample e_T / Σ_sample e_control, the control being
-//           the calibration type (Q2_K, Q4_K: encoded in full) nearest in bpw,
-//           as MeasureModel does.
+//   control: rows drawn by the error of the calibration type (Q2_K, Q4_K:
+//           encoded in full) nearest in bpw, and weighted by the ratio to
+//           it, as MeasureModel does (measure/weight_errors.h).
 // A cost g · E^α moves by about α times the relative error of E (α in
 // [0.5, 2], near 1 on ref-dev), so this is the change of every option's cost.
 //
@@ -92,9 +92,9 @@ int Run(const Options& o) {
       if (static_cast<int64_t>(SampledRows(t, rows).size()) >= t.n_rows()) continue;
       sampled = true;
       wo.error_rows = rows;
-      for (const char* estimator : {"scaled", "ratio"}) {
-        const bool ratio = std::string_view(estimator) == "ratio";
-        auto r = WeightErrors(t, w, importance, types, {(ratio ? calibrated : none).get(), types.size()}, wo);
+      for (const char* estimator : {"scaled", "control"}) {
+        const bool controlled = std::string_view(estimator) == "control";
+        auto r = WeightErrors(t, w, importance, types, {(controlled ? calibrated : none).get(), types.size()}, wo);
         if (!r) return std::fprintf(stderr, "error_estimate_bench: %s\n", r.error().message().c_str()), 1;
         for (size_t i = 0; i < types.size(); ++i) {
           if (calibrated[i] || !((*exact)[i].error > 0)) continue;
@@ -114,7 +114,7 @@ int Run(const Options& o) {
   std::printf("%s: %d tensors sampled at some size\n", o.model.c_str(), sampled_tensors);
   std::printf("%-6s %-7s %8s %9s %9s %9s  %s\n", "rows", "est", "options", "median", "p90", "max", "largest at");
   for (int64_t rows : sizes) {
-    for (const char* estimator : {"scaled", "ratio"}) {
+    for (const char* estimator : {"scaled", "control"}) {
       const std::vector<double>& v = rel[{rows, estimator}];
       std::printf("%-6lld %-7s %8zu %8.3f%% %8.3f%% %8.3f%%  %s\n", static_cast<long long>(rows), estimator, v.size(),
                   100 * Quantile(v, 0.5), 100 * Quantile(v, 0.9), 100 * Quantile(v, 1.0),

@@ -8,18 +8,20 @@
 // per-row errors are added in row order afterwards, so nothing depends on the
 // thread count.
 //
-// Types asked for in full are encoded on every row (their bytes are kept: the
-// calibration types' forward passes run them). The others are encoded on a
-// sample of at most `error_rows` rows, spread evenly over each matrix, and
-// their whole-tensor error is a ratio estimate: the full type nearest in bits
-// per weight (the control) has its error on every row, so
-//   E_T ≈ E_control(all rows) · Σ_sample e_T / Σ_sample e_control.
-// A row that is hard for one type is hard for its neighbours, so the ratio
-// varies far less from row to row than the errors themselves, and the
-// estimate needs far fewer rows than scaling Σ_sample e_T by all rows / rows
-// kept (which is used when no full type fits the tensor, or the control's
-// sampled error is 0). The estimator's accuracy on real models:
-// docs/measure.md, "Sampled rows".
+// Types asked for in full are encoded on every row first (their bytes are
+// kept: the calibration types' forward passes run them). Each other type is
+// encoded on at most `error_rows` rows, and its whole-tensor error estimated
+// from them through its control, the full type nearest in bits per weight,
+// whose error e_C,r is known for every row r:
+//   - the rows are drawn with probability proportional to e_C,r (systematic
+//     sampling over the running sum of e_C, so a row holding a large share of
+//     the error is drawn, once or more, and an easy one seldom);
+//   - E_T ≈ (E_C / picks) · Σ_picks e_T,r / e_C,r.
+// A row that is hard for one type is hard for its neighbours, so e_T / e_C
+// varies far less from row to row than e_T itself: the estimate needs far
+// fewer rows than scaling the sum of evenly spread rows by all rows / rows
+// kept, which is what is done when no full type fits the tensor or the
+// control's error is 0. Accuracy on real models: docs/measure.md, "Sampled rows".
 #ifndef MIXQ_MEASURE_WEIGHT_ERRORS_H_
 #define MIXQ_MEASURE_WEIGHT_ERRORS_H_
 
@@ -60,9 +62,10 @@ Result<std::vector<TypeError>> WeightErrors(const gguf::TensorInfo& t, const std
                                             std::span<const formats::Format* const> types, std::span<const bool> full,
                                             const WeightErrorOptions& options);
 
-// The rows WeightErrors encodes for the sampled types: for each matrix the
-// middle row of each of `error_rows / matrices` equal stretches; every row
-// when that is all of them or error_rows <= 0.
+// Evenly spread rows: for each matrix the middle row of each of
+// `error_rows / matrices` equal stretches; every row when that is all of them
+// or error_rows <= 0. WeightErrors draws as many rows as this holds, and these
+// ones when a type has no control.
 std::vector<int64_t> SampledRows(const gguf::TensorInfo& t, int64_t error_rows);
 
 }  // namespace mixq::measure

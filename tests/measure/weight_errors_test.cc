@@ -132,11 +132,11 @@ TEST(WeightErrorsTest, SampledTypesEstimateTheErrorOfEveryRow) {
   EXPECT_EQ((*sampled)[0].error, (*all)[0].error);
 }
 
-// Rows of two scales, 10x apart, with only the small ones sampled: scaled by
-// the rows kept, the sum misses the large rows' error (about 50x too low);
-// as a ratio to the full type nearest in bpw, whose error covers every row,
-// the estimate stays near the error of every row.
-TEST(WeightErrorsTest, SampledErrorIsARatioToTheNearestFullType) {
+// Rows of two scales, 10x apart, and evenly spread rows that are all small
+// ones: scaled by the rows kept, their sum misses the large rows' error (about
+// 50x too low); drawn by the error of the full type nearest in bpw, and
+// weighted by the ratio to it, the estimate stays near the error of every row.
+TEST(WeightErrorsTest, SampledErrorFollowsTheNearestFullType) {
   const gguf::TensorInfo t = Shape(256, 64, 1);
   const std::vector<float> w = Values(t, [](int64_t r) { return r % 2 == 1 ? 10.0f : 1.0f; });
   ASSERT_EQ(SampledRows(t, 16)[1] % 2, 0);
@@ -156,6 +156,51 @@ TEST(WeightErrorsTest, SampledErrorIsARatioToTheNearestFullType) {
     SCOPED_TRACE(std::string(types[i]->name));
     EXPECT_LT((*scaled)[i].error, (*all)[i].error / 10);
     EXPECT_NEAR((*ratio)[i].error / (*all)[i].error, 1.0, 0.05);
+  }
+}
+
+// The error of each row in type f, from a direct encoding.
+std::vector<double> RowErrors(const gguf::TensorInfo& t, const std::vector<float>& w, const std::vector<float>& imp,
+                              const formats::Format& f) {
+  std::vector<double> out;
+  for (int64_t r = 0; r < t.n_rows(); ++r) {
+    gguf::TensorInfo row = Shape(t.ne[0], 1, 1);
+    std::vector<float> x(w.begin() + r * t.ne[0], w.begin() + (r + 1) * t.ne[0]);
+    std::vector<uint8_t> bytes;
+    out.push_back(DirectError(row, x, imp, f, &bytes));
+  }
+  return out;
+}
+
+// One row is 100x larger and has an outlier, which the types handle
+// differently: it holds most of the error, and its ratio between types is not
+// the other rows'. Evenly spread rows miss it, so a ratio over them is far
+// off; rows drawn by the control's error cannot miss it.
+TEST(WeightErrorsTest, ARowWithMostOfTheErrorIsAlwaysDrawn) {
+  const gguf::TensorInfo t = Shape(256, 64, 1);
+  std::vector<float> w = Values(t, [](int64_t r) { return r == 37 ? 100.0f : 1.0f; });
+  w[37 * 256 + 5] = 8000;
+  const std::vector<float> imp = Importance(256);
+  const std::vector<const formats::Format*> types = {Type("Q4_K"), Type("Q8_0"), Type("Q6_K")};
+  const bool none[] = {false, false, false};
+  const bool calibrated[] = {true, false, false};
+  WeightErrorOptions o;
+  o.error_rows = 0;
+  auto all = WeightErrors(t, w, &imp, types, none, o);
+  o.error_rows = 4;
+  auto drawn = WeightErrors(t, w, &imp, types, calibrated, o);
+  ASSERT_TRUE(all.has_value() && drawn.has_value());
+  const std::vector<double> control = RowErrors(t, w, imp, *types[0]);
+  double control_all = 0, control_even = 0;
+  for (double e : control) control_all += e;
+  for (int64_t r : SampledRows(t, 4)) control_even += control[static_cast<size_t>(r)];
+  for (size_t i = 1; i < types.size(); ++i) {
+    SCOPED_TRACE(std::string(types[i]->name));
+    const std::vector<double> e = RowErrors(t, w, imp, *types[i]);
+    double even = 0;
+    for (int64_t r : SampledRows(t, 4)) even += e[static_cast<size_t>(r)];
+    EXPECT_GT(std::abs(control_all * even / control_even / (*all)[i].error - 1), 0.2);  // the case is hard
+    EXPECT_NEAR((*drawn)[i].error / (*all)[i].error, 1.0, 0.02);
   }
 }
 
