@@ -70,7 +70,7 @@ struct MeasureOptions {
   // is not a calibration type: at most this many, spread evenly over the rows
   // of each matrix, from which the whole tensor's error is estimated
   // (measure/weight_errors.h; the candidate's bytes are exact). <= 0: every row.
-  int64_t error_rows = 1024;
+  int64_t error_rows = 256;
   engine::LoadOptions load;  // the device the forward passes run on
   std::string cache_path;    // empty: no resume
   std::function<void(size_t done, size_t total, const std::string& what)> on_progress;

@@ -38,9 +38,8 @@ namespace mixq::measure {
 struct WeightErrorOptions {
   formats::QuantMethod method = formats::QuantMethod::kBest;
   // Rows of the tensor encoded for a type not asked for in full: at most this
-  // many (an MoE tensor of E matrices keeps error_rows / E rows of each).
-  // <= 0: every row.
-  int64_t error_rows = 1024;
+  // many (MeasureOptions::error_rows). <= 0: every row.
+  int64_t error_rows = 0;
   int n_threads = 2;
 };
 
