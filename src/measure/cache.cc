@@ -69,6 +69,10 @@ CacheKey MeasureCacheKey(const gguf::GgufFile& file, std::span<const int32_t> to
       {"calibration types", Names(calibration)},
       {"scheme", options.scheme == CalibrationScheme::kExact ? "exact" : "linear"},
       {"error rows", std::to_string(options.error_rows)},
+      // Records of mixq builds that scaled the sampled rows' sum up (before the
+      // ratio estimate of measure/weight_errors.h) carry no such field, so a
+      // cache of theirs is stale here.
+      {"error estimate", "ratio to the nearest calibration type"},
       // The devices' forward passes agree to rounding only.
       {"device", std::string(engine::DeviceName(options.load.device))},
   };

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <memory>
 #include <optional>
 #include <random>
 
@@ -13,6 +15,7 @@
 #include "measure/cache.h"
 #include "measure/calibration.h"
 #include "measure/depth_scale.h"
+#include "measure/weight_errors.h"
 
 namespace mixq::measure {
 namespace {
@@ -60,66 +63,6 @@ std::vector<const formats::Format*> CalibrationTypes(const MeasureOptions& optio
   out.push_back(lowest);
   if (middle != lowest) out.push_back(middle);
   return out;
-}
-
-struct Encoded {
-  std::vector<uint8_t> bytes;
-  double error = 0;  // importance-weighted squared error
-};
-
-// `imp` holds ne[0] values per matrix (expert) of the tensor.
-Result<Encoded> Encode(const gguf::TensorInfo& t, const std::vector<float>& w, const std::vector<float>& imp,
-                       const formats::Format& f, const MeasureOptions& options, const std::vector<float>* imatrix) {
-  Encoded e;
-  MIXQ_TRY(quantize::QuantizeTensor(t, f, options.method, w, imatrix, &e.bytes, options.n_threads));
-  std::vector<float> q(w.size());
-  MIXQ_TRY(formats::DequantizeRows(f, e.bytes.data(), q.data(), t.n_rows(), t.ne[0], options.n_threads));
-  const size_t n = static_cast<size_t>(t.ne[0]);
-  const size_t per_matrix = n * static_cast<size_t>(t.ne[1]);
-  for (size_t i = 0; i < w.size(); ++i) {
-    const double d = static_cast<double>(w[i]) - q[i];
-    e.error += imp[(i / per_matrix) * n + i % n] * d * d;
-  }
-  return e;
-}
-
-// The rows of each matrix whose error stands for the whole tensor's
-// (MeasureOptions::error_rows), or nullopt when that is every row.
-struct RowSample {
-  gguf::TensorInfo tensor;  // ne[1]: rows kept per matrix
-  std::vector<float> values;
-  double scale = 1;  // all rows / rows kept
-};
-
-std::optional<RowSample> SampleRows(const gguf::TensorInfo& t, const std::vector<float>& w, int64_t error_rows) {
-  if (error_rows <= 0) return std::nullopt;
-  const int64_t n_mat = t.ne[2] * t.ne[3];
-  const int64_t kept = std::max<int64_t>(1, error_rows / n_mat);
-  if (kept >= t.ne[1]) return std::nullopt;
-  RowSample s{t, {}, static_cast<double>(t.ne[1]) / static_cast<double>(kept)};
-  s.tensor.ne[1] = kept;
-  const size_t n = static_cast<size_t>(t.ne[0]);
-  s.values.resize(static_cast<size_t>(s.tensor.n_rows()) * n);
-  for (int64_t m = 0; m < n_mat; ++m) {
-    for (int64_t j = 0; j < kept; ++j) {
-      // The middle row of each of `kept` equal stretches.
-      const int64_t row = m * t.ne[1] + (2 * j + 1) * t.ne[1] / (2 * kept);
-      std::copy_n(w.begin() + row * t.ne[0], n, s.values.begin() + (m * kept + j) * t.ne[0]);
-    }
-  }
-  return s;
-}
-
-// A candidate's error from its sampled rows, and its exact size.
-Result<TypeRecord> EstimateError(const RowSample& s, const std::vector<float>& imp, const formats::Format& f,
-                                 const MeasureOptions& options, const std::vector<float>* imatrix, int64_t n_rows) {
-  MIXQ_ASSIGN_OR_RETURN(Encoded enc, Encode(s.tensor, s.values, imp, f, options, imatrix));
-  MIXQ_ASSIGN_OR_RETURN(int64_t row_bytes, formats::RowBytes(f, s.tensor.ne[0]));
-  TypeRecord tr;
-  tr.type = std::string(f.name);
-  tr.n_bytes = row_bytes * n_rows;
-  tr.error = enc.error * s.scale;
-  return tr;
 }
 
 // Least squares of log K = log g + α log E over the points, α kept in
@@ -172,81 +115,62 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// Where a run's time went (MeasureResult's fields of the same names).
+struct Stats {
+  double forward_seconds = 0;
+  double weight_seconds = 0;
+  std::map<std::string, double> type_cpu_seconds;
+};
+
 // Measures one tensor: errors and bytes for every fitting type, local
-// perturbation and (where propagated) KLD for the calibration types; adds the
-// time of its forward passes to `forward_seconds`.
+// perturbation and (where propagated) KLD for the calibration types; adds its
+// times to `stats`.
 Result<TensorRecord> MeasureTensor(const Context& ctx, const gguf::TensorInfo& t, engine::Model& model,
-                                   Calibration& calib, double& forward_seconds) {
+                                   Calibration& calib, Stats& stats) {
   TensorRecord rec;
   rec.name = t.name;
   std::vector<float> w;
   MIXQ_TRY(quantize::TensorToF32(ctx.file, t, &w, ctx.options.n_threads));
   auto imatrix = quantize::TensorImportance(ctx.options.imatrix, t);
   MIXQ_TRY(imatrix);
-  std::vector<float> imp =
-      imatrix->has_value() ? **imatrix : std::vector<float>(static_cast<size_t>(t.ne[0] * t.ne[2] * t.ne[3]), 1.0f);
   const int64_t n_layer = model.config().n_layer;
   const int64_t layer = FirstLayerOf(t.name, n_layer);
   const bool propagate = Propagates(ctx, layer, n_layer);
   const std::vector<float>* importance = imatrix->has_value() ? &**imatrix : nullptr;
-  const std::optional<RowSample> sample = SampleRows(t, w, ctx.options.error_rows);
   std::vector<const formats::Format*> candidates;
   for (const formats::Format* f : ctx.types) {
     if (formats::RowFits(*f, t.ne[0]) && (!f->needs_imatrix || imatrix->has_value())) candidates.push_back(f);
   }
-  auto is_calibrated = [&](const formats::Format* f) {
-    return std::find(ctx.calibration.begin(), ctx.calibration.end(), f) != ctx.calibration.end();
-  };
-  // The uncalibrated types need no forward pass, only an encoding each. Each
-  // encoding spreads its rows over the threads in chunks of ~16K weights; a
-  // tensor (or sample) with too few chunks to keep every thread busy has its
-  // types encoded side by side instead, one thread each. Both give the same
-  // records: encodings do not depend on the thread count.
-  const int64_t encoded_weights = sample.has_value() ? sample->tensor.n_elems() : t.n_elems();
-  const int n_threads = ResolveThreadCount(ctx.options.n_threads);
-  const bool types_in_parallel = encoded_weights < int64_t{4} * n_threads * 16384;
-  std::vector<std::optional<Result<TypeRecord>>> uncalibrated(candidates.size());
-  RunTasks(static_cast<int64_t>(candidates.size()), types_in_parallel ? n_threads : 1, [&](int64_t i, int) {
-    const formats::Format* f = candidates[static_cast<size_t>(i)];
-    if (is_calibrated(f)) return;
-    MeasureOptions options = ctx.options;
-    options.n_threads = types_in_parallel ? 1 : n_threads;
-    if (sample.has_value()) {
-      uncalibrated[static_cast<size_t>(i)].emplace(EstimateError(*sample, imp, *f, options, importance, t.n_rows()));
-      return;
-    }
-    auto enc = Encode(t, w, imp, *f, options, importance);
-    if (!enc) {
-      uncalibrated[static_cast<size_t>(i)].emplace(enc.error());
-      return;
-    }
-    TypeRecord tr;
-    tr.type = std::string(f->name);
-    tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
-    tr.error = enc->error;
-    uncalibrated[static_cast<size_t>(i)].emplace(std::move(tr));
-  });
+  // The calibration types are encoded whole: their forward passes run them.
+  std::unique_ptr<bool[]> full(new bool[candidates.size()]);
   for (size_t i = 0; i < candidates.size(); ++i) {
-    const formats::Format* f = candidates[i];
-    if (uncalibrated[i].has_value()) {
-      MIXQ_TRY(*uncalibrated[i]);
-      rec.types.push_back(std::move(*uncalibrated[i]).value());
-      continue;
-    }
-    auto enc = Encode(t, w, imp, *f, ctx.options, importance);
-    MIXQ_TRY(enc);
+    full[i] = std::find(ctx.calibration.begin(), ctx.calibration.end(), candidates[i]) != ctx.calibration.end();
+  }
+  WeightErrorOptions wopt;
+  wopt.method = ctx.options.method;
+  wopt.error_rows = ctx.options.error_rows;
+  wopt.n_threads = ctx.options.n_threads;
+  const auto weight_start = std::chrono::steady_clock::now();
+  MIXQ_ASSIGN_OR_RETURN(std::vector<TypeError> errors,
+                        WeightErrors(t, w, importance, candidates, {full.get(), candidates.size()}, wopt));
+  stats.weight_seconds += SecondsSince(weight_start);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    TypeError& e = errors[i];
+    stats.type_cpu_seconds[std::string(e.format->name)] += e.cpu_seconds;
     TypeRecord tr;
-    tr.type = std::string(f->name);
-    tr.n_bytes = static_cast<int64_t>(enc->bytes.size());
-    tr.error = enc->error;
-    const auto start = std::chrono::steady_clock::now();
-    MIXQ_TRY(model.SetWeight(t.name, *f, std::move(enc->bytes)));
-    auto p = calib.Perturb(model, layer, propagate);
-    model.ClearWeight(t.name);
-    forward_seconds += SecondsSince(start);
-    MIXQ_TRY(p);
-    tr.local = p->local;
-    tr.kld = p->kld;
+    tr.type = std::string(e.format->name);
+    tr.n_bytes = e.n_bytes;
+    tr.error = e.error;
+    if (full[i]) {
+      const auto start = std::chrono::steady_clock::now();
+      MIXQ_TRY(model.SetWeight(t.name, *e.format, std::move(e.bytes)));
+      auto p = calib.Perturb(model, layer, propagate);
+      model.ClearWeight(t.name);
+      stats.forward_seconds += SecondsSince(start);
+      MIXQ_TRY(p);
+      tr.local = p->local;
+      tr.kld = p->kld;
+    }
     rec.types.push_back(std::move(tr));
   }
   return rec;
@@ -314,7 +238,7 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
     if (!note->empty() && options.on_note) options.on_note(*note);
   }
   std::vector<TensorRecord> records;
-  double forward_seconds = 0;
+  Stats stats;
   for (size_t i = 0; i < units.size(); ++i) {
     const gguf::TensorInfo& t = *units[i];
     if (options.on_progress) options.on_progress(i, units.size(), t.name);
@@ -325,9 +249,9 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
         auto c = Calibration::Build(*model, tokens, options);
         MIXQ_TRY(c);
         calib.emplace(std::move(c).value());
-        forward_seconds += SecondsSince(build_start);
+        stats.forward_seconds += SecondsSince(build_start);
       }
-      auto fresh = MeasureTensor(ctx, t, *model, *calib, forward_seconds);
+      auto fresh = MeasureTensor(ctx, t, *model, *calib, stats);
       MIXQ_TRY(fresh);
       MIXQ_TRY(cache.Append(*fresh));
       rec = cache.Find(t.name);
@@ -367,7 +291,9 @@ Result<MeasureResult> MeasureModel(const gguf::GgufFile& file, std::span<const i
   }
   MIXQ_TRY(plan::Validate(result.measurement));
   result.n_forward_layers = calib ? calib->layer_passes() : 0;
-  result.forward_seconds = forward_seconds;
+  result.forward_seconds = stats.forward_seconds;
+  result.weight_seconds = stats.weight_seconds;
+  result.type_cpu_seconds = std::move(stats.type_cpu_seconds);
   result.seconds = SecondsSince(start);
   return result;
 }

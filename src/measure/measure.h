@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,10 +68,9 @@ struct MeasureOptions {
   int n_threads = 2;
   // Rows of a tensor whose weight-space error is computed for a candidate that
   // is not a calibration type: at most this many, spread evenly over the rows
-  // of each matrix (the sum is scaled up to all rows; the candidate's bytes are
-  // exact). Rows are encoded independently, so the estimate is unbiased; its
-  // spread shrinks with the square root of the rows sampled. <= 0: every row.
-  int64_t error_rows = 1024;
+  // of each matrix, from which the whole tensor's error is estimated
+  // (measure/weight_errors.h; the candidate's bytes are exact). <= 0: every row.
+  int64_t error_rows = 256;
   engine::LoadOptions load;  // the device the forward passes run on
   std::string cache_path;    // empty: no resume
   std::function<void(size_t done, size_t total, const std::string& what)> on_progress;
@@ -92,6 +92,11 @@ struct MeasureResult {
   // Of `seconds`, in the calibration's forward passes (the rest is mostly the
   // weight-space errors of every candidate type).
   double forward_seconds = 0;
+  // Of `seconds`, in the weight-space errors (measure/weight_errors.h), and
+  // the thread CPU seconds of those of each candidate type, by name; both
+  // over the tensors measured by this run (not those read from the cache).
+  double weight_seconds = 0;
+  std::map<std::string, double> type_cpu_seconds;
   int64_t n_forward_layers = 0;  // layer passes run for calibration (cost measure)
 };
 

@@ -140,6 +140,27 @@ TEST(MeasureTest, CacheResumesAndIsKeyedByTheSchemeAndSampling) {
   EXPECT_EQ(Measure(*m.file, m.tokens, o).n_forward_layers, 8 + 7 * 36);
 }
 
+// Where the time went: the weight-space errors are part of the run's time,
+// every candidate type has its CPU seconds, and a run that reads every tensor
+// from the cache measured none.
+TEST(MeasureTest, ReportsTheTimeOfTheWeightSpaceErrorsByType) {
+  testing::TempDir dir;
+  SmallModel m(dir, 2);
+  MeasureOptions o = SmallOptions(CalibrationScheme::kLinear);
+  o.cache_path = dir.File("cache");
+  const MeasureResult first = Measure(*m.file, m.tokens, o);
+  EXPECT_GT(first.weight_seconds, 0);
+  EXPECT_LE(first.weight_seconds + first.forward_seconds, first.seconds);
+  ASSERT_EQ(first.type_cpu_seconds.size(), 2u);
+  for (const char* type : {"Q4_0", "Q8_0"}) {
+    ASSERT_TRUE(first.type_cpu_seconds.contains(type)) << type;
+    EXPECT_GT(first.type_cpu_seconds.at(type), 0) << type;
+  }
+  const MeasureResult again = Measure(*m.file, m.tokens, o);
+  EXPECT_EQ(again.weight_seconds, 0);
+  EXPECT_TRUE(again.type_cpu_seconds.empty());
+}
+
 // The cache stands for its inputs' content, not their sizes: other tokens, a
 // same-size model with other weights, or an imatrix with the same entry count
 // and sum, each make the run measure afresh and say why.
