@@ -4,7 +4,7 @@
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
 # bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
 # big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS |
-# gptq8b LAYERS CHUNKS | build DIR (the CUDA build of mixq and engine_test, made on the GPU machine)
+# gptq8b LAYERS CHUNKS | growth LAYERS [SECONDS] | build DIR (the CUDA build of mixq and engine_test, made on the GPU machine)
 set -u
 BIN=${BIN:-.devrun/gpu}
 RESULTS=${RESULTS:-/tmp/gpu-results}
@@ -26,6 +26,36 @@ with_gpu_peak() {
 }
 
 case "$1" in
+  growth)  # three llama shapes (d 2048, 4096, 8192) of LAYERS layers: the wall time of eval, imatrix, measure
+    # and gptq Q4_K on the GPU (16 threads for the CPU parts), each cut at SECONDS; one JSON line per stage in
+    # RESULTS/growth.jsonl, summarized against the H200's limits by growth_table.py
+    layers=$2 limit=${3:-150}
+    text=models/ref-dev/val.txt.gz
+    for shape in "2048 8192 16 8" "4096 14336 32 8" "8192 28672 64 8"; do
+      read -r d ff heads kv <<<"$shape"
+      model=/tmp/growth-$d.gguf
+      python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --d "$d" --ff "$ff" --heads "$heads" \
+        --kv-heads "$kv" --chunks 8 >"$RESULTS/growth-$d-torch.json"
+      stage() {  # stage NAME COMMAND...
+        local name=$1 start rc
+        shift
+        start=$(date +%s.%N)
+        timeout "$limit" "$@" >"$RESULTS/growth-$d-$name.log" 2>&1
+        rc=$?
+        printf '{"d": %s, "ff": %s, "heads": %s, "kv_heads": %s, "layers": %s, "stage": "%s", "seconds": %s, "rc": %s}\n' \
+          "$d" "$ff" "$heads" "$kv" "$layers" "$name" "$(awk "BEGIN {print $(date +%s.%N) - $start}")" "$rc" |
+          tee -a "$RESULTS/growth.jsonl"
+      }
+      stage eval "$BIN"/mixq --json eval "$model" --text $text --chunks 8 --device cuda
+      stage imatrix "$BIN"/mixq -q imatrix "$model" --text $text --chunks 8 -o /tmp/growth-im.gguf --device cuda
+      stage measure "$BIN"/mixq -q measure "$model" --text $text --chunks 1 -o /tmp/growth-m.json \
+        --cache /tmp/growth-m.partial --device cuda -t 16
+      stage gptq "$BIN"/mixq -q quantize "$model" /tmp/growth-q.gguf --type Q4_K --method gptq --text $text \
+        --chunks 8 --device cuda -t 16
+      rm -f "$model" /tmp/growth-*
+    done
+    python3 "$(dirname "$0")"/growth_table.py "$RESULTS/growth.jsonl" | tee "$RESULTS/growth.md"
+    ;;
   build)  # configure and build with CUDA into DIR; xxhash.h from XXHASH_INCLUDE where the machine lacks it
     dir=$2
     extra=()

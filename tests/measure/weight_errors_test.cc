@@ -9,8 +9,6 @@
 namespace mixq::measure {
 namespace {
 
-const formats::Format* Type(const char* name) { return formats::FindFormatByName(name); }
-
 gguf::TensorInfo Shape(int64_t n, int64_t rows, int64_t matrices) {
   gguf::TensorInfo t;
   t.name = "blk.0.ffn_up.weight";
@@ -72,7 +70,8 @@ TEST(WeightErrorsTest, FullTypesGiveTheEncodingAndItsErrorForAnyThreadCount) {
     for (float& v : part) v *= static_cast<float>(m + 1);
     imp.insert(imp.end(), part.begin(), part.end());
   }
-  const std::vector<const formats::Format*> types = {Type("Q4_K"), Type("IQ3_S"), Type("Q8_0")};
+  const std::vector<const formats::Format*> types = {
+      formats::FindFormatByName("Q4_K"), formats::FindFormatByName("IQ3_S"), formats::FindFormatByName("Q8_0")};
   const bool full[] = {true, true, true};
   for (int n_threads : {1, 2, 5}) {
     SCOPED_TRACE(n_threads);
@@ -109,7 +108,8 @@ TEST(WeightErrorsTest, SampledTypesEstimateTheErrorOfEveryRow) {
   const gguf::TensorInfo t = Shape(256, 64, 1);
   const std::vector<float> w = Values(t, [](int64_t r) { return 1.0f + 0.01f * static_cast<float>(r); });
   const std::vector<float> imp = Importance(256);
-  const std::vector<const formats::Format*> types = {Type("Q4_K"), Type("Q3_K"), Type("IQ2_XS")};
+  const std::vector<const formats::Format*> types = {
+      formats::FindFormatByName("Q4_K"), formats::FindFormatByName("Q3_K"), formats::FindFormatByName("IQ2_XS")};
   const bool full[] = {true, false, false};
   WeightErrorOptions o;
   o.error_rows = 0;
@@ -141,7 +141,9 @@ TEST(WeightErrorsTest, SampledErrorFollowsTheNearestFullType) {
   const std::vector<float> w = Values(t, [](int64_t r) { return r % 2 == 1 ? 10.0f : 1.0f; });
   ASSERT_EQ(SampledRows(t, 16)[1] % 2, 0);
   const std::vector<float> imp = Importance(256);
-  const std::vector<const formats::Format*> types = {Type("Q2_K"), Type("Q4_K"), Type("IQ2_XS"), Type("Q6_K")};
+  const std::vector<const formats::Format*> types = {
+      formats::FindFormatByName("Q2_K"), formats::FindFormatByName("Q4_K"), formats::FindFormatByName("IQ2_XS"),
+      formats::FindFormatByName("Q6_K")};
   const bool none[] = {false, false, false, false};
   const bool calibrated[] = {true, true, false, false};
   WeightErrorOptions o;
@@ -181,7 +183,8 @@ TEST(WeightErrorsTest, ARowWithMostOfTheErrorIsAlwaysDrawn) {
   std::vector<float> w = Values(t, [](int64_t r) { return r == 37 ? 100.0f : 1.0f; });
   w[37 * 256 + 5] = 8000;
   const std::vector<float> imp = Importance(256);
-  const std::vector<const formats::Format*> types = {Type("Q4_K"), Type("Q8_0"), Type("Q6_K")};
+  const std::vector<const formats::Format*> types = {
+      formats::FindFormatByName("Q4_K"), formats::FindFormatByName("Q8_0"), formats::FindFormatByName("Q6_K")};
   const bool none[] = {false, false, false};
   const bool calibrated[] = {true, false, false};
   WeightErrorOptions o;
@@ -207,7 +210,7 @@ TEST(WeightErrorsTest, ARowWithMostOfTheErrorIsAlwaysDrawn) {
 TEST(WeightErrorsTest, WithoutImportanceEveryWeightCountsOnce) {
   const gguf::TensorInfo t = Shape(64, 4, 1);
   const std::vector<float> w = Values(t, [](int64_t) { return 1.0f; });
-  const std::vector<const formats::Format*> types = {Type("Q8_0")};
+  const std::vector<const formats::Format*> types = {formats::FindFormatByName("Q8_0")};
   const bool full[] = {true};
   auto r = WeightErrors(t, w, nullptr, types, full, WeightErrorOptions{});
   ASSERT_TRUE(r.has_value()) << r.error().message();
@@ -219,7 +222,7 @@ TEST(WeightErrorsTest, NonFiniteWeightIsCorruptionNamingTheTensor) {
   const gguf::TensorInfo t = Shape(64, 4, 1);
   std::vector<float> w = Values(t, [](int64_t) { return 1.0f; });
   w[2 * 64 + 5] = NAN;
-  const std::vector<const formats::Format*> types = {Type("Q8_0")};
+  const std::vector<const formats::Format*> types = {formats::FindFormatByName("Q8_0")};
   const bool full[] = {true};
   auto r = WeightErrors(t, w, nullptr, types, full, WeightErrorOptions{});
   ASSERT_FALSE(r.has_value());
