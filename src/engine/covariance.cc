@@ -1,5 +1,8 @@
 // Input covariances H = Σ x xᵀ summed by the model's backend, one layer per
 // pass, for error-feedback quantization (formats.h, QuantizeRowsFeedback).
+// Each batch's sums are taken from the backend and added on the host, so that
+// how much they differ from batch to batch gives H's effective token count
+// (quantize::EffectiveTokens).
 #include <algorithm>
 
 #include "engine/backend.h"
@@ -58,10 +61,13 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
       } else {
         MIXQ_TRY(model_.Logits(h, nt, nullptr, run));
       }
+      for (const auto& input : owned_) TakeBatch(*input);
     }
     for (const auto& input : owned_) {
-      backend_->TakeGram(*input->gram, &input->cov.sums);
-      MirrorUpperTriangle(input->cov);
+      quantize::InputCovariance& cov = input->cov;
+      MirrorUpperTriangle(cov);
+      cov.effective_tokens =
+          quantize::EffectiveTokens(cov.sums, cov.n_in, cov.n_tokens, input->batches, input->batch_spread);
     }
     if (pass == c.n_layer) std::vector<float>().swap(hidden_);  // the last pass: the states are done
     return Status::Ok();
@@ -100,11 +106,40 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
   }
 
  private:
-  // One distinct input: its sums on the backend until the pass ends.
+  // One distinct input: the sums of the current batch on the backend, of the
+  // batches before in cov.sums, and what EffectiveTokens needs of them.
   struct Input {
     quantize::InputCovariance cov;
     std::unique_ptr<Gram> gram;
+    int64_t batches = 0;
+    int64_t tokens_taken = 0;
+    double batch_spread = 0;  // Σ over batches of ‖offdiag G_b‖²_F / t_b
   };
+
+  // Adds the batch's sums G_b (the upper triangle) to the input's and starts
+  // a new batch; nothing when no token of the batch reached the input (an
+  // expert no token was routed to).
+  void TakeBatch(Input& input) {
+    const int64_t tokens = input.cov.n_tokens - input.tokens_taken;
+    if (tokens == 0) return;
+    const int64_t n = input.cov.n_in;
+    backend_->TakeGram(*input.gram, &batch_);
+    if (input.cov.sums.empty()) input.cov.sums.assign(batch_.size(), 0.0);
+    double off_sq = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double* g = batch_.data() + i * n;
+      double* sums = input.cov.sums.data() + i * n;
+      sums[i] += g[i];
+      for (int64_t j = i + 1; j < n; ++j) {
+        sums[j] += g[j];
+        off_sq += 2 * g[j] * g[j];
+      }
+    }
+    input.batch_spread += off_sq / static_cast<double>(tokens);
+    ++input.batches;
+    input.tokens_taken = input.cov.n_tokens;
+    input.gram = backend_->MakeGram(n);
+  }
   // The input of the last hooked call of a kind (dense or routed expert).
   struct Last {
     const void* x = nullptr;
@@ -128,6 +163,7 @@ class LayerCovarianceSource final : public quantize::CovarianceSource, public Gr
   int64_t next_pass_ = 0;
   Backend* backend_ = nullptr;  // the model's, as the hook last gave it
   std::vector<std::unique_ptr<Input>> owned_;
+  std::vector<double> batch_;                                 // one batch's sums, as TakeBatch downloads them
   std::map<std::pair<std::string, int64_t>, Input*> inputs_;  // by weight and expert (-1: none)
   Last last_dense_, last_expert_;
 };

@@ -68,7 +68,8 @@ int RoundToGrid(const FeedbackCodec& c, float scale, float offset, float v, floa
 
 }  // namespace
 
-Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads) {
+Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads,
+                                        double tokens) {
   if (n <= 0 || static_cast<int64_t>(h.size()) != n * n) {
     return Status::InvalidArgument("covariance of " + std::to_string(h.size()) + " values is not " + std::to_string(n) +
                                    " x " + std::to_string(n));
@@ -77,11 +78,11 @@ Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, do
   for (int64_t i = 0; i < n; ++i) mean_diag += h[i * n + i];
   mean_diag /= static_cast<double>(n);
   if (!std::isfinite(mean_diag)) return Status::Corruption("the input covariance is not finite");
-  if (mean_diag <= 0) return FeedbackMatrices{.u = Identity(n), .h = Identity(n)};
+  if (mean_diag <= 0) return FeedbackMatrices{.u = Identity(n), .h = Identity(n), .tokens = 0};
   for (int attempt = 0; attempt < 4; ++attempt, damp *= 10) {
     std::vector<double> a(h.begin(), h.end());
     for (int64_t i = 0; i < n; ++i) a[i * n + i] += damp * mean_diag;
-    FeedbackMatrices out{.u = {}, .h = std::vector<float>(a.begin(), a.end())};
+    FeedbackMatrices out{.u = {}, .h = std::vector<float>(a.begin(), a.end()), .tokens = tokens};
     if (internal::InverseUpperFactor(a, n, n_threads, &out.u)) return out;
   }
   return Status::Corruption("the input covariance is not positive definite even with damping " +
@@ -121,10 +122,11 @@ void QuantizeBlock(const Format& f, float* w, int64_t col0, int64_t batch_end, i
   c.store_codes(codes, block);
 }
 
-// r = h (w − y), as a sum of h's rows (h is symmetric): element-wise
-// updates, which vectorize, in double so that the many incremental updates
-// of the refinement do not drift.
-std::vector<double> Residual(const float* h, const float* w, const std::vector<float>& y, int64_t n) {
+// r = h_x (w − y), h_x = h with its off-diagonal entries times `cross`, as a
+// sum of h's rows (h is symmetric): element-wise updates, which vectorize,
+// in double so that the many incremental updates of the refinement do not
+// drift.
+std::vector<double> Residual(const float* h, const float* w, const std::vector<float>& y, int64_t n, double cross = 1) {
   std::vector<double> r(static_cast<size_t>(n), 0.0);
   for (int64_t k = 0; k < n; ++k) {
     const double d = static_cast<double>(w[k]) - y[k];
@@ -132,7 +134,21 @@ std::vector<double> Residual(const float* h, const float* w, const std::vector<f
     const float* hk = h + k * n;
     for (int64_t i = 0; i < n; ++i) r[i] += d * hk[i];
   }
+  if (cross != 1) {
+    for (int64_t k = 0; k < n; ++k) {
+      r[k] = cross * r[k] + (1 - cross) * h[k * n + k] * (static_cast<double>(w[k]) - y[k]);
+    }
+  }
   return r;
+}
+
+// r −= δ · column j of h_x (Residual's h_x): y_j moved by δ.
+void MoveResidual(const float* h, int64_t n, double cross, int64_t j, double delta, std::vector<double>* r) {
+  const float* hj = h + j * n;
+  const double step = delta * cross;
+  double* out = r->data();
+  for (int64_t i = 0; i < n; ++i) out[i] -= step * hj[i];
+  out[j] -= delta * (1 - cross) * hj[j];
 }
 
 // Coordinate steps of the re-choice's search (RechooseGroup).
@@ -182,14 +198,31 @@ void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v
   *offset = offsets[g];
 }
 
+double CrossTermShrinkage(const float* h, int64_t n, const float* w, const float* y, double tokens) {
+  if (!(tokens > 0)) return 0;
+  std::vector<float> yv(y, y + n);
+  const std::vector<double> r = Residual(h, w, yv, n);
+  double trace = 0, weighted = 0, cross_sq = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const double hkk = h[k * n + k], d = static_cast<double>(w[k]) - y[k];
+    trace += hkk;
+    weighted += hkk * d * d;
+    const double c = r[k] - hkk * d;
+    cross_sq += c * c;
+  }
+  const double noise = trace * weighted / tokens;
+  if (!(noise > 0)) return 0;
+  return cross_sq > noise ? noise / cross_sq : 1.0;
+}
+
 int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float* h, const float* scale,
-                  const float* offset, int* codes) {
+                  const float* offset, int* codes, double cross) {
   std::vector<float> y(static_cast<size_t>(n));
   for (int64_t j = 0; j < n; ++j) {
     const int64_t g = j / c.group_size;
     y[j] = scale[g] * Level(c, codes[j]) - offset[g];
   }
-  std::vector<double> r = Residual(h, w, y, n);
+  std::vector<double> r = Residual(h, w, y, n, cross);
   int64_t changes = 0;
   for (int sweep = 0; sweep < kRefineSweeps; ++sweep) {
     int64_t changed = 0;
@@ -206,7 +239,7 @@ int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float
       if (!(2 * delta * r[j] - delta * delta * hjj > 0)) continue;
       codes[j] = q;
       y[j] = candidate;
-      for (int64_t i = 0; i < n; ++i) r[i] -= delta * hj[i];
+      MoveResidual(h, n, cross, j, delta, &r);
       ++changed;
     }
     changes += changed;
@@ -216,7 +249,7 @@ int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float
 }
 
 int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const float* h, int64_t block_elems,
-                    int64_t block_bytes, uint8_t* row, int* codes) {
+                    int64_t block_bytes, uint8_t* row, int* codes, double cross) {
   const int gs = c.group_size;
   const int64_t groups = n / gs, per_block = block_elems / gs;
   std::vector<float> scale(static_cast<size_t>(groups)), offset(scale.size());
@@ -225,7 +258,7 @@ int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const flo
   }
   std::vector<float> y(static_cast<size_t>(n));
   for (int64_t j = 0; j < n; ++j) y[j] = scale[j / gs] * Level(c, codes[j]) - offset[j / gs];
-  std::vector<double> r = Residual(h, w, y, n);
+  std::vector<double> r = Residual(h, w, y, n, cross);
   int64_t moved = 0;
   std::vector<double> hg(static_cast<size_t>(gs * gs)), dy(gs), rg(gs), best_dy(gs);
   std::vector<int> q(gs), best_q(gs);
@@ -240,7 +273,7 @@ int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const flo
     const int sc = static_cast<int>(std::lround(scale[g] / d));
     const int m = dmin != 0 ? static_cast<int>(std::lround(offset[g] / dmin)) : 0;
     for (int a = 0; a < gs; ++a) {
-      for (int b = 0; b < gs; ++b) hg[a * gs + b] = h[(j0 + a) * n + j0 + b];
+      for (int b = 0; b < gs; ++b) hg[a * gs + b] = h[(j0 + a) * n + j0 + b] * (a == b ? 1.0 : cross);
     }
     double best_gain = 0;
     int best_sc = sc, best_m = m;
@@ -302,8 +335,7 @@ int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const flo
     for (int a = 0; a < gs; ++a) {
       codes[j0 + a] = best_q[a];
       y[j0 + a] = scale[g] * Level(c, best_q[a]) - offset[g];
-      const float* ha = h + (j0 + a) * n;
-      for (int64_t i = 0; i < n; ++i) r[i] -= best_dy[a] * ha[i];
+      MoveResidual(h, n, cross, j0 + a, best_dy[a], &r);
     }
     ++moved;
   }
@@ -311,7 +343,8 @@ int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const flo
 }
 
 void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
-                              int64_t row_bytes, const float* importance, const float* u, const float* h) {
+                              int64_t row_bytes, const float* importance, const float* u, const float* h,
+                              double tokens) {
   std::vector<float> w(src, src + n_rows * n);
   std::vector<float> err(static_cast<size_t>(n_rows * kBatch));
   std::vector<int> codes(static_cast<size_t>(n_rows * n));
@@ -337,19 +370,21 @@ void QuantizeRowsWithFeedback(const Format& f, const float* src, uint8_t* dst, i
   if (h == nullptr) return;
   const FeedbackCodec& c = *f.feedback;
   const int64_t groups_per_block = f.block_elems / c.group_size;
-  std::vector<float> scale(static_cast<size_t>(n / c.group_size)), offset(scale.size());
+  std::vector<float> scale(static_cast<size_t>(n / c.group_size)), offset(scale.size()), y(static_cast<size_t>(n));
   for (int64_t r = 0; r < n_rows; ++r) {
     uint8_t* row = dst + r * row_bytes;
     for (int64_t b = 0; b < n / f.block_elems; ++b) {
       c.read_grid(row + b * f.block_bytes, scale.data() + b * groups_per_block, offset.data() + b * groups_per_block);
     }
     int* rc = codes.data() + r * n;
-    int64_t changes = RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc);
-    if (c.set_group != nullptr && RefitGroups(c, src + r * n, n, h, f.block_elems, f.block_bytes, row, rc) > 0) {
+    for (int64_t j = 0; j < n; ++j) y[j] = scale[j / c.group_size] * Level(c, rc[j]) - offset[j / c.group_size];
+    const double cross = 1 - CrossTermShrinkage(h, n, src + r * n, y.data(), tokens);
+    int64_t changes = RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc, cross);
+    if (c.set_group != nullptr && RefitGroups(c, src + r * n, n, h, f.block_elems, f.block_bytes, row, rc, cross) > 0) {
       for (int64_t b = 0; b < n / f.block_elems; ++b) {
         c.read_grid(row + b * f.block_bytes, scale.data() + b * groups_per_block, offset.data() + b * groups_per_block);
       }
-      changes += 1 + RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc);
+      changes += 1 + RefineRow(c, src + r * n, n, h, scale.data(), offset.data(), rc, cross);
     }
     if (changes == 0) continue;
     for (int64_t b = 0; b < n / f.block_elems; ++b) c.store_codes(rc + b * f.block_elems, row + b * f.block_bytes);

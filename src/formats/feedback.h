@@ -51,10 +51,31 @@ bool InverseUpperFactor(std::vector<double>& a, int64_t n, int n_threads, std::v
 // Encodes n_rows rows of n values with error feedback through the factor u
 // (FeedbackMatrices::u), then refines each row with the damped covariance h
 // (RefineRow; for the super-block types RefitGroups, and RefineRow again when
-// a group moved; h nullptr: the feedback pass alone): the work of
-// QuantizeRowsFeedback for one range of rows.
+// a group moved; h nullptr: the feedback pass alone), h's off-diagonal
+// shrunk by CrossTermShrinkage of the pass's row for H's `tokens`
+// (FeedbackMatrices::tokens): the work of QuantizeRowsFeedback for one range
+// of rows.
 void QuantizeRowsWithFeedback(const Format& format, const float* src, uint8_t* dst, int64_t n_rows, int64_t n,
-                              int64_t row_bytes, const float* importance, const float* u, const float* h);
+                              int64_t row_bytes, const float* importance, const float* u, const float* h,
+                              double tokens = 0);
+
+// How far the refinement shrinks h's off-diagonal towards 0 (its diagonal
+// held) for the row w decoded to y, h summed over `tokens` independent
+// tokens (0 or less: h is exact, no shrinkage): α in [0, 1], the refinement
+// then using h_x = diag(h) + (1 − α) offdiag(h).
+//
+// Why: besides h_jj, a column's move is decided by its cross term c_j =
+// Σ_{k≠j} h_jk Δ_k (Δ = w − y), how far it can make up for the other
+// columns' errors. An entry of a second-moment sum over T independent tokens
+// varies by about h_jj h_kk / T (Wishart), so the cross terms carry noise of
+// Σ_j Var(c_j) ≈ tr(h) · Σ_k h_kk Δ_k² / T in all, of the order of n / T
+// times the diagonal's share: the refinement, which optimizes against the
+// measured h, fits that noise where the tokens are few against n. Scaling
+// the cross terms by 1 − α with α = that noise / Σ_j c_j² (the measured
+// ones: signal plus noise), capped at 1, is Wiener's filter for them: the
+// factor with the least expected squared error. α falls as 1 / T, so with
+// many tokens h is used as measured.
+double CrossTermShrinkage(const float* h, int64_t n, const float* w, const float* y, double tokens);
 
 // Sweeps of RefineRow at most.
 inline constexpr int kRefineSweeps = 3;
@@ -73,8 +94,10 @@ inline constexpr int kRefineSweeps = 3;
 //
 // REQUIRES: w and codes hold n values, n a multiple of c.group_size; scale and
 // offset n / c.group_size; h n x n, row-major, symmetric.
+// `cross` multiplies h's off-diagonal entries (CrossTermShrinkage: 1 − α);
+// E and the coordinate minimum are those of that matrix.
 int64_t RefineRow(const FeedbackCodec& c, const float* w, int64_t n, const float* h, const float* scale,
-                  const float* offset, int* codes);
+                  const float* offset, int* codes, double cross = 1);
 
 // The step that makes a 16/32-column group of a super-block the unit of the
 // sequential step: when the encoder reaches group g's first column, with the
@@ -99,8 +122,9 @@ void RechooseGroup(const FeedbackCodec& c, uint8_t* block, int g, const float* v
 // best is taken when it lowers the error, stored in the row's block
 // (set_group) with the group's codes in `codes`. Returns how many groups moved.
 // REQUIRES: c.set_group; row holds the row's n / block_elems blocks, codes its n codes.
+// `cross` as for RefineRow.
 int64_t RefitGroups(const FeedbackCodec& c, const float* w, int64_t n, const float* h, int64_t block_elems,
-                    int64_t block_bytes, uint8_t* row, int* codes);
+                    int64_t block_bytes, uint8_t* row, int* codes, double cross = 1);
 
 extern const FeedbackCodec kFeedbackQ4_0;
 extern const FeedbackCodec kFeedbackQ8_0;

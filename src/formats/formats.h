@@ -135,22 +135,28 @@ Status QuantizeRows(const Format& format, QuantMethod method, const float* src, 
 // What the feedback encoder needs of one weight's input covariance H (n x n,
 // row-major, symmetric): the damped H_d = H + damp · mean(diag H) · I and U,
 // upper triangular with Uᵀ U = H_d⁻¹, both n x n floats, row-major (8 n²
-// bytes together). An all-zero H gives the identity for both (no feedback:
-// plain rounding at the best scales). When rounding leaves the damped H
-// indefinite, the damping grows tenfold, up to three times; Corruption after
-// that, and for non-finite H. Runs on n_threads (<= 0: all cores); the
-// result does not depend on the thread count.
+// bytes together), and the number of independent tokens H is worth
+// (`tokens`; 0: H is exact), from which the refinement sets how far it
+// trusts H's off-diagonal (internal::CrossTermShrinkage). An all-zero H gives
+// the identity for both (no feedback: plain rounding at the best scales).
+// When rounding leaves the damped H indefinite, the damping grows tenfold, up
+// to three times; Corruption after that, and for non-finite H. Runs on
+// n_threads (<= 0: all cores); the result does not depend on the thread
+// count.
 struct FeedbackMatrices {
   std::vector<float> u;
   std::vector<float> h;
+  double tokens = 0;
 };
-Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads = 1);
+Result<FeedbackMatrices> FeedbackFactor(std::span<const double> h, int64_t n, double damp, int n_threads = 1,
+                                        double tokens = 0);
 
 // As QuantizeRows with the error-feedback encoder; NotSupported for formats
 // without one (can_feedback()), InvalidArgument when `feedback` is not
 // n_per_row x n_per_row. After a row's feedback pass its codes are refined,
 // every group's scale held, by coordinate descent on the row's output error
-// (w − y)ᵀ H_d (w − y) (internal::RefineRow); in the super-block types each
+// (w − y)ᵀ H_d (w − y), H_d's off-diagonal shrunk by as much as its token
+// count leaves uncertain (internal::RefineRow, CrossTermShrinkage); in the super-block types each
 // group's integer scale (and min) is then chosen again on that error, its
 // codes re-refined with it, the f16 multipliers held (internal::RefitGroups).
 // REQUIRES: feedback from FeedbackFactor for n_per_row; importance nullptr or n_per_row values.

@@ -120,7 +120,7 @@ Status QuantizeRowsFeedback(const Format& format, const float* src, uint8_t* dst
   constexpr int64_t kTileRows = 16;
   ParallelFor(n_rows, kTileRows, n_threads, [&](int64_t begin, int64_t end) {
     internal::QuantizeRowsWithFeedback(format, src + begin * n_per_row, dst + begin * row_bytes, end - begin, n_per_row,
-                                       row_bytes, importance, feedback.u.data(), feedback.h.data());
+                                       row_bytes, importance, feedback.u.data(), feedback.h.data(), feedback.tokens);
   });
   return Status::Ok();
 }

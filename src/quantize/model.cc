@@ -63,7 +63,8 @@ class FeedbackFactors {
     std::vector<Result<formats::FeedbackMatrices>> made(missing.size(), Status::Internal("not computed"));
     const int inner_threads = missing.size() > 1 ? 1 : n_threads;
     RunTasks(static_cast<int64_t>(missing.size()), n_threads, [&](int64_t i, int) {
-      made[i] = formats::FeedbackFactor(missing[i]->sums, missing[i]->n_in, damp, inner_threads);
+      made[i] = formats::FeedbackFactor(missing[i]->sums, missing[i]->n_in, damp, inner_threads,
+                                        missing[i]->effective_tokens);
     });
     for (size_t i = 0; i < missing.size(); ++i) {
       MIXQ_TRY(made[i]);

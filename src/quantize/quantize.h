@@ -78,11 +78,28 @@ Status SaveImatrix(const Imatrix& imatrix, const std::string& path,
 struct InputCovariance {
   int64_t n_in = 0;
   int64_t n_tokens = 0;
+  // How many independent tokens H's off-diagonal is worth (<= n_tokens):
+  // neighbouring tokens of a text are alike, so sums over them vary more
+  // than sums over as many independent draws would. Estimated from how the
+  // sums of the source's batches of tokens differ (EffectiveTokens); 0: not
+  // estimated (H is then taken as exact).
+  double effective_tokens = 0;
   std::vector<double> sums;
 
   // The mean squared input per column: the imatrix of the same tokens.
   std::vector<float> MeanDiagonal() const;
 };
+
+// The effective token count of H = sums (n x n, symmetric, over n_tokens
+// tokens), from the spread of the sums of n_batches disjoint batches of those
+// tokens, G_b over t_b tokens: batch_spread = Σ_b ‖offdiag G_b‖²_F / t_b.
+// The batch means vary about H / n_tokens as much as the tokens' dependence
+// makes them; the count returned is the number of independent Gaussian
+// tokens that would make H's off-diagonal vary as much (quantize/covariance.cc
+// derives it). In 1..n_tokens; n_tokens when fewer than 2 batches or no
+// spread can be measured.
+double EffectiveTokens(std::span<const double> sums, int64_t n, int64_t n_tokens, int64_t n_batches,
+                       double batch_spread);
 
 // Covariances delivered pass by pass (e.g. a forward pass one layer at a
 // time), so that only one pass's matrices are ever held: a 14336-wide FFN

@@ -65,6 +65,7 @@ TEST_F(Covariances, LayerByLayerWithSharedInputs) {
       const quantize::InputCovariance* h = s.Find(name);
       ASSERT_NE(h, nullptr) << name;
       EXPECT_EQ(h->n_tokens, 3 * 128) << name;
+      EXPECT_EQ(h->effective_tokens, 3 * 128) << name;  // one batch: no spread to measure
       std::vector<float> diag = h->MeanDiagonal();
       auto want = im->Importance(name, h->n_in);
       ASSERT_TRUE(want.has_value() && want->has_value()) << name;
@@ -105,6 +106,47 @@ TEST_F(Covariances, OffDiagonalSumsMatchTheHookInputs) {
   for (int64_t i = 0; i < 768; i += 37) {
     for (int64_t j = 0; j < 768; j += 11) {
       EXPECT_NEAR(h->sums[i * 768 + j], direct[i * 768 + j], 1e-5 * scale) << i << "," << j;
+    }
+  }
+}
+
+// 20 chunks of 128 are two batches (16 chunks and 4): their sums add up to
+// the whole, and their spread makes H worth fewer independent tokens than it
+// holds (neighbouring tokens are alike).
+TEST_F(Covariances, BatchesAddUpAndGiveTheEffectiveTokens) {
+  const std::string target = "blk.1.attn_q.weight";
+  constexpr int64_t kChunks = 20, kIn = 256;
+  std::vector<double> direct(kIn * kIn, 0.0);
+  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
+    if (w != target) return;
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t i = 0; i < n_in; ++i) {
+        for (int64_t j = 0; j < n_in; ++j) direct[i * n_in + j] += double(x[t * n_in + i]) * x[t * n_in + j];
+      }
+    }
+  };
+  RunOptions run;
+  run.hook = &hook;
+  run.seq_len = 128;
+  std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + kChunks * 128);
+  for (int c = 0; c < kChunks; ++c) input[c * 128] = 1;
+  std::vector<float> logits;
+  ASSERT_TRUE(model_->Forward(input, 127, &logits, run).ok());
+
+  options_.n_chunks = kChunks;
+  auto source = LayerCovariances(*model_, tokens_, options_);
+  ASSERT_TRUE(source.has_value());
+  for (int64_t pass = 0; pass <= 1; ++pass) ASSERT_TRUE((*source)->Run(pass).ok());
+  const quantize::InputCovariance* h = (*source)->Find(target);
+  ASSERT_NE(h, nullptr);
+  EXPECT_EQ(h->n_tokens, kChunks * 128);
+  EXPECT_GE(h->effective_tokens, 1.0);
+  EXPECT_LT(h->effective_tokens, static_cast<double>(h->n_tokens));
+  double scale = 0;
+  for (int64_t j = 0; j < kIn; ++j) scale = std::max(scale, direct[j * kIn + j]);
+  for (int64_t i = 0; i < kIn; i += 7) {
+    for (int64_t j = 0; j < kIn; j += 5) {
+      EXPECT_NEAR(h->sums[i * kIn + j], direct[i * kIn + j], 1e-5 * scale) << i << "," << j;
     }
   }
 }

@@ -144,6 +144,12 @@ TEST(FeedbackTest, FactorInvertsTheDampedCovariance) {
   auto u = FeedbackFactor(p.h, p.n, kDamp);
   ASSERT_TRUE(u.has_value());
   ExpectInvertsTheDampedCovariance(p, *u, 1e-4);
+  EXPECT_EQ(u->tokens, 0.0);
+  // The token count travels with the matrices to the refinement.
+  auto counted = FeedbackFactor(p.h, p.n, kDamp, 1, 123.5);
+  ASSERT_TRUE(counted.has_value());
+  EXPECT_EQ(counted->tokens, 123.5);
+  EXPECT_EQ(counted->h, u->h);
 }
 
 // 300 columns span three of the factor's column blocks (the last one partial),
@@ -350,54 +356,72 @@ TEST(FeedbackTest, RefinementNeverRaisesTheRowError) {
 // RefineRow from random codes at random scales: codes stay in range, the
 // error never rises, and once a call changes nothing the row is a coordinate
 // minimum: no single code, tried exhaustively, lowers the error.
-TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
-  Problem p = MakeProblem(1, 256, 300, 4, 7);
-  auto m = FeedbackFactor(p.h, p.n, kDamp);
-  ASSERT_TRUE(m.has_value());
-  std::mt19937 rng(8);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (const Format* f : FeedbackFormats()) {
-    const FeedbackCodec& c = *f->feedback;
-    const int64_t groups = p.n / c.group_size;
-    std::vector<float> scale(groups), offset(groups);
-    for (int64_t g = 0; g < groups; ++g) {
-      scale[g] = 0.04f * std::exp(0.3f * normal(rng)) / static_cast<float>(c.qmax - c.qmin);
-      offset[g] = c.qmin < 0 ? 0.0f : 0.02f * std::exp(0.3f * normal(rng));
-    }
-    std::vector<int> codes(p.n);
-    for (int& q : codes) q = c.qmin + static_cast<int>(rng() % (c.qmax - c.qmin + 1));
-    const auto decode = [&](const std::vector<int>& q) {
-      std::vector<float> y(p.n);
-      for (int64_t j = 0; j < p.n; ++j) {
-        const float level = c.levels != nullptr ? c.levels[q[j] - c.qmin] : static_cast<float>(q[j]);
-        y[j] = scale[j / c.group_size] * level - offset[j / c.group_size];
-      }
-      return y;
-    };
-    double e = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
-    int calls = 0;
-    for (int64_t changed = 1; changed > 0 && calls < 2000; ++calls) {
-      changed = internal::RefineRow(c, p.w.data(), p.n, m->h.data(), scale.data(), offset.data(), codes.data());
-      for (int q : codes) ASSERT_TRUE(q >= c.qmin && q <= c.qmax) << f->name << " code " << q;
-      const double next = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
-      EXPECT_LE(next, e * (1 + 1e-9)) << f->name;
-      e = next;
-    }
-    ASSERT_LT(calls, 2000) << f->name;
-    std::printf("%-7s coordinate minimum after %d calls\n", std::string(f->name).c_str(), calls);
-    // Moving y_j by δ changes the error by δ² h_jj − 2 δ (h (w − y))_j.
-    const std::vector<float> y = decode(codes);
-    for (int64_t j = 0; j < p.n; ++j) {
-      double r = 0;
-      for (int64_t k = 0; k < p.n; ++k) r += static_cast<double>(m->h[j * p.n + k]) * (p.w[k] - y[k]);
-      const double hjj = m->h[j * p.n + j];
-      for (int q = c.qmin; q <= c.qmax; ++q) {
-        const float level = c.levels != nullptr ? c.levels[q - c.qmin] : static_cast<float>(q);
-        const double delta = static_cast<double>(scale[j / c.group_size] * level - offset[j / c.group_size]) - y[j];
-        EXPECT_GE(delta * delta * hjj - 2 * delta * r, -1e-9 * e) << f->name << " col " << j << " code " << q;
-      }
+// h with its off-diagonal entries times `cross`: the matrix RefineRow and
+// RefitGroups work with when given that factor.
+std::vector<float> CrossScaled(const std::vector<float>& h, int64_t n, double cross) {
+  std::vector<float> out(h);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      if (i != j) out[i * n + j] = static_cast<float>(h[i * n + j] * cross);
     }
   }
+  return out;
+}
+
+// With cross < 1 (a shrunk off-diagonal) the minimum is that of the shrunk matrix.
+TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
+  Problem p = MakeProblem(1, 256, 300, 4, 7);
+  auto full = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(full.has_value());
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const double cross : {1.0, 0.4})
+    for (const Format* f : FeedbackFormats()) {
+      FeedbackMatrices shrunk = *full;
+      shrunk.h = CrossScaled(full->h, p.n, cross);
+      const FeedbackMatrices* m = &shrunk;
+      const FeedbackCodec& c = *f->feedback;
+      const int64_t groups = p.n / c.group_size;
+      std::vector<float> scale(groups), offset(groups);
+      for (int64_t g = 0; g < groups; ++g) {
+        scale[g] = 0.04f * std::exp(0.3f * normal(rng)) / static_cast<float>(c.qmax - c.qmin);
+        offset[g] = c.qmin < 0 ? 0.0f : 0.02f * std::exp(0.3f * normal(rng));
+      }
+      std::vector<int> codes(p.n);
+      for (int& q : codes) q = c.qmin + static_cast<int>(rng() % (c.qmax - c.qmin + 1));
+      const auto decode = [&](const std::vector<int>& q) {
+        std::vector<float> y(p.n);
+        for (int64_t j = 0; j < p.n; ++j) {
+          const float level = c.levels != nullptr ? c.levels[q[j] - c.qmin] : static_cast<float>(q[j]);
+          y[j] = scale[j / c.group_size] * level - offset[j / c.group_size];
+        }
+        return y;
+      };
+      double e = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+      int calls = 0;
+      for (int64_t changed = 1; changed > 0 && calls < 2000; ++calls) {
+        changed =
+            internal::RefineRow(c, p.w.data(), p.n, full->h.data(), scale.data(), offset.data(), codes.data(), cross);
+        for (int q : codes) ASSERT_TRUE(q >= c.qmin && q <= c.qmax) << f->name << " code " << q;
+        const double next = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+        EXPECT_LE(next, e * (1 + 1e-9)) << f->name;
+        e = next;
+      }
+      ASSERT_LT(calls, 2000) << f->name;
+      std::printf("%-7s cross %.1f: coordinate minimum after %d calls\n", std::string(f->name).c_str(), cross, calls);
+      // Moving y_j by δ changes the error by δ² h_jj − 2 δ (h (w − y))_j.
+      const std::vector<float> y = decode(codes);
+      for (int64_t j = 0; j < p.n; ++j) {
+        double r = 0;
+        for (int64_t k = 0; k < p.n; ++k) r += static_cast<double>(m->h[j * p.n + k]) * (p.w[k] - y[k]);
+        const double hjj = m->h[j * p.n + j];
+        for (int q = c.qmin; q <= c.qmax; ++q) {
+          const float level = c.levels != nullptr ? c.levels[q - c.qmin] : static_cast<float>(q);
+          const double delta = static_cast<double>(scale[j / c.group_size] * level - offset[j / c.group_size]) - y[j];
+          EXPECT_GE(delta * delta * hjj - 2 * delta * r, -1e-9 * e) << f->name << " col " << j << " code " << q;
+        }
+      }
+    }
 }
 
 // RefitGroups after RefineRow, from best's blocks with nearest codes: the
@@ -405,59 +429,112 @@ TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
 // decode to the returned codes at the re-chosen scales (set_group's packing).
 TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
   Problem p = MakeProblem(6, 512, 700, 8, 9);
+  auto full = FeedbackFactor(p.h, p.n, kDamp);
+  ASSERT_TRUE(full.has_value());
+  for (const double cross : {1.0, 0.4})
+    for (const Format* f : FeedbackFormats()) {
+      FeedbackMatrices shrunk = *full;
+      shrunk.h = CrossScaled(full->h, p.n, cross);
+      const FeedbackMatrices* m = &shrunk;
+      const FeedbackCodec& c = *f->feedback;
+      if (c.set_group == nullptr) continue;
+      const int64_t row_bytes = *RowBytes(*f, p.n), groups = p.n / c.group_size;
+      std::vector<uint8_t> q = Best(*f, p);
+      double refined = 0, refit = 0;
+      for (int64_t r = 0; r < p.rows; ++r) {
+        const float* w = p.w.data() + r * p.n;
+        uint8_t* row = q.data() + r * row_bytes;
+        std::vector<float> scale(groups), offset(groups);
+        for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+          c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                      &offset[b * f->block_elems / c.group_size]);
+        }
+        std::vector<int> codes(p.n);
+        for (int64_t j = 0; j < p.n; ++j) {
+          double nearest = INFINITY;
+          for (int k = c.qmin; k <= c.qmax; ++k) {
+            const float level = c.levels != nullptr ? c.levels[k - c.qmin] : static_cast<float>(k);
+            const double d = std::fabs(scale[j / c.group_size] * level - offset[j / c.group_size] - w[j]);
+            if (d < nearest) nearest = d, codes[j] = k;
+          }
+        }
+        internal::RefineRow(c, w, p.n, full->h.data(), scale.data(), offset.data(), codes.data(), cross);
+        for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+          c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+        }
+        const std::vector<uint8_t> before(row, row + row_bytes);
+        std::vector<float> y(p.n);
+        ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+        const double e0 = RowError(w, y.data(), m->h, p.n);
+        internal::RefitGroups(c, w, p.n, full->h.data(), f->block_elems, f->block_bytes, row, codes.data(), cross);
+        for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
+          EXPECT_EQ(std::memcmp(&before[b * f->block_bytes + c.d_at], row + b * f->block_bytes + c.d_at, 2), 0);
+          c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
+          c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
+                      &offset[b * f->block_elems / c.group_size]);
+        }
+        ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
+        for (int64_t j = 0; j < p.n; ++j) {
+          const float level = c.levels != nullptr ? c.levels[codes[j] - c.qmin] : static_cast<float>(codes[j]);
+          EXPECT_FLOAT_EQ(y[j], scale[j / c.group_size] * level - offset[j / c.group_size]) << f->name << " " << j;
+        }
+        const double e1 = RowError(w, y.data(), m->h, p.n);
+        EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
+        refined += e0;
+        refit += e1;
+      }
+      std::printf("%-7s cross %.1f: (w-y)^T H (w-y): refined %.4g, groups refit %.4g (%.3f)\n",
+                  std::string(f->name).c_str(), cross, refined, refit, refit / refined);
+      EXPECT_LT(refit, 0.999 * refined) << f->name;
+    }
+}
+
+// The shrinkage of the cross terms, for a row rounded by best: none without a
+// token count, all of it with too few tokens to tell the cross terms from
+// noise, falling as 1 / tokens in between (its amount follows n / tokens)
+// and vanishing with many tokens.
+TEST(FeedbackTest, CrossTermShrinkageFollowsTheTokenCount) {
+  Problem p = MakeProblem(1, 256, 2000, 6, 10);
   auto m = FeedbackFactor(p.h, p.n, kDamp);
   ASSERT_TRUE(m.has_value());
-  for (const Format* f : FeedbackFormats()) {
-    const FeedbackCodec& c = *f->feedback;
-    if (c.set_group == nullptr) continue;
-    const int64_t row_bytes = *RowBytes(*f, p.n), groups = p.n / c.group_size;
-    std::vector<uint8_t> q = Best(*f, p);
-    double refined = 0, refit = 0;
-    for (int64_t r = 0; r < p.rows; ++r) {
-      const float* w = p.w.data() + r * p.n;
-      uint8_t* row = q.data() + r * row_bytes;
-      std::vector<float> scale(groups), offset(groups);
-      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
-        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
-                    &offset[b * f->block_elems / c.group_size]);
-      }
-      std::vector<int> codes(p.n);
-      for (int64_t j = 0; j < p.n; ++j) {
-        double nearest = INFINITY;
-        for (int k = c.qmin; k <= c.qmax; ++k) {
-          const float level = c.levels != nullptr ? c.levels[k - c.qmin] : static_cast<float>(k);
-          const double d = std::fabs(scale[j / c.group_size] * level - offset[j / c.group_size] - w[j]);
-          if (d < nearest) nearest = d, codes[j] = k;
-        }
-      }
-      internal::RefineRow(c, w, p.n, m->h.data(), scale.data(), offset.data(), codes.data());
-      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
-        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
-      }
-      const std::vector<uint8_t> before(row, row + row_bytes);
-      std::vector<float> y(p.n);
-      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
-      const double e0 = RowError(w, y.data(), m->h, p.n);
-      internal::RefitGroups(c, w, p.n, m->h.data(), f->block_elems, f->block_bytes, row, codes.data());
-      for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
-        EXPECT_EQ(std::memcmp(&before[b * f->block_bytes + c.d_at], row + b * f->block_bytes + c.d_at, 2), 0);
-        c.store_codes(&codes[b * f->block_elems], row + b * f->block_bytes);
-        c.read_grid(row + b * f->block_bytes, &scale[b * f->block_elems / c.group_size],
-                    &offset[b * f->block_elems / c.group_size]);
-      }
-      ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
-      for (int64_t j = 0; j < p.n; ++j) {
-        const float level = c.levels != nullptr ? c.levels[codes[j] - c.qmin] : static_cast<float>(codes[j]);
-        EXPECT_FLOAT_EQ(y[j], scale[j / c.group_size] * level - offset[j / c.group_size]) << f->name << " " << j;
-      }
-      const double e1 = RowError(w, y.data(), m->h, p.n);
-      EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
-      refined += e0;
-      refit += e1;
+  const Format& f = *FindFormatByName("Q2_K");
+  std::vector<float> y(p.n);
+  ASSERT_TRUE(DequantizeRows(f, Best(f, p).data(), y.data(), 1, p.n, 1).ok());
+  const auto alpha = [&](double tokens) {
+    return internal::CrossTermShrinkage(m->h.data(), p.n, p.w.data(), y.data(), tokens);
+  };
+  EXPECT_EQ(alpha(0), 0.0);
+  EXPECT_EQ(alpha(1), 1.0);
+  double last = 1.0;
+  for (double tokens = 10; tokens <= 1e12; tokens *= 10) {
+    const double a = alpha(tokens);
+    EXPECT_LE(a, last) << tokens;
+    EXPECT_GE(a, 0.0) << tokens;
+    if (a < 1 && last < 1) {
+      EXPECT_NEAR(a * tokens, last * tokens / 10, 1e-9 * a * tokens) << tokens;
     }
-    std::printf("%-7s (w-y)^T H (w-y): refined %.4g, groups refit %.4g (%.3f)\n", std::string(f->name).c_str(), refined,
-                refit, refit / refined);
-    EXPECT_LT(refit, 0.999 * refined) << f->name;
+    last = a;
+  }
+  EXPECT_LT(last, 1e-6);
+  EXPECT_GT(alpha(2000), 0.0);
+  EXPECT_LT(alpha(2000), 1.0);
+}
+
+// With too few tokens (α = 1) the refinement works with H's diagonal alone:
+// the same bytes as refining with diag(H) given as exact.
+TEST(FeedbackTest, FewTokensRefineWithTheDiagonal) {
+  Problem p = MakeProblem(4, 256, 300, 4, 11);
+  auto m = FeedbackFactor(p.h, p.n, kDamp, 1, 1.0);
+  ASSERT_TRUE(m.has_value());
+  const std::vector<float> diagonal = CrossScaled(m->h, p.n, 0.0);
+  for (const Format* f : FeedbackFormats()) {
+    const int64_t row_bytes = *RowBytes(*f, p.n);
+    std::vector<uint8_t> shrunk(static_cast<size_t>(row_bytes * p.rows)), exact(shrunk.size());
+    internal::QuantizeRowsWithFeedback(*f, p.w.data(), shrunk.data(), p.rows, p.n, row_bytes, p.importance.data(),
+                                       m->u.data(), m->h.data(), m->tokens);
+    internal::QuantizeRowsWithFeedback(*f, p.w.data(), exact.data(), p.rows, p.n, row_bytes, p.importance.data(),
+                                       m->u.data(), diagonal.data());
+    EXPECT_EQ(shrunk, exact) << f->name;
   }
 }
 
