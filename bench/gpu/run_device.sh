@@ -2,7 +2,7 @@
 # The GPU bench and agreement checks, run on the GPU machine from the
 # repository root. BIN holds mixq built with -DMIXQ_CUDA=ON; RESULTS receives the
 # logs. Steps: agree MODEL_DIR | measure MODEL_DIR [ARGS] | imatrix MODEL_DIR |
-# bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS |
+# bench LAYERS SHORT_CHUNKS LONG_CHUNKS CPU_CHUNKS (0: no CPU run) | measure8b LAYERS [MEASURE ARGS] |
 # big LAYERS GPU_MEM | moe LAYERS [MEASURE ARGS] | auto8b LAYERS [AUTO ARGS] | gptq MODEL_DIR CHUNKS |
 # gptq8b LAYERS CHUNKS | growth LAYERS [SECONDS] | build DIR (the CUDA build of mixq and engine_test, made on the GPU machine)
 set -u
@@ -26,12 +26,13 @@ with_gpu_peak() {
 }
 
 case "$1" in
-  growth)  # three llama shapes (d 2048, 4096, 8192) of LAYERS layers: the wall time of eval, imatrix, measure
+  growth)  # llama shapes of LAYERS layers (GROWTH_SHAPES "d ff heads kv_heads;...", default d 2048, 4096, 8192): the wall time of eval, imatrix, measure
     # and gptq Q4_K on the GPU (16 threads for the CPU parts), each cut at SECONDS; one JSON line per stage in
     # RESULTS/growth.jsonl, summarized against the H200's limits by growth_table.py
     layers=$2 limit=${3:-150}
     text=models/ref-dev/val.txt.gz
-    for shape in "2048 8192 16 8" "4096 14336 32 8" "8192 28672 64 8"; do
+    IFS=';' read -r -a shapes <<<"${GROWTH_SHAPES:-2048 8192 16 8;4096 14336 32 8;8192 28672 64 8}"
+    for shape in "${shapes[@]}"; do
       read -r d ff heads kv <<<"$shape"
       model=/tmp/growth-$d.gguf
       python3 "$(dirname "$0")"/llama8b.py "$model" --layers "$layers" --d "$d" --ff "$ff" --heads "$heads" \
@@ -108,13 +109,15 @@ case "$1" in
     python3 "$(dirname "$0")"/../engine/compare_imatrix.py "$RESULTS/imatrix-$name-cpu.gguf" \
       "$RESULTS/imatrix-$name-cuda.gguf" | tee "$RESULTS/imatrix-$name-compare.json"
     ;;
-  measure8b)  # the 8B shapes with LAYERS layers: measure on both devices, one chunk, two types
+  measure8b)  # the 8B shapes with LAYERS layers: measure on both devices (default: one chunk, two types)
     layers=$2
+    shift 2
     dir=/tmp/llama8b-$layers
     mkdir -p "$dir"
     cp models/ref-dev/val.txt.gz "$dir"/
     python3 "$(dirname "$0")"/llama8b.py "$dir"/llama8b-f16.gguf --layers "$layers" --chunks 4 >/dev/null
-    "$0" measure "$dir" --chunks 1 --types Q4_K,Q8_0 --calibration-types Q4_K
+    if [ $# -eq 0 ]; then set -- --chunks 1 --types Q4_K,Q8_0 --calibration-types Q4_K; fi
+    "$0" measure "$dir" "$@"
     ;;
   big)  # a 70B-shaped llama (d 8192, 64/8 heads, FFN 28672) of LAYERS layers: eval under --gpu-mem GPU_MEM
     layers=$2 mem=$3

@@ -48,7 +48,7 @@ float OptimizeAffineGroup(const float* x, const float* w, const AffineLayout& l,
   }
   // The neighbours of a step are evaluated together, then scanned in order.
   for (int step = 0; step < 4; ++step) {
-    AffineTry tries[8];
+    AffineTry tries[8] = {};
     int codes[8][2];
     int count = 0;
     for (int i = -1; i <= 1; ++i) {
@@ -83,7 +83,7 @@ float OptimizeAffineGroup(const float* x, const float* w, const AffineLayout& l,
 // The totals over all groups of the state's codes for multipliers (d[c], dmin[c]), c < n_cand <= 10.
 void AffineTotals(const float* x, const float* w, const AffineLayout& l, const float* d, const float* dmin, int n_cand,
                   const AffineState& s, float* totals) {
-  AffineTry tries[10 * 16];
+  AffineTry tries[10 * 16] = {};
   for (int c = 0; c < n_cand; ++c) {
     for (int g = 0; g < l.n_groups; ++g)
       tries[c * l.n_groups + g] = GroupTry(x, w, l, d[c], dmin[c], s.sc[g], s.m[g], g);
@@ -178,7 +178,7 @@ float OptimizeSymmetricGroup(const float* x, const float* w, const SymmetricLayo
     }
   }
   for (int step = 0; step < 6; ++step) {
-    SymmetricTry tries[2];
+    SymmetricTry tries[2] = {};
     int codes[2];
     int count = 0;
     for (int k : {-1, 1}) {
@@ -205,7 +205,7 @@ float OptimizeSymmetricGroup(const float* x, const float* w, const SymmetricLayo
 // The totals over all groups of the state's codes for multipliers d[c], c < n_cand <= 4.
 void SymmetricTotals(const float* x, const float* w, const SymmetricLayout& l, const float* d, int n_cand,
                      const SymmetricState& s, float* totals) {
-  SymmetricTry tries[4 * 16];
+  SymmetricTry tries[4 * 16] = {};
   for (int c = 0; c < n_cand; ++c) {
     for (int g = 0; g < l.n_groups; ++g) tries[c * l.n_groups + g] = GroupTry(x, w, l, d[c], s.s[g], g);
   }

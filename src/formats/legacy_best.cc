@@ -25,7 +25,7 @@ struct SymmetricCodes {
 // Tries the f16 scales h[0..count), in order; keeps the best in *best.
 void TryHalfScales(const float* x, const float* w, const SymmetricCodes& c, const uint16_t* h, int count,
                    uint16_t* best, float* best_error) {
-  SymmetricTry tries[16];
+  SymmetricTry tries[16] = {};
   for (int k = 0; k < count; ++k) tries[k] = {x, w, HalfToFloat(h[k])};
   float errors[16];
   SymmetricGroupErrors(tries, count, kQK, c.qmin, c.qmax, errors);
@@ -82,7 +82,7 @@ struct AffineCodes {
 // order; keeps the best in *best_d/*best_m.
 void TryHalfAffine(const float* x, const float* w, const AffineCodes& c, const uint16_t* d, const uint16_t* m,
                    int count, uint16_t* best_d, uint16_t* best_m, float* best_error) {
-  AffineTry tries[16];
+  AffineTry tries[16] = {};
   for (int k = 0; k < count; ++k) tries[k] = {x, w, HalfToFloat(d[k]), -HalfToFloat(m[k])};
   float errors[16];
   AffineGroupErrors(tries, count, kQK, c.qmax, errors);
