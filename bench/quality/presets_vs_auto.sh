@@ -27,14 +27,14 @@ printf "| preset | bytes | llama.cpp KLD | mixq auto bytes | mixq KLD | KLD chan
 for p in $presets; do
   "$oracle" quantize "$model" "$work/$p.gguf" "$p" --imatrix "$imatrix" > /dev/null
   size=$(stat -c %s "$work/$p.gguf")
-  ref=$("$oracle" eval "$work/$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
+  ref=$("$oracle" eval "$work/$p.gguf" --ref "$work/f16.lgt" | python3 -c 'import json, sys; print(json.load(sys.stdin)["kld_mean"])')
   t0=$(date +%s.%N)
   "$build/mixq" auto "$model" --text "$work/calib.txt" --imatrix "$imatrix" --target-size "$size" \
     -o "$work/mixq-$p.gguf" --cache-dir "$work/cache" --no-eval -q ${AUTO_ARGS:-}
-  secs=$(echo "$(date +%s.%N) - $t0" | bc)
+  secs=$(awk "BEGIN {print $(date +%s.%N) - $t0}")
   ours_size=$(stat -c %s "$work/mixq-$p.gguf")
-  ours=$("$oracle" eval "$work/mixq-$p.gguf" --ref "$work/f16.lgt" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).kld_mean))')
-  change=$(echo "scale=1; 100 * ($ours - $ref) / $ref" | bc)
+  ours=$("$oracle" eval "$work/mixq-$p.gguf" --ref "$work/f16.lgt" | python3 -c 'import json, sys; print(json.load(sys.stdin)["kld_mean"])')
+  change=$(awk "BEGIN {printf \"%.1f\", 100 * ($ours - $ref) / $ref}")
   printf "| %s | %s | %.5f | %s | %.5f | %s%% | %.1f |\n" "$p" "$size" "$ref" "$ours_size" "$ours" "$change" "$secs"
 done
 if [ "${ROLES:-0}" = 1 ]; then
