@@ -9,29 +9,22 @@
 // (256 wide), widened to f32; importance as quantize_bench's.
 //
 //   build/bench/search_isa_bench [--rows=N] [--reps=N] [--types=Q4_K,IQ4_XS]
-#include <time.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/cpu_time.h"
 #include "base/isa.h"
+#include "flags.h"
 #include "formats/formats.h"
 #include "formats/lanes.h"
 #include "gguf/gguf.h"
 
 namespace mixq::formats {
 namespace {
-
-double ThreadSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 struct Options {
   int64_t rows = 512;
@@ -88,12 +81,12 @@ int Run(const Options& o) {
         for (int rep = 0; rep < o.reps; ++rep) {
           for (size_t i = 0; i < isas.size(); ++i) {
             internal::SetLaneIsa(isas[i]);
-            const double start = ThreadSeconds();
+            const double start = ThreadCpuSeconds();
             for (int64_t r = 0; r < rows; ++r) {
               fn(&all[static_cast<size_t>(r * n)], &out[i][static_cast<size_t>(r * row_bytes)], n,
                  imat ? importance.data() : nullptr);
             }
-            ns[i] = std::min(ns[i], (ThreadSeconds() - start) * 1e9 / static_cast<double>(rows * n));
+            ns[i] = std::min(ns[i], (ThreadCpuSeconds() - start) * 1e9 / static_cast<double>(rows * n));
           }
         }
         const bool same = std::all_of(out.begin(), out.end(), [&](const auto& bytes) { return bytes == out[0]; });
@@ -116,12 +109,13 @@ int Run(const Options& o) {
 int main(int argc, char** argv) {
   mixq::formats::Options o;
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--rows=", 7) == 0) {
-      o.rows = std::atoll(argv[i] + 7);
-    } else if (std::strncmp(argv[i], "--reps=", 7) == 0) {
-      o.reps = std::atoi(argv[i] + 7);
-    } else if (std::strncmp(argv[i], "--types=", 8) == 0) {
-      o.types = argv[i] + 8;
+    const auto value = [&](std::string_view prefix) { return mixq::bench::FlagValue(argv[i], prefix); };
+    if (const char* v = value("--rows=")) {
+      o.rows = std::atoll(v);
+    } else if (const char* v = value("--reps=")) {
+      o.reps = std::atoi(v);
+    } else if (const char* v = value("--types=")) {
+      o.types = v;
     } else {
       std::fprintf(stderr, "usage: %s [--rows=N] [--reps=N] [--types=A,B]\n", argv[0]);
       return 2;

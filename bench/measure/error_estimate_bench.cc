@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "flags.h"
 #include "formats/formats.h"
 #include "gguf/gguf.h"
 #include "measure/weight_errors.h"
@@ -130,10 +131,7 @@ int Run(const Options& o) {
 int main(int argc, char** argv) {
   mixq::measure::Options o;
   for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&](std::string_view flag) -> const char* {
-      return a.substr(0, flag.size()) == flag ? argv[i] + flag.size() : nullptr;
-    };
+    const auto value = [&](std::string_view prefix) { return mixq::bench::FlagValue(argv[i], prefix); };
     if (const char* v = value("--model=")) {
       o.model = v;
     } else if (const char* v = value("--imatrix=")) {

@@ -13,8 +13,6 @@
 //   build-bench/bench/weightspace_bench [--threads=2] [--error_rows=N]
 //       [--tensors=attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down,token_embd]
 //       [--types=Q4_K,IQ2_XS] [--calibration=Q2_K,Q4_K] [--method=best|ggml]
-#include <time.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -26,20 +24,16 @@
 #include <string_view>
 #include <vector>
 
+#include "base/cpu_time.h"
 #include "base/isa.h"
 #include "base/parallel.h"
+#include "flags.h"
 #include "formats/formats.h"
 #include "measure/measure.h"
 #include "measure/weight_errors.h"
 
 namespace mixq::measure {
 namespace {
-
-double ProcessSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 std::vector<std::string> Split(std::string_view s) {
   std::vector<std::string> out;
@@ -130,9 +124,9 @@ int Run(const Options& o) {
     wo.error_rows = o.error_rows;
     wo.n_threads = o.threads;
     const auto start = std::chrono::steady_clock::now();
-    const double cpu_start = ProcessSeconds();
+    const double cpu_start = ProcessCpuSeconds();
     auto r = WeightErrors(t, w, &imp, fitting, {full.get(), fitting.size()}, wo);
-    const double cpu = ProcessSeconds() - cpu_start;
+    const double cpu = ProcessCpuSeconds() - cpu_start;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!r) return std::fprintf(stderr, "weightspace_bench: %s\n", r.error().message().c_str()), 1;
     const double sampled = static_cast<double>(SampledRows(t, o.error_rows).size() * t.ne[0]);
@@ -169,10 +163,7 @@ int Run(const Options& o) {
 int main(int argc, char** argv) {
   mixq::measure::Options o;
   for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    auto value = [&](std::string_view flag) -> const char* {
-      return a.substr(0, flag.size()) == flag ? argv[i] + flag.size() : nullptr;
-    };
+    const auto value = [&](std::string_view prefix) { return mixq::bench::FlagValue(argv[i], prefix); };
     if (const char* v = value("--threads=")) {
       o.threads = std::atoi(v);
     } else if (const char* v = value("--error_rows=")) {

@@ -1,7 +1,5 @@
 #include "measure/weight_errors.h"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -9,16 +7,11 @@
 #include <optional>
 #include <string>
 
+#include "base/cpu_time.h"
 #include "base/parallel.h"
 
 namespace mixq::measure {
 namespace {
-
-double ThreadCpuSeconds() {
-  timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 // One task: rows [begin, end) of type `type`'s row list.
 struct Task {
