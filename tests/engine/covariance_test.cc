@@ -21,6 +21,42 @@ class Covariances : public test::RefDevModelTest {
     options_.n_chunks = 3;
     options_.bos_id = 1;
   }
+  // Σ x xᵀ of `target`'s inputs, summed from the hook in a forward pass over
+  // the first n_chunks chunks of 128 tokens (each starting with BOS).
+  std::vector<double> HookSums(const std::string& target, int64_t n_chunks) {
+    std::vector<double> direct;
+    ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
+      if (w != target) return;
+      direct.resize(static_cast<size_t>(n_in * n_in), 0.0);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t i = 0; i < n_in; ++i) {
+          for (int64_t j = 0; j < n_in; ++j) direct[i * n_in + j] += double(x[t * n_in + i]) * x[t * n_in + j];
+        }
+      }
+    };
+    RunOptions run;
+    run.hook = &hook;
+    run.seq_len = 128;
+    std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + n_chunks * 128);
+    for (int64_t c = 0; c < n_chunks; ++c) input[c * 128] = 1;
+    std::vector<float> logits;
+    EXPECT_TRUE(model_->Forward(input, 127, &logits, run).ok());
+    return direct;
+  }
+  // h's sums equal `direct` at every (i, j) on the strided grid, to 1e-5 of
+  // the largest diagonal entry.
+  static void ExpectSumsNear(const quantize::InputCovariance& h, const std::vector<double>& direct, int64_t step_i,
+                             int64_t step_j) {
+    const int64_t n = h.n_in;
+    ASSERT_EQ(direct.size(), static_cast<size_t>(n * n));
+    double scale = 0;
+    for (int64_t j = 0; j < n; ++j) scale = std::max(scale, direct[j * n + j]);
+    for (int64_t i = 0; i < n; i += step_i) {
+      for (int64_t j = 0; j < n; j += step_j) {
+        EXPECT_NEAR(h.sums[i * n + j], direct[i * n + j], 1e-5 * scale) << i << "," << j;
+      }
+    }
+  }
   std::vector<int32_t> tokens_;
   CovarianceOptions options_;
 };
@@ -79,35 +115,15 @@ TEST_F(Covariances, LayerByLayerWithSharedInputs) {
 
 TEST_F(Covariances, OffDiagonalSumsMatchTheHookInputs) {
   const std::string target = "blk.2.ffn_down.weight";
-  std::vector<double> direct(768 * 768, 0.0);
-  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
-    if (w != target) return;
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t i = 0; i < n_in; ++i) {
-        for (int64_t j = 0; j < n_in; ++j) direct[i * n_in + j] += double(x[t * n_in + i]) * x[t * n_in + j];
-      }
-    }
-  };
-  RunOptions run;
-  run.hook = &hook;
-  run.seq_len = 128;
-  std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + 3 * 128);
-  for (int c = 0; c < 3; ++c) input[c * 128] = 1;
-  std::vector<float> logits;
-  ASSERT_TRUE(model_->Forward(input, 127, &logits, run).ok());
+  const std::vector<double> direct = HookSums(target, 3);
 
   auto source = LayerCovariances(*model_, tokens_, options_);
   ASSERT_TRUE(source.has_value());
   for (int64_t pass = 0; pass <= 2; ++pass) ASSERT_TRUE((*source)->Run(pass).ok());
   const quantize::InputCovariance* h = (*source)->Find(target);
   ASSERT_NE(h, nullptr);
-  double scale = 0;
-  for (int64_t j = 0; j < 768; ++j) scale = std::max(scale, direct[j * 768 + j]);
-  for (int64_t i = 0; i < 768; i += 37) {
-    for (int64_t j = 0; j < 768; j += 11) {
-      EXPECT_NEAR(h->sums[i * 768 + j], direct[i * 768 + j], 1e-5 * scale) << i << "," << j;
-    }
-  }
+  ASSERT_EQ(h->n_in, 768);
+  ExpectSumsNear(*h, direct, 37, 11);
 }
 
 // 20 chunks of 128 are two batches (16 chunks and 4): their sums add up to
@@ -115,23 +131,8 @@ TEST_F(Covariances, OffDiagonalSumsMatchTheHookInputs) {
 // holds (neighbouring tokens are alike).
 TEST_F(Covariances, BatchesAddUpAndGiveTheEffectiveTokens) {
   const std::string target = "blk.1.attn_q.weight";
-  constexpr int64_t kChunks = 20, kIn = 256;
-  std::vector<double> direct(kIn * kIn, 0.0);
-  ActivationHook hook = [&](const std::string& w, int64_t, const float* x, int64_t n, int64_t n_in) {
-    if (w != target) return;
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t i = 0; i < n_in; ++i) {
-        for (int64_t j = 0; j < n_in; ++j) direct[i * n_in + j] += double(x[t * n_in + i]) * x[t * n_in + j];
-      }
-    }
-  };
-  RunOptions run;
-  run.hook = &hook;
-  run.seq_len = 128;
-  std::vector<int32_t> input(tokens_.begin(), tokens_.begin() + kChunks * 128);
-  for (int c = 0; c < kChunks; ++c) input[c * 128] = 1;
-  std::vector<float> logits;
-  ASSERT_TRUE(model_->Forward(input, 127, &logits, run).ok());
+  constexpr int64_t kChunks = 20;
+  const std::vector<double> direct = HookSums(target, kChunks);
 
   options_.n_chunks = kChunks;
   auto source = LayerCovariances(*model_, tokens_, options_);
@@ -142,13 +143,8 @@ TEST_F(Covariances, BatchesAddUpAndGiveTheEffectiveTokens) {
   EXPECT_EQ(h->n_tokens, kChunks * 128);
   EXPECT_GE(h->effective_tokens, 1.0);
   EXPECT_LT(h->effective_tokens, static_cast<double>(h->n_tokens));
-  double scale = 0;
-  for (int64_t j = 0; j < kIn; ++j) scale = std::max(scale, direct[j * kIn + j]);
-  for (int64_t i = 0; i < kIn; i += 7) {
-    for (int64_t j = 0; j < kIn; j += 5) {
-      EXPECT_NEAR(h->sums[i * kIn + j], direct[i * kIn + j], 1e-5 * scale) << i << "," << j;
-    }
-  }
+  ASSERT_EQ(h->n_in, 256);
+  ExpectSumsNear(*h, direct, 7, 5);
 }
 
 TEST_F(Covariances, RejectsTooFewTokens) {

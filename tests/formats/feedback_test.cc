@@ -377,9 +377,7 @@ TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const double cross : {1.0, 0.4})
     for (const Format* f : FeedbackFormats()) {
-      FeedbackMatrices shrunk = *full;
-      shrunk.h = CrossScaled(full->h, p.n, cross);
-      const FeedbackMatrices* m = &shrunk;
+      const std::vector<float> h = CrossScaled(full->h, p.n, cross);  // the matrix the refinement minimizes
       const FeedbackCodec& c = *f->feedback;
       const int64_t groups = p.n / c.group_size;
       std::vector<float> scale(groups), offset(groups);
@@ -397,13 +395,13 @@ TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
         }
         return y;
       };
-      double e = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+      double e = RowError(p.w.data(), decode(codes).data(), h, p.n);
       int calls = 0;
       for (int64_t changed = 1; changed > 0 && calls < 2000; ++calls) {
         changed =
             internal::RefineRow(c, p.w.data(), p.n, full->h.data(), scale.data(), offset.data(), codes.data(), cross);
         for (int q : codes) ASSERT_TRUE(q >= c.qmin && q <= c.qmax) << f->name << " code " << q;
-        const double next = RowError(p.w.data(), decode(codes).data(), m->h, p.n);
+        const double next = RowError(p.w.data(), decode(codes).data(), h, p.n);
         EXPECT_LE(next, e * (1 + 1e-9)) << f->name;
         e = next;
       }
@@ -413,8 +411,8 @@ TEST(FeedbackTest, RefineRowReachesACoordinateMinimum) {
       const std::vector<float> y = decode(codes);
       for (int64_t j = 0; j < p.n; ++j) {
         double r = 0;
-        for (int64_t k = 0; k < p.n; ++k) r += static_cast<double>(m->h[j * p.n + k]) * (p.w[k] - y[k]);
-        const double hjj = m->h[j * p.n + j];
+        for (int64_t k = 0; k < p.n; ++k) r += static_cast<double>(h[j * p.n + k]) * (p.w[k] - y[k]);
+        const double hjj = h[j * p.n + j];
         for (int q = c.qmin; q <= c.qmax; ++q) {
           const float level = c.levels != nullptr ? c.levels[q - c.qmin] : static_cast<float>(q);
           const double delta = static_cast<double>(scale[j / c.group_size] * level - offset[j / c.group_size]) - y[j];
@@ -433,9 +431,7 @@ TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
   ASSERT_TRUE(full.has_value());
   for (const double cross : {1.0, 0.4})
     for (const Format* f : FeedbackFormats()) {
-      FeedbackMatrices shrunk = *full;
-      shrunk.h = CrossScaled(full->h, p.n, cross);
-      const FeedbackMatrices* m = &shrunk;
+      const std::vector<float> h = CrossScaled(full->h, p.n, cross);  // the matrix the refinement minimizes
       const FeedbackCodec& c = *f->feedback;
       if (c.set_group == nullptr) continue;
       const int64_t row_bytes = *RowBytes(*f, p.n), groups = p.n / c.group_size;
@@ -465,7 +461,7 @@ TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
         const std::vector<uint8_t> before(row, row + row_bytes);
         std::vector<float> y(p.n);
         ASSERT_TRUE(DequantizeRows(*f, row, y.data(), 1, p.n, 1).ok());
-        const double e0 = RowError(w, y.data(), m->h, p.n);
+        const double e0 = RowError(w, y.data(), h, p.n);
         internal::RefitGroups(c, w, p.n, full->h.data(), f->block_elems, f->block_bytes, row, codes.data(), cross);
         for (int64_t b = 0; b < p.n / f->block_elems; ++b) {
           EXPECT_EQ(std::memcmp(&before[b * f->block_bytes + c.d_at], row + b * f->block_bytes + c.d_at, 2), 0);
@@ -478,7 +474,7 @@ TEST(FeedbackTest, RefitGroupsLowersTheRowError) {
           const float level = c.levels != nullptr ? c.levels[codes[j] - c.qmin] : static_cast<float>(codes[j]);
           EXPECT_FLOAT_EQ(y[j], scale[j / c.group_size] * level - offset[j / c.group_size]) << f->name << " " << j;
         }
-        const double e1 = RowError(w, y.data(), m->h, p.n);
+        const double e1 = RowError(w, y.data(), h, p.n);
         EXPECT_LE(e1, e0 * (1 + 1e-9)) << f->name << " row " << r;
         refined += e0;
         refit += e1;
